@@ -1,0 +1,204 @@
+//! Canonical encodings and keccak-256 hashes of inputs, schedules and the algorithm.
+//!
+//! All integers are big-endian, fixed width, signed values in two's complement: exactly what
+//! Solidity's `abi.encodePacked` produces for `uint32`/`uint64`/`int64`/`uint16`/`uint8`, so a
+//! contract (or any independent verifier) can rebuild the bytes and compare hashes. Strings are
+//! a `uint32` byte length followed by their UTF-8 bytes. Vehicles are sorted by id (byte order).
+//!
+//! ## Inputs (`canonical_inputs`, hashed by `inputs_hash`)
+//! ```text
+//! "evflex.inputs.v1"                      16 bytes ASCII tag
+//! group_id u64 | start_timestep u64 | time_step_s u32 | horizon u32
+//! capacity_w[horizon]              int64 each
+//! other_load_w[horizon]            int64 each
+//! pv_w[horizon]                    int64 each
+//! price_micro_eur_per_kwh[horizon] int64 each
+//! battery: u8 0 (none) | u8 1, capacity_wh i64, energy_wh i64, max_charge_w i64,
+//!          max_discharge_w i64, efficiency_permille u16
+//! vehicle count u32, then per vehicle (sorted by id):
+//!   id (u32 length + UTF-8) | arrival u32 | departure u32 | max_power_w i64 | min_power_w i64 |
+//!   energy_requested_wh i64 | battery_capacity_wh (u8 0 | u8 1, i64) |
+//!   energy_on_arrival_wh (u8 0 | u8 1, i64) | opted_in u8 | accepted u8 | efficiency_permille u16
+//! ```
+//!
+//! ## Schedule (`schedule_hash`)
+//! Covers the vehicle ids and whole-watt powers (and the battery), nothing else (no timings,
+//! no figures derived from them):
+//! ```text
+//! "evflex.schedule.v1"                    18 bytes ASCII tag
+//! vehicle count u32 | horizon u32
+//! per vehicle in row order (sorted ids): id (u32 length + UTF-8) | power_w[horizon] int64 each
+//! battery_w[horizon] int64 each
+//! ```
+//!
+//! ## Algorithm (`algorithm_version`)
+//! ```text
+//! "evflex.algorithm.v1" | MODEL_DEFINITION (u32 length + UTF-8) | SOLVER (u32 length + UTF-8) |
+//! mode u8 (0 LP, 1 MILP) | time_limit_ms u64 | mip_gap f64 | peak_weight f64 | early_weight f64
+//! ```
+//! where f64 are their IEEE-754 bit patterns as u64 big-endian.
+
+use sha3::{Digest, Keccak256};
+
+use crate::{GroupInputs, Mode, Schedule, SolveOptions};
+
+/// The model definition covered by [`algorithm_version`]: a precise statement of what the
+/// optimiser computes. Any change to the model must change this text.
+pub const MODEL_DEFINITION: &str = "evflex-schedule model v1. Per group, steps t of dt seconds. \
+Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
+(arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads. \
+Flexible vehicle i: p[i,t] in [0, max] only for t in [arrival, min(departure,H)); MILP: p=0 or \
+p>=min. Energy: sum p*dt*eff + s_soft + s_hard = hard + soft, hard = accepted part needed within \
+the horizon, soft = rest up to min(request clamped to battery, window maximum). Grid g[t] in \
+[0, max(capacity, other-pv)], export e[t] in [0, pv], g-e = sum p + fixed + bc - bd + other - pv; \
+battery soc[t+1] = soc[t] + (eff*bc - bd)*dt in [0, cap]. Objective (lexicographic): 1) total \
+accepted shortfall (only if the hard problem is infeasible), 2) sum price*g*dt + peak_weight*max g + \
+sum early_weight*dt*(t+1)*(1+(n-1-rank)/(10n))*p + w_soft*sum s_soft, w_soft = 2*(max|price| + \
+peak_weight/dt + 2*early_weight*(H+1))/eta_min^2 + 1. Quantisation: floor to W, capacity repair \
+(battery, then reverse priority), rounding loss restored (LP-used steps first, cheapest first). \
+Energy tolerance 1 Wh. Fallback: previous shifted one step, repaired, then EDF fill.";
+
+/// The solver and modelling layer covered by [`algorithm_version`].
+pub const SOLVER: &str = "HiGHS 1.16.0 (highs-sys 1.16.0, highs 2.4.0) via good_lp 1.15; threads=1";
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, x: Option<i64>) {
+    match x {
+        Some(x) => {
+            out.push(1);
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+/// The canonical byte encoding of `inputs` (layout in the module documentation).
+pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
+    let h = inputs.horizon;
+    let mut out = Vec::with_capacity(64 + 32 * h + 96 * inputs.vehicles.len());
+    out.extend_from_slice(b"evflex.inputs.v1");
+    out.extend_from_slice(&inputs.group_id.to_be_bytes());
+    out.extend_from_slice(&inputs.start_timestep.to_be_bytes());
+    out.extend_from_slice(&inputs.time_step_s.to_be_bytes());
+    out.extend_from_slice(&(h as u32).to_be_bytes());
+    for series in [
+        &inputs.capacity_w,
+        &inputs.other_load_w,
+        &inputs.pv_w,
+        &inputs.price_micro_eur_per_kwh,
+    ] {
+        for x in series {
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+    }
+    match &inputs.battery {
+        Some(b) => {
+            out.push(1);
+            for x in [
+                b.capacity_wh,
+                b.energy_wh,
+                b.max_charge_w,
+                b.max_discharge_w,
+            ] {
+                out.extend_from_slice(&x.to_be_bytes());
+            }
+            out.extend_from_slice(&b.efficiency_permille.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+    let mut vehicles: Vec<_> = inputs.vehicles.iter().collect();
+    vehicles.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    out.extend_from_slice(&(vehicles.len() as u32).to_be_bytes());
+    for v in vehicles {
+        put_str(&mut out, &v.id);
+        out.extend_from_slice(&(v.arrival as u32).to_be_bytes());
+        out.extend_from_slice(&(v.departure as u32).to_be_bytes());
+        for x in [v.max_power_w, v.min_power_w, v.energy_requested_wh] {
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+        put_opt(&mut out, v.battery_capacity_wh);
+        put_opt(&mut out, v.energy_on_arrival_wh);
+        out.push(v.opted_in as u8);
+        out.push(v.accepted as u8);
+        out.extend_from_slice(&v.efficiency_permille.to_be_bytes());
+    }
+    out
+}
+
+/// keccak-256 of [`canonical_inputs`].
+pub fn inputs_hash(inputs: &GroupInputs) -> [u8; 32] {
+    Keccak256::digest(canonical_inputs(inputs)).into()
+}
+
+/// The canonical byte encoding of a schedule's ids and whole-watt powers (module docs).
+pub fn canonical_schedule(schedule: &Schedule) -> Vec<u8> {
+    let h = schedule.battery_w.len();
+    let mut out = Vec::with_capacity(32 + (schedule.power_w.len() + 1) * (8 * h + 16));
+    out.extend_from_slice(b"evflex.schedule.v1");
+    out.extend_from_slice(&(schedule.vehicle_ids.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(h as u32).to_be_bytes());
+    for (id, row) in schedule.vehicle_ids.iter().zip(&schedule.power_w) {
+        put_str(&mut out, id);
+        for x in row {
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+    }
+    for x in &schedule.battery_w {
+        out.extend_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+/// keccak-256 of [`canonical_schedule`].
+pub fn schedule_hash(schedule: &Schedule) -> [u8; 32] {
+    Keccak256::digest(canonical_schedule(schedule)).into()
+}
+
+/// keccak-256 of the model definition, the solver version and the solve parameters.
+pub fn algorithm_version(opts: &SolveOptions) -> [u8; 32] {
+    let mut out = Vec::with_capacity(MODEL_DEFINITION.len() + SOLVER.len() + 64);
+    out.extend_from_slice(b"evflex.algorithm.v1");
+    put_str(&mut out, MODEL_DEFINITION);
+    put_str(&mut out, SOLVER);
+    out.push(match opts.mode {
+        Mode::Lp => 0,
+        Mode::Milp => 1,
+    });
+    out.extend_from_slice(&opts.time_limit_ms.to_be_bytes());
+    for x in [
+        opts.mip_gap,
+        opts.peak_weight_eur_per_kw,
+        opts.early_weight_eur_per_kwh_step,
+    ] {
+        out.extend_from_slice(&x.to_bits().to_be_bytes());
+    }
+    Keccak256::digest(out).into()
+}
+
+/// Lower-case hex with a `0x` prefix, as Ethereum tooling prints hashes.
+pub fn to_hex(hash: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(66);
+    s.push_str("0x");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keccak_of_empty_is_the_ethereum_constant() {
+        let h: [u8; 32] = Keccak256::digest(b"").into();
+        assert_eq!(
+            to_hex(&h),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+}

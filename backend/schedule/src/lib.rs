@@ -1,0 +1,37 @@
+//! evflex's smart-charging optimiser.
+//!
+//! A pure library: inputs in, schedule out. No database, no chain, no clock, no I/O, so it can
+//! be tested, benchmarked and re-run by a verifier on its own. Cargo enforces this: the crate
+//! depends on neither sqlx, alloy nor tokio.
+//!
+//! Entry points (the contract the backend builds on):
+//! - [`solve`]: one group's rolling-horizon schedule (LP or MILP on HiGHS).
+//! - [`admit`]: admission control for a new request.
+//! - [`check`]: independent verification of a schedule against its inputs.
+//! - [`hash`]: canonical encoding and keccak-256 hashes of inputs, schedules and the algorithm.
+//! - [`profile`]: OCPI 2.2.1 `ChargingProfile` and OCPP 1.6 `TxProfile` output.
+//! - [`demand`], [`neutral`], [`bench`]: synthetic demand, the neutral JSON instance format of
+//!   `evflex plan`, and `evflex bench schedule`.
+
+//!
+//! Design decisions (formulation, priorities, tolerances, fallback) are in `DESIGN.md` beside
+//! this crate.
+
+mod admit;
+pub mod bench;
+mod check;
+pub mod demand;
+mod error;
+pub mod hash;
+mod lp;
+mod model;
+pub mod neutral;
+mod prep;
+pub mod profile;
+mod solve;
+
+pub use admit::admit;
+pub use check::{CheckReport, Violation, check};
+pub use error::ScheduleError;
+pub use model::*;
+pub use solve::{ENERGY_TOLERANCE_WH, baseline, solve};

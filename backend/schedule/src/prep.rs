@@ -1,0 +1,425 @@
+//! Validation and preprocessing shared by [`crate::solve`], [`crate::admit`], [`crate::check`]
+//! and [`crate::baseline`]: vehicles in id order, windows clipped to the horizon, energy targets
+//! in exact integer units, and the fixed profiles of uncontrolled vehicles.
+
+use crate::{Battery, GroupInputs, ScheduleError, Vehicle};
+
+/// Exact integer energy unit: W·s·‰ (watts × seconds × efficiency per mille). One Wh into the
+/// battery is 3 600 000 units; `p` W for one step of `dt` s at efficiency `η` ‰ is `p·dt·η`.
+pub(crate) const EU_PER_WH: i128 = 3_600_000;
+
+/// How the optimiser treats a vehicle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Class {
+    /// Opted in and accepted: energy guaranteed (first priority).
+    Accepted,
+    /// Opted in, not (yet) accepted: best effort (second priority).
+    BestEffort,
+    /// Not opted in: fixed as-fast-as-possible profile, computed before the optimisation.
+    Uncontrolled,
+}
+
+/// One vehicle after preprocessing.
+#[derive(Debug, Clone)]
+pub(crate) struct PrepVehicle {
+    /// Index into `GroupInputs::vehicles`.
+    pub idx: usize,
+    /// Vehicle id.
+    pub id: String,
+    /// First step of the window (clipped to the horizon).
+    pub start: usize,
+    /// One past the last step of the window (clipped to the horizon); `start == end` if empty.
+    pub end: usize,
+    /// Maximum power (W).
+    pub max_w: i64,
+    /// Minimum power when charging (W, MILP).
+    pub min_w: i64,
+    /// Efficiency (‰).
+    pub eff: i64,
+    /// Treatment.
+    pub class: Class,
+    /// The request clamped to what the battery can take (EU).
+    pub target_eu: i128,
+    /// The part of the target that must be delivered within the horizon to meet it by departure
+    /// (less than `target_eu` only when the vehicle stays past the horizon) (EU).
+    pub needed_eu: i128,
+    /// Hard energy (accepted only): `min(needed, most the window can take)` (EU).
+    pub hard_eu: i128,
+    /// Best-effort energy on top of `hard_eu`, up to `min(target, most the window can take)` (EU).
+    pub soft_eu: i128,
+    /// Fixed profile over the horizon (W) for uncontrolled vehicles; empty otherwise.
+    pub fixed: Vec<i64>,
+}
+
+impl PrepVehicle {
+    /// Energy (EU) the row `power_w` (full horizon) delivers into this vehicle's battery.
+    pub fn delivered_eu(&self, dt_s: i64, power_w: &[i64]) -> i128 {
+        power_w.iter().map(|&p| p as i128).sum::<i128>() * dt_s as i128 * self.eff as i128
+    }
+}
+
+/// A validated group, ready for the model.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// Steps.
+    pub h: usize,
+    /// Step length (s).
+    pub dt_s: i64,
+    /// Step length (h).
+    pub dt_h: f64,
+    /// Vehicles sorted by id.
+    pub vehicles: Vec<PrepVehicle>,
+    /// Capacity used by the model and the checker: `max(capacity, other − pv)` (W), so that a
+    /// non-EV load above the connection limit never makes the model infeasible (EVs then get 0).
+    pub cap_eff: Vec<i64>,
+    /// Non-EV load (W).
+    pub other: Vec<i64>,
+    /// PV (W).
+    pub pv: Vec<i64>,
+    /// Sum of the uncontrolled vehicles' fixed profiles (W).
+    pub fixed_w: Vec<i64>,
+    /// Price (µEUR/kWh).
+    pub price: Vec<i64>,
+    /// Battery.
+    pub battery: Option<Battery>,
+}
+
+impl Prepared {
+    /// Grid import (W) of a schedule: `max(0, Σ EV + battery + other − pv)`.
+    pub fn import_w(&self, t: usize, ev_sum_w: i64, battery_w: i64) -> i64 {
+        (ev_sum_w + battery_w + self.other[t] - self.pv[t]).max(0)
+    }
+}
+
+/// Validate `inputs`, naming the first offending field.
+pub(crate) fn validate(inputs: &GroupInputs) -> Result<(), ScheduleError> {
+    if inputs.horizon == 0 {
+        return Err(ScheduleError::NotPositive { field: "horizon" });
+    }
+    if inputs.time_step_s == 0 {
+        return Err(ScheduleError::NotPositive {
+            field: "time_step_s",
+        });
+    }
+    let h = inputs.horizon;
+    for (field, v) in [
+        ("capacity_w", &inputs.capacity_w),
+        ("other_load_w", &inputs.other_load_w),
+        ("pv_w", &inputs.pv_w),
+        ("price_micro_eur_per_kwh", &inputs.price_micro_eur_per_kwh),
+    ] {
+        if v.len() != h {
+            return Err(ScheduleError::Length {
+                field,
+                expected: h,
+                got: v.len(),
+            });
+        }
+    }
+    for (field, v) in [
+        ("capacity_w", &inputs.capacity_w),
+        ("other_load_w", &inputs.other_load_w),
+        ("pv_w", &inputs.pv_w),
+    ] {
+        if let Some((t, &x)) = v.iter().enumerate().find(|(_, x)| **x < 0) {
+            return Err(ScheduleError::Negative {
+                field: format!("{field}[{t}]"),
+                value: x,
+            });
+        }
+    }
+    if let Some(b) = &inputs.battery {
+        for (field, x) in [
+            ("battery.capacity_wh", b.capacity_wh),
+            ("battery.energy_wh", b.energy_wh),
+            ("battery.max_charge_w", b.max_charge_w),
+            ("battery.max_discharge_w", b.max_discharge_w),
+        ] {
+            if x < 0 {
+                return Err(ScheduleError::Negative {
+                    field: field.into(),
+                    value: x,
+                });
+            }
+        }
+        if b.energy_wh > b.capacity_wh {
+            return Err(ScheduleError::BatteryState {
+                energy: b.energy_wh,
+                capacity: b.capacity_wh,
+            });
+        }
+        check_eff("battery.efficiency_permille".into(), b.efficiency_permille)?;
+    }
+    let mut ids: Vec<&str> = inputs.vehicles.iter().map(|v| v.id.as_str()).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ScheduleError::DuplicateId { id: w[0].into() });
+    }
+    for v in &inputs.vehicles {
+        validate_vehicle(v)?;
+    }
+    Ok(())
+}
+
+fn check_eff(field: String, value: u16) -> Result<(), ScheduleError> {
+    if value == 0 || value > 1000 {
+        return Err(ScheduleError::Efficiency { field, value });
+    }
+    Ok(())
+}
+
+/// Validate one vehicle on its own.
+pub(crate) fn validate_vehicle(v: &Vehicle) -> Result<(), ScheduleError> {
+    if v.departure <= v.arrival {
+        return Err(ScheduleError::Window {
+            id: v.id.clone(),
+            arrival: v.arrival,
+            departure: v.departure,
+        });
+    }
+    for (field, x) in [
+        ("max_power_w", Some(v.max_power_w)),
+        ("min_power_w", Some(v.min_power_w)),
+        ("energy_requested_wh", Some(v.energy_requested_wh)),
+        ("battery_capacity_wh", v.battery_capacity_wh),
+        ("energy_on_arrival_wh", v.energy_on_arrival_wh),
+    ] {
+        if let Some(x) = x.filter(|x| *x < 0) {
+            return Err(ScheduleError::Negative {
+                field: format!("vehicle {}: {field}", v.id),
+                value: x,
+            });
+        }
+    }
+    if v.min_power_w > v.max_power_w {
+        return Err(ScheduleError::MinAboveMax {
+            id: v.id.clone(),
+            min: v.min_power_w,
+            max: v.max_power_w,
+        });
+    }
+    check_eff(
+        format!("vehicle {}: efficiency_permille", v.id),
+        v.efficiency_permille,
+    )
+}
+
+/// The request clamped to what the battery can still take (Wh), where both are known.
+pub(crate) fn clamped_request_wh(v: &Vehicle) -> i64 {
+    match (v.battery_capacity_wh, v.energy_on_arrival_wh) {
+        (Some(cap), Some(e0)) => v.energy_requested_wh.min((cap - e0).max(0)),
+        _ => v.energy_requested_wh,
+    }
+}
+
+/// As fast as possible from `start`: full power (capped by `headroom` where given, which is
+/// reduced by what is taken) until `target_eu` is delivered, the last step rounded up.
+pub(crate) fn asap_profile(
+    h: usize,
+    dt_s: i64,
+    v: &PrepVehicle,
+    target_eu: i128,
+    mut headroom: Option<&mut [i64]>,
+) -> Vec<i64> {
+    let mut row = vec![0i64; h];
+    let per_w = dt_s as i128 * v.eff as i128;
+    let mut remaining = target_eu;
+    for (t, slot) in row.iter_mut().enumerate().take(v.end).skip(v.start) {
+        if remaining <= 0 {
+            break;
+        }
+        let need_w = ((remaining + per_w - 1) / per_w).min(v.max_w as i128) as i64;
+        let p = match headroom.as_deref_mut() {
+            Some(hr) => {
+                let p = need_w.min(hr[t]).max(0);
+                hr[t] -= p;
+                p
+            }
+            None => need_w,
+        };
+        *slot = p;
+        remaining -= p as i128 * per_w;
+    }
+    row
+}
+
+/// Validate and preprocess.
+pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
+    validate(inputs)?;
+    let h = inputs.horizon;
+    let dt_s = inputs.time_step_s as i64;
+    let mut order: Vec<usize> = (0..inputs.vehicles.len()).collect();
+    order.sort_by(|&a, &b| inputs.vehicles[a].id.cmp(&inputs.vehicles[b].id));
+    let mut vehicles: Vec<PrepVehicle> = order
+        .iter()
+        .map(|&idx| {
+            let v = &inputs.vehicles[idx];
+            let start = v.arrival.min(h);
+            let end = v.departure.min(h);
+            let eff = v.efficiency_permille as i64;
+            let per_step = v.max_power_w as i128 * dt_s as i128 * eff as i128;
+            let window_max = per_step * (end - start) as i128;
+            let after = per_step * (v.departure - v.arrival.max(h).min(v.departure)) as i128;
+            let target_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
+            let needed_eu = (target_eu - after).max(0);
+            let class = match (v.opted_in, v.accepted) {
+                (false, _) => Class::Uncontrolled,
+                (true, true) => Class::Accepted,
+                (true, false) => Class::BestEffort,
+            };
+            let hard_eu = if class == Class::Accepted {
+                needed_eu.min(window_max)
+            } else {
+                0
+            };
+            let soft_eu = if class == Class::Uncontrolled {
+                0
+            } else {
+                target_eu.min(window_max) - hard_eu
+            };
+            PrepVehicle {
+                idx,
+                id: v.id.clone(),
+                start,
+                end,
+                max_w: v.max_power_w,
+                min_w: v.min_power_w,
+                eff,
+                class,
+                target_eu,
+                needed_eu,
+                hard_eu,
+                soft_eu,
+                fixed: Vec::new(),
+            }
+        })
+        .collect();
+
+    let (other, pv, cap) = (&inputs.other_load_w, &inputs.pv_w, &inputs.capacity_w);
+    let cap_eff: Vec<i64> = (0..h).map(|t| cap[t].max(other[t] - pv[t])).collect();
+    // Uncontrolled vehicles first come, first served (arrival, then id), each step capped by
+    // what the connection can still carry.
+    let mut headroom: Vec<i64> = (0..h)
+        .map(|t| (cap_eff[t] - other[t] + pv[t]).max(0))
+        .collect();
+    let mut unc: Vec<usize> = (0..vehicles.len())
+        .filter(|&i| vehicles[i].class == Class::Uncontrolled)
+        .collect();
+    unc.sort_by(|&a, &b| {
+        (inputs.vehicles[vehicles[a].idx].arrival, &vehicles[a].id)
+            .cmp(&(inputs.vehicles[vehicles[b].idx].arrival, &vehicles[b].id))
+    });
+    let mut fixed_w = vec![0i64; h];
+    for i in unc {
+        let row = asap_profile(
+            h,
+            dt_s,
+            &vehicles[i],
+            vehicles[i].target_eu,
+            Some(&mut headroom),
+        );
+        for t in 0..h {
+            fixed_w[t] += row[t];
+        }
+        vehicles[i].fixed = row;
+    }
+    Ok(Prepared {
+        h,
+        dt_s,
+        dt_h: dt_s as f64 / 3600.0,
+        vehicles,
+        cap_eff,
+        other: other.clone(),
+        pv: pv.clone(),
+        fixed_w,
+        price: inputs.price_micro_eur_per_kwh.clone(),
+        battery: inputs.battery.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> GroupInputs {
+        GroupInputs {
+            group_id: 0,
+            start_timestep: 0,
+            time_step_s: 900,
+            horizon: 4,
+            capacity_w: vec![10_000; 4],
+            other_load_w: vec![0; 4],
+            pv_w: vec![0; 4],
+            price_micro_eur_per_kwh: vec![0; 4],
+            battery: None,
+            vehicles: vec![Vehicle {
+                id: "a".into(),
+                arrival: 2,
+                departure: 8,
+                max_power_w: 4_000,
+                min_power_w: 0,
+                energy_requested_wh: 5_000,
+                battery_capacity_wh: Some(50_000),
+                energy_on_arrival_wh: Some(46_000),
+                opted_in: true,
+                accepted: true,
+                efficiency_permille: 1000,
+            }],
+        }
+    }
+
+    #[test]
+    fn malformed_inputs_name_the_field() {
+        let mut g = inputs();
+        g.pv_w.pop();
+        assert_eq!(
+            validate(&g),
+            Err(ScheduleError::Length {
+                field: "pv_w",
+                expected: 4,
+                got: 3
+            })
+        );
+        let mut g = inputs();
+        g.vehicles[0].departure = 2;
+        assert!(matches!(validate(&g), Err(ScheduleError::Window { .. })));
+        let mut g = inputs();
+        g.vehicles[0].energy_requested_wh = -1;
+        assert!(matches!(validate(&g), Err(ScheduleError::Negative { .. })));
+        let mut g = inputs();
+        g.vehicles.push(g.vehicles[0].clone());
+        assert!(matches!(
+            validate(&g),
+            Err(ScheduleError::DuplicateId { .. })
+        ));
+        let mut g = inputs();
+        g.vehicles[0].efficiency_permille = 0;
+        assert!(matches!(
+            validate(&g),
+            Err(ScheduleError::Efficiency { .. })
+        ));
+    }
+
+    #[test]
+    fn targets_are_clamped_and_split_at_the_horizon() {
+        let p = prepare(&inputs()).unwrap();
+        let v = &p.vehicles[0];
+        // Battery takes only 4 kWh; window clipped to steps 2..4 (2 kWh max); the 4 steps after
+        // the horizon can take 4 kWh, so nothing is needed within the horizon.
+        assert_eq!(v.target_eu, 4_000 * EU_PER_WH);
+        assert_eq!((v.start, v.end), (2, 4));
+        assert_eq!(v.needed_eu, 0);
+        assert_eq!(v.hard_eu, 0);
+        assert_eq!(v.soft_eu, 2_000 * EU_PER_WH);
+    }
+
+    #[test]
+    fn uncontrolled_profiles_respect_the_connection() {
+        let mut g = inputs();
+        g.vehicles[0].opted_in = false;
+        g.vehicles[0].max_power_w = 22_000;
+        g.other_load_w = vec![0, 0, 7_000, 0];
+        let p = prepare(&g).unwrap();
+        assert_eq!(p.vehicles[0].fixed, vec![0, 0, 3_000, 10_000]);
+    }
+}

@@ -1,0 +1,183 @@
+//! A vehicle's schedule row as the ecosystem's charging profiles: OCPI 2.2.1 `ChargingProfile`
+//! (sent to the CPO by the Smart Charging Service Provider) and the OCPP 1.6 `TxProfile`-shaped
+//! `ChargingProfile`. Limits in W; equal consecutive periods are merged.
+
+use serde::{Deserialize, Serialize};
+
+/// OCPI 2.2.1 `ChargingProfilePeriod`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcpiChargingProfilePeriod {
+    /// Start of the period in seconds from `start_date_time`.
+    pub start_period: u32,
+    /// Power limit in `charging_rate_unit` (W).
+    pub limit: f64,
+}
+
+/// OCPI 2.2.1 `ChargingProfile` (module `ChargingProfiles`, type `ChargingProfile`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcpiChargingProfile {
+    /// Start of the profile (RFC 3339 UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_date_time: Option<String>,
+    /// Duration of the profile in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// `"W"` (or `"A"`).
+    pub charging_rate_unit: String,
+    /// Minimum charging rate (W), if the charge point has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_charging_rate: Option<f64>,
+    /// The periods.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub charging_profile_period: Vec<OcpiChargingProfilePeriod>,
+}
+
+/// OCPP 1.6 `ChargingSchedulePeriod`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcppChargingSchedulePeriod {
+    /// Start of the period in seconds from `startSchedule`.
+    pub start_period: u32,
+    /// Power limit in `chargingRateUnit` (W).
+    pub limit: f64,
+    /// Number of phases, if restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_phases: Option<u8>,
+}
+
+/// OCPP 1.6 `ChargingSchedule`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcppChargingSchedule {
+    /// Duration in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Absolute start (RFC 3339 UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_schedule: Option<String>,
+    /// `"W"` (or `"A"`).
+    pub charging_rate_unit: String,
+    /// The periods.
+    pub charging_schedule_period: Vec<OcppChargingSchedulePeriod>,
+    /// Minimum charging rate (W).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_charging_rate: Option<f64>,
+}
+
+/// OCPP 1.6 `ChargingProfile` (as in `SetChargingProfile.req` `csChargingProfiles`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OcppChargingProfile {
+    /// Profile id.
+    pub charging_profile_id: i32,
+    /// Transaction the profile applies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<i32>,
+    /// Stack level.
+    pub stack_level: u32,
+    /// `"TxProfile"`.
+    pub charging_profile_purpose: String,
+    /// `"Absolute"`.
+    pub charging_profile_kind: String,
+    /// The schedule.
+    pub charging_schedule: OcppChargingSchedule,
+}
+
+/// Merge equal consecutive steps into `(start_second, limit_w)` periods.
+pub fn periods(schedule_row_w: &[i64], time_step_s: u32) -> Vec<(u32, i64)> {
+    let mut out: Vec<(u32, i64)> = Vec::new();
+    for (t, &p) in schedule_row_w.iter().enumerate() {
+        if out.last().is_none_or(|&(_, last)| last != p) {
+            out.push((t as u32 * time_step_s, p));
+        }
+    }
+    out
+}
+
+/// One vehicle's row (W per step) as an OCPI 2.2.1 `ChargingProfile` starting at
+/// `start_date_time`.
+pub fn ocpi_charging_profile(
+    schedule_row_w: &[i64],
+    time_step_s: u32,
+    start_date_time: &str,
+    min_charging_rate_w: Option<i64>,
+) -> OcpiChargingProfile {
+    OcpiChargingProfile {
+        start_date_time: Some(start_date_time.to_string()),
+        duration: Some(schedule_row_w.len() as u32 * time_step_s),
+        charging_rate_unit: "W".into(),
+        min_charging_rate: min_charging_rate_w.map(|w| w as f64),
+        charging_profile_period: periods(schedule_row_w, time_step_s)
+            .into_iter()
+            .map(|(start_period, w)| OcpiChargingProfilePeriod {
+                start_period,
+                limit: w as f64,
+            })
+            .collect(),
+    }
+}
+
+/// One vehicle's row (W per step) as an OCPP 1.6 `TxProfile` (kind `Absolute`) starting at
+/// `start_schedule`.
+pub fn ocpp_tx_profile(
+    schedule_row_w: &[i64],
+    time_step_s: u32,
+    start_schedule: &str,
+    min_charging_rate_w: Option<i64>,
+    charging_profile_id: i32,
+    transaction_id: Option<i32>,
+) -> OcppChargingProfile {
+    OcppChargingProfile {
+        charging_profile_id,
+        transaction_id,
+        stack_level: 0,
+        charging_profile_purpose: "TxProfile".into(),
+        charging_profile_kind: "Absolute".into(),
+        charging_schedule: OcppChargingSchedule {
+            duration: Some(schedule_row_w.len() as u32 * time_step_s),
+            start_schedule: Some(start_schedule.to_string()),
+            charging_rate_unit: "W".into(),
+            charging_schedule_period: periods(schedule_row_w, time_step_s)
+                .into_iter()
+                .map(|(start_period, w)| OcppChargingSchedulePeriod {
+                    start_period,
+                    limit: w as f64,
+                    number_phases: None,
+                })
+                .collect(),
+            min_charging_rate: min_charging_rate_w.map(|w| w as f64),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_equal_periods_and_names_fields_as_the_specs() {
+        let row = [0, 0, 7000, 7000, 3500, 0];
+        let ocpi = ocpi_charging_profile(&row, 900, "2019-05-01T00:00:00Z", Some(1380));
+        let j = serde_json::to_value(&ocpi).unwrap();
+        assert_eq!(j["charging_rate_unit"], "W");
+        assert_eq!(j["duration"], 5400);
+        assert_eq!(j["min_charging_rate"], 1380.0);
+        let p = &j["charging_profile_period"];
+        assert_eq!(p.as_array().unwrap().len(), 4);
+        assert_eq!(p[1]["start_period"], 1800);
+        assert_eq!(p[1]["limit"], 7000.0);
+        assert_eq!(p[3]["start_period"], 4500);
+        assert_eq!(p[3]["limit"], 0.0);
+
+        let ocpp = ocpp_tx_profile(&row, 900, "2019-05-01T00:00:00Z", None, 7, Some(42));
+        let j = serde_json::to_value(&ocpp).unwrap();
+        assert_eq!(j["chargingProfilePurpose"], "TxProfile");
+        assert_eq!(j["chargingProfileKind"], "Absolute");
+        assert_eq!(j["transactionId"], 42);
+        let s = &j["chargingSchedule"];
+        assert_eq!(s["chargingRateUnit"], "W");
+        assert_eq!(s["startSchedule"], "2019-05-01T00:00:00Z");
+        assert_eq!(s["chargingSchedulePeriod"][2]["startPeriod"], 3600);
+        assert_eq!(s["chargingSchedulePeriod"][2]["limit"], 3500.0);
+    }
+}

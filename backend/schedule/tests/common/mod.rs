@@ -1,0 +1,38 @@
+//! Shared builders for the integration tests.
+#![allow(dead_code)]
+
+use evflex_schedule::{GroupInputs, Vehicle};
+
+/// A group with `h` quarter hours, a flat capacity (W) and per-step prices (µEUR/kWh).
+pub fn group(capacity_w: i64, price: Vec<i64>, vehicles: Vec<Vehicle>) -> GroupInputs {
+    let h = price.len();
+    GroupInputs {
+        group_id: 1,
+        start_timestep: 1_700_000_000 / 900,
+        time_step_s: 900,
+        horizon: h,
+        capacity_w: vec![capacity_w; h],
+        other_load_w: vec![0; h],
+        pv_w: vec![0; h],
+        price_micro_eur_per_kwh: price,
+        battery: None,
+        vehicles,
+    }
+}
+
+/// An opted-in, accepted vehicle, efficiency 100 %, no minimum power.
+pub fn ev(id: &str, arrival: usize, departure: usize, max_w: i64, energy_wh: i64) -> Vehicle {
+    Vehicle {
+        id: id.into(),
+        arrival,
+        departure,
+        max_power_w: max_w,
+        min_power_w: 0,
+        energy_requested_wh: energy_wh,
+        battery_capacity_wh: None,
+        energy_on_arrival_wh: None,
+        opted_in: true,
+        accepted: true,
+        efficiency_permille: 1000,
+    }
+}

@@ -1,0 +1,213 @@
+//! Property tests over random groups (proptest). Case counts are kept small so the crate's
+//! whole test run stays well under a minute in a debug build.
+
+mod common;
+
+use common::group;
+use evflex_schedule::hash::{inputs_hash, schedule_hash};
+use evflex_schedule::{
+    Admission, Battery, GroupInputs, Mode, SolveOptions, SolveStatus, Vehicle, Violation, admit,
+    check, solve,
+};
+use proptest::prelude::*;
+use rayon::prelude::*;
+
+fn vehicle(h: usize) -> impl Strategy<Value = Vehicle> {
+    (
+        0..h,
+        1..=h,
+        prop::sample::select(vec![3_700i64, 7_400, 11_000, 22_000]),
+        0i64..40_000,
+        0u8..10,
+        850u16..=1000,
+    )
+        .prop_map(move |(a, len, max, e, kind, eff)| Vehicle {
+            id: String::new(),
+            arrival: a,
+            departure: (a + len).min(h + 4).max(a + 1),
+            max_power_w: max,
+            min_power_w: if max >= 11_000 { 4_140 } else { 1_380 },
+            energy_requested_wh: e,
+            battery_capacity_wh: (kind % 3 == 0).then_some(60_000),
+            energy_on_arrival_wh: (kind % 3 == 0).then_some(30_000),
+            opted_in: kind != 0,
+            accepted: kind >= 4,
+            efficiency_permille: eff,
+        })
+}
+
+prop_compose! {
+    fn group_strategy()(h in 4usize..20)(
+        h in Just(h),
+        cap in prop::collection::vec(0i64..40_000, h),
+        cut in any::<bool>(),
+        other in prop::collection::vec(0i64..5_000, h),
+        pv in prop::collection::vec(0i64..6_000, h),
+        price in prop::collection::vec(-50_000i64..400_000, h),
+        battery in any::<bool>(),
+        vehicles in prop::collection::vec(vehicle(h), 1..6),
+    ) -> GroupInputs {
+        let mut g = group(0, price, Vec::new());
+        g.capacity_w = if cut { cap } else { vec![cap.iter().copied().max().unwrap_or(0) + 5_000; h] };
+        g.other_load_w = other;
+        g.pv_w = pv;
+        g.battery = battery.then_some(Battery {
+            capacity_wh: 20_000, energy_wh: 5_000, max_charge_w: 5_000, max_discharge_w: 5_000,
+            efficiency_permille: 900,
+        });
+        g.vehicles = vehicles.into_iter().enumerate().map(|(i, mut v)| { v.id = format!("ev{i:02}"); v }).collect();
+        g
+    }
+}
+
+fn import_load(g: &GroupInputs, s: &evflex_schedule::Schedule, t: usize) -> i64 {
+    s.power_w.iter().map(|r| r[t]).sum::<i64>() + s.battery_w[t] + g.other_load_w[t] - g.pv_w[t]
+}
+
+fn cap_eff(g: &GroupInputs, t: usize) -> i64 {
+    g.capacity_w[t].max(g.other_load_w[t] - g.pv_w[t])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    /// Capacity, windows, limits, accepted energy; the checker accepts the solver's schedules
+    /// and rejects tampered ones; hashes are stable.
+    #[test]
+    fn schedules_are_feasible_and_checked(g in group_strategy(), milp in prop::bool::weighted(0.25)) {
+        let opts = SolveOptions { mode: if milp { Mode::Milp } else { Mode::Lp }, ..SolveOptions::default() };
+        let s = solve(&g, &opts, None).unwrap();
+        prop_assert_ne!(s.status, SolveStatus::Fallback, "{:?}", s.fallback_reason);
+        for t in 0..g.horizon {
+            prop_assert!(s.grid_import_w[t] <= cap_eff(&g, t), "step {t}: {} > {}", s.grid_import_w[t], cap_eff(&g, t));
+        }
+        let mut sorted = g.vehicles.clone();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for (v, row) in sorted.iter().zip(&s.power_w) {
+            for (t, &p) in row.iter().enumerate() {
+                prop_assert!(p >= 0 && p <= v.max_power_w);
+                if t < v.arrival || t >= v.departure { prop_assert_eq!(p, 0); }
+                if milp && v.opted_in { prop_assert!(p == 0 || p >= v.min_power_w); }
+            }
+        }
+        let report = check(&g, &s, &opts);
+        prop_assert!(report.is_ok(), "{:?}", report.violations);
+        prop_assert!(report.objective_gap.is_some_and(|gap| gap.abs() <= report.tolerance_eur));
+        prop_assert_eq!(schedule_hash(&s), schedule_hash(&solve(&g, &opts, None).unwrap()));
+
+        // One watt over capacity in a step a flexible vehicle can charge in.
+        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.opted_in)
+            .flat_map(|(k, v)| (v.arrival..v.departure.min(g.horizon)).map(move |t| (k, t))).next()
+        {
+            let mut bad = s.clone();
+            bad.power_w[k][t] += cap_eff(&g, t) - import_load(&g, &s, t) + 1;
+            let r = check(&g, &bad, &opts);
+            prop_assert!(r.violations.iter().any(|v| matches!(v, Violation::Capacity { .. })), "{:?}", r.violations);
+        }
+        // One step outside a window.
+        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.opted_in)
+            .find_map(|(k, v)| (0..g.horizon).find(|&t| t < v.arrival || t >= v.departure).map(|t| (k, t)))
+        {
+            let mut bad = s.clone();
+            bad.power_w[k][t] = 1;
+            let r = check(&g, &bad, &opts);
+            prop_assert!(r.violations.iter().any(|v| matches!(v, Violation::OutsideWindow { .. })), "{:?}", r.violations);
+        }
+    }
+
+    /// Admission never accepts what the solver then cannot meet, and the reported guarantee is
+    /// itself admissible.
+    #[test]
+    fn admission_is_consistent_with_the_solver(g in group_strategy(), req in (0usize..1).prop_flat_map(|_| vehicle(12))) {
+        let opts = SolveOptions::default();
+        let mut req = req;
+        req.id = "new".into();
+        req.arrival = req.arrival.min(g.horizon - 1);
+        req.departure = req.departure.max(req.arrival + 1);
+        let mut with = g.clone();
+        let mut accepted_req = req.clone();
+        accepted_req.opted_in = true;
+        accepted_req.accepted = true;
+        with.vehicles.push(accepted_req.clone());
+        match admit(&g, &req, &opts).unwrap() {
+            Admission::Accepted => {
+                let s = solve(&with, &opts, None).unwrap();
+                prop_assert!(matches!(s.status, SolveStatus::Optimal | SolveStatus::TimeLimit), "{:?}", s.status);
+            }
+            Admission::Rejected { max_guaranteed_wh, earliest_full_departure } => {
+                prop_assert!(max_guaranteed_wh < req.energy_requested_wh);
+                if max_guaranteed_wh > 0 {
+                    let mut smaller = req.clone();
+                    smaller.energy_requested_wh = max_guaranteed_wh;
+                    prop_assert_eq!(admit(&g, &smaller, &opts).unwrap(), Admission::Accepted);
+                }
+                if let Some(d) = earliest_full_departure {
+                    let mut later = req.clone();
+                    later.departure = d;
+                    prop_assert_eq!(admit(&g, &later, &opts).unwrap(), Admission::Accepted);
+                }
+            }
+        }
+    }
+
+    /// The canonical encoding does not depend on the order of the vehicles.
+    #[test]
+    fn inputs_hash_ignores_vehicle_order(g in group_strategy()) {
+        let mut r = g.clone();
+        r.vehicles.reverse();
+        prop_assert_eq!(inputs_hash(&g), inputs_hash(&r));
+        let mut changed = g.clone();
+        changed.capacity_w[0] += 1;
+        prop_assert_ne!(inputs_hash(&g), inputs_hash(&changed));
+    }
+
+    /// A zero time limit always gives a fallback that respects the capacity and the windows.
+    #[test]
+    fn fallback_never_exceeds_capacity(g in group_strategy()) {
+        let opts = SolveOptions { time_limit_ms: 0, ..SolveOptions::default() };
+        let prev = solve(&g, &SolveOptions::default(), None).unwrap();
+        let s = solve(&g, &opts, Some(&prev)).unwrap();
+        prop_assert_eq!(s.status, SolveStatus::Fallback);
+        let r = check(&g, &s, &opts);
+        prop_assert!(r.is_ok(), "{:?}", r.violations);
+    }
+}
+
+/// Parallel solves (one HiGHS thread each, many rayon threads) give the same schedules as
+/// sequential ones.
+#[test]
+fn parallel_solves_are_deterministic() {
+    let cfg = evflex_schedule::demand::DemandConfig::new(30);
+    let groups: Vec<GroupInputs> = (0..16)
+        .map(|k| {
+            let recs = evflex_schedule::demand::generate(&cfg, 100 + k);
+            evflex_schedule::neutral::PlanInput::from_demand(
+                &recs,
+                60.0,
+                evflex_schedule::bench::day_ahead_shape(),
+                96,
+                900,
+            )
+            .to_group_inputs()
+            .unwrap()
+        })
+        .collect();
+    let opts = SolveOptions::default();
+    let seq: Vec<_> = groups
+        .iter()
+        .map(|g| schedule_hash(&solve(g, &opts, None).unwrap()))
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let par: Vec<_> = pool.install(|| {
+            groups
+                .par_iter()
+                .map(|g| schedule_hash(&solve(g, &opts, None).unwrap()))
+                .collect()
+        });
+        assert_eq!(seq, par);
+    }
+}
