@@ -1,0 +1,175 @@
+//! CPO cockpit data (CPO credentials): per group, every charge point's power against its
+//! rating, group load against capacity over time, the latest schedule (vehicles × steps) and PV.
+
+use super::auth::AuthCpo;
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::format_rfc3339;
+use crate::store::schedules::{self, LoadPoint};
+use crate::store::{groups, locations, meter};
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// Cockpit routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/cockpit/groups", get(list))
+        .route("/api/v1/cockpit/groups/{id}", get(group))
+}
+
+/// One charge point in the cockpit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChargePointView {
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// OCPI status.
+    pub status: String,
+    /// Current power (W), from the latest meter value.
+    pub power_w: Option<i64>,
+    /// Rated power (W).
+    pub rated_power_w: Option<i64>,
+    /// Session of the latest meter value.
+    pub session_id: Option<String>,
+}
+
+/// The latest schedule of a group.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    /// Absolute timestep of step 0.
+    pub timestep: i64,
+    /// Start of step 0 (RFC 3339).
+    pub start: String,
+    /// Step length (s).
+    pub time_step_s: i64,
+    /// Solve status.
+    pub status: String,
+    /// Inputs hash.
+    pub inputs_hash: String,
+    /// Schedule hash.
+    pub schedule_hash: String,
+    /// Vehicle (session) ids, row order of `power_w`.
+    #[schema(value_type = Object)]
+    pub vehicle_ids: serde_json::Value,
+    /// Planned power per vehicle per step (W).
+    #[schema(value_type = Object)]
+    pub power_w: serde_json::Value,
+    /// Capacity per step (W).
+    #[schema(value_type = Object)]
+    pub capacity_w: serde_json::Value,
+    /// PV forecast per step (W).
+    #[schema(value_type = Object)]
+    pub pv_w: serde_json::Value,
+    /// Planned grid import per step (W).
+    #[schema(value_type = Object)]
+    pub grid_import_w: serde_json::Value,
+}
+
+/// One group in the cockpit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CockpitGroup {
+    /// Group id.
+    pub group_id: i64,
+    /// Name.
+    pub name: String,
+    /// Capacity now (W).
+    pub capacity_w: i64,
+    /// Sum of current charge-point power (W).
+    pub load_w: i64,
+    /// PV peak of the group's inverters (W).
+    pub pv_peak_w: i64,
+    /// Charge points.
+    pub charge_points: Vec<ChargePointView>,
+    /// Load against capacity, one point per tick (oldest first).
+    pub load_history: Vec<LoadPoint>,
+    /// The latest schedule.
+    pub schedule: Option<ScheduleView>,
+}
+
+async fn build(state: &AppState, id: i64, history: i64) -> Result<CockpitGroup, ApiError> {
+    let mut conn = state.db.conn().await?;
+    let g = groups::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no group {id}")))?
+        .record;
+    let evses = locations::evses_of_group(&mut conn, id).await?;
+    let uids: Vec<String> = evses.iter().map(|e| e.record.uid.clone()).collect();
+    let live = meter::live_of(&mut conn, &g.country_code, &g.party_id, &uids).await?;
+    let charge_points: Vec<ChargePointView> = evses
+        .iter()
+        .map(|e| {
+            let l = live.iter().find(|l| l.evse_uid == e.record.uid);
+            ChargePointView {
+                evse_uid: e.record.uid.clone(),
+                status: e.record.status.clone(),
+                power_w: l.and_then(|l| l.power_w),
+                rated_power_w: e.record.rated_power_w,
+                session_id: l.and_then(|l| l.session_id.clone()),
+            }
+        })
+        .collect();
+    let load_history = if history > 0 {
+        schedules::load_history(&mut conn, id, history).await?
+    } else {
+        Vec::new()
+    };
+    let schedule = schedules::latest_before(&mut conn, id, i64::MAX)
+        .await?
+        .map(|s| {
+            let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
+            ScheduleView {
+                timestep: s.timestep,
+                start: format_rfc3339(s.timestep * s.time_step_s),
+                time_step_s: s.time_step_s,
+                status: s.status.clone(),
+                inputs_hash: s.inputs_hash.clone(),
+                schedule_hash: s.schedule_hash.clone(),
+                vehicle_ids: field(&s.schedule, "vehicle_ids"),
+                power_w: field(&s.schedule, "power_w"),
+                capacity_w: field(&s.inputs, "capacity_w"),
+                pv_w: field(&s.inputs, "pv_w"),
+                grid_import_w: field(&s.schedule, "grid_import_w"),
+            }
+        });
+    Ok(CockpitGroup {
+        group_id: g.id,
+        name: g.name,
+        capacity_w: g.capacity_w,
+        load_w: charge_points.iter().filter_map(|c| c.power_w).sum(),
+        pv_peak_w: g.pv_inverters.iter().map(|p| p.peak_w).sum(),
+        charge_points,
+        load_history,
+        schedule,
+    })
+}
+
+/// Every group's cockpit summary (no history, latest schedule included).
+#[utoipa::path(get, path = "/api/v1/cockpit/groups", tag = "cockpit", security(("ocpi_token" = [])),
+    responses((status = 200, body = [CockpitGroup])))]
+async fn list(
+    State(state): State<AppState>,
+    _cpo: AuthCpo,
+) -> Result<Json<Vec<CockpitGroup>>, ApiError> {
+    let ids = {
+        let mut conn = state.db.conn().await?;
+        groups::list_ids(&mut conn).await?
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(build(&state, id, 0).await?);
+    }
+    Ok(Json(out))
+}
+
+/// One group's cockpit with the last 96 load points.
+#[utoipa::path(get, path = "/api/v1/cockpit/groups/{id}", tag = "cockpit",
+    security(("ocpi_token" = [])), params(("id" = i64, Path, description = "group id")),
+    responses((status = 200, body = CockpitGroup), (status = 404, body = super::error::ErrorBody)))]
+async fn group(
+    State(state): State<AppState>,
+    _cpo: AuthCpo,
+    Path(id): Path<i64>,
+) -> Result<Json<CockpitGroup>, ApiError> {
+    Ok(Json(build(&state, id, 96).await?))
+}

@@ -1,0 +1,48 @@
+//! HTTP: one router per resource, merged here with a trace layer.
+//!
+//! - `/ocpi/…` — OCPI 2.2.1 for CPOs ([`ocpi`]), `Authorization: Token <base64>`.
+//! - `/api/v1/…` — JSON API, OpenAPI-documented at `/api/openapi.json`: users and charging
+//!   requests (`Authorization: Bearer <session token>`), topology, meter values and the cockpit
+//!   (CPO credentials, `Authorization: Token <base64>`).
+//! - `/healthz`, `/metrics`.
+
+mod auth;
+mod cockpit;
+mod error;
+mod groups;
+mod health;
+mod meter;
+pub mod ocpi;
+mod openapi;
+mod requests;
+mod users;
+mod web;
+
+pub use error::ApiError;
+
+use crate::app::AppState;
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use tower_http::trace::TraceLayer;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(ocpi::router())
+        .merge(users::router())
+        .merge(requests::router())
+        .merge(groups::router())
+        .merge(meter::router())
+        .merge(cockpit::router())
+        .merge(openapi::router())
+        .merge(web::router())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or(req.uri().path(), MatchedPath::as_str);
+            tracing::debug_span!("http", method = %req.method(), route = %route)
+        }))
+        .with_state(state)
+}

@@ -1,0 +1,651 @@
+//! OCPI 2.2.1 over HTTP: versions, credentials, and the receiver interfaces of Locations,
+//! Sessions and CDRs, plus the `response_url` for asynchronous charging-profile results.
+//!
+//! Every response is the OCPI envelope (`data`, `status_code`, `status_message`, `timestamp`).
+//! `Authorization: Token <token>` carries the token base64-encoded as OCPI 2.2.1 specifies; a
+//! raw token (OCPI 2.1.1 style) is accepted too. Unknown or missing tokens get HTTP 401.
+
+use crate::app::AppState;
+use crate::domain::{PartyKey, format_rfc3339};
+use crate::ingest::IngestError;
+use crate::ingest::ocpi::credentials::{self, Caller};
+use crate::ingest::ocpi::model::{ChargingProfileResult, Endpoint, Version, VersionDetails, parse};
+use crate::ingest::ocpi::{self as receiver, Origin};
+use crate::store::parties::{self, TokenGrant, TokenKind};
+use crate::store::schedules;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The OCPI response envelope.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T: Serialize> {
+    /// Payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+    /// OCPI status code (1000 success, 2001 invalid parameters, …).
+    pub status_code: u16,
+    /// Human-readable status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// When the response was generated.
+    pub timestamp: String,
+}
+
+fn ok<T: Serialize>(state: &AppState, data: Option<T>) -> Response {
+    Json(Envelope {
+        data,
+        status_code: 1000,
+        status_message: Some("Success".to_owned()),
+        timestamp: format_rfc3339(state.clock.now()),
+    })
+    .into_response()
+}
+
+/// An OCPI error: HTTP status, OCPI status code and a message (never internal details).
+#[derive(Debug)]
+pub struct OcpiError {
+    http: StatusCode,
+    code: u16,
+    message: String,
+}
+
+impl OcpiError {
+    fn new(http: StatusCode, code: u16, message: impl Into<String>) -> Self {
+        Self {
+            http,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 2000, "unknown or missing token")
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, 2001, message)
+    }
+}
+
+impl IntoResponse for OcpiError {
+    fn into_response(self) -> Response {
+        let body = Envelope::<()> {
+            data: None,
+            status_code: self.code,
+            status_message: Some(self.message),
+            timestamp: format_rfc3339(crate::domain::unix_now()),
+        };
+        (self.http, Json(body)).into_response()
+    }
+}
+
+impl From<IngestError> for OcpiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Invalid(m) => Self::invalid(m),
+            IngestError::UnknownLocation(m) => Self::new(StatusCode::NOT_FOUND, 2003, m),
+            IngestError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, 2000, m),
+            IngestError::Conflict(m) => Self::new(StatusCode::METHOD_NOT_ALLOWED, 2000, m),
+            IngestError::PartyUnreachable(m) => Self::new(
+                StatusCode::BAD_REQUEST,
+                3001,
+                format!("unable to use the client's API: {m}"),
+            ),
+            IngestError::Store(e) => {
+                tracing::error!(error = ?e, "OCPI: store error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 3000, "internal error")
+            }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for OcpiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        IngestError::Store(e).into()
+    }
+}
+
+/// The caller of an OCPI endpoint: the token it presented and what it grants.
+#[derive(Debug, Clone)]
+pub struct OcpiCaller {
+    /// The token (decoded).
+    pub token: String,
+    /// What it grants.
+    pub grant: TokenGrant,
+}
+
+impl OcpiCaller {
+    /// The registered party row, for a credentials token.
+    pub fn registered_party(&self) -> Option<i64> {
+        match self.grant.kind {
+            TokenKind::Credentials => self.grant.party_row,
+            TokenKind::Registration => None,
+        }
+    }
+}
+
+/// Resolves `Authorization: Token …` to a known token (cached).
+pub async fn resolve_token(parts: &Parts, state: &AppState) -> Result<OcpiCaller, OcpiError> {
+    let raw = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Token "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(OcpiError::unauthorized)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    for candidate in decoded
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(raw))
+    {
+        if let Some(grant) = state.tokens.get(candidate) {
+            return Ok(OcpiCaller {
+                token: candidate.to_owned(),
+                grant,
+            });
+        }
+        let mut conn = state.db.conn().await?;
+        if let Some(grant) = parties::find_token(&mut conn, candidate).await? {
+            state.tokens.put(candidate, grant.clone());
+            return Ok(OcpiCaller {
+                token: candidate.to_owned(),
+                grant,
+            });
+        }
+    }
+    Err(OcpiError::unauthorized())
+}
+
+impl FromRequestParts<AppState> for OcpiCaller {
+    type Rejection = OcpiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OcpiError> {
+        resolve_token(parts, state).await
+    }
+}
+
+/// A caller holding a credentials token (token C) of a registered party.
+pub struct RegisteredParty {
+    /// The party row.
+    pub party_row: i64,
+}
+
+impl FromRequestParts<AppState> for RegisteredParty {
+    type Rejection = OcpiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OcpiError> {
+        let caller = resolve_token(parts, state).await?;
+        caller
+            .registered_party()
+            .map(|party_row| Self { party_row })
+            .ok_or_else(OcpiError::unauthorized)
+    }
+}
+
+fn json_body(bytes: &Bytes) -> Result<Value, OcpiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| OcpiError::invalid(format!("body: invalid JSON: {e}")))
+}
+
+fn origin(party: &RegisteredParty, cc: &str, pid: &str) -> Result<Origin, OcpiError> {
+    let key = PartyKey::parse(cc, pid).map_err(OcpiError::invalid)?;
+    Ok(Origin {
+        country_code: key.country_code,
+        party_id: key.party_id,
+        owner_party: party.party_row,
+    })
+}
+
+fn count(module: &'static str, result: &Result<Response, OcpiError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) if e.code == 2001 => "invalid",
+        Err(_) => "error",
+    };
+    metrics::counter!("evflex_ocpi_ingest_total", "module" => module, "result" => outcome)
+        .increment(1);
+}
+
+/// OCPI routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ocpi/versions", get(versions))
+        .route("/ocpi/2.2.1", get(version_details))
+        .route(
+            "/ocpi/2.2.1/credentials",
+            get(get_credentials)
+                .post(post_credentials)
+                .put(put_credentials)
+                .delete(delete_credentials),
+        )
+        .route(
+            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}",
+            get(get_location).put(put_location).patch(patch_location),
+        )
+        .route(
+            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}",
+            get(get_evse).put(put_evse).patch(patch_evse),
+        )
+        .route(
+            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}/{connector_id}",
+            get(get_connector).put(put_connector).patch(patch_connector),
+        )
+        .route(
+            "/ocpi/2.2.1/sessions/{cc}/{pid}/{session_id}",
+            get(get_session).put(put_session).patch(patch_session),
+        )
+        .route("/ocpi/2.2.1/cdrs", post(post_cdr))
+        .route("/ocpi/2.2.1/cdrs/{cdr_id}", get(get_cdr))
+        .route(
+            "/ocpi/2.2.1/chargingprofiles/{id}",
+            post(post_charging_profile_result).put(put_active_charging_profile),
+        )
+}
+
+async fn versions(State(state): State<AppState>, _caller: OcpiCaller) -> Response {
+    let data = vec![Version {
+        version: "2.2.1".to_owned(),
+        url: format!("{}/ocpi/2.2.1", state.public_url),
+    }];
+    ok(&state, Some(data))
+}
+
+async fn version_details(State(state): State<AppState>, _caller: OcpiCaller) -> Response {
+    let base = format!("{}/ocpi/2.2.1", state.public_url);
+    let endpoint = |identifier: &str, role: &str| Endpoint {
+        identifier: identifier.to_owned(),
+        role: role.to_owned(),
+        url: format!("{base}/{identifier}"),
+    };
+    let data = VersionDetails {
+        version: "2.2.1".to_owned(),
+        endpoints: vec![
+            endpoint("credentials", "SENDER"),
+            endpoint("credentials", "RECEIVER"),
+            endpoint("locations", "RECEIVER"),
+            endpoint("sessions", "RECEIVER"),
+            endpoint("cdrs", "RECEIVER"),
+            endpoint("chargingprofiles", "SENDER"),
+        ],
+    };
+    ok(&state, Some(data))
+}
+
+async fn get_credentials(
+    State(state): State<AppState>,
+    caller: OcpiCaller,
+) -> Result<Response, OcpiError> {
+    caller
+        .registered_party()
+        .ok_or_else(OcpiError::unauthorized)?;
+    Ok(ok(&state, Some(state.identity.credentials(caller.token))))
+}
+
+async fn register(
+    state: AppState,
+    caller: OcpiCaller,
+    body: Bytes,
+    update: bool,
+) -> Result<Response, OcpiError> {
+    let who = match caller.grant.kind {
+        TokenKind::Registration => Caller::Registering,
+        TokenKind::Credentials => {
+            Caller::Registered(caller.grant.party_row.ok_or_else(OcpiError::unauthorized)?)
+        }
+    };
+    let body = json_body(&body)?;
+    let creds = credentials::register(
+        &state.db,
+        &state.http,
+        &state.identity,
+        who,
+        &caller.token,
+        body,
+        update,
+        state.clock.now(),
+    )
+    .await?;
+    state.tokens.clear();
+    Ok(ok(&state, Some(creds)))
+}
+
+async fn post_credentials(
+    State(state): State<AppState>,
+    caller: OcpiCaller,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    register(state, caller, body, false).await
+}
+
+async fn put_credentials(
+    State(state): State<AppState>,
+    caller: OcpiCaller,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    register(state, caller, body, true).await
+}
+
+async fn delete_credentials(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+) -> Result<Response, OcpiError> {
+    let mut conn = state.db.conn().await?;
+    parties::unregister_party(&mut conn, party.party_row, state.clock.now()).await?;
+    state.tokens.clear();
+    Ok(ok::<()>(&state, None))
+}
+
+async fn get_location(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id)): Path<(String, String, String)>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &cc, &pid)?;
+    let data = receiver::get_location_object(&state.db, &origin, &location_id, None, None).await?;
+    Ok(ok(&state, Some(data)))
+}
+
+async fn put_location(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        receiver::put_location(
+            &state.db,
+            &origin,
+            &location_id,
+            json_body(&body)?,
+            state.clock.now(),
+        )
+        .await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("locations", &result);
+    result
+}
+
+async fn patch_location(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        receiver::patch_location(
+            &state.db,
+            &origin,
+            &location_id,
+            json_body(&body)?,
+            state.clock.now(),
+        )
+        .await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("locations", &result);
+    result
+}
+
+async fn get_evse(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &cc, &pid)?;
+    let data =
+        receiver::get_location_object(&state.db, &origin, &location_id, Some(&evse_uid), None)
+            .await?;
+    Ok(ok(&state, Some(data)))
+}
+
+async fn put_evse(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        let body = json_body(&body)?;
+        receiver::put_evse(
+            &state.db,
+            &origin,
+            &location_id,
+            &evse_uid,
+            body,
+            state.clock.now(),
+        )
+        .await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("locations", &result);
+    result
+}
+
+async fn patch_evse(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        let body = json_body(&body)?;
+        receiver::patch_evse(
+            &state.db,
+            &origin,
+            &location_id,
+            &evse_uid,
+            body,
+            state.clock.now(),
+        )
+        .await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("locations", &result);
+    result
+}
+
+async fn get_connector(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, location_id, evse_uid, connector_id)): Path<(
+        String,
+        String,
+        String,
+        String,
+        String,
+    )>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &cc, &pid)?;
+    let data = receiver::get_location_object(
+        &state.db,
+        &origin,
+        &location_id,
+        Some(&evse_uid),
+        Some(&connector_id),
+    )
+    .await?;
+    Ok(ok(&state, Some(data)))
+}
+
+async fn write_connector(
+    state: AppState,
+    party: RegisteredParty,
+    (cc, pid, location_id, evse_uid, connector_id): (String, String, String, String, String),
+    body: Bytes,
+    is_patch: bool,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        let body = json_body(&body)?;
+        receiver::write_connector(
+            &state.db,
+            &origin,
+            &location_id,
+            &evse_uid,
+            &connector_id,
+            body,
+            is_patch,
+            state.clock.now(),
+        )
+        .await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("locations", &result);
+    result
+}
+
+async fn put_connector(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<(String, String, String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    write_connector(state, party, path, body, false).await
+}
+
+async fn patch_connector(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<(String, String, String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    write_connector(state, party, path, body, true).await
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, session_id)): Path<(String, String, String)>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &cc, &pid)?;
+    let data = receiver::get_session(&state.db, &origin, &session_id).await?;
+    Ok(ok(&state, Some(data)))
+}
+
+async fn put_session(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, session_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        receiver::put_session(&state.db, &origin, &session_id, json_body(&body)?).await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("sessions", &result);
+    result
+}
+
+async fn patch_session(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path((cc, pid, session_id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &cc, &pid)?;
+        receiver::patch_session(&state.db, &origin, &session_id, json_body(&body)?).await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("sessions", &result);
+    result
+}
+
+async fn post_cdr(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let (_, _, id) = receiver::post_cdr(
+            &state.db,
+            party.party_row,
+            json_body(&body)?,
+            state.clock.now(),
+        )
+        .await?;
+        let mut headers = HeaderMap::new();
+        let location = format!("{}/ocpi/2.2.1/cdrs/{id}", state.public_url);
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            headers.insert(axum::http::header::LOCATION, v);
+        }
+        Ok((StatusCode::CREATED, headers, ok::<()>(&state, None)).into_response())
+    }
+    .await;
+    count("cdrs", &result);
+    result
+}
+
+async fn get_cdr(
+    State(state): State<AppState>,
+    _party: RegisteredParty,
+    Path(cdr_id): Path<String>,
+) -> Result<Response, OcpiError> {
+    let data = receiver::get_cdr(&state.db, &cdr_id).await?;
+    Ok(ok(&state, Some(data)))
+}
+
+/// The `response_url` of a set-point: the CPO's asynchronous `ChargingProfileResult`.
+async fn post_charging_profile_result(
+    State(state): State<AppState>,
+    _party: RegisteredParty,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| OcpiError::invalid("id: not a set-point id"))?;
+    let body = json_body(&body)?;
+    let _: ChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
+    let mut conn = state.db.conn().await?;
+    if !schedules::record_result(&mut conn, id, &body.to_string(), state.clock.now()).await? {
+        return Err(OcpiError::new(
+            StatusCode::NOT_FOUND,
+            2000,
+            format!("unknown set-point {id}"),
+        ));
+    }
+    Ok(ok::<()>(&state, None))
+}
+
+/// `PUT` of an `ActiveChargingProfile` by the CPO (the profile in force changed): accepted and
+/// logged.
+async fn put_active_charging_profile(
+    State(state): State<AppState>,
+    _party: RegisteredParty,
+    Path(session_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let body = json_body(&body)?;
+    if body.get("charging_profile").is_none() {
+        return Err(OcpiError::invalid("charging_profile: missing field"));
+    }
+    tracing::info!(session = %session_id, "active charging profile changed at the CPO");
+    Ok(ok::<()>(&state, None))
+}

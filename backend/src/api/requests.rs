@@ -1,0 +1,259 @@
+//! Charging requests: admission control at once; a rejected request carries the largest
+//! guaranteed energy, which the user may accept instead.
+
+use super::auth::AuthUser;
+use super::error::{ApiError, parse_body};
+use crate::app::AppState;
+use crate::domain::{format_rfc3339, parse_rfc3339, wh_to_kwh};
+use crate::engine::admission::{self, NewRequest};
+use crate::store::requests::{self, ChargingRequest, Decision};
+use crate::store::sessions::StoredSession;
+use crate::store::{meter, sessions};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+/// Request routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/requests", post(create))
+        .route("/api/v1/requests/{id}", get(get_one))
+        .route("/api/v1/requests/{id}/accept-offer", post(accept_offer))
+}
+
+/// A charging request: which session (by id, or the open session on an EVSE), how much
+/// energy (kWh, or a target SoC with the battery size), by when.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewChargingRequest {
+    /// OCPI session id.
+    pub session_id: Option<String>,
+    /// EVSE uid (its open session), when the session id is not known.
+    pub evse_uid: Option<String>,
+    /// Energy wanted (kWh).
+    pub energy_kwh: Option<f64>,
+    /// Target state of charge (%), with `battery_capacity_kwh`.
+    pub target_soc_percent: Option<f64>,
+    /// Battery capacity (kWh).
+    pub battery_capacity_kwh: Option<f64>,
+    /// Current SoC (%), if the charge point does not report it.
+    pub current_soc_percent: Option<f64>,
+    /// Departure (RFC 3339).
+    pub departure: String,
+}
+
+/// A decided request.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestView {
+    /// Request id.
+    pub request_id: i64,
+    /// `accepted`, `rejected` or `superseded`.
+    pub decision: Decision,
+    /// OCPI session id.
+    pub session_id: String,
+    /// Group of the session's EVSE.
+    pub group_id: Option<i64>,
+    /// Energy requested (kWh).
+    pub energy_kwh: f64,
+    /// Departure (RFC 3339).
+    pub departure: String,
+    /// For a rejected request: the largest energy guaranteed by the departure (kWh).
+    pub max_guaranteed_kwh: Option<f64>,
+    /// For a rejected request: the earliest departure at which the full energy could be
+    /// guaranteed (RFC 3339), if within the horizon.
+    pub earliest_full_departure: Option<String>,
+}
+
+fn view(r: &ChargingRequest, session_id: String) -> RequestView {
+    RequestView {
+        request_id: r.id,
+        decision: r.decision,
+        session_id,
+        group_id: r.group_id,
+        energy_kwh: wh_to_kwh(r.energy_wh),
+        departure: format_rfc3339(r.departure_ts),
+        max_guaranteed_kwh: r.max_guaranteed_wh.map(wh_to_kwh),
+        earliest_full_departure: r.earliest_full_departure_ts.map(format_rfc3339),
+    }
+}
+
+fn kwh(field: &str, v: f64) -> Result<i64, ApiError> {
+    crate::domain::kwh_to_wh(v)
+        .filter(|wh| *wh > 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("{field}: must be a positive number of kWh")))
+}
+
+/// Makes a charging request; admission control decides at once.
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
+    request_body = NewChargingRequest,
+    responses((status = 201, body = RequestView), (status = 400, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let req: NewChargingRequest = parse_body(&body)?;
+    if !user.opted_in {
+        return Err(ApiError::Conflict(
+            "not opted into smart charging: the session charges uncontrolled".to_owned(),
+        ));
+    }
+    let departure_ts = parse_rfc3339(&req.departure).ok_or_else(|| {
+        ApiError::BadRequest(format!("departure: invalid DateTime {:?}", req.departure))
+    })?;
+    let mut conn = state.db.conn().await?;
+    let session = match (&req.session_id, &req.evse_uid) {
+        (Some(id), _) => sessions::find_by_session_id(&mut conn, id).await?,
+        (None, Some(uid)) => sessions::open_session_on_evse_uid(&mut conn, uid).await?,
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "session_id: give session_id or evse_uid".to_owned(),
+            ));
+        }
+    }
+    .ok_or_else(|| ApiError::NotFound("no such session".to_owned()))?;
+    if !matches!(session.record.status.as_str(), "ACTIVE" | "PENDING") {
+        return Err(ApiError::Conflict(format!(
+            "session is {}",
+            session.record.status
+        )));
+    }
+    if session.user_id.is_some_and(|u| u != user.id) {
+        return Err(ApiError::NotFound("no such session".to_owned()));
+    }
+    let (energy_wh, battery_capacity_wh) = match (req.energy_kwh, req.target_soc_percent) {
+        (Some(e), _) => (kwh("energy_kwh", e)?, None),
+        (None, Some(target)) => {
+            let capacity = kwh(
+                "battery_capacity_kwh",
+                req.battery_capacity_kwh.ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "battery_capacity_kwh: required with target_soc_percent".to_owned(),
+                    )
+                })?,
+            )?;
+            let r = &session.record;
+            let live_soc = meter::live_of(
+                &mut conn,
+                &r.country_code,
+                &r.party_id,
+                std::slice::from_ref(&r.evse_uid),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|l| l.soc_permille)
+            .map(|p| p as f64 / 10.0);
+            let current = req.current_soc_percent.or(live_soc).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "current_soc_percent: the charge point reports no SoC; give it or energy_kwh"
+                        .to_owned(),
+                )
+            })?;
+            if !(0.0..=100.0).contains(&target) || !(0.0..=100.0).contains(&current) {
+                return Err(ApiError::BadRequest(
+                    "target_soc_percent: within 0..100".to_owned(),
+                ));
+            }
+            let wh = ((target - current) / 100.0 * capacity as f64).round() as i64;
+            if wh <= 0 {
+                return Err(ApiError::BadRequest(
+                    "target_soc_percent: already reached".to_owned(),
+                ));
+            }
+            (wh, Some(capacity))
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "energy_kwh: give energy_kwh or target_soc_percent".to_owned(),
+            ));
+        }
+    };
+    drop(conn);
+    let session_id = session.record.session_id.clone();
+    let decided = admission::decide(
+        &state,
+        NewRequest {
+            user_id: user.id,
+            session,
+            energy_wh,
+            target_soc_percent: req.target_soc_percent.map(|t| t.round() as i64),
+            battery_capacity_wh,
+            departure_ts,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view(&decided, session_id))))
+}
+
+async fn own_request(
+    state: &AppState,
+    user_id: i64,
+    id: i64,
+) -> Result<(ChargingRequest, StoredSession), ApiError> {
+    let mut conn = state.db.conn().await?;
+    let r = requests::get(&mut conn, id)
+        .await?
+        .filter(|r| r.user_id == user_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+    let s = sessions::get_by_row(&mut conn, r.session_row)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("request {id} without session")))?;
+    Ok((r, s))
+}
+
+/// A request of the authenticated user.
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "request id")),
+    responses((status = 200, body = RequestView), (status = 404, body = super::error::ErrorBody)))]
+async fn get_one(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<RequestView>, ApiError> {
+    let (r, s) = own_request(&state, user.id, id).await?;
+    Ok(Json(view(&r, s.record.session_id)))
+}
+
+/// Accepts the offer of a rejected request: a new request for the largest guaranteed energy
+/// with the same departure, decided again (the group may have changed since).
+#[utoipa::path(post, path = "/api/v1/requests/{id}/accept-offer", tag = "requests",
+    security(("bearer" = [])), params(("id" = i64, Path, description = "request id")),
+    responses((status = 201, body = RequestView), (status = 409, body = super::error::ErrorBody)))]
+async fn accept_offer(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<i64>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let (r, s) = own_request(&state, user.id, id).await?;
+    let offered = match (r.decision, r.max_guaranteed_wh) {
+        (Decision::Rejected, Some(wh)) if wh > 0 => wh,
+        (Decision::Rejected, _) => {
+            return Err(ApiError::Conflict(
+                "nothing can be guaranteed by that departure".to_owned(),
+            ));
+        }
+        _ => {
+            return Err(ApiError::Conflict(
+                "only a rejected request has an offer".to_owned(),
+            ));
+        }
+    };
+    let session_id = s.record.session_id.clone();
+    let decided = admission::decide(
+        &state,
+        NewRequest {
+            user_id: user.id,
+            session: s,
+            energy_wh: offered,
+            target_soc_percent: None,
+            battery_capacity_wh: r.battery_capacity_wh,
+            departure_ts: r.departure_ts,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view(&decided, session_id))))
+}

@@ -1,0 +1,199 @@
+//! The running service: shared state, startup (database, migrations, topology and prices),
+//! the HTTP server and the tick loop. `main.rs` only parses flags and calls [`serve`]; tests and
+//! the demo use [`Application`] directly.
+
+use crate::config::{EngineConfig, ServeConfig, TickMode};
+use crate::engine::{self, Clock, Faults, WallClock};
+use crate::ingest::ocpi::credentials::Identity;
+use crate::store::parties::TokenGrant;
+use crate::store::{Db, StoreError, parties};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// How long a looked-up OCPI token is trusted without asking the database again. Revocations
+/// made by this process take effect at once; by another replica, within this time.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Known OCPI tokens, so the hot ingestion path does not read `ocpi_tokens` per request.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    map: std::sync::RwLock<HashMap<String, (TokenGrant, Instant)>>,
+}
+
+impl TokenCache {
+    /// A cached grant for `token`, if fresh.
+    pub fn get(&self, token: &str) -> Option<TokenGrant> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(token)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(g, _)| g.clone())
+    }
+
+    /// Remembers a grant.
+    pub fn put(&self, token: &str, grant: TokenGrant) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(token.to_owned(), (grant, Instant::now()));
+    }
+
+    /// Forgets every grant (after a credentials change).
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// State shared by every handler and the engine.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Engine settings.
+    pub engine: Arc<EngineConfig>,
+    /// The clock ticks and timestamps use.
+    pub clock: Arc<dyn Clock>,
+    /// HTTP client for calls to CPOs.
+    pub http: reqwest::Client,
+    /// How evflex presents itself in OCPI.
+    pub identity: Arc<Identity>,
+    /// Public base URL (no trailing slash).
+    pub public_url: Arc<str>,
+    /// OCPI token cache.
+    pub tokens: Arc<TokenCache>,
+    /// Prometheus handle.
+    pub metrics: PrometheusHandle,
+    /// Fault injection for tests.
+    pub faults: Arc<Faults>,
+    /// Bounds parallel solves (ticks and admission) to the cores.
+    pub solve_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A built server: listening, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tick: TickMode,
+}
+
+impl Application {
+    /// Connects the database, migrates, loads the topology/prices files, binds the listener.
+    pub async fn build(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let db = Db::connect_with(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_async_commit,
+        )
+        .await
+        .context("connecting to the database")?;
+        db.migrate().await.context("running migrations")?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let now = clock.now();
+        if let Some(token) = &config.ocpi_registration_token {
+            let mut conn = db.conn().await?;
+            parties::add_registration_token(&mut conn, token.expose(), now).await?;
+        }
+        if let Some(path) = &config.topology {
+            let topology = crate::ingest::topology::read_file(path).map_err(anyhow::Error::msg)?;
+            crate::ingest::topology::put_topology(&db, &topology, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading topology {}: {e}", path.display()))?;
+        }
+        if let Some(path) = &config.prices_csv {
+            let n = crate::ingest::prices::load_day_ahead_csv(&db, path)
+                .await
+                .map_err(|e: StoreError| anyhow::anyhow!("loading prices: {e}"))?;
+            tracing::info!(prices = n, path = %path.display(), "prices loaded");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        let identity = Identity {
+            versions_url: format!("{public_url}/ocpi/versions"),
+            country_code: config.ocpi_country_code.clone(),
+            party_id: config.ocpi_party_id.clone(),
+            name: "evflex".to_owned(),
+        };
+        let engine = Arc::new(config.engine.clone());
+        let state = AppState {
+            db,
+            solve_slots: Arc::new(tokio::sync::Semaphore::new(engine.parallel_solves())),
+            engine,
+            clock,
+            http,
+            identity: Arc::new(identity),
+            public_url: public_url.into(),
+            tokens: Arc::new(TokenCache::default()),
+            metrics: crate::telemetry::metrics_handle(),
+            faults: Arc::new(Faults::default()),
+        };
+        Ok(Self {
+            listener,
+            state,
+            tick: config.tick,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The shared state (for tests: run ticks, inject faults, read the database).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves; runs the wall-clock tick loop when configured.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let ticker = (self.tick == TickMode::WallClock).then(|| {
+            let state = self.state.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(engine::run_wall_clock(state, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        });
+        let router = crate::api::router(self.state.clone());
+        tracing::info!(addr = %self.listener.local_addr()?, "evflex serving");
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+            .await
+            .context("serving HTTP")?;
+        if let Some(t) = ticker {
+            let _ = t.await;
+        }
+        self.state.db.close().await;
+        Ok(())
+    }
+}
+
+/// `evflex serve`: builds the application on the wall clock and serves until Ctrl-C.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let app = Application::build(config, Arc::new(WallClock)).await?;
+    app.run_until(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await
+}

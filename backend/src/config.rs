@@ -1,0 +1,213 @@
+//! Configuration of `evflex serve`, from flags and environment (clap). Secrets are wrapped in
+//! [`Secret`] so they never print.
+
+use clap::{Args, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A secret string: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself (only where it is used).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// How ticks are triggered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TickMode {
+    /// At every quarter hour of the wall clock (:00, :15, :30, :45).
+    #[default]
+    WallClock,
+    /// Never by itself: the caller runs [`crate::engine::run_tick`] (tests, the demo's
+    /// simulated clock).
+    Manual,
+}
+
+/// `evflex serve` configuration.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Database URL: `sqlite://FILE?mode=rwc` (embedded default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://evflex.sqlite?mode=rwc"
+    )]
+    pub database_url: String,
+    /// Maximum database connections (PostgreSQL; SQLite always uses one).
+    #[arg(long, env = "EVFLEX_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// PostgreSQL only: commit without waiting for the WAL flush (`synchronous_commit = off`;
+    /// see `store::Db::connect_with` for what a database crash may then lose).
+    #[arg(long, env = "EVFLEX_DB_ASYNC_COMMIT")]
+    pub db_async_commit: bool,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "EVFLEX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Public base URL of this server, as CPOs reach it (default `http://{listen}`).
+    #[arg(long, env = "EVFLEX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Tick trigger.
+    #[arg(long, env = "EVFLEX_TICK", value_enum, default_value_t = TickMode::WallClock)]
+    pub tick: TickMode,
+    /// A registration token (OCPI token A) a CPO may use to start the credentials handshake.
+    #[arg(long, env = "EVFLEX_OCPI_REGISTRATION_TOKEN")]
+    pub ocpi_registration_token: Option<Secret>,
+    /// evflex's OCPI country code.
+    #[arg(long, env = "EVFLEX_OCPI_COUNTRY_CODE", default_value = "NL")]
+    pub ocpi_country_code: String,
+    /// evflex's OCPI party id.
+    #[arg(long, env = "EVFLEX_OCPI_PARTY_ID", default_value = "EVF")]
+    pub ocpi_party_id: String,
+    /// A topology file to load at start (see `ingest::topology`).
+    #[arg(long, env = "EVFLEX_TOPOLOGY")]
+    pub topology: Option<PathBuf>,
+    /// A day-ahead price CSV (`datetime_utc,price_eur_per_mwh`) to load at start.
+    #[arg(long, env = "EVFLEX_PRICES_CSV")]
+    pub prices_csv: Option<PathBuf>,
+    /// Engine settings.
+    #[command(flatten)]
+    pub engine: EngineConfig,
+}
+
+impl ServeConfig {
+    /// Defaults with the given database URL, listening on a free loopback port, manual ticks
+    /// (what tests and the demo start from).
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_max_connections: 8,
+            db_async_commit: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            tick: TickMode::Manual,
+            ocpi_registration_token: None,
+            ocpi_country_code: "NL".to_owned(),
+            ocpi_party_id: "EVF".to_owned(),
+            topology: None,
+            prices_csv: None,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Settings of the tick, admission control and set-point delivery.
+#[derive(Debug, Clone, Args)]
+pub struct EngineConfig {
+    /// Steps in the rolling horizon (96 × 15 min = 24 h).
+    #[arg(long, env = "EVFLEX_HORIZON_STEPS", default_value_t = 96)]
+    pub horizon_steps: usize,
+    /// Flat energy price where no price table entry applies (micro-EUR per kWh).
+    #[arg(long, env = "EVFLEX_FLAT_TARIFF", default_value_t = 250_000)]
+    pub flat_tariff_micro_eur_per_kwh: i64,
+    /// Solve in MILP mode (charge points draw 0 or at least their minimum).
+    #[arg(long, env = "EVFLEX_MILP")]
+    pub milp: bool,
+    /// Time limit of one solve (ms).
+    #[arg(long, env = "EVFLEX_SOLVE_TIME_LIMIT_MS", default_value_t = 5_000)]
+    pub solve_time_limit_ms: u64,
+    /// Parallel solves per tick (0: one per core).
+    #[arg(long, env = "EVFLEX_SOLVER_THREADS", default_value_t = 0)]
+    pub solver_threads: usize,
+    /// Opted-in session without a request: assumed stay from its start (s).
+    #[arg(long, env = "EVFLEX_DEFAULT_DWELL_S", default_value_t = 8 * 3_600)]
+    pub default_dwell_s: i64,
+    /// Opted-in session without a request: energy aimed for, best effort (Wh).
+    #[arg(long, env = "EVFLEX_DEFAULT_ENERGY_WH", default_value_t = 20_000)]
+    pub default_energy_wh: i64,
+    /// Session that is not opted in: energy it charges uncontrolled (Wh).
+    #[arg(long, env = "EVFLEX_UNCONTROLLED_ENERGY_WH", default_value_t = 30_000)]
+    pub uncontrolled_energy_wh: i64,
+    /// Power of an EVSE whose connectors give no rating (W).
+    #[arg(long, env = "EVFLEX_DEFAULT_EVSE_POWER_W", default_value_t = 11_000)]
+    pub default_evse_power_w: i64,
+    /// Delivery attempts per set-point.
+    #[arg(long, env = "EVFLEX_SETPOINT_ATTEMPTS", default_value_t = 3)]
+    pub setpoint_attempts: u32,
+    /// First back-off between set-point attempts (ms; doubles each retry).
+    #[arg(long, env = "EVFLEX_SETPOINT_BACKOFF_MS", default_value_t = 500)]
+    pub setpoint_backoff_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            horizon_steps: 96,
+            flat_tariff_micro_eur_per_kwh: 250_000,
+            milp: false,
+            solve_time_limit_ms: 5_000,
+            solver_threads: 0,
+            default_dwell_s: 8 * 3_600,
+            default_energy_wh: 20_000,
+            uncontrolled_energy_wh: 30_000,
+            default_evse_power_w: 11_000,
+            setpoint_attempts: 3,
+            setpoint_backoff_ms: 500,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The optimiser options these settings select.
+    pub fn solve_options(&self) -> evflex_schedule::SolveOptions {
+        evflex_schedule::SolveOptions {
+            mode: if self.milp {
+                evflex_schedule::Mode::Milp
+            } else {
+                evflex_schedule::Mode::Lp
+            },
+            time_limit_ms: self.solve_time_limit_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Parallel solves per tick.
+    pub fn parallel_solves(&self) -> usize {
+        if self.solver_threads > 0 {
+            self.solver_threads
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -1,0 +1,171 @@
+//! Admission control for charging requests: a request is accepted only if its group's problem
+//! stays feasible with it as a hard constraint; otherwise the user is offered the largest
+//! energy that can be guaranteed by the departure ([`evflex_schedule::admit`]). An EVSE outside
+//! every group is limited only by its own power.
+
+use super::snapshot::{self, min_power_w, steps_until};
+use crate::app::AppState;
+use crate::domain::{TIME_STEP_S, step_start, timestep_of};
+use crate::store::requests::{self, ChargingRequest, Decision};
+use crate::store::sessions::StoredSession;
+use crate::store::{StoreError, groups, locations, sessions};
+use evflex_schedule::{Admission, Vehicle};
+
+/// Errors of admission control.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    /// The request is not meaningful (departure passed, no energy).
+    #[error("{0}")]
+    Invalid(String),
+    /// The optimiser rejected the inputs or failed.
+    #[error("optimiser: {0}")]
+    Solver(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for AdmissionError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::Db(e))
+    }
+}
+
+/// A request to decide.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// The user asking.
+    pub user_id: i64,
+    /// The session it is for.
+    pub session: StoredSession,
+    /// Energy wanted from now (Wh).
+    pub energy_wh: i64,
+    /// Target SoC (%), when asked that way.
+    pub target_soc_percent: Option<i64>,
+    /// Battery capacity (Wh), when given.
+    pub battery_capacity_wh: Option<i64>,
+    /// Departure (Unix seconds).
+    pub departure_ts: i64,
+}
+
+/// Decides a request and stores it (linking the session to the user).
+#[tracing::instrument(skip_all, fields(session = %req.session.record.session_id, energy_wh = req.energy_wh))]
+pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest, AdmissionError> {
+    let now = state.clock.now();
+    if req.energy_wh <= 0 {
+        return Err(AdmissionError::Invalid(
+            "energy: must be positive".to_owned(),
+        ));
+    }
+    if req.departure_ts <= now {
+        return Err(AdmissionError::Invalid(
+            "departure: must be in the future".to_owned(),
+        ));
+    }
+    let timestep = timestep_of(now, TIME_STEP_S);
+    let t0 = step_start(timestep, TIME_STEP_S);
+    let h = state.engine.horizon_steps.max(1);
+    let s = &req.session.record;
+    let (group_id, admission) = {
+        let mut conn = state.db.conn().await?;
+        let evse =
+            locations::get_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
+        let max_power_w = evse
+            .as_ref()
+            .and_then(|e| e.record.rated_power_w)
+            .unwrap_or(state.engine.default_evse_power_w);
+        let min_power = min_power_w(
+            evse.as_ref().and_then(|e| e.record.power_type.as_deref()),
+            evse.as_ref().and_then(|e| e.record.phases),
+            max_power_w,
+        );
+        let departure = steps_until(t0, req.departure_ts, TIME_STEP_S, h);
+        let vehicle = Vehicle {
+            id: snapshot::vehicle_id(&s.country_code, &s.party_id, &s.session_id),
+            arrival: 0,
+            departure,
+            max_power_w,
+            min_power_w: min_power,
+            energy_requested_wh: req.energy_wh,
+            battery_capacity_wh: req.battery_capacity_wh,
+            energy_on_arrival_wh: None,
+            opted_in: true,
+            accepted: true,
+            efficiency_permille: 1000,
+        };
+        let group_id =
+            groups::group_of_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
+        match group_id {
+            None => {
+                // Alone on its connection: only the EVSE's power and the time until departure
+                // (from now, not from the step start) limit it.
+                let max_wh =
+                    (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
+                let admission = if req.energy_wh <= max_wh {
+                    Admission::Accepted
+                } else {
+                    Admission::Rejected {
+                        max_guaranteed_wh: max_wh,
+                        earliest_full_departure: None,
+                    }
+                };
+                (None, admission)
+            }
+            Some(gid) => {
+                let group = groups::get(&mut conn, gid)
+                    .await?
+                    .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
+                let snap = snapshot::snapshot(&mut conn, &state.engine, &group, timestep).await?;
+                drop(conn);
+                let opts = state.engine.solve_options();
+                let _permit = state
+                    .solve_slots
+                    .acquire()
+                    .await
+                    .map_err(|e| AdmissionError::Solver(e.to_string()))?;
+                let admission = tokio::task::spawn_blocking(move || {
+                    evflex_schedule::admit(&snap.inputs, &vehicle, &opts)
+                })
+                .await
+                .map_err(|e| AdmissionError::Solver(e.to_string()))?
+                .map_err(|e| AdmissionError::Solver(e.to_string()))?;
+                (Some(gid), admission)
+            }
+        }
+    };
+    let (decision, max_guaranteed_wh, earliest) = match admission {
+        Admission::Accepted => (Decision::Accepted, None, None),
+        Admission::Rejected {
+            max_guaranteed_wh,
+            earliest_full_departure,
+        } => (
+            Decision::Rejected,
+            Some(max_guaranteed_wh),
+            earliest_full_departure.map(|step| t0 + step as i64 * i64::from(TIME_STEP_S)),
+        ),
+    };
+    metrics::counter!("evflex_charging_requests_total", "decision" => decision.as_str())
+        .increment(1);
+    let mut request = ChargingRequest {
+        id: 0,
+        user_id: req.user_id,
+        session_row: req.session.id,
+        group_id,
+        energy_wh: req.energy_wh,
+        target_soc_percent: req.target_soc_percent,
+        battery_capacity_wh: req.battery_capacity_wh,
+        departure_ts: req.departure_ts,
+        session_energy_wh_at_request: s.energy_wh,
+        decision,
+        max_guaranteed_wh,
+        earliest_full_departure_ts: earliest,
+        created_at: now,
+    };
+    let mut tx = state.db.begin().await?;
+    request.id = requests::insert(&mut tx, &request, now).await?;
+    if req.session.user_id.is_none() {
+        sessions::set_user(&mut tx, req.session.id, req.user_id).await?;
+    }
+    tx.commit().await?;
+    Ok(request)
+}

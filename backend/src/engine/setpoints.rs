@@ -1,0 +1,174 @@
+//! Set-points out: pending OCPI 2.2.1 `SetChargingProfile` requests are sent to each CPO's
+//! `chargingprofiles` endpoint as `PUT {url}/{session_id}` with the CPO's token (token B),
+//! retried with exponential back-off on network errors, 5xx and 429. The CPO's asynchronous
+//! `ChargingProfileResult` arrives at our `response_url`
+//! (`{public_url}/ocpi/2.2.1/chargingprofiles/{setpoint_id}`) and is stored with the set-point.
+
+use crate::app::AppState;
+use crate::ingest::ocpi::credentials::authorization;
+use crate::store::parties::{self, Party};
+use crate::store::schedules::{self, StoredSetpoint};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What one delivery round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    /// Accepted by the CPO's endpoint.
+    pub sent: usize,
+    /// Given up on.
+    pub failed: usize,
+    /// Extra attempts made.
+    pub retries: usize,
+}
+
+enum Attempt {
+    Sent(String),
+    Retry(String),
+    Fatal(String),
+}
+
+async fn put_profile(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Attempt {
+    let response = match http
+        .put(url)
+        .header("Authorization", authorization(token))
+        .timeout(Duration::from_secs(10))
+        .json(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(format!("PUT {url}: {e}")),
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        let ocpi_status = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("status_code").and_then(serde_json::Value::as_i64));
+        match ocpi_status {
+            Some(1000..=1999) => Attempt::Sent(text),
+            Some(code) => Attempt::Fatal(format!("PUT {url}: OCPI status {code}")),
+            None => Attempt::Fatal(format!("PUT {url}: not an OCPI response")),
+        }
+    } else if status.is_server_error() || status.as_u16() == 429 {
+        Attempt::Retry(format!("PUT {url}: HTTP {status}"))
+    } else {
+        Attempt::Fatal(format!("PUT {url}: HTTP {status}"))
+    }
+}
+
+/// Sends every pending set-point (one round, with retries); the "run one step" of delivery.
+#[tracing::instrument(skip_all)]
+pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
+    let mut report = DeliveryReport::default();
+    let (pending, parties) = match load(state).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = ?e, "set-points: cannot read pending set-points");
+            return report;
+        }
+    };
+    let mut set = tokio::task::JoinSet::new();
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    for sp in pending {
+        let party = sp
+            .record
+            .owner_party
+            .and_then(|id| parties.get(&id).cloned());
+        let state = state.clone();
+        let limit = limit.clone();
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            deliver_one(&state, sp, party).await
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Ok((sent, retries)) = joined {
+            if sent {
+                report.sent += 1;
+            } else {
+                report.failed += 1;
+            }
+            report.retries += retries;
+        }
+    }
+    metrics::counter!("evflex_setpoints_total", "result" => "sent").increment(report.sent as u64);
+    metrics::counter!("evflex_setpoints_total", "result" => "failed")
+        .increment(report.failed as u64);
+    report
+}
+
+async fn load(
+    state: &AppState,
+) -> crate::store::StoreResult<(Vec<StoredSetpoint>, HashMap<i64, Party>)> {
+    let mut conn = state.db.conn().await?;
+    let pending = schedules::pending(&mut conn, 10_000).await?;
+    let mut parties = HashMap::new();
+    for id in pending.iter().filter_map(|s| s.record.owner_party) {
+        if let std::collections::hash_map::Entry::Vacant(e) = parties.entry(id)
+            && let Some(p) = parties::get_party(&mut conn, id).await?
+        {
+            e.insert(p);
+        }
+    }
+    Ok((pending, parties))
+}
+
+async fn deliver_one(state: &AppState, sp: StoredSetpoint, party: Option<Party>) -> (bool, usize) {
+    let mut attempts = sp.attempts;
+    let outcome = match party
+        .as_ref()
+        .filter(|p| p.status == "registered")
+        .and_then(|p| {
+            p.endpoint("chargingprofiles", "RECEIVER")
+                .map(|url| (url.to_owned(), p.token_b.clone()))
+        }) {
+        None => Attempt::Fatal("the CPO has no chargingprofiles endpoint".to_owned()),
+        Some((base, token)) => {
+            let url = format!("{}/{}", base.trim_end_matches('/'), sp.record.session_id);
+            let body = serde_json::json!({
+                "charging_profile": sp.record.profile,
+                "response_url": format!(
+                    "{}/ocpi/2.2.1/chargingprofiles/{}", state.public_url, sp.id
+                ),
+            });
+            let mut backoff = Duration::from_millis(state.engine.setpoint_backoff_ms);
+            loop {
+                attempts += 1;
+                let result = put_profile(&state.http, &url, &token, &body).await;
+                match result {
+                    Attempt::Retry(e) if attempts < i64::from(state.engine.setpoint_attempts) => {
+                        tracing::debug!(setpoint = sp.id, error = %e, "set-point: retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                    other => break other,
+                }
+            }
+        }
+    };
+    let retries = (attempts - sp.attempts - 1).max(0) as usize;
+    let now = state.clock.now();
+    let (sent, status, response, error) = match &outcome {
+        Attempt::Sent(body) => (true, "sent", Some(body.as_str()), None),
+        Attempt::Retry(e) | Attempt::Fatal(e) => (false, "failed", None, Some(e.as_str())),
+    };
+    if let Some(e) = error {
+        tracing::warn!(setpoint = sp.id, session = %sp.record.session_id, error = %e, "set-point failed");
+    }
+    if let Ok(mut conn) = state.db.conn().await
+        && let Err(e) =
+            schedules::record_attempt(&mut conn, sp.id, status, attempts, response, error, now)
+                .await
+    {
+        tracing::error!(error = ?e, setpoint = sp.id, "set-point: cannot record attempt");
+    }
+    (sent, retries)
+}

@@ -1,0 +1,333 @@
+//! A group's state at the start of a timestep, as the optimiser sees it ([`GroupInputs`]) plus
+//! what the engine needs to map the schedule back (which session and EVSE each vehicle is).
+//!
+//! How sessions become vehicles (all plugged in now, `arrival = 0`):
+//! - Only `ACTIVE`/`PENDING` sessions on member EVSEs count; EVSEs that are `REMOVED`,
+//!   `OUTOFORDER` or `INOPERATIVE` carry no vehicle.
+//! - A session's user is the one linked to it (by a charging request, or by the user's
+//!   registered token uid). No user, or a user who has not opted in: **uncontrolled** — it
+//!   charges as fast as possible until it has `uncontrolled_energy_wh` (config) in total.
+//! - Opted in with an accepted request: the request's energy, minus what was charged since the
+//!   request, is **guaranteed** by its departure.
+//! - Opted in without a request (or past its departure): **best effort** towards
+//!   `default_energy_wh` in total, by `start + default_dwell_s` (at least one hour from now).
+//! - Power: the EVSE's rating (or `default_evse_power_w`); minimum power (MILP) 6 A × 230 V ×
+//!   phases for AC, 0 for DC.
+//!
+//! Per step: capacity is the group's, overridden by the last scheduled capacity change that
+//! covers the step; other load and PV come from stored forecasts (else the group's flat other
+//! load, and no PV); the price is the last price-table entry at or before the step (else the
+//! flat tariff).
+
+use crate::config::EngineConfig;
+use crate::domain::step_start;
+use crate::store::groups::{self, SeriesKind, StoredGroup};
+use crate::store::{Conn, StoreResult, locations, meter, prices, requests, sessions, users};
+use evflex_schedule::{Battery, GroupInputs, Vehicle};
+use serde::{Deserialize, Serialize};
+
+/// How a vehicle is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Not opted in: charges as fast as possible.
+    Uncontrolled,
+    /// Opted in, no accepted request: best effort.
+    BestEffort,
+    /// Opted in with an accepted request: guaranteed.
+    Guaranteed,
+}
+
+/// What the engine knows about one vehicle of the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VehicleInfo {
+    /// Vehicle id in the inputs (`{cc}*{party}*{session_id}`).
+    pub vehicle_id: String,
+    /// Session row id.
+    pub session_row: i64,
+    /// OCPI session id.
+    pub session_id: String,
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// CPO party row to send set-points to.
+    pub owner_party: Option<i64>,
+    /// How it is treated.
+    pub control: Control,
+    /// Departure (Unix seconds), when known or assumed.
+    pub departure_ts: i64,
+    /// Energy still wanted (Wh).
+    pub energy_left_wh: i64,
+    /// Minimum charging power (W).
+    pub min_power_w: i64,
+}
+
+/// What the engine knows about one member EVSE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// OCPI status.
+    pub status: String,
+    /// Rated power (W).
+    pub rated_power_w: i64,
+    /// Measured power at the snapshot (W).
+    pub measured_w: i64,
+}
+
+/// A group's state at the start of a timestep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSnapshot {
+    /// The optimiser inputs.
+    pub inputs: GroupInputs,
+    /// Member EVSEs with data, by uid.
+    pub members: Vec<MemberInfo>,
+    /// Vehicles, in the order of `inputs.vehicles`.
+    pub vehicles: Vec<VehicleInfo>,
+    /// Sum of measured member power (W).
+    pub measured_load_w: i64,
+}
+
+/// Vehicle id of a session.
+pub fn vehicle_id(country_code: &str, party_id: &str, session_id: &str) -> String {
+    format!("{country_code}*{party_id}*{session_id}")
+}
+
+/// Steps from `t0` until `ts` (rounded up), within `1..=horizon`.
+pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize {
+    let step = i64::from(time_step_s);
+    let steps = (ts - t0 + step - 1).div_euclid(step);
+    steps.clamp(1, horizon as i64) as usize
+}
+
+/// Minimum charging power of an EVSE (6 A per phase at 230 V for AC; 0 for DC).
+pub fn min_power_w(power_type: Option<&str>, phases: Option<i64>, max_power_w: i64) -> i64 {
+    if power_type == Some("DC") {
+        return 0;
+    }
+    (6 * 230 * phases.unwrap_or(1)).min(max_power_w)
+}
+
+fn per_step(
+    series: &[(i64, i64)],
+    t0: i64,
+    time_step_s: u32,
+    horizon: usize,
+    default: i64,
+) -> Vec<i64> {
+    (0..horizon)
+        .map(|t| {
+            let at = t0 + t as i64 * i64::from(time_step_s);
+            series
+                .iter()
+                .find(|(ts, _)| *ts == at)
+                .map_or(default, |(_, v)| *v)
+        })
+        .collect()
+}
+
+/// Reads a group's state for `timestep`.
+#[tracing::instrument(skip_all, fields(group_id = group.record.id, timestep))]
+pub async fn snapshot(
+    conn: &mut Conn,
+    cfg: &EngineConfig,
+    group: &StoredGroup,
+    timestep: u64,
+) -> StoreResult<GroupSnapshot> {
+    let g = &group.record;
+    let time_step_s = crate::domain::TIME_STEP_S;
+    let h = cfg.horizon_steps.max(1);
+    let t0 = step_start(timestep, time_step_s);
+    let t_end = t0 + h as i64 * i64::from(time_step_s);
+    let step_at = |t: usize| t0 + t as i64 * i64::from(time_step_s);
+
+    let changes = groups::capacity_changes(conn, g.id, t0, t_end).await?;
+    let capacity_w: Vec<i64> = (0..h)
+        .map(|t| {
+            let at = step_at(t);
+            changes
+                .iter()
+                .rfind(|c| c.start_ts <= at && c.end_ts.is_none_or(|e| at < e))
+                .map_or(g.capacity_w, |c| c.capacity_w)
+        })
+        .collect();
+    let other = groups::series(conn, g.id, SeriesKind::OtherLoad, t0, t_end).await?;
+    let other_load_w = per_step(&other, t0, time_step_s, h, g.other_load_w);
+    let pv = groups::series(conn, g.id, SeriesKind::Pv, t0, t_end).await?;
+    let pv_w = per_step(&pv, t0, time_step_s, h, 0);
+    let price_rows = prices::in_range(conn, t0, t_end).await?;
+    let price_micro_eur_per_kwh: Vec<i64> = (0..h)
+        .map(|t| {
+            let at = step_at(t);
+            price_rows
+                .iter()
+                .rev()
+                .find(|(ts, _)| *ts <= at)
+                .map_or(cfg.flat_tariff_micro_eur_per_kwh, |(_, p)| *p)
+        })
+        .collect();
+    let battery = (!g.batteries.is_empty()).then(|| Battery {
+        capacity_wh: g.batteries.iter().map(|b| b.capacity_wh).sum(),
+        energy_wh: g.batteries.iter().map(|b| b.energy_wh).sum(),
+        max_charge_w: g.batteries.iter().map(|b| b.max_charge_w).sum(),
+        max_discharge_w: g.batteries.iter().map(|b| b.max_discharge_w).sum(),
+        efficiency_permille: g
+            .batteries
+            .iter()
+            .map(|b| b.efficiency_permille)
+            .min()
+            .unwrap_or(1000)
+            .clamp(1, 1000),
+    });
+
+    let evses = locations::evses_of_group(conn, g.id).await?;
+    let uids: Vec<String> = evses.iter().map(|e| e.record.uid.clone()).collect();
+    let live = meter::live_of(conn, &g.country_code, &g.party_id, &uids).await?;
+    let measured = |uid: &str| {
+        live.iter()
+            .find(|l| l.evse_uid == uid)
+            .and_then(|l| l.power_w)
+            .unwrap_or(0)
+    };
+    let members: Vec<MemberInfo> = evses
+        .iter()
+        .map(|e| MemberInfo {
+            evse_uid: e.record.uid.clone(),
+            status: e.record.status.clone(),
+            rated_power_w: e.record.rated_power_w.unwrap_or(cfg.default_evse_power_w),
+            measured_w: measured(&e.record.uid),
+        })
+        .collect();
+    let measured_load_w = members.iter().map(|m| m.measured_w).sum();
+
+    let mut vehicles = Vec::new();
+    let mut infos = Vec::new();
+    for s in sessions::open_sessions_of_group(conn, g.id).await? {
+        let r = &s.record;
+        let Some(evse) = evses.iter().find(|e| e.record.uid == r.evse_uid) else {
+            continue;
+        };
+        if matches!(
+            evse.record.status.as_str(),
+            "REMOVED" | "OUTOFORDER" | "INOPERATIVE"
+        ) {
+            continue;
+        }
+        let id = vehicle_id(&r.country_code, &r.party_id, &r.session_id);
+        if infos.iter().any(|v: &VehicleInfo| v.vehicle_id == id) {
+            continue;
+        }
+        let max_power_w = evse
+            .record
+            .rated_power_w
+            .unwrap_or(cfg.default_evse_power_w)
+            .max(0);
+        let min_power = min_power_w(
+            evse.record.power_type.as_deref(),
+            evse.record.phases,
+            max_power_w,
+        );
+        let opted_in = match s.user_id {
+            Some(uid) => users::get(conn, uid).await?.is_some_and(|u| u.opted_in),
+            None => false,
+        };
+        let request = if opted_in {
+            requests::accepted_for_session(conn, s.id)
+                .await?
+                .filter(|q| q.departure_ts > t0)
+        } else {
+            None
+        };
+        let delivered = r.energy_wh;
+        let (control, energy_left_wh, departure_ts, battery_capacity_wh) =
+            match (&request, opted_in) {
+                (Some(q), _) => {
+                    let since = (delivered - q.session_energy_wh_at_request).max(0);
+                    (
+                        Control::Guaranteed,
+                        (q.energy_wh - since).max(0),
+                        q.departure_ts,
+                        q.battery_capacity_wh,
+                    )
+                }
+                (None, true) => (
+                    Control::BestEffort,
+                    (cfg.default_energy_wh - delivered).max(0),
+                    (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
+                    None,
+                ),
+                (None, false) => (
+                    Control::Uncontrolled,
+                    (cfg.uncontrolled_energy_wh - delivered).max(0),
+                    t_end,
+                    None,
+                ),
+            };
+        let departure = if control == Control::Uncontrolled {
+            h
+        } else {
+            steps_until(t0, departure_ts, time_step_s, h)
+        };
+        vehicles.push(Vehicle {
+            id: id.clone(),
+            arrival: 0,
+            departure,
+            max_power_w,
+            min_power_w: min_power,
+            energy_requested_wh: energy_left_wh,
+            battery_capacity_wh,
+            energy_on_arrival_wh: None,
+            opted_in,
+            accepted: control == Control::Guaranteed,
+            efficiency_permille: 1000,
+        });
+        infos.push(VehicleInfo {
+            vehicle_id: id,
+            session_row: s.id,
+            session_id: r.session_id.clone(),
+            evse_uid: r.evse_uid.clone(),
+            owner_party: r.owner_party,
+            control,
+            departure_ts,
+            energy_left_wh,
+            min_power_w: min_power,
+        });
+    }
+
+    Ok(GroupSnapshot {
+        inputs: GroupInputs {
+            group_id: group.record.id as u64,
+            start_timestep: timestep,
+            time_step_s,
+            horizon: h,
+            capacity_w,
+            other_load_w,
+            pv_w,
+            price_micro_eur_per_kwh,
+            battery,
+            vehicles,
+        },
+        members,
+        vehicles: infos,
+        measured_load_w,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn departure_steps_round_up_within_the_horizon() {
+        assert_eq!(steps_until(0, 900, 900, 96), 1);
+        assert_eq!(steps_until(0, 901, 900, 96), 2);
+        assert_eq!(steps_until(0, -5, 900, 96), 1);
+        assert_eq!(steps_until(0, 10 * 86_400, 900, 96), 96);
+    }
+
+    #[test]
+    fn minimum_power_is_six_amps_per_phase_for_ac() {
+        assert_eq!(min_power_w(Some("AC_3_PHASE"), Some(3), 11_000), 4_140);
+        assert_eq!(min_power_w(Some("AC_1_PHASE"), Some(1), 1_000), 1_000);
+        assert_eq!(min_power_w(Some("DC"), Some(1), 50_000), 0);
+    }
+}

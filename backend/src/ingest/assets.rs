@@ -1,0 +1,79 @@
+//! Chain asset records (SC1): when an EVSE or a group arrives or its chain-relevant data
+//! changes, an `asset_upsert` is enqueued in the same transaction. Only changes count: the hash
+//! of the last enqueued record is kept on the asset's row, and a new record gets the next
+//! version number in its dedupe key.
+
+use crate::store::outbox::{self, AssetPayload};
+use crate::store::{Conn, StoreResult, groups, locations, to_json};
+use sha3::{Digest, Keccak256};
+
+fn payload_hash(payload: &AssetPayload) -> String {
+    hex::encode(Keccak256::digest(to_json(payload).as_bytes()))
+}
+
+/// Re-derives an EVSE's asset record and enqueues it if it changed; `true` when enqueued.
+pub async fn sync_evse(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+    uid: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let Some(evse) = locations::get_evse(conn, country_code, party_id, uid).await? else {
+        return Ok(false);
+    };
+    let group_id = groups::group_of_evse(conn, country_code, party_id, uid).await?;
+    let r = &evse.record;
+    let payload = AssetPayload::ChargePoint {
+        country_code: r.country_code.clone(),
+        party_id: r.party_id.clone(),
+        location_id: r.location_id.clone(),
+        evse_uid: r.uid.clone(),
+        evse_id: r.evse_id.clone(),
+        rated_power_w: r.rated_power_w.unwrap_or(0),
+        power_type: r.power_type.clone(),
+        phases: r.phases,
+        max_voltage_v: r.max_voltage_v,
+        max_current_a: r.max_current_a,
+        connector_standard: r.connector_standard.clone(),
+        group_id,
+        active: r.status != "REMOVED",
+    };
+    let hash = payload_hash(&payload);
+    if hash == evse.asset_hash {
+        return Ok(false);
+    }
+    let version = evse.asset_version + 1;
+    let key = format!("asset_upsert:evse:{country_code}*{party_id}*{uid}:v{version}");
+    outbox::enqueue(conn, outbox::kind::ASSET_UPSERT, &key, &payload, now).await?;
+    locations::set_evse_asset_state(conn, evse.id, version, &hash).await?;
+    Ok(true)
+}
+
+/// Re-derives a group's asset record and enqueues it if it changed; `true` when enqueued.
+pub async fn sync_group(conn: &mut Conn, group_id: i64, now: i64) -> StoreResult<bool> {
+    let Some(group) = groups::get(conn, group_id).await? else {
+        return Ok(false);
+    };
+    let members = groups::members(conn, group_id).await?;
+    let g = &group.record;
+    let payload = AssetPayload::Group {
+        group_id,
+        name: g.name.clone(),
+        capacity_w: g.capacity_w,
+        members,
+        country_code: g.country_code.clone(),
+        party_id: g.party_id.clone(),
+        pv_inverters: g.pv_inverters.clone(),
+        batteries: g.batteries.clone(),
+    };
+    let hash = payload_hash(&payload);
+    if hash == group.asset_hash {
+        return Ok(false);
+    }
+    let version = group.asset_version + 1;
+    let key = format!("asset_upsert:group:{group_id}:v{version}");
+    outbox::enqueue(conn, outbox::kind::ASSET_UPSERT, &key, &payload, now).await?;
+    groups::set_asset_state(conn, group_id, version, &hash).await?;
+    Ok(true)
+}

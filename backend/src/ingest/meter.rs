@@ -1,0 +1,217 @@
+//! Meter values for live status: batches of OCPP 1.6-style `MeterValue`s per EVSE.
+//!
+//! ```json
+//! {"meter_values": [{
+//!   "evse_uid": "3256", "session_id": "101",
+//!   "meterValue": [{"timestamp": "2024-05-01T10:00:00Z", "sampledValue": [
+//!     {"measurand": "Energy.Active.Import.Register", "value": "12500", "unit": "Wh"},
+//!     {"measurand": "Power.Active.Import", "value": "7.2", "unit": "kW"},
+//!     {"measurand": "SoC", "value": "54", "unit": "Percent"}]}]}]}
+//! ```
+//!
+//! `country_code`/`party_id` default to the sending party's. A `sampledValue` without
+//! `measurand` is the energy register (OCPP's default); other measurands are accepted and
+//! ignored. Units: `Wh`/`kWh`, `W`/`kW`, `Percent`.
+
+use crate::domain::parse_rfc3339;
+use crate::ingest::ocpi::model::parse;
+use crate::ingest::{IngestError, IngestResult};
+use crate::store::Db;
+use crate::store::meter::{self, MeterReading};
+use serde::Deserialize;
+
+/// A batch of meter values.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct MeterValuesBatch {
+    /// Per-EVSE meter values.
+    pub meter_values: Vec<EvseMeterValues>,
+}
+
+/// The meter values of one EVSE.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct EvseMeterValues {
+    /// Country code of the CPO (default: the sender's).
+    pub country_code: Option<String>,
+    /// Party id of the CPO (default: the sender's).
+    pub party_id: Option<String>,
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// OCPI session id, when known.
+    pub session_id: Option<String>,
+    /// OCPP `MeterValue`s.
+    #[serde(rename = "meterValue")]
+    pub meter_value: Vec<MeterValue>,
+}
+
+/// OCPP 1.6 `MeterValue`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct MeterValue {
+    /// Instant of the samples (RFC 3339).
+    pub timestamp: String,
+    /// Samples.
+    #[serde(rename = "sampledValue")]
+    pub sampled_value: Vec<SampledValue>,
+}
+
+/// OCPP 1.6 `SampledValue` (the fields evflex reads).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct SampledValue {
+    /// Decimal value, as a string (OCPP).
+    pub value: String,
+    /// Measurand (default `Energy.Active.Import.Register`).
+    pub measurand: Option<String>,
+    /// Unit (`Wh`, `kWh`, `W`, `kW`, `Percent`).
+    pub unit: Option<String>,
+}
+
+/// Parses and validates a batch into readings; errors name the field.
+pub fn readings(
+    body: serde_json::Value,
+    default_cc: &str,
+    default_pid: &str,
+) -> IngestResult<Vec<MeterReading>> {
+    let batch: MeterValuesBatch = parse(body).map_err(IngestError::Invalid)?;
+    let mut out = Vec::new();
+    for (i, evse) in batch.meter_values.into_iter().enumerate() {
+        let at = |rest: &str| format!("meter_values[{i}].{rest}");
+        if evse.evse_uid.is_empty() {
+            return Err(IngestError::Invalid(format!(
+                "{}: must not be empty",
+                at("evse_uid")
+            )));
+        }
+        for (j, mv) in evse.meter_value.iter().enumerate() {
+            let ts = parse_rfc3339(&mv.timestamp).ok_or_else(|| {
+                IngestError::Invalid(format!(
+                    "{}: invalid DateTime {:?}",
+                    at(&format!("meterValue[{j}].timestamp")),
+                    mv.timestamp
+                ))
+            })?;
+            let mut reading = MeterReading {
+                country_code: evse
+                    .country_code
+                    .clone()
+                    .unwrap_or_else(|| default_cc.to_owned()),
+                party_id: evse
+                    .party_id
+                    .clone()
+                    .unwrap_or_else(|| default_pid.to_owned()),
+                evse_uid: evse.evse_uid.clone(),
+                session_id: evse.session_id.clone(),
+                ts,
+                energy_wh: None,
+                power_w: None,
+                soc_permille: None,
+            };
+            for (k, sv) in mv.sampled_value.iter().enumerate() {
+                let field = at(&format!("meterValue[{j}].sampledValue[{k}]"));
+                let value: f64 = sv
+                    .value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite())
+                    .ok_or_else(|| {
+                        IngestError::Invalid(format!("{field}.value: not a decimal number"))
+                    })?;
+                let unit = sv.unit.as_deref();
+                let scaled = |factor: f64| (value * factor).round() as i64;
+                match sv
+                    .measurand
+                    .as_deref()
+                    .unwrap_or("Energy.Active.Import.Register")
+                {
+                    "Energy.Active.Import.Register" => {
+                        reading.energy_wh = Some(match unit {
+                            None | Some("Wh") => scaled(1.0),
+                            Some("kWh") => scaled(1_000.0),
+                            Some(u) => return Err(bad_unit(&field, u)),
+                        })
+                    }
+                    "Power.Active.Import" => {
+                        reading.power_w = Some(match unit {
+                            None | Some("W") => scaled(1.0),
+                            Some("kW") => scaled(1_000.0),
+                            Some(u) => return Err(bad_unit(&field, u)),
+                        })
+                    }
+                    "SoC" => {
+                        if !(0.0..=100.0).contains(&value) {
+                            return Err(IngestError::Invalid(format!(
+                                "{field}.value: SoC must be within 0..100 %"
+                            )));
+                        }
+                        reading.soc_permille = Some(scaled(10.0));
+                    }
+                    _ => {}
+                }
+            }
+            out.push(reading);
+        }
+    }
+    Ok(out)
+}
+
+fn bad_unit(field: &str, unit: &str) -> IngestError {
+    IngestError::Invalid(format!("{field}.unit: unsupported unit {unit:?}"))
+}
+
+/// Validates and stores a batch in one transaction; returns the number of readings.
+#[tracing::instrument(skip_all)]
+pub async fn ingest(
+    db: &Db,
+    body: serde_json::Value,
+    default_cc: &str,
+    default_pid: &str,
+) -> IngestResult<usize> {
+    let readings = readings(body, default_cc, default_pid)?;
+    let mut tx = db.begin().await?;
+    meter::insert_batch(&mut tx, &readings).await?;
+    tx.commit().await?;
+    Ok(readings.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_measurands_and_units() {
+        let r = readings(
+            json!({"meter_values": [{"evse_uid": "E1", "meterValue": [{
+            "timestamp": "2024-05-01T10:00:00Z",
+            "sampledValue": [
+                {"value": "12.5", "unit": "kWh"},
+                {"measurand": "Power.Active.Import", "value": "7.2", "unit": "kW"},
+                {"measurand": "SoC", "value": "54.5", "unit": "Percent"},
+                {"measurand": "Voltage", "value": "230", "unit": "V"}
+            ]}]}]}),
+            "NL",
+            "EXA",
+        )
+        .unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].energy_wh, Some(12_500));
+        assert_eq!(r[0].power_w, Some(7_200));
+        assert_eq!(r[0].soc_permille, Some(545));
+        assert_eq!(r[0].country_code, "NL");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = readings(
+            json!({"meter_values": [{"evse_uid": "E1", "meterValue": [{
+                "timestamp": "2024-05-01T10:00:00Z",
+                "sampledValue": [{"measurand": "SoC", "value": "abc"}]}]}]}),
+            "NL",
+            "EXA",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "meter_values[0].meterValue[0].sampledValue[0].value: not a decimal number"
+        );
+    }
+}

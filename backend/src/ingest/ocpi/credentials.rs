@@ -1,0 +1,187 @@
+//! The OCPI 2.2.1 credentials handshake, receiver side.
+//!
+//! A CPO gets a registration token (token A) out of band (`--ocpi-registration-token`, or
+//! [`crate::store::parties::add_registration_token`]). With it, it may read evflex's versions
+//! and `POST` its credentials (its token B and versions URL). evflex then reads the CPO's
+//! versions and 2.2.1 endpoints with token B (so it knows where to send charging profiles),
+//! stores the party, issues token C, revokes token A and answers with its own credentials.
+//! `PUT` re-does this for a registered party (new token C); `DELETE` unregisters it.
+
+use super::model::{
+    BusinessDetails, Credentials, CredentialsRole, Role, Version, VersionDetails, parse,
+};
+use crate::domain::PartyKey;
+use crate::ingest::{IngestError, IngestResult};
+use crate::store::Db;
+use crate::store::parties::{self, PartyEndpoint, PartyRegistration};
+use base64::Engine;
+use serde_json::Value;
+
+/// How evflex presents itself in the handshake.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Our versions URL (`{public_url}/ocpi/versions`).
+    pub versions_url: String,
+    /// Our country code.
+    pub country_code: String,
+    /// Our party id.
+    pub party_id: String,
+    /// Our business name.
+    pub name: String,
+}
+
+impl Identity {
+    /// Our credentials carrying `token` (token C).
+    pub fn credentials(&self, token: String) -> Credentials {
+        let role = |role| CredentialsRole {
+            role,
+            business_details: BusinessDetails {
+                name: self.name.clone(),
+                website: None,
+            },
+            party_id: self.party_id.clone(),
+            country_code: self.country_code.clone(),
+        };
+        Credentials {
+            token,
+            url: self.versions_url.clone(),
+            roles: vec![role(Role::Emsp), role(Role::Scsp)],
+        }
+    }
+}
+
+/// `Authorization` header value for calling another party with its token.
+pub fn authorization(token: &str) -> String {
+    format!(
+        "Token {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
+}
+
+/// A fresh random token (256 bits, hex).
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+async fn get_ocpi_data(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, String> {
+    let response = http
+        .get(url)
+        .header("Authorization", authorization(token))
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", response.status()));
+    }
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    body.get("data")
+        .cloned()
+        .ok_or_else(|| format!("GET {url}: no data in the response"))
+}
+
+/// Reads a party's versions and its 2.2.1 endpoints.
+#[tracing::instrument(skip_all, fields(url = versions_url))]
+pub async fn discover(
+    http: &reqwest::Client,
+    versions_url: &str,
+    token_b: &str,
+) -> Result<(String, Vec<PartyEndpoint>), String> {
+    let versions: Vec<Version> = parse(get_ocpi_data(http, versions_url, token_b).await?)?;
+    let v = versions
+        .iter()
+        .find(|v| v.version == "2.2.1")
+        .ok_or_else(|| "the party does not offer OCPI 2.2.1".to_owned())?;
+    let details: VersionDetails = parse(get_ocpi_data(http, &v.url, token_b).await?)?;
+    let endpoints = details
+        .endpoints
+        .into_iter()
+        .map(|e| PartyEndpoint {
+            identifier: e.identifier,
+            role: e.role,
+            url: e.url,
+        })
+        .collect();
+    Ok((v.version.clone(), endpoints))
+}
+
+/// What the credentials module may do for the token presented.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    /// A registration token (token A).
+    Registering,
+    /// A registered party (token C).
+    Registered(i64),
+}
+
+/// `POST` (`update == false`) or `PUT` credentials. Returns evflex's credentials with the new
+/// token C.
+#[tracing::instrument(skip_all, fields(update))]
+#[allow(clippy::too_many_arguments)]
+pub async fn register(
+    db: &Db,
+    http: &reqwest::Client,
+    me: &Identity,
+    caller: Caller,
+    presented_token: &str,
+    body: Value,
+    update: bool,
+    now: i64,
+) -> IngestResult<Credentials> {
+    let creds: Credentials = parse(body).map_err(IngestError::Invalid)?;
+    let first = creds
+        .roles
+        .first()
+        .ok_or_else(|| IngestError::Invalid("roles: at least one role is required".to_owned()))?;
+    for (i, role) in creds.roles.iter().enumerate() {
+        PartyKey::parse(&role.country_code, &role.party_id)
+            .map_err(|e| IngestError::Invalid(format!("roles[{i}]: {e}")))?;
+    }
+    if creds.token.is_empty() {
+        return Err(IngestError::Invalid("token: must not be empty".to_owned()));
+    }
+    let (version, endpoints) = discover(http, &creds.url, &creds.token)
+        .await
+        .map_err(IngestError::PartyUnreachable)?;
+    let registration = PartyRegistration {
+        country_code: first.country_code.clone(),
+        party_id: first.party_id.clone(),
+        name: first.business_details.name.clone(),
+        roles: serde_json::to_value(&creds.roles).unwrap_or(Value::Null),
+        versions_url: creds.url.clone(),
+        token_b: creds.token.clone(),
+        version: Some(version),
+        endpoints,
+    };
+    let token_c = new_token();
+    let mut tx = db.begin().await?;
+    let party_row = match (caller, update) {
+        (Caller::Registering, false) => {
+            let id = parties::insert_party(&mut tx, &registration, now).await?;
+            parties::revoke_token(&mut tx, presented_token).await?;
+            id
+        }
+        (Caller::Registered(id), true) => {
+            parties::update_party(&mut tx, id, &registration, now).await?;
+            id
+        }
+        (Caller::Registered(_), false) => {
+            return Err(IngestError::Conflict(
+                "already registered: use PUT to update credentials".to_owned(),
+            ));
+        }
+        (Caller::Registering, true) => {
+            return Err(IngestError::Conflict(
+                "not registered: use POST first".to_owned(),
+            ));
+        }
+    };
+    parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
+    tx.commit().await?;
+    Ok(me.credentials(token_c))
+}

@@ -1,0 +1,642 @@
+//! Receiver interfaces: validate, then store in one transaction (nothing partial on error).
+//!
+//! Objects are stored per level (location without `evses`, EVSE without `connectors`,
+//! connector); a PATCH is merged into the stored object (top-level fields replace, as OCPI
+//! specifies) and the merged object is validated like a PUT before anything is written. The
+//! session PATCH is the hot path (thousands per second): it is parsed into
+//! [`model::SessionPatch`] and applied as one `UPDATE`.
+
+use super::model::{self, Cdr, Connector, Evse, Location, Session, SessionPatch, parse};
+use crate::domain::{MicroEur, WattHours, kwh_to_wh};
+use crate::ingest::{IngestError, IngestResult, assets};
+use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
+use crate::store::outbox::{self, SettlementPayload};
+use crate::store::sessions::{self, CdrRecord, SessionRecord};
+use crate::store::{Conn, Db, users};
+use serde_json::{Map, Value};
+
+/// Where an object arrived: its CPO party (from the URL) and the party row that sent it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Country code from the URL.
+    pub country_code: String,
+    /// Party id from the URL.
+    pub party_id: String,
+    /// The authenticated party row.
+    pub owner_party: i64,
+}
+
+fn invalid(msg: impl Into<String>) -> IngestError {
+    IngestError::Invalid(msg.into())
+}
+
+fn object(body: Value, what: &str) -> IngestResult<Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        _ => Err(invalid(format!("body: a {what} must be a JSON object"))),
+    }
+}
+
+fn same(field: &str, in_body: &str, in_url: &str) -> IngestResult<()> {
+    if in_body == in_url {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{field}: {in_body:?} does not match the URL ({in_url:?})"
+        )))
+    }
+}
+
+fn merge(stored: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (k, v) in patch {
+        stored.insert(k, v);
+    }
+}
+
+fn require_last_updated(patch: &Map<String, Value>) -> IngestResult<()> {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Meta {
+        last_updated: model::DateTime,
+    }
+    parse::<Meta>(Value::Object(patch.clone()))
+        .map(|_| ())
+        .map_err(IngestError::Invalid)
+}
+
+fn evse_json(evse: &StoredEvse, connectors: &[ConnectorRecord]) -> Map<String, Value> {
+    let mut map = match &evse.record.body {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    map.insert(
+        "connectors".to_owned(),
+        Value::Array(connectors.iter().map(|c| c.body.clone()).collect()),
+    );
+    map
+}
+
+/// Stores one validated EVSE with its connectors and syncs its chain asset record.
+async fn write_evse(
+    conn: &mut Conn,
+    cc: &str,
+    pid: &str,
+    location_id: &str,
+    evse: &Evse,
+    mut raw: Map<String, Value>,
+    now: i64,
+) -> IngestResult<()> {
+    let raw_connectors = match raw.remove("connectors") {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
+    let connectors: Vec<ConnectorRecord> = evse
+        .connectors
+        .iter()
+        .zip(raw_connectors)
+        .map(|(c, body)| connector_record(c, body, evse.last_updated.0))
+        .collect();
+    let strongest = evse
+        .connectors
+        .iter()
+        .filter(|c| c.rated_power_w().is_some())
+        .max_by_key(|c| c.rated_power_w())
+        .or(evse.connectors.first());
+    let record = EvseRecord {
+        country_code: cc.to_owned(),
+        party_id: pid.to_owned(),
+        location_id: location_id.to_owned(),
+        uid: evse.uid.as_str().to_owned(),
+        evse_id: evse.evse_id.clone(),
+        status: evse.status.as_str().to_owned(),
+        rated_power_w: strongest.and_then(Connector::rated_power_w),
+        power_type: strongest
+            .and_then(|c| c.power_type)
+            .map(|p| p.as_str().to_owned()),
+        phases: strongest
+            .and_then(|c| c.power_type)
+            .map(model::PowerType::phases),
+        max_voltage_v: strongest.and_then(|c| c.max_voltage),
+        max_current_a: strongest.and_then(|c| c.max_amperage),
+        connector_standard: strongest.map(|c| c.standard.clone()),
+        body: Value::Object(raw),
+        last_updated: evse.last_updated.0,
+    };
+    let row = locations::upsert_evse(conn, &record).await?;
+    locations::replace_connectors(conn, row, &connectors).await?;
+    assets::sync_evse(conn, cc, pid, evse.uid.as_str(), now).await?;
+    Ok(())
+}
+
+fn connector_record(c: &Connector, body: Value, evse_last_updated: i64) -> ConnectorRecord {
+    ConnectorRecord {
+        connector_id: c.id.clone(),
+        standard: Some(c.standard.clone()),
+        format: Some(c.format.as_str().to_owned()),
+        power_type: c.power_type.map(|p| p.as_str().to_owned()),
+        max_voltage_v: c.max_voltage,
+        max_current_a: c.max_amperage,
+        max_electric_power_w: c.rated_power_w(),
+        body,
+        last_updated: c.last_updated.map_or(evse_last_updated, |t| t.0),
+    }
+}
+
+/// Stores a validated location (and the EVSEs it carries).
+async fn write_location(
+    conn: &mut Conn,
+    origin: &Origin,
+    loc: &Location,
+    mut raw: Map<String, Value>,
+    now: i64,
+) -> IngestResult<()> {
+    let raw_evses = raw.remove("evses");
+    locations::upsert_location(
+        conn,
+        &LocationRecord {
+            country_code: origin.country_code.clone(),
+            party_id: origin.party_id.clone(),
+            location_id: loc.id.clone(),
+            owner_party: Some(origin.owner_party),
+            name: loc.name.clone(),
+            body: Value::Object(raw),
+            last_updated: loc.last_updated.0,
+        },
+    )
+    .await?;
+    if let (Some(evses), Some(Value::Array(raw_evses))) = (&loc.evses, raw_evses) {
+        for (evse, raw) in evses.iter().zip(raw_evses) {
+            let raw = object(raw, "EVSE")?;
+            write_evse(
+                conn,
+                &origin.country_code,
+                &origin.party_id,
+                &loc.id,
+                evse,
+                raw,
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `PUT /locations/{cc}/{party}/{location_id}`: a whole Location.
+#[tracing::instrument(skip_all, fields(location = location_id))]
+pub async fn put_location(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    body: Value,
+    now: i64,
+) -> IngestResult<()> {
+    let loc: Location = parse(body.clone()).map_err(IngestError::Invalid)?;
+    same("country_code", &loc.country_code, &origin.country_code)?;
+    same("party_id", &loc.party_id, &origin.party_id)?;
+    same("id", &loc.id, location_id)?;
+    let raw = object(body, "Location")?;
+    let mut tx = db.begin().await?;
+    write_location(&mut tx, origin, &loc, raw, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PATCH /locations/{cc}/{party}/{location_id}`: some fields of a Location (an `evses` field
+/// carries whole EVSEs to store).
+#[tracing::instrument(skip_all, fields(location = location_id))]
+pub async fn patch_location(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    body: Value,
+    now: i64,
+) -> IngestResult<()> {
+    let patch = object(body, "Location PATCH")?;
+    require_last_updated(&patch)?;
+    let mut tx = db.begin().await?;
+    let stored =
+        locations::get_location(&mut tx, &origin.country_code, &origin.party_id, location_id)
+            .await?
+            .ok_or_else(|| {
+                IngestError::UnknownLocation(format!("unknown location {location_id}"))
+            })?;
+    let mut merged = object(stored.body, "stored Location")?;
+    merge(&mut merged, patch);
+    let loc: Location = parse(Value::Object(merged.clone())).map_err(IngestError::Invalid)?;
+    same("country_code", &loc.country_code, &origin.country_code)?;
+    same("party_id", &loc.party_id, &origin.party_id)?;
+    same("id", &loc.id, location_id)?;
+    write_location(&mut tx, origin, &loc, merged, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PUT /locations/{cc}/{party}/{location_id}/{evse_uid}`: a whole EVSE.
+#[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid))]
+pub async fn put_evse(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    evse_uid: &str,
+    body: Value,
+    now: i64,
+) -> IngestResult<()> {
+    let evse: Evse = parse(body.clone()).map_err(IngestError::Invalid)?;
+    same("uid", evse.uid.as_str(), evse_uid)?;
+    let raw = object(body, "EVSE")?;
+    let mut tx = db.begin().await?;
+    if locations::get_location(&mut tx, &origin.country_code, &origin.party_id, location_id)
+        .await?
+        .is_none()
+    {
+        return Err(IngestError::UnknownLocation(format!(
+            "unknown location {location_id}"
+        )));
+    }
+    write_evse(
+        &mut tx,
+        &origin.country_code,
+        &origin.party_id,
+        location_id,
+        &evse,
+        raw,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn load_evse(
+    conn: &mut Conn,
+    origin: &Origin,
+    location_id: &str,
+    evse_uid: &str,
+) -> IngestResult<(StoredEvse, Vec<ConnectorRecord>)> {
+    let evse = locations::get_evse(conn, &origin.country_code, &origin.party_id, evse_uid)
+        .await?
+        .filter(|e| e.record.location_id == location_id)
+        .ok_or_else(|| {
+            IngestError::NotFound(format!("unknown EVSE {evse_uid} at location {location_id}"))
+        })?;
+    let connectors = locations::connectors_of(conn, evse.id).await?;
+    Ok((evse, connectors))
+}
+
+/// `PATCH /locations/{cc}/{party}/{location_id}/{evse_uid}`: some fields of an EVSE.
+#[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid))]
+pub async fn patch_evse(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    evse_uid: &str,
+    body: Value,
+    now: i64,
+) -> IngestResult<()> {
+    let patch = object(body, "EVSE PATCH")?;
+    require_last_updated(&patch)?;
+    let mut tx = db.begin().await?;
+    let (stored, connectors) = load_evse(&mut tx, origin, location_id, evse_uid).await?;
+    let mut merged = evse_json(&stored, &connectors);
+    merge(&mut merged, patch);
+    let evse: Evse = parse(Value::Object(merged.clone())).map_err(IngestError::Invalid)?;
+    same("uid", evse.uid.as_str(), evse_uid)?;
+    write_evse(
+        &mut tx,
+        &origin.country_code,
+        &origin.party_id,
+        location_id,
+        &evse,
+        merged,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PUT` (whole) or `PATCH` (some fields) of one connector.
+#[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid, connector = connector_id))]
+#[allow(clippy::too_many_arguments)]
+pub async fn write_connector(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    evse_uid: &str,
+    connector_id: &str,
+    body: Value,
+    is_patch: bool,
+    now: i64,
+) -> IngestResult<()> {
+    let incoming = object(body, "Connector")?;
+    if is_patch {
+        require_last_updated(&incoming)?;
+    }
+    let mut tx = db.begin().await?;
+    let (stored, connectors) = load_evse(&mut tx, origin, location_id, evse_uid).await?;
+    let mut raw_connectors: Vec<Value> = connectors.iter().map(|c| c.body.clone()).collect();
+    let position = connectors
+        .iter()
+        .position(|c| c.connector_id == connector_id);
+    let new_connector = if is_patch {
+        let i = position.ok_or_else(|| {
+            IngestError::NotFound(format!(
+                "unknown connector {connector_id} of EVSE {evse_uid}"
+            ))
+        })?;
+        let mut merged = object(raw_connectors[i].clone(), "stored Connector")?;
+        merge(&mut merged, incoming);
+        merged
+    } else {
+        incoming
+    };
+    let connector: Connector =
+        parse(Value::Object(new_connector.clone())).map_err(IngestError::Invalid)?;
+    same("id", &connector.id, connector_id)?;
+    match position {
+        Some(i) => raw_connectors[i] = Value::Object(new_connector),
+        None => raw_connectors.push(Value::Object(new_connector)),
+    }
+    let mut evse_raw = evse_json(&stored, &[]);
+    evse_raw.insert("connectors".to_owned(), Value::Array(raw_connectors));
+    let evse: Evse = parse(Value::Object(evse_raw.clone())).map_err(IngestError::Invalid)?;
+    write_evse(
+        &mut tx,
+        &origin.country_code,
+        &origin.party_id,
+        location_id,
+        &evse,
+        evse_raw,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET` of a stored location (with EVSEs and connectors), EVSE or connector.
+pub async fn get_location_object(
+    db: &Db,
+    origin: &Origin,
+    location_id: &str,
+    evse_uid: Option<&str>,
+    connector_id: Option<&str>,
+) -> IngestResult<Value> {
+    let mut conn = db.conn().await?;
+    let Some(evse_uid) = evse_uid else {
+        let loc = locations::get_location(
+            &mut conn,
+            &origin.country_code,
+            &origin.party_id,
+            location_id,
+        )
+        .await?
+        .ok_or_else(|| IngestError::UnknownLocation(format!("unknown location {location_id}")))?;
+        let mut map = object(loc.body, "stored Location")?;
+        let mut evses = Vec::new();
+        for e in locations::evses_of_location(
+            &mut conn,
+            &origin.country_code,
+            &origin.party_id,
+            location_id,
+        )
+        .await?
+        {
+            let connectors = locations::connectors_of(&mut conn, e.id).await?;
+            evses.push(Value::Object(evse_json(&e, &connectors)));
+        }
+        if !evses.is_empty() {
+            map.insert("evses".to_owned(), Value::Array(evses));
+        }
+        return Ok(Value::Object(map));
+    };
+    let (evse, connectors) = load_evse(&mut conn, origin, location_id, evse_uid).await?;
+    match connector_id {
+        None => Ok(Value::Object(evse_json(&evse, &connectors))),
+        Some(id) => connectors
+            .into_iter()
+            .find(|c| c.connector_id == id)
+            .map(|c| c.body)
+            .ok_or_else(|| IngestError::NotFound(format!("unknown connector {id}"))),
+    }
+}
+
+fn session_record(origin: &Origin, s: &Session, body: Value) -> IngestResult<SessionRecord> {
+    Ok(SessionRecord {
+        country_code: origin.country_code.clone(),
+        party_id: origin.party_id.clone(),
+        session_id: s.id.clone(),
+        owner_party: Some(origin.owner_party),
+        location_id: s.location_id.clone(),
+        evse_uid: s.evse_uid.as_str().to_owned(),
+        connector_id: s.connector_id.clone(),
+        status: s.status.as_str().to_owned(),
+        start_ts: s.start_date_time.0,
+        end_ts: s.end_date_time.map(|t| t.0),
+        energy_wh: energy_wh("kwh", s.kwh)?,
+        token_uid: s.cdr_token.uid.clone(),
+        contract_id: Some(s.cdr_token.contract_id.clone()),
+        charging_periods: body
+            .get("charging_periods")
+            .cloned()
+            .unwrap_or(Value::Array(vec![])),
+        total_cost: body.get("total_cost").cloned(),
+        body,
+        last_updated: s.last_updated.0,
+    })
+}
+
+fn energy_wh(field: &str, kwh: f64) -> IngestResult<i64> {
+    match kwh_to_wh(kwh) {
+        Some(wh) if wh >= 0 => Ok(wh),
+        _ => Err(invalid(format!(
+            "{field}: must be a non-negative number of kWh"
+        ))),
+    }
+}
+
+/// `PUT /sessions/{cc}/{party}/{session_id}`: a whole Session. Links it to the user who
+/// registered its token uid, if any.
+#[tracing::instrument(skip_all, fields(session = session_id))]
+pub async fn put_session(
+    db: &Db,
+    origin: &Origin,
+    session_id: &str,
+    body: Value,
+) -> IngestResult<()> {
+    let s: Session = parse(body.clone()).map_err(IngestError::Invalid)?;
+    same("country_code", &s.country_code, &origin.country_code)?;
+    same("party_id", &s.party_id, &origin.party_id)?;
+    same("id", &s.id, session_id)?;
+    object(body.clone(), "Session")?;
+    let record = session_record(origin, &s, body)?;
+    let mut tx = db.begin().await?;
+    let row = sessions::upsert(&mut tx, &record).await?;
+    if let Some(user) = users::by_token_uid(&mut tx, &record.token_uid).await? {
+        let stored = sessions::get_by_row(&mut tx, row).await?;
+        if stored.is_some_and(|s| s.user_id.is_none()) {
+            sessions::set_user(&mut tx, row, user.id).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `PATCH /sessions/{cc}/{party}/{session_id}`: one `UPDATE`.
+pub async fn patch_session(
+    db: &Db,
+    origin: &Origin,
+    session_id: &str,
+    body: Value,
+) -> IngestResult<()> {
+    if !body.is_object() {
+        return Err(invalid("body: a Session PATCH must be a JSON object"));
+    }
+    let total_cost = body.get("total_cost").cloned();
+    let charging_periods = body.get("charging_periods").cloned();
+    let p: SessionPatch = parse(body).map_err(IngestError::Invalid)?;
+    let patch = sessions::SessionPatch {
+        status: p.status.map(|s| s.as_str().to_owned()),
+        end_ts: p.end_date_time.map(|t| t.0),
+        energy_wh: p.kwh.map(|k| energy_wh("kwh", k)).transpose()?,
+        charging_periods: p.charging_periods.and(charging_periods),
+        total_cost: p.total_cost.and(total_cost),
+        last_updated: p.last_updated.0,
+    };
+    let mut conn = db.conn().await?;
+    if sessions::patch(
+        &mut conn,
+        &origin.country_code,
+        &origin.party_id,
+        session_id,
+        &patch,
+    )
+    .await?
+    {
+        Ok(())
+    } else {
+        Err(IngestError::NotFound(format!(
+            "unknown session {session_id}"
+        )))
+    }
+}
+
+/// `GET` of a stored session: the last PUT with the columns evflex keeps current.
+pub async fn get_session(db: &Db, origin: &Origin, session_id: &str) -> IngestResult<Value> {
+    let mut conn = db.conn().await?;
+    let s = sessions::get(
+        &mut conn,
+        &origin.country_code,
+        &origin.party_id,
+        session_id,
+    )
+    .await?
+    .ok_or_else(|| IngestError::NotFound(format!("unknown session {session_id}")))?;
+    let r = s.record;
+    let mut map = object(r.body, "stored Session")?;
+    map.insert("status".to_owned(), Value::from(r.status));
+    map.insert(
+        "kwh".to_owned(),
+        Value::from(WattHours(r.energy_wh).as_kwh()),
+    );
+    map.insert("charging_periods".to_owned(), r.charging_periods);
+    if let Some(cost) = r.total_cost {
+        map.insert("total_cost".to_owned(), cost);
+    }
+    if let Some(end) = r.end_ts {
+        map.insert(
+            "end_date_time".to_owned(),
+            Value::from(crate::domain::format_rfc3339(end)),
+        );
+    }
+    map.insert(
+        "last_updated".to_owned(),
+        Value::from(crate::domain::format_rfc3339(r.last_updated)),
+    );
+    Ok(Value::Object(map))
+}
+
+/// `POST /cdrs`: a CDR. Stores it and enqueues its `settlement` in the same transaction;
+/// returns (country code, party id, CDR id). A CDR already stored is accepted again without a
+/// second settlement.
+#[tracing::instrument(skip_all)]
+pub async fn post_cdr(
+    db: &Db,
+    owner_party: i64,
+    body: Value,
+    now: i64,
+) -> IngestResult<(String, String, String)> {
+    let cdr: Cdr = parse(body.clone()).map_err(IngestError::Invalid)?;
+    object(body.clone(), "CDR")?;
+    let cost = |field: &str, eur: f64| {
+        MicroEur::from_eur(eur)
+            .map(|m| m.0)
+            .ok_or_else(|| invalid(format!("{field}: not a finite amount")))
+    };
+    let record = CdrRecord {
+        country_code: cdr.country_code.clone(),
+        party_id: cdr.party_id.clone(),
+        cdr_id: cdr.id.clone(),
+        owner_party: Some(owner_party),
+        session_id: cdr.session_id.clone(),
+        evse_uid: cdr.cdr_location.evse_uid.clone(),
+        start_ts: cdr.start_date_time.0,
+        end_ts: cdr.end_date_time.0,
+        energy_wh: energy_wh("total_energy", cdr.total_energy)?,
+        total_cost_excl_vat_micro_eur: cost("total_cost.excl_vat", cdr.total_cost.excl_vat)?,
+        total_cost_incl_vat_micro_eur: cdr
+            .total_cost
+            .incl_vat
+            .map(|v| cost("total_cost.incl_vat", v))
+            .transpose()?,
+        currency: cdr.currency.clone(),
+        token_uid: cdr.cdr_token.uid.clone(),
+        body,
+    };
+    let mut tx = db.begin().await?;
+    if sessions::insert_cdr(&mut tx, &record, now).await? {
+        let session = match &cdr.session_id {
+            Some(id) => sessions::get(&mut tx, &cdr.country_code, &cdr.party_id, id).await?,
+            None => None,
+        };
+        let user_id = match session.as_ref().and_then(|s| s.user_id) {
+            Some(id) => Some(id),
+            None => users::by_token_uid(&mut tx, &record.token_uid)
+                .await?
+                .map(|u| u.id),
+        };
+        let payload = SettlementPayload {
+            country_code: record.country_code.clone(),
+            party_id: record.party_id.clone(),
+            cdr_id: record.cdr_id.clone(),
+            session_id: record.session_id.clone(),
+            evse_uid: record.evse_uid.clone(),
+            user_id,
+            token_uid: record.token_uid.clone(),
+            start_ts: record.start_ts,
+            end_ts: record.end_ts,
+            energy_wh: record.energy_wh,
+            total_cost_excl_vat_micro: record.total_cost_excl_vat_micro_eur,
+            total_cost_incl_vat_micro: record.total_cost_incl_vat_micro_eur,
+            currency: record.currency.clone(),
+            flexibility_shifted_wh: session.as_ref().map_or(0, |s| s.flex_shifted_wh),
+            flexibility_value_micro_eur: session.as_ref().map_or(0, |s| s.flex_value_micro_eur),
+        };
+        let key = format!(
+            "settlement:{}*{}*{}",
+            record.country_code, record.party_id, record.cdr_id
+        );
+        outbox::enqueue(&mut tx, outbox::kind::SETTLEMENT, &key, &payload, now).await?;
+    }
+    tx.commit().await?;
+    Ok((cdr.country_code, cdr.party_id, cdr.id))
+}
+
+/// `GET /cdrs/{id}`: a stored CDR as received.
+pub async fn get_cdr(db: &Db, cdr_id: &str) -> IngestResult<Value> {
+    let mut conn = db.conn().await?;
+    sessions::get_cdr_body(&mut conn, cdr_id)
+        .await?
+        .ok_or_else(|| IngestError::NotFound(format!("unknown CDR {cdr_id}")))
+}

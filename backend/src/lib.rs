@@ -1,0 +1,19 @@
+//! evflex: an open backend for EV smart charging with on-chain billing.
+//!
+//! The library holds everything; the `evflex` binary only parses flags. Layout (see
+//! `DESIGN.md`): [`domain`] plain types, [`ingest`] CPO data in, [`engine`] the 15-minute
+//! tick and admission control, [`api`] HTTP, [`store`] the database, [`app`] startup and
+//! shared state. The optimiser is the separate crate `evflex-schedule`.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{AppState, Application, serve};
+pub use config::{EngineConfig, ServeConfig, TickMode};

@@ -1,0 +1,379 @@
+//! Site topology. Owns `charging_groups`, `group_members`, `group_capacity_changes` and
+//! `group_series` (per-step PV and other-load forecasts).
+
+use super::{Conn, StoreResult, from_json, to_json};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+/// A PV inverter behind a group's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PvInverter {
+    /// Identifier within the group.
+    pub id: String,
+    /// Peak AC power (W).
+    pub peak_w: i64,
+}
+
+/// A stationary battery behind a group's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatterySpec {
+    /// Identifier within the group.
+    pub id: String,
+    /// Usable capacity (Wh).
+    pub capacity_wh: i64,
+    /// Energy stored now (Wh).
+    pub energy_wh: i64,
+    /// Maximum charging power (W).
+    pub max_charge_w: i64,
+    /// Maximum discharging power (W).
+    pub max_discharge_w: i64,
+    /// Round-trip efficiency (per mille).
+    pub efficiency_permille: u16,
+}
+
+/// A charging group: charge points sharing a cabinet or transformer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group id (also used on chain).
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Country code of the CPO whose EVSEs are members.
+    pub country_code: String,
+    /// Party id of the CPO whose EVSEs are members.
+    pub party_id: String,
+    /// Connection capacity (W).
+    pub capacity_w: i64,
+    /// Flat forecast of other (non-EV) load (W), used where no per-step forecast is stored.
+    pub other_load_w: i64,
+    /// PV inverters.
+    pub pv_inverters: Vec<PvInverter>,
+    /// Batteries.
+    pub batteries: Vec<BatterySpec>,
+}
+
+/// A stored group with its chain-asset state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    /// The record.
+    pub record: GroupRecord,
+    /// Version of the last asset record enqueued for the chain.
+    pub asset_version: i64,
+    /// Hash of the last asset record enqueued for the chain.
+    pub asset_hash: String,
+}
+
+/// A capacity change (e.g. a grid operator's cut) over `[start_ts, end_ts)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, FromRow, utoipa::ToSchema)]
+pub struct CapacityChange {
+    /// Start (Unix seconds).
+    pub start_ts: i64,
+    /// End (Unix seconds); open-ended when absent.
+    pub end_ts: Option<i64>,
+    /// Capacity during the change (W).
+    pub capacity_w: i64,
+    /// Why (free text).
+    pub reason: String,
+}
+
+#[derive(FromRow)]
+struct GroupRow {
+    id: i64,
+    name: String,
+    country_code: String,
+    party_id: String,
+    capacity_w: i64,
+    other_load_w: i64,
+    pv_inverters: String,
+    batteries: String,
+    asset_version: i64,
+    asset_hash: String,
+}
+
+impl TryFrom<GroupRow> for StoredGroup {
+    type Error = super::StoreError;
+    fn try_from(r: GroupRow) -> StoreResult<Self> {
+        Ok(Self {
+            record: GroupRecord {
+                id: r.id,
+                name: r.name,
+                country_code: r.country_code,
+                party_id: r.party_id,
+                capacity_w: r.capacity_w,
+                other_load_w: r.other_load_w,
+                pv_inverters: from_json(&r.pv_inverters, "charging_groups.pv_inverters")?,
+                batteries: from_json(&r.batteries, "charging_groups.batteries")?,
+            },
+            asset_version: r.asset_version,
+            asset_hash: r.asset_hash,
+        })
+    }
+}
+
+const GROUP_COLUMNS: &str = "id, name, country_code, party_id, capacity_w, other_load_w, \
+    pv_inverters, batteries, asset_version, asset_hash";
+
+/// Inserts or replaces a group (not its members).
+#[tracing::instrument(skip_all, fields(group_id = g.id))]
+pub async fn upsert(conn: &mut Conn, g: &GroupRecord, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO charging_groups (id, name, country_code, party_id, capacity_w, other_load_w,
+             pv_inverters, batteries, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+             country_code = excluded.country_code, party_id = excluded.party_id,
+             capacity_w = excluded.capacity_w, other_load_w = excluded.other_load_w,
+             pv_inverters = excluded.pv_inverters, batteries = excluded.batteries,
+             updated_at = excluded.updated_at",
+    )
+    .bind(g.id)
+    .bind(&g.name)
+    .bind(&g.country_code)
+    .bind(&g.party_id)
+    .bind(g.capacity_w)
+    .bind(g.other_load_w)
+    .bind(to_json(&g.pv_inverters))
+    .bind(to_json(&g.batteries))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets a group's capacity now; `false` when the group is unknown.
+pub async fn set_capacity(
+    conn: &mut Conn,
+    id: i64,
+    capacity_w: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let r =
+        sqlx::query("UPDATE charging_groups SET capacity_w = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(capacity_w)
+            .bind(now)
+            .execute(conn)
+            .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Replaces a group's members. Fails with a unique violation when an EVSE is already a member
+/// of another group.
+pub async fn set_members(
+    conn: &mut Conn,
+    id: i64,
+    country_code: &str,
+    party_id: &str,
+    evse_uids: &[String],
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    for uid in evse_uids {
+        sqlx::query(
+            "INSERT INTO group_members (group_id, country_code, party_id, evse_uid)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(country_code)
+        .bind(party_id)
+        .bind(uid)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            super::StoreError::conflict_on_unique(e, &format!("EVSE {uid} is in another group"))
+        })?;
+    }
+    Ok(())
+}
+
+/// A group by id.
+pub async fn get(conn: &mut Conn, id: i64) -> StoreResult<Option<StoredGroup>> {
+    let row: Option<GroupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {GROUP_COLUMNS} FROM charging_groups WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(StoredGroup::try_from).transpose()
+}
+
+/// Every group, by id.
+pub async fn list(conn: &mut Conn) -> StoreResult<Vec<StoredGroup>> {
+    let rows: Vec<GroupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {GROUP_COLUMNS} FROM charging_groups ORDER BY id"
+    )))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(StoredGroup::try_from).collect()
+}
+
+/// Ids of every group.
+pub async fn list_ids(conn: &mut Conn) -> StoreResult<Vec<i64>> {
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM charging_groups ORDER BY id")
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Member EVSE uids of a group, sorted.
+pub async fn members(conn: &mut Conn, id: i64) -> StoreResult<Vec<String>> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT evse_uid FROM group_members WHERE group_id = $1 ORDER BY evse_uid")
+            .bind(id)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(u,)| u).collect())
+}
+
+/// The group an EVSE belongs to, if any.
+pub async fn group_of_evse(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+    evse_uid: &str,
+) -> StoreResult<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT group_id FROM group_members
+         WHERE country_code = $1 AND party_id = $2 AND evse_uid = $3",
+    )
+    .bind(country_code)
+    .bind(party_id)
+    .bind(evse_uid)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(g,)| g))
+}
+
+/// Records the asset record last enqueued for the chain.
+pub async fn set_asset_state(
+    conn: &mut Conn,
+    id: i64,
+    version: i64,
+    hash: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE charging_groups SET asset_version = $2, asset_hash = $3 WHERE id = $1")
+        .bind(id)
+        .bind(version)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds a scheduled capacity change.
+pub async fn add_capacity_change(
+    conn: &mut Conn,
+    id: i64,
+    change: &CapacityChange,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO group_capacity_changes (group_id, start_ts, end_ts, capacity_w, reason,
+             created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(change.start_ts)
+    .bind(change.end_ts)
+    .bind(change.capacity_w)
+    .bind(&change.reason)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Capacity changes overlapping `[from_ts, to_ts)`, oldest first.
+pub async fn capacity_changes(
+    conn: &mut Conn,
+    id: i64,
+    from_ts: i64,
+    to_ts: i64,
+) -> StoreResult<Vec<CapacityChange>> {
+    Ok(sqlx::query_as(
+        "SELECT start_ts, end_ts, capacity_w, reason FROM group_capacity_changes
+         WHERE group_id = $1 AND start_ts < $3 AND (end_ts IS NULL OR end_ts > $2)
+         ORDER BY start_ts, id",
+    )
+    .bind(id)
+    .bind(from_ts)
+    .bind(to_ts)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Kind of per-step series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// PV production forecast (W).
+    Pv,
+    /// Other (non-EV) load forecast (W).
+    OtherLoad,
+}
+
+impl SeriesKind {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pv => "pv",
+            Self::OtherLoad => "other_load",
+        }
+    }
+}
+
+/// Stores per-step values starting at `start_ts` every `step_s` seconds (replacing values at
+/// the same instants).
+pub async fn put_series(
+    conn: &mut Conn,
+    id: i64,
+    kind: SeriesKind,
+    start_ts: i64,
+    step_s: i64,
+    values_w: &[i64],
+) -> StoreResult<()> {
+    for (i, value) in values_w.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO group_series (group_id, kind, ts, value_w) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (group_id, kind, ts) DO UPDATE SET value_w = excluded.value_w",
+        )
+        .bind(id)
+        .bind(kind.as_str())
+        .bind(start_ts + i as i64 * step_s)
+        .bind(*value)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Series values in `[from_ts, to_ts)` as (instant, W), ordered.
+pub async fn series(
+    conn: &mut Conn,
+    id: i64,
+    kind: SeriesKind,
+    from_ts: i64,
+    to_ts: i64,
+) -> StoreResult<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT ts, value_w FROM group_series
+         WHERE group_id = $1 AND kind = $2 AND ts >= $3 AND ts < $4 ORDER BY ts",
+    )
+    .bind(id)
+    .bind(kind.as_str())
+    .bind(from_ts)
+    .bind(to_ts)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Removes every capacity change of a group (a topology PUT replaces them).
+pub async fn clear_capacity_changes(conn: &mut Conn, id: i64) -> StoreResult<()> {
+    sqlx::query("DELETE FROM group_capacity_changes WHERE group_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

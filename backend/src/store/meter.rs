@@ -1,0 +1,181 @@
+//! Meter values from charge points. Owns `meter_values` and `evse_live` (latest reading per
+//! EVSE, what live status, the cockpit and the tick read).
+
+use super::{Conn, StoreResult};
+use sqlx::FromRow;
+
+/// One reading of one EVSE at one instant; any measurand may be missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterReading {
+    /// Country code of the CPO.
+    pub country_code: String,
+    /// Party id of the CPO.
+    pub party_id: String,
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// OCPI session id the reading belongs to, if the CPO says.
+    pub session_id: Option<String>,
+    /// Instant (Unix seconds).
+    pub ts: i64,
+    /// `Energy.Active.Import.Register` (Wh).
+    pub energy_wh: Option<i64>,
+    /// `Power.Active.Import` (W).
+    pub power_w: Option<i64>,
+    /// `SoC` in per mille.
+    pub soc_permille: Option<i64>,
+}
+
+/// The latest reading of an EVSE.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct LiveReading {
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// Session id of the latest reading.
+    pub session_id: Option<String>,
+    /// Instant of the latest reading (Unix seconds).
+    pub ts: i64,
+    /// Energy register (Wh).
+    pub energy_wh: Option<i64>,
+    /// Power (W).
+    pub power_w: Option<i64>,
+    /// SoC (per mille).
+    pub soc_permille: Option<i64>,
+}
+
+/// Stores a batch of readings and advances `evse_live` (a reading older than the live one
+/// does not replace it; missing measurands keep their previous value).
+#[tracing::instrument(skip_all, fields(readings = readings.len()))]
+pub async fn insert_batch(conn: &mut Conn, readings: &[MeterReading]) -> StoreResult<()> {
+    for chunk in readings.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO meter_values (country_code, party_id, evse_uid, session_id, ts,
+                 energy_wh, power_w, soc_permille) VALUES ",
+        );
+        for (i, _) in chunk.iter().enumerate() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(&r.country_code)
+                .bind(&r.party_id)
+                .bind(&r.evse_uid)
+                .bind(r.session_id.clone())
+                .bind(r.ts)
+                .bind(r.energy_wh)
+                .bind(r.power_w)
+                .bind(r.soc_permille);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    // Latest per EVSE within the batch, then one upsert each.
+    let mut latest: std::collections::BTreeMap<(&str, &str, &str), &MeterReading> =
+        Default::default();
+    for r in readings {
+        let key = (
+            r.country_code.as_str(),
+            r.party_id.as_str(),
+            r.evse_uid.as_str(),
+        );
+        match latest.get(&key) {
+            Some(prev) if prev.ts > r.ts => {}
+            _ => {
+                latest.insert(key, r);
+            }
+        }
+    }
+    // One multi-row upsert (keys are distinct after the dedup above, as PostgreSQL requires).
+    let latest: Vec<&MeterReading> = latest.into_values().collect();
+    for chunk in latest.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO evse_live (country_code, party_id, evse_uid, session_id, ts, energy_wh,
+                 power_w, soc_permille)
+             VALUES {}
+             ON CONFLICT (country_code, party_id, evse_uid) DO UPDATE SET
+                 session_id = COALESCE(excluded.session_id, evse_live.session_id),
+                 ts = excluded.ts,
+                 energy_wh = COALESCE(excluded.energy_wh, evse_live.energy_wh),
+                 power_w = COALESCE(excluded.power_w, evse_live.power_w),
+                 soc_permille = COALESCE(excluded.soc_permille, evse_live.soc_permille)
+             WHERE excluded.ts >= evse_live.ts",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(&r.country_code)
+                .bind(&r.party_id)
+                .bind(&r.evse_uid)
+                .bind(r.session_id.clone())
+                .bind(r.ts)
+                .bind(r.energy_wh)
+                .bind(r.power_w)
+                .bind(r.soc_permille);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Latest readings of a party's EVSEs among `uids`.
+pub async fn live_of(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+    uids: &[String],
+) -> StoreResult<Vec<LiveReading>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (0..uids.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT evse_uid, session_id, ts, energy_wh, power_w, soc_permille FROM evse_live
+         WHERE country_code = $1 AND party_id = $2 AND evse_uid IN ({}) ORDER BY evse_uid",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, LiveReading>(sqlx::AssertSqlSafe(sql))
+        .bind(country_code)
+        .bind(party_id);
+    for uid in uids {
+        query = query.bind(uid);
+    }
+    Ok(query.fetch_all(conn).await?)
+}
+
+/// Number of raw meter values stored.
+pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM meter_values")
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}

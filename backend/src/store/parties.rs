@@ -1,0 +1,296 @@
+//! OCPI parties (CPOs) and the tokens they present to evflex. Owns `ocpi_parties`, `ocpi_tokens`.
+
+use super::{Conn, StoreResult, from_json, to_json, token_hash};
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+/// What a token presented to evflex allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Token A: handed out of band; allows only the versions and credentials handshake.
+    Registration,
+    /// Token C: issued by evflex in the handshake; allows every module.
+    Credentials,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::Credentials => "credentials",
+        }
+    }
+}
+
+/// A known, unrevoked token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// Kind of token.
+    pub kind: TokenKind,
+    /// The party it belongs to (always set for credentials tokens).
+    pub party_row: Option<i64>,
+}
+
+#[derive(FromRow)]
+struct TokenRow {
+    kind: String,
+    party_row: Option<i64>,
+}
+
+/// One OCPI module endpoint of a party (OCPI 2.2.1 `Endpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyEndpoint {
+    /// Module identifier (`chargingprofiles`, `locations`, …).
+    pub identifier: String,
+    /// `SENDER` or `RECEIVER`.
+    pub role: String,
+    /// Endpoint URL.
+    pub url: String,
+}
+
+/// A CPO that completed (or once completed) the credentials handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    /// Row id.
+    pub id: i64,
+    /// Country code of its first role.
+    pub country_code: String,
+    /// Party id of its first role.
+    pub party_id: String,
+    /// Business name of its first role.
+    pub name: String,
+    /// The `roles` array it sent (OCPI `CredentialsRole` JSON).
+    pub roles: serde_json::Value,
+    /// Its versions URL.
+    pub versions_url: String,
+    /// Token B: the token evflex presents when calling the party.
+    pub token_b: String,
+    /// Negotiated OCPI version.
+    pub version: Option<String>,
+    /// Its endpoints of the negotiated version.
+    pub endpoints: Vec<PartyEndpoint>,
+    /// `registered` or `unregistered`.
+    pub status: String,
+}
+
+impl Party {
+    /// The URL of one of the party's modules in a given role (`chargingprofiles`, `RECEIVER`).
+    pub fn endpoint(&self, identifier: &str, role: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.identifier == identifier && e.role.eq_ignore_ascii_case(role))
+            .or_else(|| self.endpoints.iter().find(|e| e.identifier == identifier))
+            .map(|e| e.url.as_str())
+    }
+}
+
+#[derive(FromRow)]
+struct PartyRow {
+    id: i64,
+    country_code: String,
+    party_id: String,
+    name: String,
+    roles: String,
+    versions_url: String,
+    token_b: String,
+    version: Option<String>,
+    endpoints: String,
+    status: String,
+}
+
+impl TryFrom<PartyRow> for Party {
+    type Error = super::StoreError;
+    fn try_from(r: PartyRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: r.id,
+            country_code: r.country_code,
+            party_id: r.party_id,
+            name: r.name,
+            roles: from_json(&r.roles, "ocpi_parties.roles")?,
+            versions_url: r.versions_url,
+            token_b: r.token_b,
+            version: r.version,
+            endpoints: from_json(&r.endpoints, "ocpi_parties.endpoints")?,
+            status: r.status,
+        })
+    }
+}
+
+/// What evflex learnt about a party in a handshake.
+#[derive(Debug, Clone)]
+pub struct PartyRegistration {
+    /// Country code of its first role.
+    pub country_code: String,
+    /// Party id of its first role.
+    pub party_id: String,
+    /// Business name of its first role.
+    pub name: String,
+    /// The `roles` array as sent.
+    pub roles: serde_json::Value,
+    /// Its versions URL.
+    pub versions_url: String,
+    /// Token B.
+    pub token_b: String,
+    /// Negotiated version.
+    pub version: Option<String>,
+    /// Endpoints of the negotiated version.
+    pub endpoints: Vec<PartyEndpoint>,
+}
+
+/// Stores a registration token (token A) that a CPO may use to start the handshake.
+/// Idempotent.
+#[tracing::instrument(skip_all)]
+pub async fn add_registration_token(conn: &mut Conn, token: &str, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO ocpi_tokens (token_hash, kind, party_row, revoked, created_at)
+         VALUES ($1, $2, NULL, 0, $3) ON CONFLICT (token_hash) DO NOTHING",
+    )
+    .bind(token_hash(token))
+    .bind(TokenKind::Registration.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Looks up an unrevoked token by its clear text.
+pub async fn find_token(conn: &mut Conn, token: &str) -> StoreResult<Option<TokenGrant>> {
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT kind, party_row FROM ocpi_tokens WHERE token_hash = $1 AND revoked = 0",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| TokenGrant {
+        kind: if r.kind == "credentials" {
+            TokenKind::Credentials
+        } else {
+            TokenKind::Registration
+        },
+        party_row: r.party_row,
+    }))
+}
+
+/// Creates a party row; returns its id.
+#[tracing::instrument(skip_all, fields(party = %format!("{}*{}", reg.country_code, reg.party_id)))]
+pub async fn insert_party(conn: &mut Conn, reg: &PartyRegistration, now: i64) -> StoreResult<i64> {
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO ocpi_parties (country_code, party_id, name, roles, versions_url, token_b,
+             version, endpoints, status, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'registered', $9, $9) RETURNING id",
+    )
+    .bind(&reg.country_code)
+    .bind(&reg.party_id)
+    .bind(&reg.name)
+    .bind(to_json(&reg.roles))
+    .bind(&reg.versions_url)
+    .bind(&reg.token_b)
+    .bind(reg.version.clone())
+    .bind(to_json(&reg.endpoints))
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Replaces what evflex knows about a party (credentials PUT).
+#[tracing::instrument(skip_all, fields(party_row = id))]
+pub async fn update_party(
+    conn: &mut Conn,
+    id: i64,
+    reg: &PartyRegistration,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE ocpi_parties SET country_code = $2, party_id = $3, name = $4, roles = $5,
+             versions_url = $6, token_b = $7, version = $8, endpoints = $9,
+             status = 'registered', updated_at = $10
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&reg.country_code)
+    .bind(&reg.party_id)
+    .bind(&reg.name)
+    .bind(to_json(&reg.roles))
+    .bind(&reg.versions_url)
+    .bind(&reg.token_b)
+    .bind(reg.version.clone())
+    .bind(to_json(&reg.endpoints))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks a party unregistered and revokes every token it holds (credentials DELETE).
+#[tracing::instrument(skip_all, fields(party_row = id))]
+pub async fn unregister_party(conn: &mut Conn, id: i64, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE ocpi_parties SET status = 'unregistered', updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE ocpi_tokens SET revoked = 1 WHERE party_row = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Issues a new credentials token (token C) for a party, revoking its previous ones.
+#[tracing::instrument(skip_all, fields(party_row = party_row))]
+pub async fn issue_credentials_token(
+    conn: &mut Conn,
+    party_row: i64,
+    token: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE ocpi_tokens SET revoked = 1 WHERE party_row = $1")
+        .bind(party_row)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO ocpi_tokens (token_hash, kind, party_row, revoked, created_at)
+         VALUES ($1, 'credentials', $2, 0, $3)",
+    )
+    .bind(token_hash(token))
+    .bind(party_row)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Revokes one token (a used registration token).
+pub async fn revoke_token(conn: &mut Conn, token: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE ocpi_tokens SET revoked = 1 WHERE token_hash = $1")
+        .bind(token_hash(token))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+const PARTY_COLUMNS: &str = "id, country_code, party_id, name, roles, versions_url, token_b, \
+                             version, endpoints, status";
+
+/// A party by row id.
+pub async fn get_party(conn: &mut Conn, id: i64) -> StoreResult<Option<Party>> {
+    let row: Option<PartyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PARTY_COLUMNS} FROM ocpi_parties WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(Party::try_from).transpose()
+}
+
+/// Every registered party.
+pub async fn list_registered(conn: &mut Conn) -> StoreResult<Vec<Party>> {
+    let rows: Vec<PartyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PARTY_COLUMNS} FROM ocpi_parties WHERE status = 'registered' ORDER BY id"
+    )))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Party::try_from).collect()
+}

@@ -1,0 +1,383 @@
+//! Schedules and set-points. Owns `schedules` (one row per group and timestep, with the
+//! canonical inputs, the schedule and their hashes) and `setpoints` (what was sent to the CPO
+//! from each schedule, and what it answered).
+
+use super::{Conn, StoreResult, to_json};
+use sqlx::FromRow;
+
+/// One group's schedule for one timestep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRecord {
+    /// Group id.
+    pub group_id: i64,
+    /// Absolute timestep (Unix seconds / `time_step_s`).
+    pub timestep: i64,
+    /// Step length (s).
+    pub time_step_s: i64,
+    /// Solve status (`optimal`, `shortfall`, `time_limit`, `fallback`).
+    pub status: String,
+    /// keccak-256 of the canonical inputs, `0x`-hex.
+    pub inputs_hash: String,
+    /// keccak-256 of the schedule, `0x`-hex.
+    pub schedule_hash: String,
+    /// Algorithm version hash, `0x`-hex.
+    pub algorithm_version: String,
+    /// The optimiser inputs (JSON of `GroupInputs`).
+    pub inputs: serde_json::Value,
+    /// The schedule (JSON of `Schedule`).
+    pub schedule: serde_json::Value,
+    /// Per-vehicle metadata: which session and EVSE each schedule row belongs to (JSON).
+    pub members: serde_json::Value,
+    /// Capacity in step 0 (W).
+    pub capacity_w: i64,
+    /// Planned grid import in step 0 (W).
+    pub planned_load_w: i64,
+    /// Measured EV load at the snapshot (W).
+    pub measured_load_w: i64,
+    /// PV forecast for step 0 (W).
+    pub pv_w: i64,
+    /// Stored (Unix seconds).
+    pub created_at: i64,
+}
+
+#[derive(FromRow)]
+struct ScheduleRow {
+    group_id: i64,
+    timestep: i64,
+    time_step_s: i64,
+    status: String,
+    inputs_hash: String,
+    schedule_hash: String,
+    algorithm_version: String,
+    inputs: String,
+    schedule: String,
+    members: String,
+    capacity_w: i64,
+    planned_load_w: i64,
+    measured_load_w: i64,
+    pv_w: i64,
+    created_at: i64,
+}
+
+impl TryFrom<ScheduleRow> for ScheduleRecord {
+    type Error = super::StoreError;
+    fn try_from(r: ScheduleRow) -> StoreResult<Self> {
+        Ok(Self {
+            group_id: r.group_id,
+            timestep: r.timestep,
+            time_step_s: r.time_step_s,
+            status: r.status,
+            inputs_hash: r.inputs_hash,
+            schedule_hash: r.schedule_hash,
+            algorithm_version: r.algorithm_version,
+            inputs: super::from_json(&r.inputs, "schedules.inputs")?,
+            schedule: super::from_json(&r.schedule, "schedules.schedule")?,
+            members: super::from_json(&r.members, "schedules.members")?,
+            capacity_w: r.capacity_w,
+            planned_load_w: r.planned_load_w,
+            measured_load_w: r.measured_load_w,
+            pv_w: r.pv_w,
+            created_at: r.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "group_id, timestep, time_step_s, status, inputs_hash, schedule_hash, \
+    algorithm_version, inputs, schedule, members, capacity_w, planned_load_w, measured_load_w, \
+    pv_w, created_at";
+
+/// Stores a schedule; `false` if one exists for the (group, timestep) already (idempotent).
+#[tracing::instrument(skip_all, fields(group_id = r.group_id, timestep = r.timestep))]
+pub async fn insert(conn: &mut Conn, r: &ScheduleRecord) -> StoreResult<bool> {
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO schedules ({COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (group_id, timestep) DO NOTHING"
+    )))
+    .bind(r.group_id)
+    .bind(r.timestep)
+    .bind(r.time_step_s)
+    .bind(&r.status)
+    .bind(&r.inputs_hash)
+    .bind(&r.schedule_hash)
+    .bind(&r.algorithm_version)
+    .bind(to_json(&r.inputs))
+    .bind(to_json(&r.schedule))
+    .bind(to_json(&r.members))
+    .bind(r.capacity_w)
+    .bind(r.planned_load_w)
+    .bind(r.measured_load_w)
+    .bind(r.pv_w)
+    .bind(r.created_at)
+    .execute(conn)
+    .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Whether a schedule exists for (group, timestep).
+pub async fn exists(conn: &mut Conn, group_id: i64, timestep: i64) -> StoreResult<bool> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT timestep FROM schedules WHERE group_id = $1 AND timestep = $2")
+            .bind(group_id)
+            .bind(timestep)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// The schedule of (group, timestep).
+pub async fn get(
+    conn: &mut Conn,
+    group_id: i64,
+    timestep: i64,
+) -> StoreResult<Option<ScheduleRecord>> {
+    let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM schedules WHERE group_id = $1 AND timestep = $2"
+    )))
+    .bind(group_id)
+    .bind(timestep)
+    .fetch_optional(conn)
+    .await?;
+    row.map(ScheduleRecord::try_from).transpose()
+}
+
+/// The group's latest schedule before `before_timestep` (its last valid one).
+pub async fn latest_before(
+    conn: &mut Conn,
+    group_id: i64,
+    before_timestep: i64,
+) -> StoreResult<Option<ScheduleRecord>> {
+    let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM schedules WHERE group_id = $1 AND timestep < $2
+         ORDER BY timestep DESC LIMIT 1"
+    )))
+    .bind(group_id)
+    .bind(before_timestep)
+    .fetch_optional(conn)
+    .await?;
+    row.map(ScheduleRecord::try_from).transpose()
+}
+
+/// One point of a group's load history.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct LoadPoint {
+    /// Timestep.
+    pub timestep: i64,
+    /// Capacity (W).
+    pub capacity_w: i64,
+    /// Planned grid import (W).
+    pub planned_load_w: i64,
+    /// Measured EV load (W).
+    pub measured_load_w: i64,
+    /// PV (W).
+    pub pv_w: i64,
+}
+
+/// The group's most recent `limit` load points, oldest first.
+pub async fn load_history(
+    conn: &mut Conn,
+    group_id: i64,
+    limit: i64,
+) -> StoreResult<Vec<LoadPoint>> {
+    let mut rows: Vec<LoadPoint> = sqlx::query_as(
+        "SELECT timestep, capacity_w, planned_load_w, measured_load_w, pv_w FROM schedules
+         WHERE group_id = $1 ORDER BY timestep DESC LIMIT $2",
+    )
+    .bind(group_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Number of schedules stored.
+pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM schedules")
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
+/// A set-point to send to a CPO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetpointRecord {
+    /// Group id.
+    pub group_id: i64,
+    /// Timestep of the schedule it comes from.
+    pub timestep: i64,
+    /// Session row id.
+    pub session_row: i64,
+    /// OCPI session id (the URL path element at the CPO).
+    pub session_id: String,
+    /// The CPO party row to send it to.
+    pub owner_party: Option<i64>,
+    /// Power for the current step (W).
+    pub power_w: i64,
+    /// The OCPI `ChargingProfile` (JSON).
+    pub profile: serde_json::Value,
+}
+
+/// A stored set-point with its delivery state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSetpoint {
+    /// Id (also the last path element of its `response_url`).
+    pub id: i64,
+    /// The record.
+    pub record: SetpointRecord,
+    /// `pending`, `sent`, `failed` or `superseded`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// The CPO's synchronous answer (JSON), when sent.
+    pub response: Option<String>,
+    /// The CPO's asynchronous result (JSON), when received.
+    pub result: Option<String>,
+}
+
+#[derive(FromRow)]
+struct SetpointRow {
+    id: i64,
+    group_id: i64,
+    timestep: i64,
+    session_row: i64,
+    session_id: String,
+    owner_party: Option<i64>,
+    power_w: i64,
+    profile: String,
+    status: String,
+    attempts: i64,
+    response: Option<String>,
+    result: Option<String>,
+}
+
+impl TryFrom<SetpointRow> for StoredSetpoint {
+    type Error = super::StoreError;
+    fn try_from(r: SetpointRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: r.id,
+            record: SetpointRecord {
+                group_id: r.group_id,
+                timestep: r.timestep,
+                session_row: r.session_row,
+                session_id: r.session_id,
+                owner_party: r.owner_party,
+                power_w: r.power_w,
+                profile: super::from_json(&r.profile, "setpoints.profile")?,
+            },
+            status: r.status,
+            attempts: r.attempts,
+            response: r.response,
+            result: r.result,
+        })
+    }
+}
+
+const SETPOINT_COLUMNS: &str = "id, group_id, timestep, session_row, session_id, owner_party, \
+    power_w, profile, status, attempts, response, result";
+
+/// Stores a set-point as `pending`; older pending set-points of the same session are
+/// superseded (only the newest profile is worth sending).
+pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE setpoints SET status = 'superseded', updated_at = $2
+         WHERE session_row = $1 AND status = 'pending'",
+    )
+    .bind(s.session_row)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
+             power_w, profile, status, attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)
+         ON CONFLICT (group_id, timestep, session_row) DO NOTHING",
+    )
+    .bind(s.group_id)
+    .bind(s.timestep)
+    .bind(s.session_row)
+    .bind(&s.session_id)
+    .bind(s.owner_party)
+    .bind(s.power_w)
+    .bind(to_json(&s.profile))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pending set-points, oldest first.
+pub async fn pending(conn: &mut Conn, limit: i64) -> StoreResult<Vec<StoredSetpoint>> {
+    let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE status = 'pending' ORDER BY id LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(StoredSetpoint::try_from).collect()
+}
+
+/// Set-points of one (group, timestep).
+pub async fn setpoints_of(
+    conn: &mut Conn,
+    group_id: i64,
+    timestep: i64,
+) -> StoreResult<Vec<StoredSetpoint>> {
+    let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE group_id = $1 AND timestep = $2
+         ORDER BY session_id"
+    )))
+    .bind(group_id)
+    .bind(timestep)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(StoredSetpoint::try_from).collect()
+}
+
+/// A set-point by id.
+pub async fn get_setpoint(conn: &mut Conn, id: i64) -> StoreResult<Option<StoredSetpoint>> {
+    let row: Option<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(StoredSetpoint::try_from).transpose()
+}
+
+/// Records a delivery attempt's outcome: `sent` with the CPO's answer, or `failed`/`pending`
+/// with the error.
+pub async fn record_attempt(
+    conn: &mut Conn,
+    id: i64,
+    status: &str,
+    attempts: i64,
+    response: Option<&str>,
+    error: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE setpoints SET status = $2, attempts = $3, response = COALESCE($4, response),
+             error = $5, updated_at = $6 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(attempts)
+    .bind(response.map(str::to_owned))
+    .bind(error.map(str::to_owned))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the CPO's asynchronous result; `false` when the set-point is unknown.
+pub async fn record_result(conn: &mut Conn, id: i64, result: &str, now: i64) -> StoreResult<bool> {
+    let r = sqlx::query("UPDATE setpoints SET result = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(result)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}

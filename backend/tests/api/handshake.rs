@@ -1,0 +1,193 @@
+use crate::helpers::{Backend, example, spawn_app, spawn_app_on, spawn_cpo, token_header};
+use evflex::ingest::ocpi::model::{Credentials, Version, VersionDetails, parse};
+use reqwest::Method;
+use serde_json::json;
+
+#[test]
+fn official_credentials_and_version_examples_parse() {
+    for name in [
+        "credentials_example.json",
+        "credentials_example2.json",
+        "credentials_example3.json",
+        "credentials_example4.json",
+    ] {
+        parse::<Credentials>(example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    parse::<Vec<Version>>(example("versions_info_example.json")).unwrap();
+    parse::<VersionDetails>(example("version_details_example.json")).unwrap();
+    parse::<VersionDetails>(example("version_details_example2.json")).unwrap();
+}
+
+async fn handshake(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let cpo = spawn_cpo().await;
+
+    // Missing or unknown tokens: 401 in the OCPI envelope.
+    let (status, body) = app.send(Method::GET, "/ocpi/versions", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["status_code"], 2000);
+    let (status, _) = app
+        .send(
+            Method::GET,
+            "/ocpi/versions",
+            Some(&token_header("nope")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // Token A allows versions and version details.
+    app.add_registration_token("token-a").await;
+    let a = token_header("token-a");
+    let (status, body) = app
+        .send(Method::GET, "/ocpi/versions", Some(&a), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status_code"], 1000);
+    assert_eq!(body["data"][0]["version"], "2.2.1");
+    assert!(body["timestamp"].is_string());
+    let (status, body) = app.send(Method::GET, "/ocpi/2.2.1", Some(&a), None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["data"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap())
+        .collect();
+    for m in [
+        "credentials",
+        "locations",
+        "sessions",
+        "cdrs",
+        "chargingprofiles",
+    ] {
+        assert!(ids.contains(&m), "{m} missing: {ids:?}");
+    }
+    // …but not the receivers.
+    let (status, _) = app
+        .send(Method::GET, "/ocpi/2.2.1/sessions/NL/EXA/1", Some(&a), None)
+        .await;
+    assert_eq!(status, 401);
+
+    // Malformed credentials: 400 / 2001 naming the field.
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&a),
+            Some(&json!({"token": "b", "roles": []})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["status_code"], 2001);
+    assert!(
+        body["status_message"].as_str().unwrap().contains("url"),
+        "{body}"
+    );
+
+    // POST credentials (the official example, pointed at our mock CPO).
+    let mut creds = example("credentials_example.json");
+    creds["url"] = json!(format!("{}/ocpi/versions", cpo.address));
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&a),
+            Some(&creds),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token_c = body["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body["data"]["url"],
+        format!("{}/ocpi/versions", app.address)
+    );
+    assert_eq!(body["data"]["roles"][0]["role"], "EMSP");
+    let c = token_header(&token_c);
+
+    // Token A is used up; token C works, raw (2.1.1 style) too.
+    let (status, _) = app
+        .send(Method::GET, "/ocpi/versions", Some(&a), None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = app
+        .send(Method::GET, "/ocpi/2.2.1/credentials", Some(&c), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["token"], token_c.as_str());
+    let (status, _) = app
+        .send(
+            Method::GET,
+            "/ocpi/2.2.1/credentials",
+            Some(&format!("Token {token_c}")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // POST again is not allowed; PUT rotates token C.
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&c),
+            Some(&creds),
+        )
+        .await;
+    assert_eq!(status, 405);
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/ocpi/2.2.1/credentials",
+            Some(&c),
+            Some(&creds),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token_c2 = body["data"]["token"].as_str().unwrap().to_owned();
+    assert_ne!(token_c2, token_c);
+    let (status, _) = app
+        .send(Method::GET, "/ocpi/2.2.1/credentials", Some(&c), None)
+        .await;
+    assert_eq!(status, 401);
+    let c2 = token_header(&token_c2);
+
+    // DELETE unregisters.
+    let (status, _) = app
+        .send(Method::DELETE, "/ocpi/2.2.1/credentials", Some(&c2), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .send(Method::GET, "/ocpi/2.2.1/credentials", Some(&c2), None)
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn ocpi_handshake_postgres() {
+    handshake(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn ocpi_handshake_sqlite() {
+    handshake(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn handshake_fails_with_3001_when_the_cpo_cannot_be_reached() {
+    let app = spawn_app().await;
+    app.add_registration_token("token-a").await;
+    let mut creds = example("credentials_example.json");
+    creds["url"] = json!("http://127.0.0.1:9/ocpi/versions");
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&token_header("token-a")),
+            Some(&creds),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["status_code"], 3001);
+    assert_eq!(app.count("ocpi_parties").await, 0);
+}

@@ -1,0 +1,461 @@
+//! `spawn_app()`: the real server on port 0 with a fresh database (PostgreSQL by default:
+//! a new `evflex_test_<random>` database on 127.0.0.1:5432, dropped afterwards; or a temporary
+//! SQLite file), a simulated clock and manual ticks; plus a small axum server playing the CPO.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use base64::Engine;
+use evflex::engine::SimClock;
+use evflex::{AppState, Application, ServeConfig};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// 2024-05-01T10:00:00Z, a quarter-hour boundary.
+pub const T0: i64 = 1_714_557_600;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL on 127.0.0.1:5432 (`EVFLEX_TEST_POSTGRES` overrides the admin URL).
+    Postgres,
+    /// A temporary SQLite file.
+    Sqlite,
+}
+
+fn admin_url() -> String {
+    std::env::var("EVFLEX_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn random_suffix() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A running evflex.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Shared state (ticks, faults, database).
+    pub state: AppState,
+    /// The simulated clock.
+    pub clock: SimClock,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// Token C once a CPO registered.
+    pub cpo_token: Option<String>,
+    backend: Backend,
+    db_name: Option<String>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts evflex on PostgreSQL.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(Backend::Postgres).await
+}
+
+/// Starts evflex on the given backend.
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts evflex on the given backend with a configuration tweak.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        evflex::telemetry::init_tracing();
+    }
+    let (url, db_name, dir) = match backend {
+        Backend::Postgres => {
+            let name = format!("evflex_test_{}", random_suffix());
+            let admin = admin_url();
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("PostgreSQL on 127.0.0.1:5432 (database `test`)");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(b, _)| b)
+                .to_owned();
+            (format!("{base}/{name}"), Some(name), None)
+        }
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("evflex.sqlite");
+            (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                None,
+                Some(dir),
+            )
+        }
+    };
+    let mut config = ServeConfig::for_tests(url);
+    config.engine.setpoint_backoff_ms = 20;
+    tweak(&mut config);
+    let clock = SimClock::new(T0);
+    let app = Application::build(config, Arc::new(clock.clone()))
+        .await
+        .expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        state,
+        clock,
+        http: reqwest::Client::new(),
+        cpo_token: None,
+        backend,
+        db_name,
+        shutdown: Some(tx),
+        _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let (Backend::Postgres, Some(name)) = (self.backend, self.db_name.take()) {
+            // Drop the database from a thread of its own (we may be inside a runtime).
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async move {
+                    if let Ok(mut conn) =
+                        <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url()).await
+                    {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `Token <base64>` as OCPI 2.2.1 wants it.
+pub fn token_header(token: &str) -> String {
+    format!(
+        "Token {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    )
+}
+
+/// An example object from `tests/data/ocpi`.
+pub fn example(name: &str) -> Value {
+    let path = format!("{}/tests/data/ocpi/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
+}
+
+impl TestApp {
+    /// Sends a request with an optional `Authorization` header value and JSON body; returns the
+    /// status and the JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.address));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Sends a raw body.
+    pub async fn send_raw(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+        let auth = token_header(self.cpo_token.as_deref().expect("registered CPO"));
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .header("Authorization", auth)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A request as the registered CPO (token C).
+    pub async fn cpo(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let auth = token_header(self.cpo_token.as_deref().expect("registered CPO"));
+        self.send(method, path, Some(&auth), body).await
+    }
+
+    /// A request as a user (bearer token).
+    pub async fn user(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        self.send(method, path, Some(&format!("Bearer {token}")), body)
+            .await
+    }
+
+    /// Adds a registration token (token A).
+    pub async fn add_registration_token(&self, token: &str) {
+        let mut conn = self.state.db.conn().await.unwrap();
+        evflex::store::parties::add_registration_token(&mut conn, token, T0)
+            .await
+            .unwrap();
+    }
+
+    /// Runs the credentials handshake with `cpo`; stores and returns token C.
+    pub async fn register_cpo(&mut self, cpo: &MockCpo) -> String {
+        self.add_registration_token("token-a").await;
+        let body = json!({
+            "token": "cpo-token-b",
+            "url": format!("{}/ocpi/versions", cpo.address),
+            "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL",
+                        "business_details": {"name": "Example CPO"}}]
+        });
+        let (status, resp) = self
+            .send(
+                reqwest::Method::POST,
+                "/ocpi/2.2.1/credentials",
+                Some(&token_header("token-a")),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 200, "{resp}");
+        let token = resp["data"]["token"].as_str().unwrap().to_owned();
+        self.cpo_token = Some(token.clone());
+        token
+    }
+
+    /// Registers a user; returns (id, bearer token).
+    pub async fn new_user(
+        &self,
+        name: &str,
+        token_uid: Option<&str>,
+        opted_in: bool,
+    ) -> (i64, String) {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                None,
+                Some(&json!({"name": name, "token_uid": token_uid, "opted_in": opted_in})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["user_id"].as_i64().unwrap(),
+            body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Runs one tick at the clock's current timestep.
+    pub async fn tick(&self) -> evflex::engine::TickReport {
+        let ts = evflex::domain::timestep_of(self.clock.now_s(), 900);
+        evflex::engine::run_tick(&self.state, ts).await
+    }
+
+    /// `SELECT COUNT(*) FROM {table}`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let (n,): (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(self.state.db.pool())
+                .await
+                .unwrap();
+        n
+    }
+
+    /// Outbox rows of a kind.
+    pub async fn outbox(&self, kind: &str) -> Vec<evflex::store::outbox::OutboxRow> {
+        let mut conn = self.state.db.conn().await.unwrap();
+        evflex::store::outbox::list(&mut conn, Some(kind), 1000)
+            .await
+            .unwrap()
+    }
+
+    /// PUTs a location of party NL*EXA with the given EVSEs (AC 3-phase 230 V 16 A = 11 040 W).
+    pub async fn put_site(&self, location_id: &str, evse_uids: &[&str]) {
+        let evses: Vec<Value> = evse_uids
+            .iter()
+            .map(|uid| {
+                json!({
+                    "uid": uid, "evse_id": format!("NL*EXA*E{uid}"), "status": "AVAILABLE",
+                    "connectors": [{"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET",
+                        "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 16,
+                        "last_updated": "2024-05-01T09:00:00Z"}],
+                    "last_updated": "2024-05-01T09:00:00Z"
+                })
+            })
+            .collect();
+        let loc = json!({
+            "country_code": "NL", "party_id": "EXA", "id": location_id, "publish": true,
+            "address": "Stationsplein 1", "city": "Utrecht", "country": "NLD",
+            "coordinates": {"latitude": "52.089", "longitude": "5.110"},
+            "evses": evses, "time_zone": "Europe/Amsterdam", "last_updated": "2024-05-01T09:00:00Z"
+        });
+        let (status, body) = self
+            .cpo(
+                reqwest::Method::PUT,
+                &format!("/ocpi/2.2.1/locations/NL/EXA/{location_id}"),
+                Some(&loc),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// PUTs an ACTIVE session of party NL*EXA.
+    pub async fn put_session(&self, session_id: &str, evse_uid: &str, token_uid: &str, kwh: f64) {
+        let s = json!({
+            "country_code": "NL", "party_id": "EXA", "id": session_id,
+            "start_date_time": "2024-05-01T09:30:00Z", "kwh": kwh,
+            "cdr_token": {"uid": token_uid, "type": "RFID", "contract_id": format!("NL-EXA-{token_uid}")},
+            "auth_method": "WHITELIST", "location_id": "LOC-A", "evse_uid": evse_uid,
+            "connector_id": "1", "currency": "EUR", "status": "ACTIVE",
+            "last_updated": "2024-05-01T09:30:00Z"
+        });
+        let (status, body) = self
+            .cpo(
+                reqwest::Method::PUT,
+                &format!("/ocpi/2.2.1/sessions/NL/EXA/{session_id}"),
+                Some(&s),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// PUTs a group of NL*EXA EVSEs.
+    pub async fn put_group(&self, id: i64, capacity_w: i64, evses: &[&str]) {
+        let spec = json!({"id": id, "name": format!("group {id}"), "country_code": "NL",
+            "party_id": "EXA", "capacity_w": capacity_w, "evses": evses});
+        let (status, body) = self
+            .cpo(
+                reqwest::Method::PUT,
+                &format!("/api/v1/groups/{id}"),
+                Some(&spec),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Clock helper.
+pub trait NowS {
+    /// Now (Unix seconds).
+    fn now_s(&self) -> i64;
+}
+
+impl NowS for SimClock {
+    fn now_s(&self) -> i64 {
+        evflex::engine::Clock::now(self)
+    }
+}
+
+/// What the mock CPO received.
+#[derive(Default)]
+pub struct CpoLog {
+    /// `PUT chargingprofiles/{session_id}` bodies.
+    pub profiles: Vec<(String, Value)>,
+    /// Authorization headers seen.
+    pub auth: Vec<String>,
+    /// Answer 503 to this many profile PUTs first.
+    pub fail_first: usize,
+}
+
+/// A small axum server playing the CPO: versions, version details, and a chargingprofiles
+/// receiver that records what it gets.
+pub struct MockCpo {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// What it received.
+    pub log: Arc<Mutex<CpoLog>>,
+}
+
+/// Starts the mock CPO.
+pub async fn spawn_cpo() -> MockCpo {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(CpoLog::default()));
+    let base = address.clone();
+    let envelope = |data: Value| {
+        Json(json!({"data": data, "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"}))
+    };
+    let b1 = base.clone();
+    let b2 = base.clone();
+    let router = Router::new()
+        .route(
+            "/ocpi/versions",
+            get(move || async move { envelope(json!([{"version": "2.2.1", "url": format!("{b1}/ocpi/2.2.1")}])) }),
+        )
+        .route(
+            "/ocpi/2.2.1",
+            get(move || async move {
+                envelope(json!({"version": "2.2.1", "endpoints": [
+                    {"identifier": "locations", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/locations")},
+                    {"identifier": "chargingprofiles", "role": "RECEIVER",
+                     "url": format!("{b2}/ocpi/2.2.1/chargingprofiles")}
+                ]}))
+            }),
+        )
+        .route(
+            "/ocpi/2.2.1/chargingprofiles/{session_id}",
+            put(
+                |State(log): State<Arc<Mutex<CpoLog>>>,
+                 Path(session_id): Path<String>,
+                 headers: axum::http::HeaderMap,
+                 Json(body): Json<Value>| async move {
+                    let mut log = log.lock().unwrap();
+                    log.auth.push(
+                        headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
+                    );
+                    if log.fail_first > 0 {
+                        log.fail_first -= 1;
+                        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+                    }
+                    log.profiles.push((session_id, body));
+                    (
+                        axum::http::StatusCode::OK,
+                        Json(json!({"data": {"result": "ACCEPTED", "timeout": 30},
+                                    "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"})),
+                    )
+                },
+            ),
+        )
+        .with_state(log.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    MockCpo { address, log }
+}

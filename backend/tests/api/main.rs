@@ -1,0 +1,12 @@
+//! Integration tests: the real server on port 0 with a fresh database per test (PostgreSQL on
+//! 127.0.0.1:5432 by default; key tests also on SQLite). One binary, one module per feature.
+
+mod handshake;
+mod health;
+mod helpers;
+mod locations;
+mod meter_values;
+mod requests;
+mod sessions;
+mod tick;
+mod topology;

@@ -1,0 +1,126 @@
+// EV user app in headless Chromium against the real evflex binary: register, opt in, make a
+// request and see it accepted; see live progress without reloading; a request that cannot be
+// guaranteed shows the guaranteed energy and can be accepted; the planned profile appears
+// after a tick. Saves phone (375 px) and desktop screenshots to docs/screenshots/.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { browser, call, meter, screenshot, site, until } from './helpers.mjs';
+
+let s;
+let ctx;
+let page;
+
+before(async () => {
+  s = await site([
+    { evse: 'EVSE-1', session: 'S1', card: 'CARD-1' },
+    { evse: 'EVSE-2', session: 'S2', card: 'CARD-2' },
+  ]);
+  await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 7.2, soc: 40, energyWh: 1200 });
+  await meter(s.base, s.auth, { evse: 'EVSE-2', session: 'S2', powerKw: 11, soc: 62, energyWh: 4000 });
+  ctx = await browser({ width: 375, height: 812 });
+  page = await ctx.newPage();
+});
+
+after(async () => {
+  await ctx?.cleanup();
+  await s?.close();
+});
+
+test('a user registers, opts in, makes a request and sees it accepted', async () => {
+  await page.goto(`${s.base}/`);
+  assert.match(page.url(), /\/app\/$/);
+  await page.getByLabel('Your name').waitFor();
+  await screenshot(page, 'user-app-signin-375.png');
+  await page.getByLabel('Your name').fill('Alice');
+  await page.getByLabel(/Charging card ID/).fill('CARD-1');
+  await page.getByLabel(/Join smart charging/).uncheck();
+  await page.getByRole('button', { name: 'Create account' }).click();
+
+  // Not opted in: the app explains smart charging and offers the settings.
+  await page.getByText('Smart charging is off').first().waitFor();
+  await page.getByRole('button', { name: 'Smart charging settings' }).first().click();
+  await page.getByText('Guaranteed energy:').waitFor();
+  await page.getByRole('radio', { name: /^Smart charging/ }).check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Smart charging is on').waitFor();
+
+  await page.getByRole('link', { name: /Charge/ }).click();
+  // The live card of the user's session (linked by the charging card).
+  const card = page.locator('article.session');
+  await card.getByText('Charging at EVSE-1').waitFor();
+  assert.equal(await card.locator('[data-field="soc"]').textContent(), '40 %');
+  assert.equal(await page.getByLabel('Charge point', { exact: true }).inputValue(), 'EVSE-1');
+
+  await page.getByLabel('Energy to add').fill('10');
+  await page.getByRole('button', { name: 'Request charging' }).click();
+  await page.getByText('Request accepted').waitFor();
+  assert.match(await page.locator('[data-field="accepted"]').textContent(), /10(\.0)? kWh guaranteed by/);
+  await card.getByText('On track').waitFor();
+});
+
+test('live progress updates without reloading', async () => {
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const card = page.locator('article.session');
+  await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 11, soc: 47, energyWh: 3500 });
+  await until(async () => (await card.locator('[data-field="soc"]').textContent()) === '47 %', 10_000, 'SoC 47 %');
+  assert.match(await card.locator('[data-field="energy"]').textContent(), /3[.,]5 kWh/);
+  assert.match(await card.locator('[data-field="power"]').textContent(), /^11([.,]0)? kW$/);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+});
+
+test('the planned power profile appears after a tick, and the app rides out a restart', async () => {
+  await s.restart(); // evflex's start-up tick plans the current quarter hour
+  const card = page.locator('article.session');
+  await until(async () => (await page.evaluate(() => window.evflexApp.status[0]?.planned_profile?.length ?? 0)) > 0, 20_000, 'a planned profile');
+  await card.locator('canvas').waitFor({ state: 'visible' });
+  const expected = await page.evaluate(() => window.evflexApp.status.find((x) => x.session_id === 'S1').expected_energy_kwh);
+  assert.ok(expected >= 10, `expected energy at departure ${expected} kWh covers the 10 kWh request`);
+  await page.locator('#live[data-state="live"]').waitFor();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await screenshot(page, 'user-app-375.png');
+});
+
+test('a request that cannot be guaranteed shows the guaranteed energy and can be accepted', async () => {
+  await page.getByLabel('Energy to add').fill('150');
+  const dep = new Date(Date.now() + 2 * 3600_000);
+  const p = (n) => String(n).padStart(2, '0');
+  await page.getByLabel('Departure', { exact: true }).fill(`${dep.getFullYear()}-${p(dep.getMonth() + 1)}-${p(dep.getDate())}T${p(dep.getHours())}:${p(dep.getMinutes())}`);
+  await page.getByRole('button', { name: 'Request charging' }).click();
+  await page.getByText(/We can't guarantee 150/).waitFor();
+  const guaranteed = await page.locator('[data-field="guaranteed"]').textContent();
+  assert.match(guaranteed, /^\d+([.,]\d)? kWh$/);
+  const accept = page.getByRole('button', { name: /^Accept / });
+  assert.equal(await accept.textContent(), `Accept ${guaranteed}`);
+  await page.getByRole('button', { name: 'Change departure' }).waitFor();
+  await page.locator('#request-result').evaluate((el) => el.scrollIntoView({ block: 'center' }));
+  await screenshot(page, 'user-app-rejected-375.png');
+  await accept.click();
+  await page.getByText('Request accepted').waitFor();
+});
+
+test('errors are explained: unknown charge point, chain features not available yet', async () => {
+  await page.getByLabel('Charge point', { exact: true }).fill('NO-SUCH-EVSE');
+  await page.getByLabel('Energy to add').fill('5');
+  await page.getByRole('button', { name: 'Request charging' }).click();
+  await page.getByText('Charging session not found').waitFor();
+
+  await page.getByRole('link', { name: /Wallet/ }).click();
+  await page.getByText(/Your e-wallet: not available yet|Chain unavailable/).waitFor();
+  await page.getByRole('link', { name: /History/ }).click();
+  await page.getByText(/Costs, FLEX rewards and settlement transactions: not available yet|Chain unavailable/).waitFor();
+  assert.deepEqual(ctx.pageErrors, []);
+});
+
+test('desktop layout', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.getByRole('link', { name: /Charge/ }).click();
+  await page.getByLabel('Charge point', { exact: true }).fill('EVSE-1');
+  await page.locator('#request-result').evaluate((el) => { el.innerHTML = ''; });
+  await page.locator('article.session canvas').waitFor({ state: 'visible' });
+  await screenshot(page, 'user-app-desktop.png', { fullPage: true });
+  // Sanity: the status the page shows is the API's.
+  const token = await page.evaluate(() => window.evflexApp.token);
+  const status = await call(s.base, 'GET', '/api/v1/users/me/status', undefined, `Bearer ${token}`);
+  assert.equal(status.find((x) => x.session_id === 'S1').soc_percent, 47);
+});
