@@ -71,6 +71,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     /// Bounds parallel solves (ticks and admission) to the cores.
     pub solve_slots: Arc<tokio::sync::Semaphore>,
+    /// The chain (operator, meter key, master secret); `None` with `--no-chain`.
+    pub chain: Option<Arc<crate::chain::ChainContext>>,
 }
 
 /// A built server: listening, not yet serving.
@@ -78,6 +80,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     tick: TickMode,
+    local_chain: Option<evflex_chain::LocalChain>,
 }
 
 impl Application {
@@ -129,6 +132,17 @@ impl Application {
             name: "evflex".to_owned(),
         };
         let engine = Arc::new(config.engine.clone());
+        let (chain, local_chain) = if config.chain.no_chain {
+            (None, None)
+        } else {
+            let (ctx, local) = crate::chain::ChainContext::connect(&config.chain)
+                .await
+                .context("connecting to the chain")?;
+            ctx.register_algorithm(&engine.solve_options())
+                .await
+                .context("registering the algorithm version")?;
+            (Some(ctx), local)
+        };
         let state = AppState {
             db,
             solve_slots: Arc::new(tokio::sync::Semaphore::new(engine.parallel_solves())),
@@ -140,11 +154,13 @@ impl Application {
             tokens: Arc::new(TokenCache::default()),
             metrics: crate::telemetry::metrics_handle(),
             faults: Arc::new(Faults::default()),
+            chain,
         };
         Ok(Self {
             listener,
             state,
             tick: config.tick,
+            local_chain,
         })
     }
 
@@ -171,6 +187,19 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         });
+        let writer = self.state.chain.clone().and_then(|ctx| {
+            (ctx.config.writer == crate::chain::WriterMode::Auto).then(|| {
+                let w = crate::chain::writer::Writer::new(
+                    ctx,
+                    self.state.db.clone(),
+                    self.state.clock.clone(),
+                );
+                let mut rx = stop_rx.clone();
+                tokio::spawn(w.run(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }))
+            })
+        });
         let router = crate::api::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "evflex serving");
         axum::serve(self.listener, router)
@@ -182,6 +211,14 @@ impl Application {
             .context("serving HTTP")?;
         if let Some(t) = ticker {
             let _ = t.await;
+        }
+        if let Some(w) = writer {
+            let _ = w.await;
+        }
+        if let Some(mut chain) = self.local_chain
+            && let Err(e) = chain.stop().await
+        {
+            tracing::warn!(error = %e, "stopping the local anvil");
         }
         self.state.db.close().await;
         Ok(())

@@ -97,6 +97,9 @@ pub struct ServeConfig {
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineConfig,
+    /// Chain settings (RPC, deployment, keys, writer, billing).
+    #[command(flatten)]
+    pub chain: crate::chain::ChainConfig,
 }
 
 impl ServeConfig {
@@ -116,6 +119,7 @@ impl ServeConfig {
             topology: None,
             prices_csv: None,
             engine: EngineConfig::default(),
+            chain: crate::chain::ChainConfig::disabled(),
         }
     }
 }

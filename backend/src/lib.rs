@@ -7,13 +7,17 @@
 
 pub mod api;
 pub mod app;
+pub mod billing;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod ingest;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod wallet;
 
 pub use app::{AppState, Application, serve};
 pub use config::{EngineConfig, ServeConfig, TickMode};

@@ -20,6 +20,13 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(evflex::cli::BenchCommand),
+    /// Simulate a day: a CPO and EV users play against evflex on a simulated clock, then the
+    /// summary, plots and the cockpit.
+    Demo(Box<evflex::sim::demo::DemoArgs>),
+    /// Compare the database with the chain; print every difference (exit 1 if any).
+    Audit(evflex::chain::audit::AuditArgs),
+    /// Verify one committed schedule from the public API and the chain (exit 1 on failure).
+    Verify(evflex::chain::audit::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +39,17 @@ fn main() -> anyhow::Result<()> {
         Command::Plan(args) => evflex::cli::plan(&args),
         Command::Bench(evflex::cli::BenchCommand::Schedule(args)) => {
             evflex::cli::bench_schedule(&args)
+        }
+        Command::Demo(args) => evflex::sim::demo::main(*args),
+        Command::Audit(args) => {
+            let clean =
+                tokio::runtime::Runtime::new()?.block_on(evflex::chain::audit::run_audit(&args))?;
+            std::process::exit(if clean { 0 } else { 1 })
+        }
+        Command::Verify(args) => {
+            let ok = tokio::runtime::Runtime::new()?
+                .block_on(evflex::chain::audit::run_verify(&args))?;
+            std::process::exit(if ok { 0 } else { 1 })
         }
     }
 }

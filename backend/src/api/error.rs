@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Something failed inside evflex.
     #[error("internal error")]
     Internal(String),
+    /// A dependency (the chain) is not configured or not reachable; the message is safe to show.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The JSON body of an error.
@@ -41,6 +44,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

@@ -6,6 +6,7 @@
 //!   (CPO credentials, `Authorization: Token <base64>`).
 //! - `/healthz`, `/metrics`.
 
+mod audit;
 mod auth;
 mod cockpit;
 mod error;
@@ -16,6 +17,7 @@ pub mod ocpi;
 mod openapi;
 mod requests;
 mod users;
+mod wallet;
 mod web;
 
 pub use error::ApiError;
@@ -35,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router())
         .merge(meter::router())
         .merge(cockpit::router())
+        .merge(wallet::router())
+        .merge(audit::router())
         .merge(openapi::router())
         .merge(web::router())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

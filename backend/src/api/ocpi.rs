@@ -181,6 +181,8 @@ impl FromRequestParts<AppState> for OcpiCaller {
 pub struct RegisteredParty {
     /// The party row.
     pub party_row: i64,
+    /// What its token grants, including the party codes it registered.
+    pub grant: TokenGrant,
 }
 
 impl FromRequestParts<AppState> for RegisteredParty {
@@ -190,7 +192,10 @@ impl FromRequestParts<AppState> for RegisteredParty {
         let caller = resolve_token(parts, state).await?;
         caller
             .registered_party()
-            .map(|party_row| Self { party_row })
+            .map(|party_row| Self {
+                party_row,
+                grant: caller.grant.clone(),
+            })
             .ok_or_else(OcpiError::unauthorized)
     }
 }
@@ -200,8 +205,17 @@ fn json_body(bytes: &Bytes) -> Result<Value, OcpiError> {
         .map_err(|e| OcpiError::invalid(format!("body: invalid JSON: {e}")))
 }
 
+/// The object's origin from the URL's party codes, which must be one of the caller's own roles:
+/// a CPO can never write (or read) objects under another party's codes.
 fn origin(party: &RegisteredParty, cc: &str, pid: &str) -> Result<Origin, OcpiError> {
     let key = PartyKey::parse(cc, pid).map_err(OcpiError::invalid)?;
+    if !party.grant.owns_codes(&key.country_code, &key.party_id) {
+        return Err(OcpiError::new(
+            StatusCode::FORBIDDEN,
+            2000,
+            format!("{cc}*{pid} is not one of the roles this token registered"),
+        ));
+    }
     Ok(Origin {
         country_code: key.country_code,
         party_id: key.party_id,
@@ -583,10 +597,13 @@ async fn post_cdr(
     body: Bytes,
 ) -> Result<Response, OcpiError> {
     let result = async {
+        let body = json_body(&body)?;
+        ensure_owned(&party, &body)?;
         let (_, _, id) = receiver::post_cdr(
             &state.db,
+            state.chain.as_deref(),
             party.party_row,
-            json_body(&body)?,
+            body,
             state.clock.now(),
         )
         .await?;
@@ -604,11 +621,22 @@ async fn post_cdr(
 
 async fn get_cdr(
     State(state): State<AppState>,
-    _party: RegisteredParty,
+    party: RegisteredParty,
     Path(cdr_id): Path<String>,
 ) -> Result<Response, OcpiError> {
     let data = receiver::get_cdr(&state.db, &cdr_id).await?;
+    ensure_owned(&party, &data)?;
     Ok(ok(&state, Some(data)))
+}
+
+/// An object that names its `country_code` and `party_id` (a CDR) must name one of the caller's
+/// own roles. Missing codes are left to the receiver's validation (400, naming the field).
+fn ensure_owned(party: &RegisteredParty, object: &Value) -> Result<(), OcpiError> {
+    let code = |field: &str| object.get(field).and_then(Value::as_str);
+    match (code("country_code"), code("party_id")) {
+        (Some(cc), Some(pid)) => origin(party, cc, pid).map(|_| ()),
+        _ => Ok(()),
+    }
 }
 
 /// The `response_url` of a set-point: the CPO's asynchronous `ChargingProfileResult`.

@@ -28,7 +28,7 @@ impl Modify for Security {
 /// The `/api/v1` OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "evflex API", description = "EV smart charging: users, charging requests, site topology, meter values, CPO cockpit. OCPI 2.2.1 lives under /ocpi."),
+    info(title = "evflex API", description = "EV smart charging: wallet sign-in, users, charging requests, site topology, meter values, CPO cockpit, wallets and settlements, audit. OCPI 2.2.1 lives under /ocpi."),
     paths(
         super::users::register, super::users::me, super::users::set_smart_charging,
         super::users::status,
@@ -38,6 +38,10 @@ impl Modify for Security {
         super::groups::put_forecast, super::groups::put_topology,
         super::meter::post_batch,
         super::cockpit::list, super::cockpit::group,
+        super::wallet::challenge, super::wallet::verify, super::wallet::wallet,
+        super::wallet::top_up, super::wallet::export, super::wallet::settlements,
+        super::audit::commits, super::audit::settlements, super::audit::timestep,
+        super::audit::verify,
     ),
     modifiers(&Security)
 )]

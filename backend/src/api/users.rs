@@ -102,6 +102,16 @@ async fn register(
     if let Some(uid) = &new.token_uid {
         sessions::link_token_uid(&mut tx, uid, id).await?;
     }
+    if let Some(chain) = &state.chain {
+        crate::wallet::create_for_user(&mut tx, chain, id, now)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        if new.opted_in {
+            crate::wallet::enqueue_consent(&mut tx, chain, id, true, now)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+    }
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -134,8 +144,17 @@ async fn set_smart_charging(
     body: Bytes,
 ) -> Result<Json<SmartCharging>, ApiError> {
     let req: SmartCharging = parse_body(&body)?;
-    let mut conn = state.db.conn().await?;
-    users::set_opted_in(&mut conn, user.id, req.opted_in, state.clock.now()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    users::set_opted_in(&mut tx, user.id, req.opted_in, now).await?;
+    if let Some(chain) = &state.chain
+        && req.opted_in != user.opted_in
+    {
+        crate::wallet::enqueue_consent(&mut tx, chain, user.id, req.opted_in, now)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    tx.commit().await?;
     Ok(Json(SmartCharging {
         opted_in: req.opted_in,
     }))

@@ -20,16 +20,19 @@
 //! another (`SQLITE_BUSY` cannot happen). Code must therefore never hold a connection or a
 //! transaction while acquiring another one; every function here takes the connection it uses.
 
+pub mod bills;
 pub mod groups;
 pub mod locations;
 pub mod meter;
 pub mod outbox;
+pub mod outbox_drain;
 pub mod parties;
 pub mod prices;
 pub mod requests;
 pub mod schedules;
 pub mod sessions;
 pub mod users;
+pub mod wallets;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;

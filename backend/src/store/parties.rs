@@ -30,12 +30,40 @@ pub struct TokenGrant {
     pub kind: TokenKind,
     /// The party it belongs to (always set for credentials tokens).
     pub party_row: Option<i64>,
+    /// The `(country_code, party_id)` of every role the party registered: the only codes it may
+    /// write objects under.
+    pub party_codes: Vec<(String, String)>,
+}
+
+impl TokenGrant {
+    /// Whether the party registered a role with this country code and party id.
+    pub fn owns_codes(&self, country_code: &str, party_id: &str) -> bool {
+        self.party_codes.iter().any(|(cc, pid)| {
+            cc.eq_ignore_ascii_case(country_code) && pid.eq_ignore_ascii_case(party_id)
+        })
+    }
 }
 
 #[derive(FromRow)]
 struct TokenRow {
     kind: String,
     party_row: Option<i64>,
+    roles: Option<String>,
+}
+
+/// The `(country_code, party_id)` pairs of an OCPI `roles` array.
+fn role_codes(roles: &serde_json::Value) -> Vec<(String, String)> {
+    roles
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r.get("country_code")?.as_str()?.to_owned(),
+                r.get("party_id")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// One OCPI module endpoint of a party (OCPI 2.2.1 `Endpoint`).
@@ -157,19 +185,29 @@ pub async fn add_registration_token(conn: &mut Conn, token: &str, now: i64) -> S
 /// Looks up an unrevoked token by its clear text.
 pub async fn find_token(conn: &mut Conn, token: &str) -> StoreResult<Option<TokenGrant>> {
     let row: Option<TokenRow> = sqlx::query_as(
-        "SELECT kind, party_row FROM ocpi_tokens WHERE token_hash = $1 AND revoked = 0",
+        "SELECT t.kind, t.party_row, p.roles FROM ocpi_tokens t
+         LEFT JOIN ocpi_parties p ON p.id = t.party_row
+         WHERE t.token_hash = $1 AND t.revoked = 0",
     )
     .bind(token_hash(token))
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|r| TokenGrant {
-        kind: if r.kind == "credentials" {
-            TokenKind::Credentials
-        } else {
-            TokenKind::Registration
-        },
-        party_row: r.party_row,
-    }))
+    row.map(|r| {
+        let party_codes = match &r.roles {
+            Some(roles) => role_codes(&from_json(roles, "ocpi_parties.roles")?),
+            None => Vec::new(),
+        };
+        Ok(TokenGrant {
+            kind: if r.kind == "credentials" {
+                TokenKind::Credentials
+            } else {
+                TokenKind::Registration
+            },
+            party_row: r.party_row,
+            party_codes,
+        })
+    })
+    .transpose()
 }
 
 /// Creates a party row; returns its id.

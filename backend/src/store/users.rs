@@ -100,3 +100,20 @@ pub async fn set_opted_in(conn: &mut Conn, id: i64, opted_in: bool, now: i64) ->
         .await?;
     Ok(())
 }
+
+/// Replaces a user's bearer session token (a wallet sign-in issues a new one; the previous
+/// token stops working).
+pub async fn set_session_token(
+    conn: &mut Conn,
+    id: i64,
+    session_token: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE users SET token_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(token_hash(session_token))
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

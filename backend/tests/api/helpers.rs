@@ -243,8 +243,24 @@ impl TestApp {
         let body = json!({
             "token": "cpo-token-b",
             "url": format!("{}/ocpi/versions", cpo.address),
-            "roles": [{"role": "CPO", "party_id": "EXA", "country_code": "NL",
-                        "business_details": {"name": "Example CPO"}}]
+            // NL*EXA is the tests' own CPO; the other roles are the party codes the official
+            // OCPI examples are published under, so one platform may send them all.
+            "roles": [
+                {"role": "CPO", "party_id": "EXA", "country_code": "NL",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "BEC", "country_code": "BE",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "EVC", "country_code": "SE",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "ALF", "country_code": "NL",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "ALL", "country_code": "NL",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "ALL", "country_code": "DE",
+                 "business_details": {"name": "Example CPO"}},
+                {"role": "CPO", "party_id": "STK", "country_code": "NL",
+                 "business_details": {"name": "Example CPO"}}
+            ]
         });
         let (status, resp) = self
             .send(

@@ -279,3 +279,22 @@ async fn malformed_locations_are_rejected_whole() {
         .await;
     assert_eq!((status, body["status_code"].as_i64()), (404, Some(2003)));
 }
+
+#[tokio::test]
+async fn objects_under_another_partys_codes_are_refused() {
+    let app = app_with_cpo(Backend::Postgres).await;
+    let mut loc = example("location_example.json");
+    loc["country_code"] = json!("FR");
+    loc["party_id"] = json!("OTH");
+    let (status, body) = app.cpo(Method::PUT, &path_of(&loc), Some(&loc)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["status_code"], 2000, "{body}");
+    assert_eq!(app.count("locations").await, 0);
+
+    let mut cdr = example("cdr_example.json");
+    cdr["country_code"] = json!("FR");
+    cdr["party_id"] = json!("OTH");
+    let (status, body) = app.cpo(Method::POST, "/ocpi/2.2.1/cdrs", Some(&cdr)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(app.count("cdrs").await, 0);
+}

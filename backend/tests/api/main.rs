@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0 with a fresh database per test (PostgreSQL on
 //! 127.0.0.1:5432 by default; key tests also on SQLite). One binary, one module per feature.
 
+mod chain;
 mod handshake;
 mod health;
 mod helpers;
@@ -8,5 +9,6 @@ mod locations;
 mod meter_values;
 mod requests;
 mod sessions;
+mod sim;
 mod tick;
 mod topology;

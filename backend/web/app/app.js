@@ -553,8 +553,11 @@ function bindWallet() {
   $('#export-button').addEventListener('click', async () => {
     const msg = $('#export-msg');
     if (!confirm('Download your encrypted wallet key? Keep the file secret.')) return;
+    // The key file is encrypted with a password of the user's choice (sent in the body, never in a URL).
+    const password = prompt('Choose a password for the key file (at least 8 characters):');
+    if (!password) return;
     try {
-      const key = await api('/api/v1/users/me/wallet/export', { auth: auth() });
+      const key = await api('/api/v1/users/me/wallet/export', { body: { password }, auth: auth() });
       const blob = new Blob([JSON.stringify(key, null, 2)], { type: 'application/json' });
       const a = document.createElement('a');
       a.href = URL.createObjectURL(blob);

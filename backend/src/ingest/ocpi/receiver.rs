@@ -10,7 +10,7 @@ use super::model::{self, Cdr, Connector, Evse, Location, Session, SessionPatch, 
 use crate::domain::{MicroEur, WattHours, kwh_to_wh};
 use crate::ingest::{IngestError, IngestResult, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
-use crate::store::outbox::{self, SettlementPayload};
+use crate::store::outbox::SettlementPayload;
 use crate::store::sessions::{self, CdrRecord, SessionRecord};
 use crate::store::{Conn, Db, users};
 use serde_json::{Map, Value};
@@ -563,6 +563,7 @@ pub async fn get_session(db: &Db, origin: &Origin, session_id: &str) -> IngestRe
 #[tracing::instrument(skip_all)]
 pub async fn post_cdr(
     db: &Db,
+    chain: Option<&crate::chain::ChainContext>,
     owner_party: i64,
     body: Value,
     now: i64,
@@ -627,7 +628,8 @@ pub async fn post_cdr(
             "settlement:{}*{}*{}",
             record.country_code, record.party_id, record.cdr_id
         );
-        outbox::enqueue(&mut tx, outbox::kind::SETTLEMENT, &key, &payload, now).await?;
+        // With a chain, the bill is computed, signed and stored here too (same transaction).
+        crate::billing::enqueue_settlement(&mut tx, chain, &key, payload, now).await?;
     }
     tx.commit().await?;
     Ok((cdr.country_code, cdr.party_id, cdr.id))

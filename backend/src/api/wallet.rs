@@ -1,0 +1,305 @@
+//! E-wallet routes: Sign-In with Ethereum, the user's wallet (balances from the chain, demo
+//! top-up, key export) and their settlements. All answer 503 without a chain.
+
+use super::auth::AuthUser;
+use super::error::{ApiError, parse_body};
+use crate::app::AppState;
+use crate::chain::ChainContext;
+use crate::ingest::ocpi::credentials::new_token;
+use crate::store::{bills, outbox_drain, users, wallets};
+use alloy::primitives::{Address, U256};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Wallet routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/challenge", post(challenge))
+        .route("/api/v1/auth/verify", post(verify))
+        .route("/api/v1/users/me/wallet", get(wallet))
+        .route("/api/v1/users/me/wallet/top-up", post(top_up))
+        .route("/api/v1/users/me/wallet/export", post(export))
+        .route("/api/v1/users/me/settlements", get(settlements))
+}
+
+fn chain(state: &AppState) -> Result<Arc<ChainContext>, ApiError> {
+    state
+        .chain
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable("this server runs without a chain".to_owned()))
+}
+
+fn chain_err(e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "chain call failed");
+    ApiError::Unavailable("the chain is unavailable".to_owned())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// The SIWE domain and URI: this server's public URL.
+fn siwe_domain(state: &AppState) -> (String, String) {
+    let url = state.public_url.to_string();
+    let domain = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (domain, url)
+}
+
+#[derive(Deserialize)]
+struct ChallengeReq {
+    address: String,
+}
+
+/// Sign-In with Ethereum: an EIP-4361 challenge for `{address}` (nonce stored server-side, 5 minutes).
+#[utoipa::path(post, path = "/api/v1/auth/challenge", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn challenge(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let ctx = chain(&state)?;
+    let req: ChallengeReq = parse_body(&body)?;
+    let address: Address = req
+        .address
+        .parse()
+        .map_err(|_| ApiError::BadRequest("address: not an Ethereum address".to_owned()))?;
+    let (domain, uri) = siwe_domain(&state);
+    let mut conn = state.db.conn().await?;
+    let message =
+        crate::wallet::challenge(&mut conn, &ctx, &domain, &uri, address, state.clock.now())
+            .await
+            .map_err(internal)?;
+    Ok(Json(json!({ "message": message })))
+}
+
+#[derive(Deserialize)]
+struct VerifyReq {
+    message: String,
+    signature: String,
+}
+
+/// A sign-in: the bearer token of the user owning the address (created on first sign-in).
+#[derive(Serialize)]
+struct SignedIn {
+    token: String,
+    user_id: i64,
+    address: String,
+}
+
+/// Sign-In with Ethereum: `{message, signature}` → a session token; links or creates the user by address.
+#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Json<SignedIn>, ApiError> {
+    let ctx = chain(&state)?;
+    let req: VerifyReq = parse_body(&body)?;
+    let signature = hex::decode(req.signature.trim_start_matches("0x"))
+        .map_err(|_| ApiError::BadRequest("signature: not hex".to_owned()))?;
+    let (domain, _) = siwe_domain(&state);
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let address = crate::wallet::verify(&mut tx, &ctx, &domain, &req.message, &signature, now)
+        .await
+        .map_err(|e| match e {
+            crate::wallet::SignInError::Refused(m) => {
+                tracing::info!(reason = %m, "sign-in refused");
+                ApiError::Unauthorized
+            }
+            crate::wallet::SignInError::Internal(e) => internal(e),
+        })?;
+    let token = new_token();
+    let user_id = match wallets::by_address(&mut tx, &address.to_string()).await? {
+        Some(w) => {
+            users::set_session_token(&mut tx, w.user_id, &token, now).await?;
+            w.user_id
+        }
+        None => {
+            let short = address.to_string();
+            let name = format!("{}…{}", &short[..6], &short[short.len() - 4..]);
+            let id = users::create(&mut tx, &name, None, false, &token, now).await?;
+            wallets::insert(&mut tx, id, &address.to_string(), None, now).await?;
+            id
+        }
+    };
+    tx.commit().await?;
+    Ok(Json(SignedIn {
+        token,
+        user_id,
+        address: address.to_string(),
+    }))
+}
+
+fn micro(v: U256) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn flex_tokens(wei: U256) -> f64 {
+    // 18 decimals; precise enough for display.
+    let whole = wei / U256::from(10u64).pow(U256::from(12u64));
+    micro(whole) as f64 / 1e6
+}
+
+/// The user's custodial wallet: address, payment-token and FLEX balances.
+#[utoipa::path(get, path = "/api/v1/users/me/wallet", tag = "wallet", security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn wallet(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = chain(&state)?;
+    let row = {
+        let mut conn = state.db.conn().await?;
+        wallets::of_user(&mut conn, user.id).await?
+    }
+    .ok_or_else(|| ApiError::NotFound("no wallet".to_owned()))?;
+    let address: Address = row.address.parse().map_err(internal)?;
+    let op = &ctx.operator;
+    let billing = op.billing_balance(address).await.map_err(chain_err)?;
+    let token = op.payment_token_balance(address).await.map_err(chain_err)?;
+    let flex = op.flex_balance(address).await.map_err(chain_err)?;
+    Ok(Json(json!({
+        "address": address.to_string(),
+        "custodial": row.keystore_json.is_some(),
+        "chain_id": ctx.deployment.chain_id,
+        "balances": {
+            "payment_token_micro": micro(billing),
+            "payment_token": micro(billing) as f64 / 1e6,
+            "wallet_payment_token_micro": micro(token),
+            "flex_wei": flex.to_string(),
+            "flex": flex_tokens(flex),
+        }
+    })))
+}
+
+#[derive(Deserialize)]
+struct TopUpReq {
+    amount_eur: f64,
+}
+
+/// Demo chain only: mints test euro and deposits `{amount_eur}` for the user.
+#[utoipa::path(post, path = "/api/v1/users/me/wallet/top-up", tag = "wallet", request_body = serde_json::Value, security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn top_up(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = chain(&state)?;
+    if !ctx.demo {
+        return Err(ApiError::Conflict(
+            "top-ups are only for the demo chain".to_owned(),
+        ));
+    }
+    let req: TopUpReq = parse_body(&body)?;
+    if !(req.amount_eur.is_finite() && req.amount_eur > 0.0 && req.amount_eur <= 10_000.0) {
+        return Err(ApiError::BadRequest(
+            "amount_eur: more than 0, at most 10000".to_owned(),
+        ));
+    }
+    let amount = (req.amount_eur * 1e6).round() as u64;
+    let row = {
+        let mut conn = state.db.conn().await?;
+        wallets::of_user(&mut conn, user.id).await?
+    }
+    .ok_or_else(|| ApiError::NotFound("no wallet".to_owned()))?;
+    let address: Address = row.address.parse().map_err(internal)?;
+    let tx = {
+        let _guard = ctx.send_lock.lock().await;
+        ctx.operator
+            .top_up(address, U256::from(amount))
+            .await
+            .map_err(chain_err)?
+    };
+    let mut conn = state.db.conn().await?;
+    let woken = outbox_drain::wake_awaiting_funds(&mut conn, state.clock.now()).await?;
+    let balance = ctx
+        .operator
+        .billing_balance(address)
+        .await
+        .map_err(chain_err)?;
+    Ok(Json(json!({
+        "tx_hash": tx.tx_hash.to_string(),
+        "balance_micro": micro(balance),
+        "settlements_retried": woken,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ExportReq {
+    password: String,
+}
+
+/// The user's keystore (v3 JSON), re-encrypted with the `{password}` in the body.
+#[utoipa::path(post, path = "/api/v1/users/me/wallet/export", tag = "wallet", request_body = serde_json::Value, security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn export(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = chain(&state)?;
+    let req: ExportReq = parse_body(&body)?;
+    if req.password.len() < 8 {
+        return Err(ApiError::BadRequest(
+            "password: at least 8 characters".to_owned(),
+        ));
+    }
+    let row = {
+        let mut conn = state.db.conn().await?;
+        wallets::of_user(&mut conn, user.id).await?
+    }
+    .ok_or_else(|| ApiError::NotFound("no wallet".to_owned()))?;
+    let password = secrecy::SecretString::from(req.password);
+    let ctx2 = ctx.clone();
+    let json_text =
+        tokio::task::spawn_blocking(move || crate::wallet::export(&ctx2, &row, &password))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound("this wallet is not custodial".to_owned()))?;
+    let keystore: Value = serde_json::from_str(&json_text).map_err(internal)?;
+    Ok(Json(keystore))
+}
+
+/// The user's bills: energy, cost, FLEX, status and settlement transaction.
+#[utoipa::path(get, path = "/api/v1/users/me/settlements", tag = "wallet", security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+async fn settlements(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let mut conn = state.db.conn().await?;
+    let rows = bills::of_user(&mut conn, user.id, 100).await?;
+    Ok(Json(rows.iter().map(bill_json).collect()))
+}
+
+/// A bill as the pages read it.
+pub(crate) fn bill_json(b: &bills::BillRow) -> Value {
+    let status = match b.status.as_str() {
+        "awaiting_funds" => "awaiting funds",
+        s => s,
+    };
+    json!({
+        "session_id": b.session_id,
+        "cdr": b.cdr_key,
+        "chain_session_id": b.chain_session_id,
+        "user_address": b.user_address,
+        "energy_wh": b.energy_wh,
+        "energy_kwh": b.energy_wh as f64 / 1000.0,
+        "meter_energy_wh": b.meter_energy_wh,
+        "energy_discrepancy_wh": b.energy_discrepancy_wh,
+        "price_micro_eur_per_kwh": b.price_micro_eur_per_kwh,
+        "credit_wh": b.credit_wh,
+        "flexibility_wh": b.flexibility_wh,
+        "flex_earned": b.flexibility_wh as f64 / 1000.0,
+        "cost_micro_eur": b.cost_micro_eur,
+        "cost_eur": b.cost_micro_eur as f64 / 1e6,
+        "uncontrolled_cost_micro_eur": b.uncontrolled_cost_micro_eur,
+        "saving_micro_eur": b.saving_micro_eur,
+        "status": status,
+        "tx_hash": b.tx_hash,
+        "block_number": b.block_number,
+        "settled_at": (b.status == "settled").then(|| crate::domain::format_rfc3339(b.updated_at)),
+    })
+}

@@ -1,0 +1,412 @@
+//! Billing: a CDR becomes a bill, signed by the CPO's meter key (EIP-712) and settled on chain
+//! (EnergyBilling moves the cost from the user to the CPO and mints FLEX for the flexibility the
+//! user gave). Owns `bills` (through [`crate::store::bills`]).
+//!
+//! When a CDR arrives, [`enqueue_settlement`] runs inside the receiver's transaction: it
+//! computes the bill with [`bill_for_session`], signs it, stores the bill row and enqueues the
+//! `settlement` outbox work carrying the signed bill, all in that one transaction.
+//!
+//! # The rules (all in [`bill_for_session`] and [`flexibility_reward_wh`])
+//!
+//! - **Energy**: the CDR's `total_energy` (kWh → Wh) is billed. It is cross-checked with the
+//!   meter register (last minus first `Energy.Active.Import.Register` reading over the session);
+//!   a difference is recorded on the bill (`energy_discrepancy_wh`) and logged when it exceeds
+//!   max(100 Wh, 2 %). The CDR wins because it is the CPO's billing record under OCPI (meter
+//!   values may be sparse, missing or cut at the session edges), and it is what the CPO's meter
+//!   key signs.
+//! - **Price**: the CPO's flat tariff (`EVFLEX_CPO_TARIFF`, micro-EUR per kWh).
+//! - **Credit** (`creditWh`): the shortfall of an accepted charging request, i.e. requested
+//!   energy minus energy delivered since the request, floored at 0 and capped at the billed
+//!   energy; with `--compensation free-kwh` (default) it is billed as free energy, with `none` it
+//!   is 0 (the shortfall is still recorded).
+//! - **Flexibility** (`flexibilityWh`): [`flexibility_reward_wh`]: for an opted-in user, the
+//!   energy the optimiser moved away from the user's uncontrolled profile as stored on the
+//!   session by the last tick that planned it (each tick re-plans the whole remaining horizon,
+//!   so summing the per-tick figures would count the same shifted energy several times), capped
+//!   at the billed energy; 0 for a user who did not opt in.
+//! - **Cost** = (energy − credit) × price / 1000 (micro-EUR; exactly the contract's formula).
+//! - **Counterfactual**: `uncontrolled_cost` = cost of the same energy charged uncontrolled and
+//!   without compensation = energy × price / 1000 + the flexibility value at the price signal
+//!   (what the optimiser saved against the uncontrolled profile); `saving` = uncontrolled cost −
+//!   cost.
+
+use crate::chain::{ChainContext, Compensation};
+use crate::store::bills::{self, BillRow};
+use crate::store::outbox::{self, SettlementPayload};
+use crate::store::{Conn, StoreError, StoreResult, requests, sessions, users, wallets};
+use alloy::primitives::{Address, B256, Bytes, keccak256};
+use evflex_chain::Bill;
+use evflex_chain::wallet::eip712::{billing_domain, sign_bill};
+use serde::{Deserialize, Serialize};
+
+/// The `settlement` outbox payload: the CDR's facts (the service's [`SettlementPayload`],
+/// flattened) plus the signed bill (absent when the CDR could not be billed on chain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementWork {
+    /// What the CDR says.
+    #[serde(flatten)]
+    pub cdr: SettlementPayload,
+    /// The bill the meter key signed.
+    #[serde(default)]
+    pub bill: Option<SignedBill>,
+}
+
+/// An EIP-712 bill and the meter key's signature, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBill {
+    /// `sessionId` (`0x`-hex bytes32).
+    pub session_id: String,
+    /// User address.
+    pub user: String,
+    /// CPO address.
+    pub cpo: String,
+    /// Billed energy (Wh).
+    pub energy_wh: u64,
+    /// Price (micro-EUR per kWh).
+    pub price_micro_eur_per_kwh: u64,
+    /// Credited energy (Wh).
+    pub credit_wh: u64,
+    /// Rewarded flexibility (Wh).
+    pub flexibility_wh: u64,
+    /// Start (Unix seconds).
+    pub start: u64,
+    /// End (Unix seconds).
+    pub end: u64,
+    /// The meter key's signature (`0x`-hex, 65 bytes).
+    pub signature: String,
+}
+
+impl SignedBill {
+    /// The contract's bill and signature.
+    pub fn to_bill(&self) -> Result<(Bill, Bytes), crate::chain::Error> {
+        let bad = |what: &str| crate::chain::Error::Invalid(format!("signed bill: bad {what}"));
+        Ok((
+            Bill {
+                sessionId: self.session_id.parse().map_err(|_| bad("session id"))?,
+                user: self.user.parse().map_err(|_| bad("user"))?,
+                cpo: self.cpo.parse().map_err(|_| bad("cpo"))?,
+                energyWh: self.energy_wh,
+                priceMicroEurPerKwh: self.price_micro_eur_per_kwh,
+                creditWh: self.credit_wh,
+                flexibilityWh: self.flexibility_wh,
+                start: self.start,
+                end: self.end,
+            },
+            self.signature.parse().map_err(|_| bad("signature"))?,
+        ))
+    }
+}
+
+/// What [`bill_for_session`] needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillInputs {
+    /// CDR `total_energy` (Wh).
+    pub cdr_energy_wh: i64,
+    /// Energy from the meter register (Wh), when known.
+    pub meter_energy_wh: Option<i64>,
+    /// Tariff (micro-EUR per kWh).
+    pub price_micro_eur_per_kwh: i64,
+    /// The accepted request, if any: (requested Wh, session energy when requested Wh).
+    pub accepted_request: Option<(i64, i64)>,
+    /// Whether the user opted into smart charging.
+    pub opted_in: bool,
+    /// Energy the optimiser shifted for this session (Wh).
+    pub shifted_wh: i64,
+    /// Value of that flexibility at the price signal (micro-EUR).
+    pub flexibility_value_micro_eur: i64,
+    /// Shortfall compensation.
+    pub compensation: Compensation,
+}
+
+/// The bill's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillFigures {
+    /// Billed energy (Wh).
+    pub energy_wh: i64,
+    /// CDR minus meter energy (Wh; 0 without meter readings).
+    pub energy_discrepancy_wh: i64,
+    /// Whether the discrepancy exceeds max(100 Wh, 2 %).
+    pub discrepancy_significant: bool,
+    /// Shortfall of the accepted request (Wh).
+    pub shortfall_wh: i64,
+    /// Credited energy (Wh).
+    pub credit_wh: i64,
+    /// Rewarded flexibility (Wh).
+    pub flexibility_wh: i64,
+    /// Cost (micro-EUR).
+    pub cost_micro_eur: i64,
+    /// Uncontrolled counterfactual cost (micro-EUR).
+    pub uncontrolled_cost_micro_eur: i64,
+    /// Saving (micro-EUR).
+    pub saving_micro_eur: i64,
+}
+
+/// The flexibility reward of a session (Wh): the shifted energy for an opted-in user, capped at
+/// the billed energy; 0 for a user who did not opt in.
+pub fn flexibility_reward_wh(opted_in: bool, shifted_wh: i64, energy_wh: i64) -> i64 {
+    if opted_in {
+        shifted_wh.clamp(0, energy_wh.max(0))
+    } else {
+        0
+    }
+}
+
+/// Computes a session's bill (the rules are in the module docs).
+pub fn bill_for_session(i: &BillInputs) -> BillFigures {
+    let energy_wh = i.cdr_energy_wh.max(0);
+    let energy_discrepancy_wh = i.meter_energy_wh.map_or(0, |m| energy_wh - m);
+    let threshold = (energy_wh / 50).max(100);
+    let shortfall_wh = i
+        .accepted_request
+        .map_or(0, |(requested, at_request)| {
+            (requested - (energy_wh - at_request).max(0)).max(0)
+        })
+        .min(energy_wh);
+    let credit_wh = match i.compensation {
+        Compensation::FreeKwh => shortfall_wh,
+        Compensation::None => 0,
+    };
+    let flexibility_wh = flexibility_reward_wh(i.opted_in, i.shifted_wh, energy_wh);
+    let price = i.price_micro_eur_per_kwh.max(0);
+    let cost_micro_eur = (energy_wh - credit_wh) * price / 1_000;
+    let value = if i.opted_in {
+        i.flexibility_value_micro_eur.max(0)
+    } else {
+        0
+    };
+    let uncontrolled_cost_micro_eur = energy_wh * price / 1_000 + value;
+    BillFigures {
+        energy_wh,
+        energy_discrepancy_wh,
+        discrepancy_significant: energy_discrepancy_wh.abs() > threshold,
+        shortfall_wh,
+        credit_wh,
+        flexibility_wh,
+        cost_micro_eur,
+        uncontrolled_cost_micro_eur,
+        saving_micro_eur: uncontrolled_cost_micro_eur - cost_micro_eur,
+    }
+}
+
+/// The bill's `sessionId` on chain: keccak-256 of `cc*party*cdr_id`.
+pub fn chain_session_id(cdr_key: &str) -> B256 {
+    keccak256(cdr_key.as_bytes())
+}
+
+/// Enqueues a CDR's `settlement` under `dedupe_key`, in the caller's transaction. With a chain,
+/// bills the CDR first (bill row + signed bill in the payload); a CDR without a known user
+/// wallet gets an `unbillable` bill and no signed bill. Without a chain, only the CDR's facts.
+#[tracing::instrument(skip_all, fields(dedupe_key))]
+pub async fn enqueue_settlement(
+    conn: &mut Conn,
+    chain: Option<&ChainContext>,
+    dedupe_key: &str,
+    cdr: SettlementPayload,
+    now: i64,
+) -> StoreResult<bool> {
+    let bill = match chain {
+        Some(ctx) => bill_cdr(conn, ctx, &cdr, now).await?,
+        None => None,
+    };
+    let work = SettlementWork { cdr, bill };
+    outbox::enqueue(conn, outbox::kind::SETTLEMENT, dedupe_key, &work, now).await
+}
+
+async fn bill_cdr(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    cdr: &SettlementPayload,
+    now: i64,
+) -> StoreResult<Option<SignedBill>> {
+    let cdr_key = format!("{}*{}*{}", cdr.country_code, cdr.party_id, cdr.cdr_id);
+    let session = match &cdr.session_id {
+        Some(id) => sessions::get(conn, &cdr.country_code, &cdr.party_id, id).await?,
+        None => None,
+    };
+    let request = match &session {
+        Some(s) => requests::accepted_for_session(conn, s.id).await?,
+        None => None,
+    };
+    let user = match cdr.user_id {
+        Some(id) => users::get(conn, id).await?,
+        None => None,
+    };
+    let wallet = match cdr.user_id {
+        Some(id) => wallets::of_user(conn, id).await?,
+        None => None,
+    };
+    let meter_energy_wh = bills::meter_energy_wh(
+        conn,
+        &cdr.country_code,
+        &cdr.party_id,
+        &cdr.evse_uid,
+        cdr.start_ts,
+        cdr.end_ts,
+    )
+    .await?;
+    let config = &ctx.config;
+    let figures = bill_for_session(&BillInputs {
+        cdr_energy_wh: cdr.energy_wh,
+        meter_energy_wh,
+        price_micro_eur_per_kwh: config.tariff_micro_eur_per_kwh,
+        accepted_request: request
+            .as_ref()
+            .map(|r| (r.energy_wh, r.session_energy_wh_at_request)),
+        opted_in: user.as_ref().is_some_and(|u| u.opted_in),
+        shifted_wh: cdr.flexibility_shifted_wh,
+        flexibility_value_micro_eur: cdr.flexibility_value_micro_eur,
+        compensation: config.compensation,
+    });
+    if figures.discrepancy_significant {
+        tracing::warn!(
+            cdr = %cdr_key,
+            cdr_energy_wh = cdr.energy_wh,
+            meter_energy_wh,
+            discrepancy_wh = figures.energy_discrepancy_wh,
+            "CDR energy differs from the meter values; billing the CDR"
+        );
+    }
+    let session_id = chain_session_id(&cdr_key);
+    let user_address = wallet
+        .as_ref()
+        .and_then(|w| w.address.parse::<Address>().ok());
+    let signed = match user_address {
+        Some(user) => {
+            let u64c = |v: i64| v.max(0) as u64;
+            let bill = Bill {
+                sessionId: session_id,
+                user,
+                cpo: ctx.cpo,
+                energyWh: u64c(figures.energy_wh),
+                priceMicroEurPerKwh: u64c(config.tariff_micro_eur_per_kwh),
+                creditWh: u64c(figures.credit_wh),
+                flexibilityWh: u64c(figures.flexibility_wh),
+                start: u64c(cdr.start_ts),
+                end: u64c(cdr.end_ts.max(cdr.start_ts)),
+            };
+            let domain = billing_domain(
+                ctx.deployment.chain_id,
+                ctx.deployment.contracts.energy_billing,
+            );
+            let signature = sign_bill(ctx.meter.signer(), &bill, &domain)
+                .map_err(|e| StoreError::Corrupt(format!("signing the bill: {e}")))?;
+            Some(SignedBill {
+                session_id: session_id.to_string(),
+                user: user.to_string(),
+                cpo: ctx.cpo.to_string(),
+                energy_wh: bill.energyWh,
+                price_micro_eur_per_kwh: bill.priceMicroEurPerKwh,
+                credit_wh: bill.creditWh,
+                flexibility_wh: bill.flexibilityWh,
+                start: bill.start,
+                end: bill.end,
+                signature: signature.to_string(),
+            })
+        }
+        None => None,
+    };
+    let row = BillRow {
+        id: 0,
+        cdr_key,
+        user_id: cdr.user_id,
+        user_address: user_address.map(|a| a.to_string()),
+        cpo_address: ctx.cpo.to_string(),
+        session_id: cdr.session_id.clone(),
+        chain_session_id: session_id.to_string(),
+        start_ts: cdr.start_ts,
+        end_ts: cdr.end_ts,
+        energy_wh: figures.energy_wh,
+        cdr_energy_wh: cdr.energy_wh,
+        meter_energy_wh,
+        energy_discrepancy_wh: figures.energy_discrepancy_wh,
+        price_micro_eur_per_kwh: config.tariff_micro_eur_per_kwh,
+        credit_wh: figures.credit_wh,
+        flexibility_wh: figures.flexibility_wh,
+        cost_micro_eur: figures.cost_micro_eur,
+        uncontrolled_cost_micro_eur: figures.uncontrolled_cost_micro_eur,
+        saving_micro_eur: figures.saving_micro_eur,
+        meter_signature: signed.as_ref().map(|s| s.signature.clone()),
+        status: if signed.is_some() {
+            "pending"
+        } else {
+            "unbillable"
+        }
+        .to_owned(),
+        tx_hash: None,
+        block_number: None,
+        created_at: now,
+        updated_at: now,
+    };
+    bills::insert(conn, &row).await?;
+    Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> BillInputs {
+        BillInputs {
+            cdr_energy_wh: 20_000,
+            meter_energy_wh: Some(20_050),
+            price_micro_eur_per_kwh: 300_000,
+            accepted_request: None,
+            opted_in: true,
+            shifted_wh: 5_000,
+            flexibility_value_micro_eur: 120_000,
+            compensation: Compensation::FreeKwh,
+        }
+    }
+
+    #[test]
+    fn plain_bill_matches_the_contract_formula() {
+        let f = bill_for_session(&inputs());
+        assert_eq!(f.energy_wh, 20_000);
+        assert_eq!(f.cost_micro_eur, 6_000_000);
+        assert_eq!(f.flexibility_wh, 5_000);
+        assert_eq!(f.energy_discrepancy_wh, -50);
+        assert!(!f.discrepancy_significant);
+        assert_eq!(f.uncontrolled_cost_micro_eur, 6_120_000);
+        assert_eq!(f.saving_micro_eur, 120_000);
+    }
+
+    #[test]
+    fn shortfall_of_an_accepted_request_is_credited() {
+        // asked 25 kWh when 1 kWh was in; 20 kWh delivered in total: 6 kWh short
+        let f = bill_for_session(&BillInputs {
+            accepted_request: Some((25_000, 1_000)),
+            ..inputs()
+        });
+        assert_eq!(f.shortfall_wh, 6_000);
+        assert_eq!(f.credit_wh, 6_000);
+        assert_eq!(f.cost_micro_eur, 14_000 * 300);
+        let none = bill_for_session(&BillInputs {
+            accepted_request: Some((25_000, 1_000)),
+            compensation: Compensation::None,
+            ..inputs()
+        });
+        assert_eq!((none.shortfall_wh, none.credit_wh), (6_000, 0));
+    }
+
+    #[test]
+    fn no_reward_without_opt_in_and_reward_capped_at_energy() {
+        assert_eq!(flexibility_reward_wh(false, 5_000, 20_000), 0);
+        assert_eq!(flexibility_reward_wh(true, 50_000, 20_000), 20_000);
+        assert_eq!(flexibility_reward_wh(true, -3, 20_000), 0);
+        let f = bill_for_session(&BillInputs {
+            opted_in: false,
+            ..inputs()
+        });
+        assert_eq!((f.flexibility_wh, f.saving_micro_eur), (0, 0));
+    }
+
+    #[test]
+    fn large_meter_discrepancy_is_flagged() {
+        let f = bill_for_session(&BillInputs {
+            meter_energy_wh: Some(18_000),
+            ..inputs()
+        });
+        assert_eq!(f.energy_discrepancy_wh, 2_000);
+        assert!(f.discrepancy_significant);
+    }
+}

@@ -1,0 +1,488 @@
+//! The day's figures from what the simulator measured, and the uncontrolled counterfactual.
+//!
+//! **Counterfactual** (no smart charging): the same vehicles on the same charge points at the
+//! same times, each drawing min(vehicle maximum, charge-point rating) from plug-in until it has
+//! what it takes or leaves, with no group limit. It is computed from the arrivals, not by
+//! running evflex a second time (the charging physics are the simulator's own, so a second run
+//! would give the same numbers; evflex plays no part when nobody opts in).
+//!
+//! **Cost** of a group's step: its net grid import max(EV load − PV, 0) × 15 min × the NL
+//! day-ahead price of the hour; summed over groups and steps.
+//!
+//! **Accepted request met**: the energy measured between plug-in and departure is at least
+//! min(accepted energy, what the vehicle takes) − tolerance. Tolerance: the optimiser's 1 Wh
+//! plus 1 Wh per step plugged in, because evflex re-plans every step from the session kWh the
+//! CPO reports rounded to whole Wh, and profiles carry whole watts.
+//!
+//! Misses are labelled with their likely cause: a vehicle slower than its charge point
+//! (evflex plans with the charge point's rating), or a vehicle that is not opted in arriving in
+//! the group after the request was accepted (evflex fixes its full power; admission control does
+//! not foresee it).
+//!
+//! **Overload**: a group's measured net load above its capacity at that step by more than
+//! 1 W per vehicle plugged in (whole-watt rounding of the profiles). An overload is
+//! *unavoidable* when the vehicles that are not opted in alone exceed the capacity.
+
+use super::run::SimRecord;
+use std::fmt;
+
+/// One accepted request that was not met.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Miss {
+    /// OCPI session id.
+    pub session_id: String,
+    /// Accepted energy (Wh).
+    pub accepted_wh: i64,
+    /// Measured by departure (Wh).
+    pub delivered_wh: f64,
+    /// The vehicle draws less than its charge point's rating (evflex does not know the
+    /// vehicle's maximum power; OCPI gives none).
+    pub slower_vehicle: bool,
+    /// A vehicle that is not opted in plugged into the same group after the request was
+    /// accepted; evflex then fixes its full power and the guarantee may no longer fit
+    /// (admission control does not foresee later uncontrolled arrivals).
+    pub later_uncontrolled: bool,
+}
+
+/// One group's line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupLine {
+    /// Group id.
+    pub id: i64,
+    /// Capacity outside cuts (W).
+    pub capacity_w: i64,
+    /// Lowest capacity in the window (W).
+    pub min_capacity_w: i64,
+    /// PV peak (W).
+    pub pv_peak_w: i64,
+    /// Highest measured net load (W).
+    pub peak_w: f64,
+    /// Highest net load minus capacity over the window (W; ≤ 0 when always within).
+    pub worst_margin_w: f64,
+    /// Steps over capacity.
+    pub overload_steps: usize,
+    /// …of which the uncontrolled vehicles alone exceed the capacity.
+    pub unavoidable_steps: usize,
+    /// Highest net load without smart charging (W).
+    pub uncontrolled_peak_w: f64,
+    /// Steps over capacity without smart charging.
+    pub uncontrolled_overload_steps: usize,
+}
+
+/// The day in figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Demand label.
+    pub demand: String,
+    /// Simulated window (`HH:MM–HH:MM`).
+    pub window: String,
+    /// Arrivals in the window.
+    pub arrivals: usize,
+    /// Vehicles that found a free charge point.
+    pub plugged: usize,
+    /// Vehicles turned away (no free charge point).
+    pub turned_away: usize,
+    /// Opted in (of the plugged).
+    pub opted_in: usize,
+    /// Requests accepted at once.
+    pub accepted_at_once: usize,
+    /// Requests accepted after taking the offer.
+    pub accepted_offer: usize,
+    /// Opted-in drivers without an accepted request.
+    pub not_accepted: usize,
+    /// Energy the plugged vehicles wanted (Wh).
+    pub wanted_wh: f64,
+    /// Energy of accepted requests (Wh).
+    pub accepted_wh: f64,
+    /// Energy delivered (Wh).
+    pub delivered_wh: f64,
+    /// Energy delivered without smart charging (Wh).
+    pub uncontrolled_delivered_wh: f64,
+    /// Accepted requests whose departure is in the window.
+    pub accepted_due: usize,
+    /// …of which met.
+    pub accepted_met: usize,
+    /// …and the misses.
+    pub misses: Vec<Miss>,
+    /// Uncontrolled (not opted-in) vehicles that drew full power in their first step.
+    pub uncontrolled_full_power: usize,
+    /// Uncontrolled vehicles.
+    pub uncontrolled: usize,
+    /// Profiles evflex sent to sessions that are not opted in (should be 0).
+    pub profiles_to_uncontrolled: usize,
+    /// Groups.
+    pub groups: Vec<GroupLine>,
+    /// Energy cost with smart charging (EUR).
+    pub cost_eur: f64,
+    /// Energy cost without (EUR).
+    pub uncontrolled_cost_eur: f64,
+    /// Ticks, solves stored / failed, set-points sent / failed.
+    pub ticks: (usize, usize, usize, usize, usize),
+    /// Mean tick time (ms).
+    pub mean_tick_ms: f64,
+    /// Meter readings and CDRs posted, calls refused.
+    pub posted: (usize, usize, usize),
+    /// Extra lines (database and chain figures the caller adds).
+    pub extra: Vec<(String, String)>,
+    /// Wall time (s).
+    pub wall_s: f64,
+}
+
+/// Per group and step of the day: the counterfactual EV load (W), and per vehicle its energy.
+#[allow(clippy::needless_range_loop)] // steps index several per-step series at once
+pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
+    let end = rec.config.end_step();
+    let step_h = 0.25;
+    let mut load = vec![vec![0.0; 96]; rec.scenario.groups.len()];
+    let mut total = 0.0;
+    for v in &rec.vehicles {
+        let Some(cp) = v.cp else { continue };
+        let g = (rec.scenario.charge_points[cp].group_id - 1) as usize;
+        let mut got = 0.0;
+        for k in v.plugged_steps(end) {
+            let p = (v.max_w as f64).min((v.arrival.wanted_wh as f64 - got).max(0.0) / step_h);
+            got += p * step_h;
+            load[g][k] += p;
+        }
+        total += got;
+    }
+    (load, total)
+}
+
+#[allow(clippy::needless_range_loop)] // steps index several per-step series at once
+fn cost_eur(rec: &SimRecord, load: &[Vec<f64>]) -> f64 {
+    let (first, end) = (rec.config.first_step(), rec.config.end_step());
+    let mut micro = 0.0;
+    for (g, group) in rec.scenario.groups.iter().enumerate() {
+        for k in first..end {
+            let net = (load[g][k] - group.pv_w[k] as f64).max(0.0);
+            micro += net * 0.25 / 1_000.0 * rec.scenario.price_micro_eur_per_kwh[k] as f64;
+        }
+    }
+    micro / 1e6
+}
+
+impl Summary {
+    /// The figures of `rec`.
+    #[allow(clippy::needless_range_loop)] // steps index several per-step series at once
+    pub fn of(rec: &SimRecord) -> Self {
+        let (first, end) = (rec.config.first_step(), rec.config.end_step());
+        let in_window: Vec<_> = rec
+            .vehicles
+            .iter()
+            .filter(|v| (first..end).contains(&v.arrival.arrival_step))
+            .collect();
+        let plugged: Vec<_> = in_window.iter().filter(|v| v.cp.is_some()).collect();
+        let mut misses = Vec::new();
+        let mut due = 0;
+        for v in plugged.iter().filter(|v| v.opted_in) {
+            let Some(acc) = v.accepted_wh else { continue };
+            if v.arrival.departure_step > end {
+                continue;
+            }
+            due += 1;
+            let steps = v.plugged_steps(end).len() as f64;
+            let goal = acc.min(v.arrival.wanted_wh) as f64;
+            if v.delivered_wh < goal - 1.0 - steps {
+                let cp = &rec.scenario.charge_points[v.cp.unwrap_or_default()];
+                let window = v.plugged_steps(end);
+                let later_uncontrolled = rec.vehicles.iter().any(|o| {
+                    !o.opted_in
+                        && o.cp
+                            .is_some_and(|c| rec.scenario.charge_points[c].group_id == cp.group_id)
+                        && window.contains(&o.arrival.arrival_step)
+                        && (o.arrival.arrival_step, o.arrival.id)
+                            > (v.arrival.arrival_step, v.arrival.id)
+                });
+                misses.push(Miss {
+                    session_id: v.session_id.clone(),
+                    accepted_wh: acc,
+                    delivered_wh: v.delivered_wh,
+                    slower_vehicle: v.max_w < cp.rated_w(),
+                    later_uncontrolled,
+                });
+            }
+        }
+        let uncontrolled_v: Vec<_> = plugged.iter().filter(|v| !v.opted_in).collect();
+        let full = uncontrolled_v
+            .iter()
+            .filter(|v| {
+                let k = v.arrival.arrival_step;
+                let full = (v.max_w as f64).min(v.arrival.wanted_wh as f64 / 0.25);
+                (v.power_w[k] - full).abs() < 0.5
+            })
+            .count();
+        let (cf_load, cf_total) = uncontrolled(rec);
+        let groups = rec
+            .scenario
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| {
+                let mut line = GroupLine {
+                    id: group.id,
+                    capacity_w: group.capacity_w,
+                    min_capacity_w: (first..end)
+                        .map(|k| group.capacity_at(k))
+                        .min()
+                        .unwrap_or(group.capacity_w),
+                    pv_peak_w: group.pv_peak_w,
+                    peak_w: 0.0,
+                    worst_margin_w: f64::NEG_INFINITY,
+                    overload_steps: 0,
+                    unavoidable_steps: 0,
+                    uncontrolled_peak_w: 0.0,
+                    uncontrolled_overload_steps: 0,
+                };
+                for k in first..end {
+                    let cap = group.capacity_at(k) as f64;
+                    let pv = group.pv_w[k] as f64;
+                    let members: Vec<_> = rec
+                        .vehicles
+                        .iter()
+                        .filter(|v| {
+                            v.cp.is_some_and(|c| rec.scenario.charge_points[c].group_id == group.id)
+                                && v.plugged_steps(end).contains(&k)
+                        })
+                        .collect();
+                    let net = rec.group_load_w[g][k] - pv;
+                    line.peak_w = line.peak_w.max(net);
+                    line.worst_margin_w = line.worst_margin_w.max(net - cap);
+                    if net > cap + members.len() as f64 {
+                        line.overload_steps += 1;
+                        let fixed: f64 = members
+                            .iter()
+                            .filter(|v| !v.opted_in)
+                            .map(|v| v.power_w[k])
+                            .sum();
+                        if fixed - pv > cap {
+                            line.unavoidable_steps += 1;
+                        }
+                    }
+                    let cf = cf_load[g][k] - pv;
+                    line.uncontrolled_peak_w = line.uncontrolled_peak_w.max(cf);
+                    if cf > cap + 1.0 {
+                        line.uncontrolled_overload_steps += 1;
+                    }
+                }
+                line
+            })
+            .collect();
+        let t = &rec.ticks;
+        let hhmm = |step: usize| format!("{:02}:{:02}", step / 4, step % 4 * 15);
+        Summary {
+            demand: rec.demand_label.clone(),
+            window: format!("{}–{}", hhmm(first), hhmm(end)),
+            arrivals: in_window.len(),
+            plugged: plugged.len(),
+            turned_away: in_window.len() - plugged.len(),
+            opted_in: plugged.iter().filter(|v| v.opted_in).count(),
+            accepted_at_once: plugged
+                .iter()
+                .filter(|v| v.accepted_wh.is_some() && !v.took_offer)
+                .count(),
+            accepted_offer: plugged
+                .iter()
+                .filter(|v| v.accepted_wh.is_some() && v.took_offer)
+                .count(),
+            not_accepted: plugged
+                .iter()
+                .filter(|v| v.opted_in && v.accepted_wh.is_none())
+                .count(),
+            wanted_wh: plugged.iter().map(|v| v.arrival.wanted_wh as f64).sum(),
+            accepted_wh: plugged
+                .iter()
+                .filter_map(|v| v.accepted_wh)
+                .map(|w| w as f64)
+                .sum(),
+            delivered_wh: plugged.iter().map(|v| v.delivered_wh).sum(),
+            uncontrolled_delivered_wh: cf_total,
+            accepted_due: due,
+            accepted_met: due - misses.len(),
+            misses,
+            uncontrolled_full_power: full,
+            uncontrolled: uncontrolled_v.len(),
+            profiles_to_uncontrolled: uncontrolled_v.iter().map(|v| v.profiles).sum(),
+            groups,
+            cost_eur: cost_eur(rec, &rec.group_load_w),
+            uncontrolled_cost_eur: cost_eur(rec, &cf_load),
+            ticks: (
+                t.ticks,
+                t.solved,
+                t.failed,
+                t.setpoints_sent,
+                t.setpoints_failed,
+            ),
+            mean_tick_ms: if t.ticks > 0 {
+                t.tick_ms / t.ticks as f64
+            } else {
+                0.0
+            },
+            posted: (rec.meter_values, rec.cdrs, rec.api_errors.len()),
+            extra: Vec::new(),
+            wall_s: rec.wall.as_secs_f64(),
+        }
+    }
+}
+
+fn kwh(wh: f64) -> String {
+    format!("{:.1} kWh", wh / 1_000.0)
+}
+
+fn kw(w: f64) -> String {
+    format!("{:.1} kW", w / 1_000.0)
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<40} {v}");
+        writeln!(
+            f,
+            "evflex demo — simulated day {} ({})",
+            self.window, self.demand
+        )?;
+        row(
+            f,
+            "EVs arrived / plugged in / turned away",
+            format!(
+                "{} / {} / {}",
+                self.arrivals, self.plugged, self.turned_away
+            ),
+        )?;
+        row(
+            f,
+            "opted in / not opted in",
+            format!("{} / {}", self.opted_in, self.uncontrolled),
+        )?;
+        row(
+            f,
+            "requests accepted / via offer / none",
+            format!(
+                "{} / {} / {}",
+                self.accepted_at_once, self.accepted_offer, self.not_accepted
+            ),
+        )?;
+        row(
+            f,
+            "energy wanted / accepted / delivered",
+            format!(
+                "{} / {} / {}",
+                kwh(self.wanted_wh),
+                kwh(self.accepted_wh),
+                kwh(self.delivered_wh)
+            ),
+        )?;
+        row(
+            f,
+            "accepted requests met by departure",
+            format!(
+                "{} of {} due in the window",
+                self.accepted_met, self.accepted_due
+            ),
+        )?;
+        for m in &self.misses {
+            row(
+                f,
+                &format!("  miss {}", m.session_id),
+                format!(
+                    "{} of {} accepted{}{}",
+                    kwh(m.delivered_wh),
+                    kwh(m.accepted_wh as f64),
+                    if m.slower_vehicle {
+                        "; vehicle slower than its charge point"
+                    } else {
+                        ""
+                    },
+                    if m.later_uncontrolled {
+                        "; uncontrolled EV arrived later in the group"
+                    } else {
+                        ""
+                    }
+                ),
+            )?;
+        }
+        row(
+            f,
+            "not opted in: full power from plug-in",
+            format!(
+                "{} of {} (profiles sent to them: {})",
+                self.uncontrolled_full_power, self.uncontrolled, self.profiles_to_uncontrolled
+            ),
+        )?;
+        writeln!(
+            f,
+            "  {:<6} {:>10} {:>10} {:>8} {:>11} {:>9} {:>12} {:>12}",
+            "group",
+            "capacity",
+            "min cap",
+            "PV peak",
+            "peak (meas)",
+            "overload",
+            "uncontr.peak",
+            "uncontr.over"
+        )?;
+        for g in &self.groups {
+            writeln!(
+                f,
+                "  {:<6} {:>10} {:>10} {:>8} {:>11} {:>9} {:>12} {:>12}",
+                g.id,
+                kw(g.capacity_w as f64),
+                kw(g.min_capacity_w as f64),
+                kw(g.pv_peak_w as f64),
+                kw(g.peak_w),
+                if g.unavoidable_steps > 0 {
+                    format!("{} ({}u)", g.overload_steps, g.unavoidable_steps)
+                } else {
+                    g.overload_steps.to_string()
+                },
+                kw(g.uncontrolled_peak_w),
+                g.uncontrolled_overload_steps
+            )?;
+        }
+        let per = |eur: f64, wh: f64| if wh > 0.0 { eur / (wh / 1_000.0) } else { 0.0 };
+        row(
+            f,
+            "energy cost smart (day-ahead, net of PV)",
+            format!(
+                "{:.2} EUR for {} ({:.4} EUR/kWh)",
+                self.cost_eur,
+                kwh(self.delivered_wh),
+                per(self.cost_eur, self.delivered_wh)
+            ),
+        )?;
+        row(
+            f,
+            "energy cost uncontrolled (counterfactual)",
+            format!(
+                "{:.2} EUR for {} ({:.4} EUR/kWh)",
+                self.uncontrolled_cost_eur,
+                kwh(self.uncontrolled_delivered_wh),
+                per(self.uncontrolled_cost_eur, self.uncontrolled_delivered_wh)
+            ),
+        )?;
+        let (ticks, solved, failed, sent, sp_failed) = self.ticks;
+        row(
+            f,
+            "ticks / group solves stored / failed",
+            format!(
+                "{ticks} / {solved} / {failed} (mean {:.0} ms per tick)",
+                self.mean_tick_ms
+            ),
+        )?;
+        row(
+            f,
+            "set-points sent / failed",
+            format!("{sent} / {sp_failed}"),
+        )?;
+        let (mv, cdrs, errors) = self.posted;
+        row(
+            f,
+            "meter readings / CDRs posted / refused",
+            format!("{mv} / {cdrs} / {errors}"),
+        )?;
+        for (k, v) in &self.extra {
+            row(f, k, v.clone())?;
+        }
+        row(f, "wall time", format!("{:.1} s", self.wall_s))
+    }
+}

@@ -1,0 +1,663 @@
+//! The simulated day, step by step on evflex's simulated clock.
+//!
+//! Setup: token A and the day's prices (operator side, in-process); the CPO server; the OCPI
+//! credentials handshake; locations; topology; the capacity cut (`capacity-changes`); the PV
+//! forecast (the measured profile itself, a perfect forecast).
+//!
+//! Each 15-minute step `k` at `t`:
+//! 1. vehicles whose departure step is `k` unplug: session `PATCH` (COMPLETED, kWh), CDR
+//!    `POST`, EVSE `PATCH` AVAILABLE;
+//! 2. vehicles arriving in `k` plug into a free charge point (none free: turned away); the
+//!    driver registers (`POST /api/v1/users`), opts in (`PUT …/smart-charging`) with
+//!    probability [`SimConfig::opt_in_share`]; the CPO `PUT`s the session and `PATCH`es the EVSE
+//!    to CHARGING; an opted-in driver asks for energy by departure (`POST /api/v1/requests`)
+//!    and accepts the offer when evflex can guarantee less (`accept-offer`);
+//! 3. the clock shows `t` and the tick runs ([`crate::engine::run_tick`]), which sends profiles
+//!    to the CPO server;
+//! 4. each charge point draws min(the limit in force from the latest profile, the vehicle's
+//!    maximum, the charge point's rating, what the vehicle still takes) for the step; a session
+//!    with no profile (not opted in) draws full power;
+//! 5. meter values at `t + 15 min` (energy register Wh, average power W, SoC %) for every
+//!    charge point, and a session `PATCH` with the kWh so far.
+//!
+//! The record keeps what the simulator measured (not what evflex planned).
+
+use super::cpo::{self, Client, CpoServer, token_header};
+use super::demand::{self, Arrival};
+use super::scenario::{ChargePoint, Scenario};
+use super::{SimConfig, SimError, SimResult, SimTarget};
+use crate::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
+use crate::engine::{GroupOutcome, run_tick};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+const STEP_S: i64 = TIME_STEP_S as i64;
+/// The simulated CPO's tariff in CDRs (EUR per kWh, excl. VAT).
+const CPO_TARIFF_EUR_PER_KWH: f64 = 0.35;
+
+/// One vehicle as simulated.
+#[derive(Debug, Clone)]
+pub struct VehicleRecord {
+    /// The arrival.
+    pub arrival: Arrival,
+    /// Charge point index; `None`: turned away (no free charge point) or outside the window.
+    pub cp: Option<usize>,
+    /// Opted into smart charging.
+    pub opted_in: bool,
+    /// OCPI session id.
+    pub session_id: String,
+    /// Energy of the accepted request (Wh), if any.
+    pub accepted_wh: Option<i64>,
+    /// The first request was rejected and the driver took the offer.
+    pub took_offer: bool,
+    /// The request's departure (Unix seconds).
+    pub departure_ts: i64,
+    /// Maximum power it can draw here: min(vehicle, charge point) (W).
+    pub max_w: i64,
+    /// Measured average power per step of the day (W).
+    pub power_w: Vec<f64>,
+    /// Energy delivered (Wh, unrounded).
+    pub delivered_wh: f64,
+    /// Profiles evflex sent for its session.
+    pub profiles: usize,
+    /// Unplugged (and CDR sent) within the simulated window.
+    pub unplugged: bool,
+}
+
+impl VehicleRecord {
+    /// Steps it was plugged in within the window.
+    pub fn plugged_steps(&self, end_step: usize) -> std::ops::Range<usize> {
+        self.arrival.arrival_step..self.arrival.departure_step.min(end_step)
+    }
+}
+
+/// Tick figures over the day.
+#[derive(Debug, Clone, Default)]
+pub struct TickStats {
+    /// Ticks run.
+    pub ticks: usize,
+    /// Group solves stored.
+    pub solved: usize,
+    /// Group solves failed.
+    pub failed: usize,
+    /// Set-points delivered to the CPO.
+    pub setpoints_sent: usize,
+    /// Set-points given up on.
+    pub setpoints_failed: usize,
+    /// Wall time in ticks (ms).
+    pub tick_ms: f64,
+}
+
+/// Everything the simulator measured.
+#[derive(Debug, Clone)]
+pub struct SimRecord {
+    /// The configuration.
+    pub config: SimConfig,
+    /// The site.
+    pub scenario: Scenario,
+    /// What the demand was.
+    pub demand_label: String,
+    /// Every arrival of the day, simulated or not.
+    pub vehicles: Vec<VehicleRecord>,
+    /// Measured EV load per group and step of the day (W).
+    pub group_load_w: Vec<Vec<f64>>,
+    /// Tick figures.
+    pub ticks: TickStats,
+    /// Meter readings posted.
+    pub meter_values: usize,
+    /// CDRs posted.
+    pub cdrs: usize,
+    /// Calls by simulated users or the CPO that evflex refused (logged).
+    pub api_errors: Vec<String>,
+    /// Token C: what the CPO (and the cockpit) authenticates with.
+    pub cpo_token: String,
+    /// Wall time of the run.
+    pub wall: std::time::Duration,
+}
+
+struct Driver {
+    bearer: String,
+}
+
+struct World<'a> {
+    cfg: &'a SimConfig,
+    client: Client,
+    cpo_auth: String,
+    scenario: Scenario,
+    occupied: Vec<Option<usize>>,
+    register_wh: Vec<f64>,
+    vehicles: Vec<VehicleRecord>,
+    drivers: Vec<Option<Driver>>,
+    errors: Vec<String>,
+    cp_rng: ChaCha8Rng,
+    stations: Vec<String>,
+}
+
+fn ts(cfg: &SimConfig, step: usize) -> i64 {
+    cfg.day_start + step as i64 * STEP_S
+}
+
+impl World<'_> {
+    fn cc(&self) -> &str {
+        &self.cfg.country_code
+    }
+    fn pid(&self) -> &str {
+        &self.cfg.party_id
+    }
+
+    async fn cpo_call(&self, method: Method, path: &str, body: &Value) -> SimResult<Value> {
+        self.client
+            .call(method, path, Some(&self.cpo_auth), Some(body))
+            .await
+    }
+
+    fn note(&mut self, r: SimResult<Value>) -> Option<Value> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "sim: call refused");
+                self.errors.push(e.to_string());
+                None
+            }
+        }
+    }
+
+    fn token_uid(v: &VehicleRecord) -> String {
+        format!("DRV{:05}", v.arrival.id)
+    }
+
+    fn cdr_token(&self, v: &VehicleRecord) -> Value {
+        let uid = Self::token_uid(v);
+        json!({"uid": uid, "type": "APP_USER", "contract_id": format!("{}-{}-{uid}", self.cc(), self.pid())})
+    }
+
+    fn pick_cp(&mut self, a: &Arrival) -> Option<usize> {
+        let free: Vec<usize> = (0..self.occupied.len())
+            .filter(|i| self.occupied[*i].is_none())
+            .collect();
+        if free.is_empty() {
+            return None;
+        }
+        if let Some(st) = &a.station
+            && let Some(pos) = self.stations.iter().position(|s| s == st)
+        {
+            let want = pos % self.occupied.len();
+            if self.occupied[want].is_none() {
+                return Some(want);
+            }
+        }
+        Some(free[self.cp_rng.random_range(0..free.len())])
+    }
+
+    async fn plug_in(&mut self, vi: usize, now: i64) -> SimResult<()> {
+        let a = self.vehicles[vi].arrival.clone();
+        let Some(cp) = self.pick_cp(&a) else {
+            return Ok(());
+        };
+        self.occupied[cp] = Some(vi);
+        let c: ChargePoint = self.scenario.charge_points[cp].clone();
+        {
+            let v = &mut self.vehicles[vi];
+            v.cp = Some(cp);
+            v.max_w = a.max_power_w.unwrap_or(i64::MAX).min(c.rated_w());
+            v.departure_ts = ts(self.cfg, a.departure_step);
+        }
+        let opted_in = self.vehicles[vi].opted_in;
+        let uid = Self::token_uid(&self.vehicles[vi]);
+        // The driver registers, then opts in through the consent endpoint.
+        let reg = self
+            .client
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                None,
+                Some(&json!({"name": format!("Driver {}", a.id), "token_uid": uid, "opted_in": false})),
+            )
+            .await;
+        if let Some(reg) = self.note(reg) {
+            let bearer = format!("Bearer {}", reg["token"].as_str().unwrap_or_default());
+            if opted_in {
+                let r = self
+                    .client
+                    .call(
+                        Method::PUT,
+                        "/api/v1/users/me/smart-charging",
+                        Some(&bearer),
+                        Some(&json!({"opted_in": true})),
+                    )
+                    .await;
+                self.note(r);
+            }
+            self.drivers[vi] = Some(Driver { bearer });
+        }
+        let sid = self.vehicles[vi].session_id.clone();
+        let t = format_rfc3339(now);
+        let session = json!({
+            "country_code": self.cc(), "party_id": self.pid(), "id": sid,
+            "start_date_time": t, "kwh": 0.0, "cdr_token": self.cdr_token(&self.vehicles[vi]),
+            "auth_method": "WHITELIST", "location_id": c.location_id, "evse_uid": c.uid,
+            "connector_id": "1", "currency": "EUR", "status": "ACTIVE", "last_updated": t
+        });
+        let path = format!("/ocpi/2.2.1/sessions/{}/{}/{sid}", self.cc(), self.pid());
+        let r = self.cpo_call(Method::PUT, &path, &session).await;
+        self.note(r);
+        let evse = format!(
+            "/ocpi/2.2.1/locations/{}/{}/{}/{}",
+            self.cc(),
+            self.pid(),
+            c.location_id,
+            c.uid
+        );
+        let r = self
+            .cpo_call(
+                Method::PATCH,
+                &evse,
+                &json!({"status": "CHARGING", "last_updated": t}),
+            )
+            .await;
+        self.note(r);
+        if opted_in && let Some(d) = &self.drivers[vi] {
+            let bearer = d.bearer.clone();
+            let departure = format_rfc3339(self.vehicles[vi].departure_ts);
+            let body = json!({"session_id": sid, "energy_kwh": a.request_wh as f64 / 1_000.0,
+                "departure": departure});
+            let r = self
+                .client
+                .call(Method::POST, "/api/v1/requests", Some(&bearer), Some(&body))
+                .await;
+            if let Some(mut decided) = self.note(r) {
+                if decided["decision"] == "rejected"
+                    && decided["max_guaranteed_kwh"].as_f64().unwrap_or(0.0) > 0.0
+                {
+                    let id = decided["request_id"].as_i64().unwrap_or_default();
+                    let r = self
+                        .client
+                        .call(
+                            Method::POST,
+                            &format!("/api/v1/requests/{id}/accept-offer"),
+                            Some(&bearer),
+                            None,
+                        )
+                        .await;
+                    if let Some(offer) = self.note(r) {
+                        self.vehicles[vi].took_offer = true;
+                        decided = offer;
+                    }
+                }
+                if decided["decision"] == "accepted" {
+                    self.vehicles[vi].accepted_wh = decided["energy_kwh"]
+                        .as_f64()
+                        .map(|k| (k * 1_000.0).round() as i64);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn unplug(&mut self, vi: usize, now: i64) {
+        let Some(cp) = self.vehicles[vi].cp else {
+            return;
+        };
+        self.occupied[cp] = None;
+        self.vehicles[vi].unplugged = true;
+        let c = self.scenario.charge_points[cp].clone();
+        let v = self.vehicles[vi].clone();
+        let t = format_rfc3339(now);
+        let start = format_rfc3339(ts(self.cfg, v.arrival.arrival_step));
+        let kwh = (v.delivered_wh.round() / 1_000.0 * 1_000.0).round() / 1_000.0;
+        let sid = &v.session_id;
+        let path = format!("/ocpi/2.2.1/sessions/{}/{}/{sid}", self.cc(), self.pid());
+        let r = self
+            .cpo_call(
+                Method::PATCH,
+                &path,
+                &json!({"status": "COMPLETED", "end_date_time": t, "kwh": kwh, "last_updated": t}),
+            )
+            .await;
+        self.note(r);
+        let hours = (now - ts(self.cfg, v.arrival.arrival_step)) as f64 / 3_600.0;
+        let cost = (kwh * CPO_TARIFF_EUR_PER_KWH * 100.0).round() / 100.0;
+        let cdr = json!({
+            "country_code": self.cc(), "party_id": self.pid(), "id": format!("CDR-{sid}"),
+            "start_date_time": start, "end_date_time": t, "session_id": sid,
+            "cdr_token": self.cdr_token(&v), "auth_method": "WHITELIST",
+            "cdr_location": {"id": c.location_id, "name": "Simulated site",
+                "address": "Simulatieweg 1", "city": "Utrecht", "postal_code": "3511",
+                "country": "NLD", "coordinates": {"latitude": "52.089", "longitude": "5.110"},
+                "evse_uid": c.uid, "evse_id": format!("{}*{}*E{}", self.cc(), self.pid(), c.uid),
+                "connector_id": "1", "connector_standard": "IEC_62196_T2",
+                "connector_format": "SOCKET", "connector_power_type": "AC_3_PHASE"},
+            "currency": "EUR",
+            "charging_periods": [{"start_date_time": start,
+                "dimensions": [{"type": "ENERGY", "volume": kwh}]}],
+            "total_cost": {"excl_vat": cost},
+            "total_energy": kwh, "total_time": (hours * 1_000.0).round() / 1_000.0,
+            "last_updated": t
+        });
+        let r = self.cpo_call(Method::POST, "/ocpi/2.2.1/cdrs", &cdr).await;
+        self.note(r);
+        let evse = format!(
+            "/ocpi/2.2.1/locations/{}/{}/{}/{}",
+            self.cc(),
+            self.pid(),
+            c.location_id,
+            c.uid
+        );
+        let r = self
+            .cpo_call(
+                Method::PATCH,
+                &evse,
+                &json!({"status": "AVAILABLE", "last_updated": t}),
+            )
+            .await;
+        self.note(r);
+    }
+}
+
+/// Runs the simulated day against `target`; `progress(done, total)` after each step.
+#[tracing::instrument(skip_all, fields(seed = cfg.seed))]
+#[allow(clippy::needless_range_loop)] // steps index several per-step series at once
+pub async fn run(
+    cfg: &SimConfig,
+    target: &SimTarget,
+    mut progress: impl FnMut(usize, usize),
+) -> SimResult<SimRecord> {
+    let started = Instant::now();
+    let (demand_label, arrivals) = demand::arrivals(&cfg.demand, cfg.seed)?;
+    let scenario = Scenario::build(cfg);
+    let (first, end) = (cfg.first_step(), cfg.end_step());
+    let db_err = |e: crate::store::StoreError| SimError::Other(format!("database: {e}"));
+
+    // Operator side: token A, prices, the clock.
+    target.clock.set(ts(cfg, first));
+    {
+        let mut conn = target.state.db.conn().await.map_err(db_err)?;
+        crate::store::parties::add_registration_token(
+            &mut conn,
+            &target.registration_token,
+            ts(cfg, first),
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    let price_rows = crate::ingest::prices::parse_day_ahead_csv(super::scenario::PRICES_CSV)
+        .map_err(SimError::Other)?;
+    let shift = cfg.day_start - super::DEFAULT_DAY_START;
+    let price_rows: Vec<(i64, i64)> = price_rows.iter().map(|(t, p)| (t + shift, *p)).collect();
+    {
+        let mut tx = target.state.db.begin().await.map_err(db_err)?;
+        crate::store::prices::put(&mut tx, &price_rows)
+            .await
+            .map_err(db_err)?;
+        tx.commit()
+            .await
+            .map_err(|e| SimError::Other(format!("database: {e}")))?;
+    }
+
+    // The CPO registers with evflex.
+    let server: CpoServer = cpo::spawn(&format!("sim-cpo-token-b-{}", cfg.seed)).await?;
+    let client = Client::new(&target.base_url)?;
+    let creds = json!({
+        "token": server.token_b,
+        "url": format!("{}/ocpi/versions", server.address),
+        "roles": [{"role": "CPO", "party_id": cfg.party_id, "country_code": cfg.country_code,
+                   "business_details": {"name": "evflex simulated CPO"}}]
+    });
+    let resp = client
+        .call(
+            Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&token_header(&target.registration_token)),
+            Some(&creds),
+        )
+        .await?;
+    let cpo_token = resp["data"]["token"]
+        .as_str()
+        .ok_or_else(|| SimError::Other(format!("credentials answer without a token: {resp}")))?
+        .to_owned();
+    let cpo_auth = token_header(&cpo_token);
+    let now = ts(cfg, first);
+    let sites: std::collections::BTreeSet<&str> = scenario
+        .charge_points
+        .iter()
+        .map(|c| c.location_id.as_str())
+        .collect();
+    for site in 0..sites.len() {
+        let loc = scenario.location(cfg, site, now);
+        let path = format!(
+            "/ocpi/2.2.1/locations/{}/{}/{}",
+            cfg.country_code,
+            cfg.party_id,
+            loc["id"].as_str().unwrap_or_default()
+        );
+        client
+            .call(Method::PUT, &path, Some(&cpo_auth), Some(&loc))
+            .await?;
+    }
+    client
+        .call(
+            Method::PUT,
+            "/api/v1/topology",
+            Some(&cpo_auth),
+            Some(&scenario.topology(cfg)),
+        )
+        .await?;
+    for g in &scenario.groups {
+        if let Some((from, to, w)) = g.cut {
+            let body = json!({"start": format_rfc3339(ts(cfg, from)),
+                "end": format_rfc3339(ts(cfg, to)), "capacity_w": w,
+                "reason": "simulated DSO congestion"});
+            client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/groups/{}/capacity-changes", g.id),
+                    Some(&cpo_auth),
+                    Some(&body),
+                )
+                .await?;
+        }
+        if g.pv_peak_w > 0 {
+            let body = json!({"kind": "pv", "start": format_rfc3339(cfg.day_start),
+                "step_s": STEP_S, "values_w": g.pv_w});
+            client
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/groups/{}/forecast", g.id),
+                    Some(&cpo_auth),
+                    Some(&body),
+                )
+                .await?;
+        }
+    }
+
+    let mut opt_rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0717);
+    let vehicles: Vec<VehicleRecord> = arrivals
+        .iter()
+        .map(|a| VehicleRecord {
+            arrival: a.clone(),
+            cp: None,
+            opted_in: opt_rng.random_bool(cfg.opt_in_share.clamp(0.0, 1.0)),
+            session_id: format!("SIM-{:05}", a.id),
+            accepted_wh: None,
+            took_offer: false,
+            departure_ts: ts(cfg, a.departure_step),
+            max_w: 0,
+            power_w: vec![0.0; 96],
+            delivered_wh: 0.0,
+            profiles: 0,
+            unplugged: false,
+        })
+        .collect();
+    let mut stations: Vec<String> = arrivals.iter().filter_map(|a| a.station.clone()).collect();
+    stations.sort();
+    stations.dedup();
+    let n_cp = scenario.charge_points.len();
+    let mut world = World {
+        cfg,
+        client,
+        cpo_auth,
+        occupied: vec![None; n_cp],
+        register_wh: vec![0.0; n_cp],
+        drivers: (0..vehicles.len()).map(|_| None).collect(),
+        vehicles,
+        errors: Vec::new(),
+        cp_rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xC0FFEE)),
+        stations,
+        scenario,
+    };
+    let mut group_load_w = vec![vec![0.0; 96]; world.scenario.groups.len()];
+    let mut stats = TickStats::default();
+    let mut meter_values = 0;
+    let mut cdrs = 0;
+    let total = end.saturating_sub(first);
+
+    for k in first..end {
+        let now = ts(cfg, k);
+        target.clock.set(now);
+        // 1. Departures.
+        for vi in 0..world.vehicles.len() {
+            let v = &world.vehicles[vi];
+            if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == k {
+                world.unplug(vi, now).await;
+                cdrs += 1;
+            }
+        }
+        // 2. Arrivals.
+        for vi in 0..world.vehicles.len() {
+            if world.vehicles[vi].arrival.arrival_step == k {
+                world.plug_in(vi, now).await?;
+            }
+        }
+        // 3. The tick.
+        let report = run_tick(&target.state, timestep_of(now, TIME_STEP_S)).await;
+        stats.ticks += 1;
+        stats.tick_ms += report.duration_ms;
+        stats.setpoints_sent += report.delivery.sent;
+        stats.setpoints_failed += report.delivery.failed;
+        for g in &report.groups {
+            match &g.outcome {
+                GroupOutcome::Solved { .. } => stats.solved += 1,
+                GroupOutcome::Failed { reason } => {
+                    stats.failed += 1;
+                    tracing::warn!(group = g.group_id, %reason, "sim: group tick failed");
+                }
+                GroupOutcome::Skipped => {}
+            }
+        }
+        // 4. Charging.
+        let step_h = STEP_S as f64 / 3_600.0;
+        let mut readings = Vec::new();
+        let next = now + STEP_S;
+        let t_next = format_rfc3339(next);
+        for cp in 0..n_cp {
+            let mut power = 0.0;
+            let mut extra = Vec::new();
+            let mut session = None;
+            if let Some(vi) = world.occupied[cp] {
+                let (limit, received) = {
+                    let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
+                    let sid = &world.vehicles[vi].session_id;
+                    (
+                        inbox.profiles.get(sid).map(|p| p.limit_at(now)),
+                        inbox.received.get(sid).copied().unwrap_or(0),
+                    )
+                };
+                let v = &mut world.vehicles[vi];
+                v.profiles = received;
+                let left_w = (v.arrival.wanted_wh as f64 - v.delivered_wh).max(0.0) / step_h;
+                power = limit
+                    .unwrap_or(f64::INFINITY)
+                    .min(v.max_w as f64)
+                    .min(left_w)
+                    .max(0.0);
+                v.power_w[k] = power;
+                v.delivered_wh += power * step_h;
+                session = Some(v.session_id.clone());
+                if let (Some(b), Some(e0)) = (v.arrival.battery_wh, v.arrival.energy_on_arrival_wh)
+                    && b > 0
+                {
+                    let soc = ((e0 as f64 + v.delivered_wh) / b as f64 * 100.0).clamp(0.0, 100.0);
+                    extra.push(json!({"measurand": "SoC", "value": format!("{soc:.1}"), "unit": "Percent"}));
+                }
+            }
+            world.register_wh[cp] += power * step_h;
+            let g = (world.scenario.charge_points[cp].group_id - 1) as usize;
+            group_load_w[g][k] += power;
+            let mut sampled = vec![
+                json!({"measurand": "Energy.Active.Import.Register",
+                    "value": format!("{}", world.register_wh[cp].round() as i64), "unit": "Wh"}),
+                json!({"measurand": "Power.Active.Import",
+                    "value": format!("{}", power.round() as i64), "unit": "W"}),
+            ];
+            sampled.extend(extra);
+            readings.push(json!({"evse_uid": world.scenario.charge_points[cp].uid,
+                "session_id": session,
+                "meterValue": [{"timestamp": t_next, "sampledValue": sampled}]}));
+        }
+        // 5. Meter values and session energy.
+        meter_values += readings.len();
+        let r = world
+            .cpo_call(
+                Method::POST,
+                "/api/v1/meter-values",
+                &json!({ "meter_values": readings }),
+            )
+            .await;
+        world.note(r);
+        for cp in 0..n_cp {
+            if let Some(vi) = world.occupied[cp] {
+                let v = &world.vehicles[vi];
+                let kwh = v.delivered_wh.round() / 1_000.0;
+                let path = format!(
+                    "/ocpi/2.2.1/sessions/{}/{}/{}",
+                    cfg.country_code, cfg.party_id, v.session_id
+                );
+                let r = world
+                    .cpo_call(
+                        Method::PATCH,
+                        &path,
+                        &json!({"kwh": kwh, "last_updated": t_next}),
+                    )
+                    .await;
+                world.note(r);
+            }
+        }
+        progress(k + 1 - first, total);
+        if let Some(p) = cfg.pace {
+            tokio::time::sleep(p).await;
+        }
+    }
+    // Vehicles leaving exactly at the end of the window still unplug.
+    let now = ts(cfg, end);
+    target.clock.set(now);
+    for vi in 0..world.vehicles.len() {
+        let v = &world.vehicles[vi];
+        if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == end {
+            world.unplug(vi, now).await;
+            cdrs += 1;
+        }
+    }
+    {
+        let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        for v in &mut world.vehicles {
+            v.profiles = inbox.received.get(&v.session_id).copied().unwrap_or(0);
+        }
+    }
+    Ok(SimRecord {
+        config: cfg.clone(),
+        scenario: world.scenario,
+        demand_label,
+        vehicles: world.vehicles,
+        group_load_w,
+        ticks: stats,
+        meter_values,
+        cdrs,
+        api_errors: world.errors,
+        cpo_token,
+        wall: started.elapsed(),
+    })
+}

@@ -1,0 +1,212 @@
+//! The service's e-wallets: a custodial wallet per registered user (generated from the OS random
+//! source, stored only as a keystore sealed with the master secret), Sign-In with Ethereum,
+//! and the user's smart-charging consent signed with their custodial key (EIP-712) and relayed
+//! on chain by the operator through the outbox. Owns `wallets` and `auth_nonces` (through
+//! [`crate::store::wallets`]).
+//!
+//! No function here logs or returns key material; keystores leave the service only through
+//! [`export`], re-encrypted under a password the user chose.
+
+use crate::chain::writer::{CONSENT, ConsentWork, REVOCATION};
+use crate::chain::{ChainContext, Error};
+use crate::store::{Conn, outbox, wallets};
+use alloy::primitives::{Address, B256, U256, keccak256};
+use evflex_chain::wallet::siwe::{SiweExpectation, SiweMessage, verify_sign_in};
+use evflex_chain::wallet::{self as cw, EncryptedWallet, eip712};
+use evflex_chain::{Consent, Revocation};
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+/// The consent scope evflex asks for.
+pub fn smart_charging_scope() -> B256 {
+    keccak256("evflex.smart-charging.v1")
+}
+
+/// How long a consent is valid (s).
+pub const CONSENT_TTL_S: i64 = 365 * 86_400;
+/// How long a sign-in challenge is valid (s).
+pub const CHALLENGE_TTL_S: i64 = 300;
+
+/// Generates and stores a custodial wallet for `user_id` (in the caller's transaction).
+#[tracing::instrument(skip_all, fields(user_id))]
+pub async fn create_for_user(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    user_id: i64,
+    now: i64,
+) -> Result<Address, Error> {
+    let w = cw::generate(&ctx.master)?;
+    wallets::insert(
+        conn,
+        user_id,
+        &w.address.to_string(),
+        Some(&w.keystore_json),
+        now,
+    )
+    .await?;
+    Ok(w.address)
+}
+
+fn stored(row: &wallets::WalletRow) -> Result<Option<EncryptedWallet>, Error> {
+    let Some(keystore_json) = row.keystore_json.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(EncryptedWallet {
+        address: row
+            .address
+            .parse()
+            .map_err(|_| Error::Invalid("stored wallet address".to_owned()))?,
+        keystore_json,
+    }))
+}
+
+/// Enqueues the user's signed consent (`opted_in`) or revocation as outbox work (in the caller's
+/// transaction). `false` when the user has no custodial wallet (nothing to sign with).
+#[tracing::instrument(skip_all, fields(user_id, opted_in))]
+pub async fn enqueue_consent(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    user_id: i64,
+    opted_in: bool,
+    now: i64,
+) -> Result<bool, Error> {
+    let Some(row) = wallets::of_user(conn, user_id).await? else {
+        return Ok(false);
+    };
+    let Some(enc) = stored(&row)? else {
+        return Ok(false);
+    };
+    let wallet = cw::open_wallet(&enc, &ctx.master)?;
+    let nonce = wallets::take_consent_nonce(conn, user_id)
+        .await?
+        .unwrap_or_default()
+        .max(0) as u64;
+    let domain = eip712::consent_domain(
+        ctx.deployment.chain_id,
+        ctx.deployment.contracts.consent_registry,
+    );
+    let scope = smart_charging_scope();
+    let (kind, expiry, signature) = if opted_in {
+        // The chain checks the expiry against block time, which is wall-clock time (the
+        // service's clock may be simulated).
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(now, |d| d.as_secs() as i64);
+        let expiry = (wall.max(now) + CONSENT_TTL_S).max(0) as u64;
+        let consent = Consent {
+            user: wallet.address(),
+            scope,
+            expiry,
+            nonce: U256::from(nonce),
+        };
+        (
+            CONSENT,
+            expiry,
+            eip712::sign_consent(wallet.signer(), &consent, &domain)?,
+        )
+    } else {
+        let revocation = Revocation {
+            user: wallet.address(),
+            scope,
+            nonce: U256::from(nonce),
+        };
+        (
+            REVOCATION,
+            0,
+            eip712::sign_revocation(wallet.signer(), &revocation, &domain)?,
+        )
+    };
+    let work = ConsentWork {
+        user: wallet.address().to_string(),
+        scope: scope.to_string(),
+        expiry,
+        nonce,
+        signature: signature.to_string(),
+    };
+    let key = format!("{kind}:{}:{nonce}", row.address);
+    outbox::enqueue(conn, kind, &key, &work, now).await?;
+    Ok(true)
+}
+
+/// Re-encrypts a user's custodial keystore under `password` (standard keystore v3 JSON).
+pub fn export(
+    ctx: &ChainContext,
+    row: &wallets::WalletRow,
+    password: &SecretString,
+) -> Result<Option<String>, Error> {
+    match stored(row)? {
+        Some(enc) => Ok(Some(cw::export_keystore(&enc, &ctx.master, password)?)),
+        None => Ok(None),
+    }
+}
+
+fn odt(unix_s: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix_s).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Issues a sign-in challenge for `address` and stores its nonce (valid [`CHALLENGE_TTL_S`]).
+pub async fn challenge(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    domain: &str,
+    uri: &str,
+    address: Address,
+    now: i64,
+) -> Result<String, Error> {
+    let msg = SiweMessage::challenge(
+        domain,
+        uri,
+        ctx.deployment.chain_id,
+        address,
+        odt(now),
+        time::Duration::seconds(CHALLENGE_TTL_S),
+    )?;
+    wallets::insert_nonce(
+        conn,
+        &msg.nonce,
+        &address.to_string(),
+        now + CHALLENGE_TTL_S,
+        now,
+    )
+    .await?;
+    Ok(msg.to_string())
+}
+
+/// Why a sign-in was refused (safe to show).
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// The message or signature is not acceptable.
+    #[error("sign-in refused: {0}")]
+    Refused(String),
+    /// Internal failure.
+    #[error(transparent)]
+    Internal(#[from] Error),
+}
+
+/// Verifies a signed challenge and consumes its nonce; returns the signer's address.
+pub async fn verify(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    domain: &str,
+    message: &str,
+    signature: &[u8],
+    now: i64,
+) -> Result<Address, SignInError> {
+    let expected = SiweExpectation {
+        domain,
+        chain_id: ctx.deployment.chain_id,
+        now: odt(now),
+    };
+    // Check everything but the nonce first, then consume the nonce in the database.
+    let parsed = verify_sign_in(message, signature, &expected, |_| true)
+        .map_err(|e| SignInError::Refused(e.to_string()))?;
+    let fresh = wallets::consume_nonce(conn, &parsed.nonce, &parsed.address.to_string(), now)
+        .await
+        .map_err(Error::from)?;
+    if !fresh {
+        return Err(SignInError::Refused(
+            "nonce unknown, expired or already used".to_owned(),
+        ));
+    }
+    Ok(parsed.address)
+}

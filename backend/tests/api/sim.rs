@@ -1,0 +1,203 @@
+//! The simulator (`evflex::sim`) playing a CPO and its EV users for three simulated hours over
+//! HTTP against evflex on PostgreSQL: two groups of four 11 kW charge points, PV on one, a
+//! capacity cut on the other. Everything is asserted from what the simulated charge points
+//! measured (the meter values they posted), not from evflex's plan.
+//!
+//! Delivery tolerance for accepted requests (see `sim::report`): the optimiser's 1 Wh plus 1 Wh
+//! per step plugged in, because evflex re-plans every step from the session kWh the CPO reports
+//! rounded to whole Wh, and profiles carry whole watts. Vehicles are 11 or 22 kW class, so none
+//! is slower than its charge point (evflex does not know a vehicle's maximum power; OCPI gives
+//! none).
+
+use crate::helpers::{Backend, NowS, spawn_app_with, token_header};
+use evflex::sim::{DemandSource, SimConfig, SimTarget, Summary};
+use evflex_schedule::demand::DemandConfig;
+use reqwest::Method;
+use std::collections::HashMap;
+use std::time::Instant;
+
+fn short_day() -> SimConfig {
+    SimConfig {
+        seed: 8,
+        start_hour: 9,
+        hours: 3,
+        sites: 1,
+        groups: 2,
+        charge_points: 8,
+        cp_22kw_every: 0,
+        capacity_share: 0.6,
+        pv_peak_w: 10_000,
+        capacity_cut: Some(0.85),
+        cut_start_hour: 10,
+        opt_in_share: 0.75,
+        demand: DemandSource::Generated {
+            config: DemandConfig {
+                n_vehicles: 12,
+                powers_kw: vec![11.0, 22.0],
+                batteries_kwh: vec![30.0, 52.0],
+                arrival_window_s: (9 * 3_600, 10 * 3_600 + 1_800),
+                parking_s: (3_600, 5_400),
+                ..DemandConfig::new(12)
+            },
+        },
+        ..SimConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
+    let started = Instant::now();
+    let app = spawn_app_with(Backend::Postgres, |c| {
+        c.engine.uncontrolled_energy_wh = 100_000;
+    })
+    .await;
+    let cfg = short_day();
+    let target = SimTarget {
+        base_url: app.address.clone(),
+        state: app.state.clone(),
+        clock: app.clock.clone(),
+        registration_token: "sim-token-a".to_owned(),
+    };
+    let record = evflex::sim::run(&cfg, &target, |_, _| {})
+        .await
+        .expect("simulated day");
+    let summary = Summary::of(&record);
+    println!("{summary}");
+    assert!(record.api_errors.is_empty(), "{:?}", record.api_errors);
+    assert_eq!(record.ticks.ticks, 12);
+    assert_eq!(record.ticks.failed, 0);
+    assert_eq!(app.clock.now_s(), cfg.day_start + 12 * 3_600);
+
+    // No group above its capacity (net of PV) in any step, from the meter values evflex stored.
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT evse_uid, ts, COALESCE(power_w, 0) FROM meter_values")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 12 * 8);
+    let mut load: HashMap<(i64, i64), i64> = HashMap::new();
+    for (uid, ts, w) in &rows {
+        let cp = record
+            .scenario
+            .charge_points
+            .iter()
+            .find(|c| &c.uid == uid)
+            .unwrap();
+        *load.entry((cp.group_id, *ts)).or_default() += w;
+    }
+    for ((gid, ts), w) in &load {
+        let g = &record.scenario.groups[(*gid - 1) as usize];
+        // The reading at t + 15 min is the average power of the step starting at t.
+        let k = ((ts - 900 - cfg.day_start) / 900) as usize;
+        let limit = g.capacity_at(k) + g.pv_w[k] + 8;
+        assert!(*w <= limit, "group {gid} step {k}: {w} W > {limit} W");
+    }
+    assert!(
+        summary.groups.iter().all(|g| g.overload_steps == 0),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .groups
+            .iter()
+            .any(|g| g.uncontrolled_overload_steps > 0),
+        "the day should overload without smart charging: {summary}"
+    );
+
+    // Every accepted request due in the window is delivered by its departure. (Seed 8: no
+    // vehicle that is not opted in arrives in a group after a request there was accepted;
+    // such an arrival can break a guarantee, which `sim::report` labels.)
+    assert!(summary.accepted_due >= 3, "{summary}");
+    assert!(summary.misses.is_empty(), "{summary}");
+    assert_eq!(summary.accepted_met, summary.accepted_due);
+
+    // Vehicles that are not opted in charge at full power from plug-in and get no profile.
+    assert!(summary.uncontrolled >= 1, "{summary}");
+    assert_eq!(
+        summary.uncontrolled_full_power, summary.uncontrolled,
+        "{summary}"
+    );
+    assert_eq!(summary.profiles_to_uncontrolled, 0);
+    for v in record
+        .vehicles
+        .iter()
+        .filter(|v| v.cp.is_some() && !v.opted_in)
+    {
+        let k = v.arrival.arrival_step;
+        assert_eq!(v.power_w[k], v.max_w as f64, "{} at plug-in", v.session_id);
+    }
+
+    // Each CDR stored once, also when the CPO sends it again.
+    let unplugged = record.vehicles.iter().filter(|v| v.unplugged).count();
+    assert!(unplugged >= 5);
+    assert_eq!(record.cdrs, unplugged);
+    assert_eq!(app.count("cdrs").await, unplugged as i64);
+    assert_eq!(
+        app.count("(SELECT DISTINCT cdr_id FROM cdrs) c").await,
+        unplugged as i64
+    );
+    let first = record.vehicles.iter().find(|v| v.unplugged).unwrap();
+    let auth = token_header(&record.cpo_token);
+    let (status, body) = app
+        .send(
+            Method::GET,
+            &format!("/ocpi/2.2.1/cdrs/CDR-{}", first.session_id),
+            Some(&auth),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/ocpi/2.2.1/cdrs",
+            Some(&auth),
+            Some(&body["data"]),
+        )
+        .await;
+    assert!(status < 300);
+    assert_eq!(app.count("cdrs").await, unplugged as i64);
+
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_day() {
+    let mut figures = Vec::new();
+    for _ in 0..2 {
+        let app = spawn_app_with(Backend::Sqlite, |c| {
+            c.engine.uncontrolled_energy_wh = 100_000;
+        })
+        .await;
+        let cfg = SimConfig {
+            hours: 1,
+            start_hour: 9,
+            ..short_day()
+        };
+        let target = SimTarget {
+            base_url: app.address.clone(),
+            state: app.state.clone(),
+            clock: app.clock.clone(),
+            registration_token: "sim-token-a".to_owned(),
+        };
+        let record = evflex::sim::run(&cfg, &target, |_, _| {}).await.unwrap();
+        let per_vehicle: Vec<(String, bool, Option<i64>, Vec<f64>)> = record
+            .vehicles
+            .iter()
+            .map(|v| {
+                (
+                    v.session_id.clone(),
+                    v.opted_in,
+                    v.accepted_wh,
+                    v.power_w.clone(),
+                )
+            })
+            .collect();
+        figures.push(per_vehicle);
+    }
+    assert_eq!(figures[0], figures[1]);
+}
