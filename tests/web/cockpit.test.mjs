@@ -97,8 +97,8 @@ test('live power updates without reloading', async () => {
 });
 
 test('billing and audit say what is not available yet', async () => {
-  await page.getByText(/On-chain schedule commits: not available yet|Chain unavailable/).waitFor();
-  await page.getByText(/On-chain settlements: not available yet|Chain unavailable/).waitFor();
+  await page.locator('#commits').getByText(/On-chain schedule commits: not available yet|Chain unavailable/).waitFor();
+  await page.locator('#settlements').getByText(/On-chain settlements: not available yet|Chain unavailable/).waitFor();
   // Until commits exist, the latest plan's hashes are listed.
   const hash = await page.evaluate(() => window.evflexCockpit.groups[0].schedule.schedule_hash);
   await page.locator(`#commits code[title="${hash}"]`).waitFor();

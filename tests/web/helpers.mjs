@@ -37,7 +37,9 @@ export function tempDir(prefix) {
 }
 
 /**
- * Starts `evflex serve` (wall-clock ticks: one runs at start) and waits for /healthz.
+ * Starts `evflex serve --no-chain` (wall-clock ticks: one runs at start) and waits for /healthz.
+ * The pages are tested without a chain: their chain panels must then say so (503); the chain
+ * itself is tested against anvil in backend/tests/api/chain.rs.
  * @param {{port: number, dir: string}} opts `dir` holds the SQLite database and the log.
  * @returns {Promise<{base: string, stop: () => Promise<void>, log: string}>}
  */
@@ -46,7 +48,7 @@ export async function startServer({ port, dir }) {
   if (!fs.existsSync(path.join(ROOT, 'backend/web/vendor/chart.umd.min.js'))) throw new Error('backend/web/vendor/ is missing: run scripts/build-web first');
   const logPath = path.join(dir, `evflex-${Date.now()}.log`);
   const log = fs.openSync(logPath, 'a');
-  const child = spawn(BINARY, ['serve'], {
+  const child = spawn(BINARY, ['serve', '--no-chain'], {
     env: {
       ...process.env,
       DATABASE_URL: `sqlite://${path.join(dir, 'evflex.sqlite')}?mode=rwc`,

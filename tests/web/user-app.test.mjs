@@ -106,9 +106,9 @@ test('errors are explained: unknown charge point, chain features not available y
   await page.getByText('Charging session not found').waitFor();
 
   await page.getByRole('link', { name: /Wallet/ }).click();
-  await page.getByText(/Your e-wallet: not available yet|Chain unavailable/).waitFor();
+  await page.locator('#wallet-body').getByText(/Your e-wallet: not available yet|Chain unavailable/).waitFor();
   await page.getByRole('link', { name: /History/ }).click();
-  await page.getByText(/Costs, FLEX rewards and settlement transactions: not available yet|Chain unavailable/).waitFor();
+  await page.locator('#settlements-note').getByText(/Costs, FLEX rewards and settlement transactions: not available yet|Chain unavailable/).waitFor();
   assert.deepEqual(ctx.pageErrors, []);
 });
 

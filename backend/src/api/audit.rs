@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
 /// Every (group, timestep) status commit with its hashes and on-chain receipt.
 #[utoipa::path(get, path = "/api/v1/audit/commits", tag = "audit", responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    require_chain(&state)?;
     let mut conn = state.db.conn().await?;
     let rows = outbox::list(&mut conn, Some(outbox::kind::STATUS_COMMIT), 100_000).await?;
     let mut out: Vec<Value> = rows
@@ -58,6 +59,7 @@ async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiE
 /// Every settlement with its on-chain receipt.
 #[utoipa::path(get, path = "/api/v1/audit/settlements", tag = "audit", responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn settlements(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    require_chain(&state)?;
     let mut conn = state.db.conn().await?;
     let rows = bills::all(&mut conn, 100_000).await?;
     Ok(Json(
@@ -112,4 +114,15 @@ async fn verify(
         .await
         .map_err(|e| ApiError::Unavailable(format!("verification failed to run: {e}")))?;
     Ok(Json(report))
+}
+
+/// On-chain records exist only on a server that writes to a chain: without one the audit lists
+/// would show commits and settlements that are never sent, so they answer 503 instead.
+pub(super) fn require_chain(state: &AppState) -> Result<(), ApiError> {
+    match state.chain {
+        Some(_) => Ok(()),
+        None => Err(ApiError::Unavailable(
+            "this server runs without a chain".to_owned(),
+        )),
+    }
 }

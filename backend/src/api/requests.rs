@@ -40,6 +40,9 @@ pub struct NewChargingRequest {
     pub battery_capacity_kwh: Option<f64>,
     /// Current SoC (%), if the charge point does not report it.
     pub current_soc_percent: Option<f64>,
+    /// The vehicle's own maximum charging power (kW); the planner uses the lower of it and the
+    /// charge point's rating.
+    pub vehicle_max_power_kw: Option<f64>,
     /// Departure (RFC 3339).
     pub departure: String,
 }
@@ -104,6 +107,18 @@ async fn create(
     let departure_ts = parse_rfc3339(&req.departure).ok_or_else(|| {
         ApiError::BadRequest(format!("departure: invalid DateTime {:?}", req.departure))
     })?;
+    let vehicle_max_power_w = req
+        .vehicle_max_power_kw
+        .map(|kw| {
+            if kw.is_finite() && kw > 0.0 && kw <= 1_000.0 {
+                Ok((kw * 1_000.0).round() as i64)
+            } else {
+                Err(ApiError::BadRequest(
+                    "vehicle_max_power_kw: must be more than 0 and at most 1000 kW".to_owned(),
+                ))
+            }
+        })
+        .transpose()?;
     let mut conn = state.db.conn().await?;
     let session = match (&req.session_id, &req.evse_uid) {
         (Some(id), _) => sessions::find_by_session_id(&mut conn, id).await?,
@@ -182,6 +197,7 @@ async fn create(
             energy_wh,
             target_soc_percent: req.target_soc_percent.map(|t| t.round() as i64),
             battery_capacity_wh,
+            vehicle_max_power_w,
             departure_ts,
         },
     )
@@ -251,6 +267,7 @@ async fn accept_offer(
             energy_wh: offered,
             target_soc_percent: None,
             battery_capacity_wh: r.battery_capacity_wh,
+            vehicle_max_power_w: r.vehicle_max_power_w,
             departure_ts: r.departure_ts,
         },
     )

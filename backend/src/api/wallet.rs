@@ -269,6 +269,7 @@ async fn settlements(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Vec<Value>>, ApiError> {
+    super::audit::require_chain(&state)?;
     let mut conn = state.db.conn().await?;
     let rows = bills::of_user(&mut conn, user.id, 100).await?;
     Ok(Json(rows.iter().map(bill_json).collect()))

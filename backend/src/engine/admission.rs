@@ -44,6 +44,8 @@ pub struct NewRequest {
     pub target_soc_percent: Option<i64>,
     /// Battery capacity (Wh), when given.
     pub battery_capacity_wh: Option<i64>,
+    /// The vehicle's own maximum charging power (W), when given.
+    pub vehicle_max_power_w: Option<i64>,
     /// Departure (Unix seconds).
     pub departure_ts: i64,
 }
@@ -70,23 +72,29 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
         let mut conn = state.db.conn().await?;
         let evse =
             locations::get_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
-        let max_power_w = evse
-            .as_ref()
-            .and_then(|e| e.record.rated_power_w)
-            .unwrap_or(state.engine.default_evse_power_w);
+        let max_power_w = snapshot::vehicle_power_w(
+            evse.as_ref()
+                .and_then(|e| e.record.rated_power_w)
+                .unwrap_or(state.engine.default_evse_power_w),
+            req.vehicle_max_power_w,
+        );
         let min_power = min_power_w(
             evse.as_ref().and_then(|e| e.record.power_type.as_deref()),
             evse.as_ref().and_then(|e| e.record.phases),
             max_power_w,
         );
         let departure = steps_until(t0, req.departure_ts, TIME_STEP_S, h);
+        // What the vehicle can take by its departure at its own (or the EVSE's) power, from now
+        // (not from the step start). The optimiser clamps a guarantee to this window rather than
+        // rejecting it, so the limit is applied here.
+        let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
         let vehicle = Vehicle {
             id: snapshot::vehicle_id(&s.country_code, &s.party_id, &s.session_id),
             arrival: 0,
             departure,
             max_power_w,
             min_power_w: min_power,
-            energy_requested_wh: req.energy_wh,
+            energy_requested_wh: req.energy_wh.min(own_max_wh).max(1),
             battery_capacity_wh: req.battery_capacity_wh,
             energy_on_arrival_wh: None,
             opted_in: true,
@@ -97,10 +105,9 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
             groups::group_of_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
         match group_id {
             None => {
-                // Alone on its connection: only the EVSE's power and the time until departure
-                // (from now, not from the step start) limit it.
-                let max_wh =
-                    (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
+                // Alone on its connection: only the EVSE's (or the vehicle's lower) power and the
+                // time until departure limit it.
+                let max_wh = own_max_wh;
                 let admission = if req.energy_wh <= max_wh {
                     Admission::Accepted
                 } else {
@@ -129,6 +136,21 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
                 .await
                 .map_err(|e| AdmissionError::Solver(e.to_string()))?
                 .map_err(|e| AdmissionError::Solver(e.to_string()))?;
+                // More than the vehicle can take by its departure: never guaranteed in full;
+                // the offer is at most what it can take (a later departure is not searched).
+                let admission = match admission {
+                    a if req.energy_wh <= own_max_wh => a,
+                    Admission::Accepted => Admission::Rejected {
+                        max_guaranteed_wh: own_max_wh.max(0),
+                        earliest_full_departure: None,
+                    },
+                    Admission::Rejected {
+                        max_guaranteed_wh, ..
+                    } => Admission::Rejected {
+                        max_guaranteed_wh: max_guaranteed_wh.min(own_max_wh).max(0),
+                        earliest_full_departure: None,
+                    },
+                };
                 (Some(gid), admission)
             }
         }
@@ -154,6 +176,7 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
         energy_wh: req.energy_wh,
         target_soc_percent: req.target_soc_percent,
         battery_capacity_wh: req.battery_capacity_wh,
+        vehicle_max_power_w: req.vehicle_max_power_w,
         departure_ts: req.departure_ts,
         session_energy_wh_at_request: s.energy_wh,
         decision,

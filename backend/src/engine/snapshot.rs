@@ -11,7 +11,8 @@
 //!   request, is **guaranteed** by its departure.
 //! - Opted in without a request (or past its departure): **best effort** towards
 //!   `default_energy_wh` in total, by `start + default_dwell_s` (at least one hour from now).
-//! - Power: the EVSE's rating (or `default_evse_power_w`); minimum power (MILP) 6 A × 230 V ×
+//! - Power: the EVSE's rating (or `default_evse_power_w`), or the vehicle's own maximum power
+//!   when its accepted request gives a lower one; minimum power (MILP) 6 A × 230 V ×
 //!   phases for AC, 0 for DC.
 //!
 //! Per step: capacity is the group's, overridden by the last scheduled capacity change that
@@ -97,6 +98,14 @@ pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize 
     let step = i64::from(time_step_s);
     let steps = (ts - t0 + step - 1).div_euclid(step);
     steps.clamp(1, horizon as i64) as usize
+}
+
+/// Maximum charging power of a vehicle: the EVSE's rating, or the vehicle's own maximum when
+/// its request gives a lower one (never negative).
+pub fn vehicle_power_w(rated_power_w: i64, vehicle_max_power_w: Option<i64>) -> i64 {
+    vehicle_max_power_w
+        .map_or(rated_power_w, |v| v.min(rated_power_w))
+        .max(0)
 }
 
 /// Minimum charging power of an EVSE (6 A per phase at 230 V for AC; 0 for DC).
@@ -216,16 +225,6 @@ pub async fn snapshot(
         if infos.iter().any(|v: &VehicleInfo| v.vehicle_id == id) {
             continue;
         }
-        let max_power_w = evse
-            .record
-            .rated_power_w
-            .unwrap_or(cfg.default_evse_power_w)
-            .max(0);
-        let min_power = min_power_w(
-            evse.record.power_type.as_deref(),
-            evse.record.phases,
-            max_power_w,
-        );
         let opted_in = match s.user_id {
             Some(uid) => users::get(conn, uid).await?.is_some_and(|u| u.opted_in),
             None => false,
@@ -237,6 +236,17 @@ pub async fn snapshot(
         } else {
             None
         };
+        let max_power_w = vehicle_power_w(
+            evse.record
+                .rated_power_w
+                .unwrap_or(cfg.default_evse_power_w),
+            request.as_ref().and_then(|q| q.vehicle_max_power_w),
+        );
+        let min_power = min_power_w(
+            evse.record.power_type.as_deref(),
+            evse.record.phases,
+            max_power_w,
+        );
         let delivered = r.energy_wh;
         let (control, energy_left_wh, departure_ts, battery_capacity_wh) =
             match (&request, opted_in) {
@@ -329,5 +339,13 @@ mod tests {
         assert_eq!(min_power_w(Some("AC_3_PHASE"), Some(3), 11_000), 4_140);
         assert_eq!(min_power_w(Some("AC_1_PHASE"), Some(1), 1_000), 1_000);
         assert_eq!(min_power_w(Some("DC"), Some(1), 50_000), 0);
+    }
+
+    #[test]
+    fn a_vehicle_charges_at_the_lower_of_its_own_and_the_evse_power() {
+        assert_eq!(vehicle_power_w(11_040, None), 11_040);
+        assert_eq!(vehicle_power_w(11_040, Some(6_000)), 6_000);
+        assert_eq!(vehicle_power_w(3_680, Some(6_000)), 3_680);
+        assert_eq!(vehicle_power_w(-1, None), 0);
     }
 }

@@ -262,8 +262,12 @@ impl World<'_> {
         if opted_in && let Some(d) = &self.drivers[vi] {
             let bearer = d.bearer.clone();
             let departure = format_rfc3339(self.vehicles[vi].departure_ts);
-            let body = json!({"session_id": sid, "energy_kwh": a.request_wh as f64 / 1_000.0,
+            let mut body = json!({"session_id": sid, "energy_kwh": a.request_wh as f64 / 1_000.0,
                 "departure": departure});
+            // The driver tells evflex the car's own maximum power (OCPI does not carry it).
+            if let Some(w) = a.max_power_w.filter(|w| *w > 0) {
+                body["vehicle_max_power_kw"] = json!(w as f64 / 1_000.0);
+            }
             let r = self
                 .client
                 .call(Method::POST, "/api/v1/requests", Some(&bearer), Some(&body))

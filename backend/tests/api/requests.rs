@@ -130,3 +130,86 @@ async fn admission_accepts_rejects_with_the_maximum_and_the_offer_can_be_taken()
         "{expected} vs {max}"
     );
 }
+
+#[tokio::test]
+async fn a_vehicle_below_the_charge_point_rating_is_planned_at_its_own_power() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    // 11 kW charge points (3 × 16 A × 230 V): E1 in a roomy group, E9 outside every group.
+    app.put_site("LOC-A", &["E1", "E9"]).await;
+    app.put_group(1, 50_000, &["E1"]).await;
+    let (_, alice) = app.new_user("alice", Some("ALICE"), true).await;
+    app.put_session("S1", "E1", "ALICE", 0.0).await;
+    app.put_session("S9", "E9", "ALICE", 0.0).await;
+    let departure = format_rfc3339(T0 + 4 * 3_600);
+
+    for session in ["S1", "S9"] {
+        // A 6 kW car can take at most 6 kW × 4 h = 24 kWh, not the charge point's 44 kWh.
+        let slow = json!({"session_id": session, "energy_kwh": 30.0, "departure": departure,
+                          "vehicle_max_power_kw": 6.0});
+        let (status, body) = app
+            .user(&alice, Method::POST, "/api/v1/requests", Some(&slow))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["decision"], "rejected", "{session}: {body}");
+        let max = body["max_guaranteed_kwh"].as_f64().unwrap();
+        assert!((23.9..=24.0).contains(&max), "{session}: {body}");
+
+        // Without the vehicle's power the charge point's rating is assumed: accepted.
+        let rated = json!({"session_id": session, "energy_kwh": 30.0, "departure": departure});
+        let (status, body) = app
+            .user(&alice, Method::POST, "/api/v1/requests", Some(&rated))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["decision"], "accepted", "{session}: {body}");
+    }
+
+    // An accepted request with the vehicle's power is planned at no more than that power.
+    let ok = json!({"session_id": "S1", "energy_kwh": 20.0, "departure": departure,
+                    "vehicle_max_power_kw": 6.0});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&ok))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    app.tick().await;
+    let (status, body) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/status", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let s1 = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session_id"] == "S1")
+        .unwrap();
+    let profile = s1["planned_profile"].as_array().unwrap();
+    assert!(!profile.is_empty(), "{s1}");
+    assert!(
+        profile
+            .iter()
+            .all(|p| p["power_w"].as_i64().unwrap() <= 6_000),
+        "{s1}"
+    );
+
+    // The vehicle's power must be positive and at most 1000 kW.
+    for bad in [0.0, -3.0, 1_000.5] {
+        let req = json!({"session_id": "S1", "energy_kwh": 5.0, "departure": departure,
+                         "vehicle_max_power_kw": bad});
+        let (status, body) = app
+            .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("vehicle_max_power_kw"),
+            "{body}"
+        );
+    }
+}
