@@ -73,6 +73,14 @@ pub struct AppState {
     pub solve_slots: Arc<tokio::sync::Semaphore>,
     /// The chain (operator, meter key, master secret); `None` with `--no-chain`.
     pub chain: Option<Arc<crate::chain::ChainContext>>,
+    /// Group commit of OCPI session PATCHes.
+    pub session_patches: crate::store::sessions::PatchQueue,
+    /// The operator routes' simulated clock and token (`--sim-clock` only).
+    pub operator: Option<Arc<crate::api::operator::OperatorAccess>>,
+    /// Live change notifications for the pages (`GET /api/v1/events`).
+    pub events: crate::events::Events,
+    /// This replica's name in group leases and tick reports (see [`engine::replica_id`]).
+    pub replica: Arc<str>,
 }
 
 /// A built server: listening, not yet serving.
@@ -104,6 +112,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_owned();
+        let (clock, operator) = crate::api::operator::sim_clock(&config, clock)?;
         let now = clock.now();
         if let Some(token) = &config.ocpi_registration_token {
             let mut conn = db.conn().await?;
@@ -144,6 +153,7 @@ impl Application {
             (Some(ctx), local)
         };
         let state = AppState {
+            session_patches: crate::store::sessions::PatchQueue::start(db.clone()),
             db,
             solve_slots: Arc::new(tokio::sync::Semaphore::new(engine.parallel_solves())),
             engine,
@@ -155,11 +165,18 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             faults: Arc::new(Faults::default()),
             chain,
+            operator,
+            events: crate::events::Events::default(),
+            replica: engine::replica_id().into(),
         };
         Ok(Self {
             listener,
             state,
-            tick: config.tick,
+            tick: if config.sim_clock.is_some() {
+                TickMode::Manual
+            } else {
+                config.tick
+            },
             local_chain,
         })
     }
@@ -200,11 +217,13 @@ impl Application {
                 }))
             })
         });
+        let events = self.state.events.clone();
         let router = crate::api::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "evflex serving");
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
+                events.close(); // open event streams end, so graceful shutdown does not wait
                 let _ = stop_tx.send(true);
             })
             .await

@@ -94,6 +94,14 @@ pub struct ServeConfig {
     /// A day-ahead price CSV (`datetime_utc,price_eur_per_mwh`) to load at start.
     #[arg(long, env = "EVFLEX_PRICES_CSV")]
     pub prices_csv: Option<PathBuf>,
+    /// Run on a simulated clock, starting at this time (Unix seconds), that moves (and ticks)
+    /// only through the operator routes (`/api/v1/operator/…`, see `api::operator`); implies
+    /// `--tick manual`. For simulators and the end-to-end suite.
+    #[arg(long, env = "EVFLEX_SIM_CLOCK", value_name = "UNIX_S")]
+    pub sim_clock: Option<i64>,
+    /// Bearer token of the operator routes (required with `--sim-clock`).
+    #[arg(long, env = "EVFLEX_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<Secret>,
     /// Engine settings.
     #[command(flatten)]
     pub engine: EngineConfig,
@@ -118,6 +126,8 @@ impl ServeConfig {
             ocpi_party_id: "EVF".to_owned(),
             topology: None,
             prices_csv: None,
+            sim_clock: None,
+            operator_token: None,
             engine: EngineConfig::default(),
             chain: crate::chain::ChainConfig::disabled(),
         }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod ingest;
 pub mod sim;
 pub mod store;

@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(evflex::cli::BenchCommand::Schedule(args)) => {
             evflex::cli::bench_schedule(&args)
         }
+        Command::Bench(evflex::cli::BenchCommand::Chain(args)) => evflex::cli::bench_chain(&args),
         Command::Demo(args) => evflex::sim::demo::main(*args),
         Command::Audit(args) => {
             let clean =

@@ -90,6 +90,21 @@ test('the planned load stays under the capacity line, and the heatmap has every 
 
 test('live power updates without reloading', async () => {
   await page.evaluate(() => { window.__sameDocument = true; });
+  await until(() => page.evaluate(() => window.evflexCockpit.transport() === 'events'), 10_000, 'the event stream');
+  await page.waitForTimeout(1000); // the refetch that follows the stream's opening settles
+  // A meter-value batch refetches only the group of that charge point.
+  const before = await page.evaluate(() => ({ ...window.evflexCockpit.fetches }));
+  await call(s.base, 'POST', '/api/v1/meter-values', {
+    meter_values: [{ evse_uid: 'EVSE-1', session_id: 'S1', meterValue: [{ timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      sampledValue: [{ measurand: 'Power.Active.Import', value: '6.9', unit: 'kW' }] }] }],
+  }, s.auth);
+  const p1 = page.locator('li.cp[data-evse="EVSE-1"] [data-field="power"]');
+  await until(async () => /^6[.,]9 kW$/.test(await p1.textContent()), 5_000, 'EVSE-1 at 6.9 kW pushed');
+  await until(() => page.evaluate((n) => window.evflexCockpit.fetches.group > n, before.group), 3_000, 'group 1 refetched');
+  const after = await page.evaluate(() => ({ ...window.evflexCockpit.fetches }));
+  const log = await page.evaluate(() => window.evflexCockpit.eventLog.join(', '));
+  assert.ok(after.group > before.group, `group 1 was refetched (${JSON.stringify({ before, after })}; events: ${log})`);
+  assert.equal(after.all, before.all, 'no other group was refetched');
   await meter(s.base, s.auth, { evse: 'EVSE-3', session: 'S3', powerKw: 3.7, soc: 81, energyWh: 9100 });
   const power = page.locator('li.cp[data-evse="EVSE-3"] [data-field="power"]');
   await until(async () => /^3[.,]7 kW$/.test(await power.textContent()), 10_000, 'EVSE-3 at 3.7 kW');

@@ -37,19 +37,36 @@ export function tempDir(prefix) {
 }
 
 /**
- * Starts `evflex serve --no-chain` (wall-clock ticks: one runs at start) and waits for /healthz.
- * The pages are tested without a chain: their chain panels must then say so (503); the chain
- * itself is tested against anvil in backend/tests/api/chain.rs.
- * @param {{port: number, dir: string}} opts `dir` holds the SQLite database and the log.
+ * Starts `evflex serve` (wall-clock ticks: one runs at start) and waits for /healthz.
+ *
+ * Two modes: `--no-chain` (the default; the pages' chain panels must then say so, 503), or with
+ * `chain: true` a chain-backed server: no `--rpc-url`, so evflex starts its own local anvil from
+ * `anvil/state.json` (every contract deployed; demo keys) and stops it on exit; its outbox
+ * writer runs continuously. A `topology` is written to a file and loaded at start
+ * (`EVFLEX_TOPOLOGY`), so the start-up tick already plans (and commits) those groups.
+ * @param {{port: number, dir: string, chain?: boolean, topology?: any}} opts `dir` holds the
+ *   SQLite database and the log.
  * @returns {Promise<{base: string, stop: () => Promise<void>, log: string}>}
  */
-export async function startServer({ port, dir }) {
+export async function startServer({ port, dir, chain = false, topology }) {
   if (!fs.existsSync(BINARY)) throw new Error(`${BINARY} not found: run cargo build -p evflex first`);
   if (!fs.existsSync(path.join(ROOT, 'backend/web/vendor/chart.umd.min.js'))) throw new Error('backend/web/vendor/ is missing: run scripts/build-web first');
   const logPath = path.join(dir, `evflex-${Date.now()}.log`);
   const log = fs.openSync(logPath, 'a');
-  const child = spawn(BINARY, ['serve', '--no-chain'], {
+  const extra = {};
+  if (topology) {
+    const file = path.join(dir, 'topology.json');
+    fs.writeFileSync(file, JSON.stringify(topology));
+    extra.EVFLEX_TOPOLOGY = file;
+  }
+  // A chain-backed server must not pick up a chain from the caller's environment.
+  const env = { ...process.env };
+  for (const k of ['EVFLEX_NO_CHAIN', 'EVFLEX_RPC_URL', 'EVFLEX_OPERATOR_KEY', 'EVFLEX_METER_KEY', 'EVFLEX_MASTER_SECRET', 'EVFLEX_DEPLOYMENT', 'EVFLEX_WRITER']) delete env[k];
+  const child = spawn(BINARY, chain ? ['serve'] : ['serve', '--no-chain'], {
+    cwd: ROOT,
     env: {
+      ...env,
+      ...extra,
       ...process.env,
       DATABASE_URL: `sqlite://${path.join(dir, 'evflex.sqlite')}?mode=rwc`,
       EVFLEX_LISTEN: `127.0.0.1:${port}`,
@@ -66,7 +83,7 @@ export async function startServer({ port, dir }) {
   process.once('exit', killOnExit);
   child.once('exit', () => process.removeListener('exit', killOnExit));
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + (chain ? 90_000 : 20_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`evflex exited with ${child.exitCode}; log:\n${fs.readFileSync(logPath, 'utf8')}`);
     try {
@@ -182,13 +199,8 @@ export async function handshake(base, cpo) {
  */
 export async function seedSite(base, tokenC, sessions) {
   const auth = `Token ${b64(tokenC)}`;
-  const evses = ['EVSE-1', 'EVSE-2', 'EVSE-3'];
-  await call(base, 'PUT', '/api/v1/topology', {
-    groups: [{
-      id: 1, name: 'Garage A', country_code: 'NL', party_id: 'EXA', capacity_w: 22_000, other_load_w: 2_000,
-      evses, pv_inverters: [{ id: 'roof', peak_w: 10_000 }],
-    }],
-  }, auth);
+  const evses = TOPOLOGY.groups[0].evses;
+  await call(base, 'PUT', '/api/v1/topology', TOPOLOGY, auth);
   const at = now();
   await call(base, 'PUT', '/ocpi/2.2.1/locations/NL/EXA/LOC-1', {
     country_code: 'NL', party_id: 'EXA', id: 'LOC-1', publish: true, name: 'Garage A',
@@ -259,12 +271,26 @@ export async function screenshot(page, name, { fullPage = false } = {}) {
   await page.screenshot({ path: path.join(SCREENSHOTS, name), fullPage });
 }
 
-/** Starts the fake CPO and evflex, does the handshake and seeds the site. */
-export async function site(sessions) {
+/** Group 1 of `seedSite`, as `PUT /api/v1/topology` (and `EVFLEX_TOPOLOGY`) take it. */
+export const TOPOLOGY = {
+  groups: [{
+    id: 1, name: 'Garage A', country_code: 'NL', party_id: 'EXA', capacity_w: 22_000, other_load_w: 2_000,
+    evses: ['EVSE-1', 'EVSE-2', 'EVSE-3'], pv_inverters: [{ id: 'roof', peak_w: 10_000 }],
+  }],
+};
+
+/**
+ * Starts the fake CPO and evflex, does the handshake and seeds the site. With `chain: true`
+ * evflex runs against its own local anvil and loads the topology at start, so its start-up
+ * tick commits group 1's plan on chain (restarting would start a fresh anvil: not offered).
+ * @param {{evse: string, session: string, card: string}[]} sessions
+ * @param {{chain?: boolean}} [opts]
+ */
+export async function site(sessions, { chain = false } = {}) {
   const dir = tempDir('evflex-web-');
   const port = await freePort();
   const cpo = await fakeCpo();
-  let server = await startServer({ port, dir });
+  let server = await startServer({ port, dir, chain, topology: chain ? TOPOLOGY : undefined });
   const tokenC = await handshake(server.base, cpo);
   const auth = await seedSite(server.base, tokenC, sessions);
   return {
@@ -273,6 +299,7 @@ export async function site(sessions) {
     get server() { return server; },
     /** Restarts evflex on the same port and database: its start-up tick plans the current quarter hour. */
     async restart() {
+      if (chain) throw new Error('a chain-backed server restarts with a fresh anvil: not supported');
       await server.stop();
       server = await startServer({ port, dir });
     },
@@ -282,4 +309,97 @@ export async function site(sessions) {
       if (!process.env.KEEP_TEST_DIRS) fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Starts an ACTIVE OCPI session of `card` at `evse` (started 30 minutes ago). */
+export async function startSession(base, auth, { evse, session, card }) {
+  const start = new Date(Date.now() - 30 * 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  await call(base, 'PUT', `/ocpi/2.2.1/sessions/NL/EXA/${session}`, {
+    country_code: 'NL', party_id: 'EXA', id: session, start_date_time: start, kwh: 0,
+    cdr_token: { country_code: 'NL', party_id: 'EXA', uid: card, type: 'RFID', contract_id: `NL-EXA-C${card}` },
+    auth_method: 'WHITELIST', location_id: 'LOC-1', evse_uid: evse, connector_id: '1', currency: 'EUR',
+    status: 'ACTIVE', last_updated: now(),
+  }, auth);
+}
+
+/**
+ * Ends a session as a CPO does: PATCH it COMPLETED, then POST its CDR over OCPI (`kwh` total).
+ * evflex bills the CDR and its chain writer settles the bill on EnergyBilling.
+ */
+export async function finishWithCdr(base, auth, { evse, session, card, kwh, cdr }) {
+  const end = now();
+  const start = new Date(Date.now() - 30 * 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  await call(base, 'PATCH', `/ocpi/2.2.1/sessions/NL/EXA/${session}`, { status: 'COMPLETED', kwh, end_date_time: end, last_updated: end }, auth);
+  await call(base, 'POST', '/ocpi/2.2.1/cdrs', {
+    country_code: 'NL', party_id: 'EXA', id: cdr, start_date_time: start, end_date_time: end, session_id: session,
+    cdr_token: { country_code: 'NL', party_id: 'EXA', uid: card, type: 'RFID', contract_id: `NL-EXA-C${card}` },
+    auth_method: 'WHITELIST',
+    cdr_location: {
+      id: 'LOC-1', address: 'Stationsplein 1', city: 'Utrecht', country: 'NLD',
+      coordinates: { latitude: '52.089', longitude: '5.110' }, evse_uid: evse, evse_id: `NL*EXA*E${evse}`,
+      connector_id: '1', connector_standard: 'IEC_62196_T2', connector_format: 'SOCKET', connector_power_type: 'AC_3_PHASE',
+    },
+    currency: 'EUR',
+    charging_periods: [{ start_date_time: start, dimensions: [{ type: 'ENERGY', volume: kwh }] }],
+    total_cost: { excl_vat: 0, incl_vat: 0 }, total_energy: kwh, total_time: 0.5, last_updated: end,
+  }, auth);
+}
+
+/** Foundry's `cast` from node_modules (the native binary of @foundry-rs/cast). */
+function castBinary() {
+  const dir = path.join(ROOT, 'node_modules/@foundry-rs');
+  const pkg = fs.existsSync(dir) ? fs.readdirSync(dir).find((d) => /^cast-/.test(d)) : undefined;
+  const bin = pkg ? path.join(dir, pkg, 'bin/cast') : 'cast';
+  return bin;
+}
+
+/**
+ * A test Ethereum wallet whose key stays in node: `cast wallet` (Foundry, pinned in
+ * package-lock.json) derives the address and signs EIP-191 `personal_sign` messages.
+ * @param {string} privateKey 0x-hex.
+ */
+export function testWallet(privateKey) {
+  const cast = castBinary();
+  const run = (args) => new Promise((resolve, reject) => {
+    const p = spawn(cast, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (c) => { out += c; });
+    p.stderr.on('data', (c) => { err += c; });
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`cast ${args[0]} ${args[1]}: ${err.trim()}`))));
+  });
+  return {
+    address: () => run(['wallet', 'address', '--private-key', privateKey]),
+    /** `personal_sign`: a 0x-hex message is signed as bytes, anything else as UTF-8 text. */
+    sign: (message) => run(['wallet', 'sign', '--private-key', privateKey, message]),
+  };
+}
+
+/**
+ * Gives the page an EIP-1193 provider (`window.ethereum`) backed by `wallet`: it answers
+ * `eth_requestAccounts`/`eth_accounts` with the wallet's address and signs `personal_sign` in
+ * node. Records every request in `window.__walletRequests`.
+ */
+export async function injectWallet(page, wallet) {
+  const address = await wallet.address();
+  await page.exposeFunction('__evflexTestWalletSign', (message) => wallet.sign(message));
+  await page.addInitScript((addr) => {
+    window.__walletRequests = [];
+    window.ethereum = {
+      isEvflexTestWallet: true,
+      async request({ method, params }) {
+        window.__walletRequests.push(method);
+        if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [addr];
+        if (method === 'eth_chainId') return '0x7a69';
+        if (method === 'personal_sign') {
+          const [message, account] = params;
+          if (String(account).toLowerCase() !== addr.toLowerCase()) throw Object.assign(new Error('unknown account'), { code: 4100 });
+          return window.__evflexTestWalletSign(message);
+        }
+        throw Object.assign(new Error(`unsupported method ${method}`), { code: 4200 });
+      },
+    };
+  }, address);
+  return address;
 }

@@ -59,6 +59,28 @@ test('a user registers, opts in, makes a request and sees it accepted', async ()
   await card.getByText('On track').waitFor();
 });
 
+test('live updates arrive by server-sent events, not by polling', async () => {
+  await until(() => page.evaluate(() => window.evflexApp.transport() === 'events'), 10_000, 'the event stream');
+  const fetched = [];
+  const onRequest = (r) => { if (new URL(r.url()).pathname === '/api/v1/users/me/status') fetched.push(r.url()); };
+  page.on('request', onRequest);
+  try {
+    const events = await page.evaluate(() => window.evflexApp.eventLog.length);
+    await page.waitForTimeout(4500); // longer than the 3 s polling interval
+    const ticks = await page.evaluate((n) => window.evflexApp.eventLog.slice(n).filter((e) => e === 'tick').length, events);
+    assert.ok(fetched.length <= ticks, `no status fetch without an event (${fetched.length} fetches, ${ticks} ticks)`);
+    const before = fetched.length;
+    await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 9, soc: 45, energyWh: 3000 });
+    const card = page.locator('article.session');
+    await until(async () => (await card.locator('[data-field="soc"]').textContent()) === '45 %', 5_000, 'SoC 45 % pushed');
+    assert.ok(fetched.length > before, 'the meter event made the page refetch its status');
+    assert.ok(fetched.length - before <= 3, `coalesced refetches (${fetched.length - before})`);
+    assert.ok((await page.evaluate(() => window.evflexApp.eventLog)).includes('meter'));
+  } finally {
+    page.off('request', onRequest);
+  }
+});
+
 test('live progress updates without reloading', async () => {
   await page.evaluate(() => { window.__sameDocument = true; });
   const card = page.locator('article.session');
@@ -123,4 +145,17 @@ test('desktop layout', async () => {
   const token = await page.evaluate(() => window.evflexApp.token);
   const status = await call(s.base, 'GET', '/api/v1/users/me/status', undefined, `Bearer ${token}`);
   assert.equal(status.find((x) => x.session_id === 'S1').soc_percent, 47);
+});
+
+test('without server-sent events the app falls back to polling', async () => {
+  const p2 = await ctx.newPage();
+  // An old server or a proxy that does not stream: the events route answers 404.
+  await p2.route('**/api/v1/events', (route) => route.fulfill({ status: 404, body: '' }));
+  await p2.goto(`${s.base}/app/#charge`); // signed in from the saved token
+  await until(() => p2.evaluate(() => window.evflexApp?.transport?.() === 'polling'), 10_000, 'polling');
+  await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 8, soc: 49, energyWh: 4200 });
+  const card = p2.locator('article.session');
+  await until(async () => (await card.locator('[data-field="soc"]').textContent()) === '49 %', 10_000, 'SoC 49 % polled');
+  assert.deepEqual(ctx.pageErrors, []);
+  await p2.close();
 });

@@ -151,6 +151,30 @@ impl ChargePoint {
     }
 }
 
+/// A PV inverter as registered in SC1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PvInverter {
+    /// Inverter id (non-zero).
+    pub id: u64,
+    /// Its group.
+    pub group_id: u64,
+    /// Peak AC power, W.
+    pub peak_w: u64,
+}
+
+/// A stationary battery as registered in SC1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Battery {
+    /// Battery id (non-zero).
+    pub id: u64,
+    /// Its group.
+    pub group_id: u64,
+    /// Usable capacity, Wh.
+    pub capacity_wh: u64,
+    /// Energy available, Wh (at most the capacity).
+    pub available_wh: u64,
+}
+
 /// A charge point read back from SC1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisteredChargePoint {
@@ -656,6 +680,117 @@ impl ChainClient {
             }
         }
         Ok(out)
+    }
+
+    /// PV inverter `id` and whether it is active; `None` if it is not registered.
+    pub async fn pv_inverter(&self, id: u64) -> Result<Option<(PvInverter, bool)>, ChainError> {
+        match self.asset_registry.pvInverter(id).call().await {
+            Ok(pv) if pv.id != 0 => Ok(Some((
+                PvInverter {
+                    id: pv.id,
+                    group_id: pv.groupId,
+                    peak_w: pv.peakW,
+                },
+                pv.active,
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => match decode_call_error(Contract::AssetRegistry, "pvInverter", e) {
+                ChainError::Reverted {
+                    error:
+                        ContractError::AssetRegistry(
+                            AssetRegistryErrors::AssetRegistryUnknownPvInverter(_),
+                        ),
+                    ..
+                } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Registers `pv`, or updates it if registered with other values;
+    /// [`WriteOutcome::AlreadyDone`] if it holds these values already. A deactivated inverter
+    /// cannot be updated (the registry refuses).
+    #[tracing::instrument(skip_all, fields(pv_id = pv.id))]
+    pub async fn upsert_pv_inverter(&self, pv: &PvInverter) -> Result<WriteOutcome, ChainError> {
+        let call = match self.pv_inverter(pv.id).await? {
+            Some((existing, true)) if &existing == pv => return Ok(WriteOutcome::AlreadyDone),
+            Some(_) => {
+                let call = self
+                    .asset_registry
+                    .updatePvInverter(pv.id, pv.group_id, pv.peak_w);
+                return Ok(WriteOutcome::Mined(
+                    self.send(Contract::AssetRegistry, "updatePvInverter", call)
+                        .await?,
+                ));
+            }
+            None => self
+                .asset_registry
+                .registerPvInverter(pv.id, pv.group_id, pv.peak_w),
+        };
+        Ok(WriteOutcome::Mined(
+            self.send(Contract::AssetRegistry, "registerPvInverter", call)
+                .await?,
+        ))
+    }
+
+    /// Battery `id` and whether it is active; `None` if it is not registered.
+    pub async fn battery(&self, id: u64) -> Result<Option<(Battery, bool)>, ChainError> {
+        match self.asset_registry.battery(id).call().await {
+            Ok(b) if b.id != 0 => Ok(Some((
+                Battery {
+                    id: b.id,
+                    group_id: b.groupId,
+                    capacity_wh: b.capacityWh,
+                    available_wh: b.availableWh,
+                },
+                b.active,
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => match decode_call_error(Contract::AssetRegistry, "battery", e) {
+                ChainError::Reverted {
+                    error:
+                        ContractError::AssetRegistry(AssetRegistryErrors::AssetRegistryUnknownBattery(
+                            _,
+                        )),
+                    ..
+                } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Registers `battery`, or updates it if registered with other values;
+    /// [`WriteOutcome::AlreadyDone`] if it holds these values already.
+    #[tracing::instrument(skip_all, fields(battery_id = battery.id))]
+    pub async fn upsert_battery(&self, battery: &Battery) -> Result<WriteOutcome, ChainError> {
+        let b = battery;
+        match self.battery(b.id).await? {
+            Some((existing, true)) if &existing == b => Ok(WriteOutcome::AlreadyDone),
+            Some(_) => {
+                let call = self.asset_registry.updateBattery(
+                    b.id,
+                    b.group_id,
+                    b.capacity_wh,
+                    b.available_wh,
+                );
+                Ok(WriteOutcome::Mined(
+                    self.send(Contract::AssetRegistry, "updateBattery", call)
+                        .await?,
+                ))
+            }
+            None => {
+                let call = self.asset_registry.registerBattery(
+                    b.id,
+                    b.group_id,
+                    b.capacity_wh,
+                    b.available_wh,
+                );
+                Ok(WriteOutcome::Mined(
+                    self.send(Contract::AssetRegistry, "registerBattery", call)
+                        .await?,
+                ))
+            }
+        }
     }
 
     // ---------------------------------------------------------------- algorithm versions

@@ -23,9 +23,10 @@ pub mod wallet;
 pub use anvil::{LocalChain, LocalChainConfig};
 pub use bindings::{Bill, Consent, Revocation};
 pub use client::{
-    ChainClient, ChargePoint, CommitBatchOutcome, Group, RegisteredChargePoint, SettleBatchOutcome,
-    SettlementEvents, SettlementRecord, SkippedSettlement, StatusCommitInput, StatusCommitRecord,
-    TxInfo, WriteOutcome, bytes32_str, str_bytes32,
+    Battery, ChainClient, ChargePoint, CommitBatchOutcome, Group, PvInverter,
+    RegisteredChargePoint, SettleBatchOutcome, SettlementEvents, SettlementRecord,
+    SkippedSettlement, StatusCommitInput, StatusCommitRecord, TxInfo, WriteOutcome, bytes32_str,
+    str_bytes32,
 };
 pub use deployment::{Accounts, AnvilSettings, Contracts, Deployment, DevAccount, repo_root};
 pub use error::{ChainError, Contract, ContractError, decode_call_error};

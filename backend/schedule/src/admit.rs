@@ -4,14 +4,22 @@
 //! a request is accepted iff solving the group with it accepted meets every accepted request
 //! within [`crate::ENERGY_TOLERANCE_WH`] (status `Optimal` or `TimeLimit`). Hence "admission
 //! never accepts what the solver then cannot meet" holds for the same inputs and options.
+//!
+//! A request is also never accepted beyond what the vehicle itself can take by its departure,
+//! its **window maximum** `max_power_w × Δt × η × (departure − arrival)` (the vehicle's maximum
+//! is already the lower of its own and the charge point's; steps past the horizon count, as the
+//! model assumes full power there). [`crate::solve`] would cap such a guarantee at the window and
+//! count the rest as shortfall; admission rejects it instead, with `max_guaranteed_wh` at most
+//! the window maximum.
 
-use crate::prep::{self, clamped_request_wh};
+use crate::prep::{self, EU_PER_WH, clamped_request_wh};
 use crate::{Admission, GroupInputs, ScheduleError, SolveOptions, SolveStatus, Vehicle, solve};
 
 /// Decide whether `request` can be guaranteed in the group described by `inputs`.
 ///
 /// The request is treated as opted in and accepted (a vehicle with the same id in `inputs` is
-/// replaced). When rejected, `max_guaranteed_wh` is the largest whole-Wh energy for which a
+/// replaced). A request above the vehicle's window maximum (module docs) is rejected. When
+/// rejected, `max_guaranteed_wh` is the largest whole-Wh energy for which a
 /// request with the same window would be accepted (found by maximising the request's delivery
 /// with the existing accepted requests kept first, then confirmed by [`solve`]), and
 /// `earliest_full_departure` the earliest departure step within the horizon at which the full
@@ -36,25 +44,45 @@ pub fn admit(
         g.vehicles.push(r);
         g
     };
-    let accepted = |g: &GroupInputs| -> Result<bool, ScheduleError> {
+    let solved_ok = |g: &GroupInputs| -> Result<bool, ScheduleError> {
         let s = solve(g, opts, None)?;
         Ok(matches!(
             s.status,
             SolveStatus::Optimal | SolveStatus::TimeLimit
         ))
     };
+    // What the vehicle alone can take by `departure` (Wh, floored), and whether `energy_wh` is
+    // admissible by then: within that window maximum and met by the solver.
+    let dt_s = inputs.time_step_s as i128;
+    let per_step_eu =
+        request.max_power_w.max(0) as i128 * dt_s * request.efficiency_permille as i128;
+    let window_max_wh = |departure: usize| -> i64 {
+        let steps = departure.saturating_sub(request.arrival) as i128;
+        (per_step_eu * steps / EU_PER_WH).min(i64::MAX as i128) as i64
+    };
+    let admissible = |energy_wh: i64, departure: usize| -> Result<bool, ScheduleError> {
+        Ok(energy_wh <= window_max_wh(departure) && solved_ok(&with(energy_wh, departure, false))?)
+    };
     let full = clamped_request_wh(request);
-    if accepted(&with(full, request.departure, false))? {
+    if admissible(full, request.departure)? {
         return Ok(Admission::Accepted);
     }
 
     // Largest guaranteed energy: the request as best effort, the other best-effort vehicles
-    // left out (they are not guaranteed, so they cannot block a guarantee).
-    let mut probe = with(full, request.departure, true);
+    // left out (they are not guaranteed, so they cannot block a guarantee), capped at the
+    // window maximum. A vehicle staying past the horizon gets what it takes within it plus the
+    // steps after it at full power (as the model counts them).
+    let own_max = full.min(window_max_wh(request.departure));
+    let mut probe = with(own_max, request.departure, true);
     if let Some(r) = probe.vehicles.last_mut() {
         r.accepted = false;
     }
     let s = solve(&probe, opts, None)?;
+    let after_horizon_wh = {
+        let h = inputs.horizon;
+        let steps = request.departure - request.arrival.max(h).min(request.departure);
+        (per_step_eu * steps as i128 / EU_PER_WH) as i64
+    };
     let mut candidate = if s.status == SolveStatus::Fallback {
         0
     } else {
@@ -63,14 +91,19 @@ pub fn admit(
             .iter()
             .position(|id| *id == request.id)
             .unwrap_or(0);
-        s.delivered_wh.get(k).copied().unwrap_or(0).min(full)
+        s.delivered_wh
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(after_horizon_wh)
+            .min(own_max)
     };
     let mut max_guaranteed_wh = 0;
     for _ in 0..6 {
         if candidate <= 0 {
             break;
         }
-        if accepted(&with(candidate, request.departure, false))? {
+        if admissible(candidate, request.departure)? {
             max_guaranteed_wh = candidate;
             break;
         }
@@ -79,11 +112,11 @@ pub fn admit(
 
     // Earliest departure (within the horizon) at which the full request is accepted.
     let mut earliest_full_departure = None;
-    if request.departure < inputs.horizon && accepted(&with(full, inputs.horizon, false))? {
+    if request.departure < inputs.horizon && admissible(full, inputs.horizon)? {
         let (mut lo, mut hi) = (request.departure, inputs.horizon); // lo: rejected, hi: accepted
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if accepted(&with(full, mid, false))? {
+            if admissible(full, mid)? {
                 hi = mid;
             } else {
                 lo = mid;

@@ -44,9 +44,13 @@ use crate::{GroupInputs, Mode, Schedule, SolveOptions};
 
 /// The model definition covered by [`algorithm_version`]: a precise statement of what the
 /// optimiser computes. Any change to the model must change this text.
-pub const MODEL_DEFINITION: &str = "evflex-schedule model v1. Per group, steps t of dt seconds. \
+pub const MODEL_DEFINITION: &str = "evflex-schedule model v2. Per group, steps t of dt seconds. \
 Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
-(arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads. \
+(arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads \
+minus m[t], what the accepted vehicles must take in step t (an accepted guarantee outranks \
+uncontrolled charging): steps in time order, m[t] = F - maxflow(step t closed), F = maxflow of the \
+accepted hard energy in whole W-steps ceil(hard/(dt*eff)) over steps (headroom less fixed loads \
+already placed) and windows (vehicle max), plus stored battery energy as discharge only. \
 Flexible vehicle i: p[i,t] in [0, max] only for t in [arrival, min(departure,H)); MILP: p=0 or \
 p>=min. Energy: sum p*dt*eff + s_soft + s_hard = hard + soft, hard = accepted part needed within \
 the horizon, soft = rest up to min(request clamped to battery, window maximum). Grid g[t] in \

@@ -6,13 +6,18 @@
 //!
 //! Entry points (the contract the backend builds on):
 //! - [`solve`]: one group's rolling-horizon schedule (LP or MILP on HiGHS).
-//! - [`admit`]: admission control for a new request.
+//! - [`admit`]: admission control for a new request (never beyond what the vehicle itself can
+//!   take by its departure).
 //! - [`check`]: independent verification of a schedule against its inputs.
 //! - [`hash`]: canonical encoding and keccak-256 hashes of inputs, schedules and the algorithm.
 //! - [`profile`]: OCPI 2.2.1 `ChargingProfile` and OCPP 1.6 `TxProfile` output.
 //! - [`demand`], [`neutral`], [`bench`]: synthetic demand, the neutral JSON instance format of
 //!   `evflex plan`, and `evflex bench schedule`.
 
+//!
+//! Priorities, lexicographic: 1) accepted (guaranteed) energy, 2) uncontrolled charging as early
+//! and fast as possible (vehicles that did not opt in, curtailed only where a guarantee needs
+//! their share), 3) best-effort energy, 4) cost.
 //!
 //! Design decisions (formulation, priorities, tolerances, fallback) are in `DESIGN.md` beside
 //! this crate.
@@ -28,6 +33,7 @@ mod model;
 pub mod neutral;
 mod prep;
 pub mod profile;
+mod reserve;
 mod solve;
 
 pub use admit::admit;

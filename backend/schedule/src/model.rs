@@ -64,9 +64,12 @@ pub struct Vehicle {
     pub battery_capacity_wh: Option<i64>,
     /// Energy in the battery at plug-in (Wh), where known.
     pub energy_on_arrival_wh: Option<i64>,
-    /// The user opted into smart charging; otherwise the vehicle charges uncontrolled.
+    /// The user opted into smart charging; otherwise the vehicle charges uncontrolled: as fast
+    /// as possible from plug-in, first come first served, in the headroom that the accepted
+    /// requests do not need (an accepted guarantee outranks uncontrolled charging; `DESIGN.md`).
     pub opted_in: bool,
-    /// The request passed admission control: its energy is guaranteed by departure.
+    /// The request passed admission control: its energy is guaranteed by departure, ahead of
+    /// uncontrolled charging (uncontrolled vehicles are curtailed where it needs their share).
     pub accepted: bool,
     /// Charging efficiency in per mille (grid → battery), e.g. 1000 or 920.
     pub efficiency_permille: u16,

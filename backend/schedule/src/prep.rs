@@ -15,7 +15,8 @@ pub(crate) enum Class {
     Accepted,
     /// Opted in, not (yet) accepted: best effort (second priority).
     BestEffort,
-    /// Not opted in: fixed as-fast-as-possible profile, computed before the optimisation.
+    /// Not opted in: fixed as-fast-as-possible profile, computed before the optimisation in the
+    /// headroom the accepted vehicles do not need (`crate::reserve`).
     Uncontrolled,
 }
 
@@ -212,31 +213,17 @@ pub(crate) fn clamped_request_wh(v: &Vehicle) -> i64 {
     }
 }
 
-/// As fast as possible from `start`: full power (capped by `headroom` where given, which is
-/// reduced by what is taken) until `target_eu` is delivered, the last step rounded up.
-pub(crate) fn asap_profile(
-    h: usize,
-    dt_s: i64,
-    v: &PrepVehicle,
-    target_eu: i128,
-    mut headroom: Option<&mut [i64]>,
-) -> Vec<i64> {
+/// As fast as possible from `start`: full power until `target_eu` is delivered, the last step
+/// rounded up (no group limit: the uncontrolled baseline).
+pub(crate) fn asap_profile(h: usize, dt_s: i64, v: &PrepVehicle, target_eu: i128) -> Vec<i64> {
     let mut row = vec![0i64; h];
     let per_w = dt_s as i128 * v.eff as i128;
     let mut remaining = target_eu;
-    for (t, slot) in row.iter_mut().enumerate().take(v.end).skip(v.start) {
+    for slot in row.iter_mut().take(v.end).skip(v.start) {
         if remaining <= 0 {
             break;
         }
-        let need_w = ((remaining + per_w - 1) / per_w).min(v.max_w as i128) as i64;
-        let p = match headroom.as_deref_mut() {
-            Some(hr) => {
-                let p = need_w.min(hr[t]).max(0);
-                hr[t] -= p;
-                p
-            }
-            None => need_w,
-        };
+        let p = ((remaining + per_w - 1) / per_w).min(v.max_w as i128) as i64;
         *slot = p;
         remaining -= p as i128 * per_w;
     }
@@ -298,8 +285,9 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
     let (other, pv, cap) = (&inputs.other_load_w, &inputs.pv_w, &inputs.capacity_w);
     let cap_eff: Vec<i64> = (0..h).map(|t| cap[t].max(other[t] - pv[t])).collect();
     // Uncontrolled vehicles first come, first served (arrival, then id), each step capped by
-    // what the connection can still carry.
-    let mut headroom: Vec<i64> = (0..h)
+    // what the connection can still carry less what the accepted requests need there
+    // (`crate::reserve`: an accepted guarantee outranks uncontrolled charging).
+    let headroom: Vec<i64> = (0..h)
         .map(|t| (cap_eff[t] - other[t] + pv[t]).max(0))
         .collect();
     let mut unc: Vec<usize> = (0..vehicles.len())
@@ -309,15 +297,16 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
         (inputs.vehicles[vehicles[a].idx].arrival, &vehicles[a].id)
             .cmp(&(inputs.vehicles[vehicles[b].idx].arrival, &vehicles[b].id))
     });
+    let rows = crate::reserve::uncontrolled_profiles(
+        h,
+        dt_s,
+        &vehicles,
+        &unc,
+        &headroom,
+        inputs.battery.as_ref(),
+    );
     let mut fixed_w = vec![0i64; h];
-    for i in unc {
-        let row = asap_profile(
-            h,
-            dt_s,
-            &vehicles[i],
-            vehicles[i].target_eu,
-            Some(&mut headroom),
-        );
+    for (i, row) in unc.into_iter().zip(rows) {
         for t in 0..h {
             fixed_w[t] += row[t];
         }

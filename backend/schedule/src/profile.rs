@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Vehicle;
+use crate::prep::{EU_PER_WH, clamped_request_wh};
+
 /// OCPI 2.2.1 `ChargingProfilePeriod`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OcpiChargingProfilePeriod {
@@ -150,6 +153,40 @@ pub fn ocpp_tx_profile(
     }
 }
 
+/// The limits (W per step) to send to an **uncontrolled** vehicle (not opted in), or `None`
+/// when it may charge freely.
+///
+/// The optimiser plans an uncontrolled vehicle as fast as possible towards an assumed energy,
+/// within what the connection carries and what the accepted requests need (`DESIGN.md`: an
+/// accepted guarantee outranks uncontrolled charging). Where that plan (`row_w`, its schedule
+/// row) gives it less than it would take on its own (its maximum, or what it still lacks of the
+/// assumed energy), the step is curtailed and the limit is the planned power; everywhere else
+/// the limit is its maximum, so a vehicle that wants more than the assumed energy is never
+/// stopped by the assumption. `None` when no step is curtailed.
+pub fn uncontrolled_limits(vehicle: &Vehicle, row_w: &[i64], time_step_s: u32) -> Option<Vec<i64>> {
+    let per_w = time_step_s as i128 * vehicle.efficiency_permille as i128;
+    let mut remaining = clamped_request_wh(vehicle) as i128 * EU_PER_WH;
+    let mut curtailed = false;
+    let limits = row_w
+        .iter()
+        .enumerate()
+        .map(|(t, &p)| {
+            if t < vehicle.arrival || t >= vehicle.departure || remaining <= 0 || per_w <= 0 {
+                return vehicle.max_power_w;
+            }
+            let want = ((remaining + per_w - 1) / per_w).min(vehicle.max_power_w as i128) as i64;
+            remaining -= p.max(0) as i128 * per_w;
+            if p < want {
+                curtailed = true;
+                p.max(0)
+            } else {
+                vehicle.max_power_w
+            }
+        })
+        .collect();
+    curtailed.then_some(limits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +216,33 @@ mod tests {
         assert_eq!(s["startSchedule"], "2019-05-01T00:00:00Z");
         assert_eq!(s["chargingSchedulePeriod"][2]["startPeriod"], 3600);
         assert_eq!(s["chargingSchedulePeriod"][2]["limit"], 3500.0);
+    }
+
+    #[test]
+    fn uncontrolled_limits_only_where_curtailed() {
+        let v = Vehicle {
+            id: "u".into(),
+            arrival: 1,
+            departure: 6,
+            max_power_w: 10_000,
+            min_power_w: 0,
+            energy_requested_wh: 6_000,
+            battery_capacity_wh: None,
+            energy_on_arrival_wh: None,
+            opted_in: false,
+            accepted: false,
+            efficiency_permille: 1000,
+        };
+        // Free: 10 kW, then the 1 kW that is left of 6 kWh (15-min steps).
+        assert_eq!(
+            uncontrolled_limits(&v, &[0, 10_000, 10_000, 4_000, 0, 0], 900),
+            None
+        );
+        // Curtailed to 3 kW in step 2: limited there only, then free again (the rest of the
+        // assumed energy, and whatever more it takes, at full power).
+        assert_eq!(
+            uncontrolled_limits(&v, &[0, 10_000, 3_000, 10_000, 1_000, 0], 900),
+            Some(vec![10_000, 10_000, 3_000, 10_000, 10_000, 10_000])
+        );
     }
 }

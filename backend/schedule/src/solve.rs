@@ -431,7 +431,7 @@ fn report(
         .iter()
         .zip(&power)
         .map(|(v, row)| {
-            let base = asap_profile(h, prep.dt_s, v, v.target_eu, None);
+            let base = asap_profile(h, prep.dt_s, v, v.target_eu);
             flexibility(prep, v.id.clone(), &base, row)
         })
         .collect();
@@ -480,7 +480,7 @@ pub fn baseline(inputs: &GroupInputs) -> Vec<Vec<i64>> {
         Ok(p) => p
             .vehicles
             .iter()
-            .map(|v| asap_profile(p.h, p.dt_s, v, v.target_eu, None))
+            .map(|v| asap_profile(p.h, p.dt_s, v, v.target_eu))
             .collect(),
         Err(_) => Vec::new(),
     }

@@ -68,6 +68,22 @@ fn cap_eff(g: &GroupInputs, t: usize) -> i64 {
     g.capacity_w[t].max(g.other_load_w[t] - g.pv_w[t])
 }
 
+/// What `v` alone can take from its arrival to `departure` (Wh, floored): its maximum power
+/// times its efficiency over the steps.
+fn window_max_wh(g: &GroupInputs, v: &Vehicle, departure: usize) -> i64 {
+    let steps = departure.saturating_sub(v.arrival) as i128;
+    (v.max_power_w as i128 * g.time_step_s as i128 * v.efficiency_permille as i128 * steps
+        / 3_600_000) as i64
+}
+
+/// The request clamped to what the battery can take.
+fn clamped(v: &Vehicle) -> i64 {
+    match (v.battery_capacity_wh, v.energy_on_arrival_wh) {
+        (Some(c), Some(e)) => v.energy_requested_wh.min((c - e).max(0)),
+        _ => v.energy_requested_wh,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
@@ -116,14 +132,27 @@ proptest! {
     }
 
     /// Admission never accepts what the solver then cannot meet, and the reported guarantee is
-    /// itself admissible.
+    /// itself admissible. Some requests ask for more than the vehicle itself can take by its
+    /// departure (its window maximum): those are rejected, never capped.
     #[test]
-    fn admission_is_consistent_with_the_solver(g in group_strategy(), req in (0usize..1).prop_flat_map(|_| vehicle(12))) {
+    fn admission_is_consistent_with_the_solver(
+        g in group_strategy(),
+        req in (0usize..1).prop_flat_map(|_| vehicle(12)),
+        over in prop::option::weighted(0.3, 0i64..3_000),
+    ) {
         let opts = SolveOptions::default();
         let mut req = req;
         req.id = "new".into();
         req.arrival = req.arrival.min(g.horizon - 1);
         req.departure = req.departure.max(req.arrival + 1);
+        let max_wh = window_max_wh(&g, &req, req.departure);
+        if let Some(k) = over {
+            // Vehicle-limited: above the window maximum by k + 1 Wh.
+            req.battery_capacity_wh = None;
+            req.energy_on_arrival_wh = None;
+            req.energy_requested_wh = max_wh + k + 1;
+        }
+        let wanted = clamped(&req);
         let mut with = g.clone();
         let mut accepted_req = req.clone();
         accepted_req.opted_in = true;
@@ -131,23 +160,71 @@ proptest! {
         with.vehicles.push(accepted_req.clone());
         match admit(&g, &req, &opts).unwrap() {
             Admission::Accepted => {
+                prop_assert!(over.is_none());
+                prop_assert!(wanted <= max_wh, "{wanted} > window maximum {max_wh}");
                 let s = solve(&with, &opts, None).unwrap();
                 prop_assert!(matches!(s.status, SolveStatus::Optimal | SolveStatus::TimeLimit), "{:?}", s.status);
+                // The whole request is met by departure (within the horizon, plus full power in
+                // the steps after it), not a capped part of it.
+                let k = s.vehicle_ids.iter().position(|id| id == "new").unwrap();
+                let after = window_max_wh(&g, &req, req.departure) - window_max_wh(&g, &req, req.departure.min(g.horizon).max(req.arrival));
+                prop_assert!(s.delivered_wh[k] + after + 1 >= wanted, "{} + {after} < {wanted}", s.delivered_wh[k]);
             }
             Admission::Rejected { max_guaranteed_wh, earliest_full_departure } => {
                 prop_assert!(max_guaranteed_wh < req.energy_requested_wh);
+                prop_assert!(max_guaranteed_wh <= max_wh, "{max_guaranteed_wh} > window maximum {max_wh}");
                 if max_guaranteed_wh > 0 {
                     let mut smaller = req.clone();
                     smaller.energy_requested_wh = max_guaranteed_wh;
                     prop_assert_eq!(admit(&g, &smaller, &opts).unwrap(), Admission::Accepted);
                 }
                 if let Some(d) = earliest_full_departure {
+                    prop_assert!(wanted <= window_max_wh(&g, &req, d));
                     let mut later = req.clone();
                     later.departure = d;
                     prop_assert_eq!(admit(&g, &later, &opts).unwrap(), Admission::Accepted);
                 }
             }
         }
+    }
+
+    /// An accepted guarantee outranks uncontrolled charging: vehicles that did not opt in and
+    /// plug in after a request was accepted never make it fall short (LP, no battery: see
+    /// `DESIGN.md`), and the group stays within its capacity.
+    #[test]
+    fn a_later_uncontrolled_arrival_never_breaks_a_guarantee(
+        g in group_strategy(),
+        req in (0usize..1).prop_flat_map(|_| vehicle(12)),
+        late in prop::collection::vec((0usize..1).prop_flat_map(|_| vehicle(12)), 1..4),
+    ) {
+        let opts = SolveOptions::default();
+        let mut g = g;
+        g.battery = None;
+        let mut req = req;
+        req.id = "new".into();
+        req.arrival = req.arrival.min(g.horizon - 1);
+        req.departure = req.departure.max(req.arrival + 1);
+        req.opted_in = true;
+        req.accepted = true;
+        if admit(&g, &req, &opts).unwrap() != Admission::Accepted {
+            return Ok(());
+        }
+        g.vehicles.push(req);
+        for (k, mut u) in late.into_iter().enumerate() {
+            u.id = format!("late{k}");
+            u.arrival = u.arrival.min(g.horizon - 1);
+            u.departure = u.departure.max(u.arrival + 1);
+            u.opted_in = false;
+            u.accepted = false;
+            g.vehicles.push(u);
+        }
+        let s = solve(&g, &opts, None).unwrap();
+        prop_assert!(matches!(s.status, SolveStatus::Optimal), "{:?} unmet {:?}", s.status, s.unmet_wh);
+        for t in 0..g.horizon {
+            prop_assert!(s.grid_import_w[t] <= cap_eff(&g, t));
+        }
+        let report = check(&g, &s, &opts);
+        prop_assert!(report.is_ok(), "{:?}", report.violations);
     }
 
     /// The canonical encoding does not depend on the order of the vehicles.

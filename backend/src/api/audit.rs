@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Audit routes.
@@ -24,6 +24,11 @@ pub fn router() -> Router<AppState> {
             "/api/v1/audit/groups/{group_id}/timesteps/{timestep}",
             get(timestep),
         )
+        .route(
+            "/api/v1/audit/groups/{group_id}/timesteps/{timestep}/verify",
+            get(verify_commit),
+        )
+        .route("/api/v1/audit/transactions/{tx_hash}", get(transaction))
 }
 
 /// Every (group, timestep) status commit with its hashes and on-chain receipt.
@@ -125,4 +130,121 @@ pub(super) fn require_chain(state: &AppState) -> Result<(), ApiError> {
             "this server runs without a chain".to_owned(),
         )),
     }
+}
+
+/// The verdict on one committed (group, timestep), as the cockpit's "Verify" button shows it.
+#[derive(Debug, Serialize)]
+struct CommitVerification {
+    group_id: i64,
+    timestep: i64,
+    /// Everything below passed.
+    ok: bool,
+    /// The canonical inputs hash to the stored (and committed) inputs hash.
+    inputs_hash_ok: bool,
+    /// The stored schedule hashes to the stored (and committed) schedule hash.
+    schedule_hash_ok: bool,
+    /// The published solve options hash to the stored algorithm version.
+    algorithm_ok: bool,
+    /// StatusLedger holds exactly these hashes for (group, timestep).
+    on_chain: Option<bool>,
+    /// The schedule keeps every rule of the model (windows, maxima, capacity, energy, …).
+    feasible: bool,
+    /// No better schedule exists within the checker's tolerance; `None` when no comparison
+    /// could be made (a fallback schedule).
+    optimal: Option<bool>,
+    /// Objective gap against a fresh solve (EUR).
+    objective_gap_eur: Option<f64>,
+    /// Broken rules, if any.
+    violations: Vec<String>,
+    /// A one-line summary.
+    message: String,
+}
+
+/// Violations that concern optimality rather than feasibility (`evflex_schedule::check`).
+fn is_optimality(violation: &str) -> bool {
+    violation.starts_with("NotOptimal") || violation.starts_with("ShortfallNotMinimal")
+}
+
+/// Runs `evflex verify` for one commit on the server: recomputes the inputs and schedule hashes,
+/// asks StatusLedger whether it holds them, and re-checks the schedule (feasible, optimal
+/// within tolerance). 503 without a chain or when the chain cannot be asked.
+#[utoipa::path(get, path = "/api/v1/audit/groups/{group_id}/timesteps/{timestep}/verify", tag = "audit",
+    params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)")),
+    responses((status = 200, description = "{group_id, timestep, ok, inputs_hash_ok, schedule_hash_ok, algorithm_ok, on_chain, feasible, optimal, objective_gap_eur, violations, message}", body = serde_json::Value),
+        (status = 404, description = "No schedule stored for (group, timestep)"), (status = 503, description = "No chain configured, or the chain is unavailable")))]
+async fn verify_commit(
+    State(state): State<AppState>,
+    Path((group_id, timestep)): Path<(i64, i64)>,
+) -> Result<Json<CommitVerification>, ApiError> {
+    require_chain(&state)?;
+    let rec = record(&state, group_id, timestep).await?;
+    let chain = state.chain.as_ref().map(|c| c.operator.clone());
+    let report = audit::verify_record(&rec, chain.as_deref())
+        .await
+        .map_err(|e| {
+            tracing::warn!(group_id, timestep, error = %e, "verify: chain call failed");
+            ApiError::Unavailable("the chain is unavailable".to_owned())
+        })?;
+    let feasible = !report.violations.iter().any(|v| !is_optimality(v));
+    let not_optimal = report.violations.iter().any(|v| is_optimality(v));
+    let optimal = if not_optimal {
+        Some(false)
+    } else {
+        report.objective_gap_eur.map(|_| true)
+    };
+    Ok(Json(CommitVerification {
+        group_id,
+        timestep,
+        ok: report.ok,
+        inputs_hash_ok: report.inputs_hash_ok,
+        schedule_hash_ok: report.schedule_hash_ok,
+        algorithm_ok: report.algorithm_ok,
+        on_chain: report.on_chain,
+        feasible,
+        optimal,
+        objective_gap_eur: report.objective_gap_eur,
+        violations: report.violations,
+        message: report.message,
+    }))
+}
+
+/// One transaction's receipt from the chain (a local anvil has no block explorer: the pages link
+/// a settlement or commit here).
+#[utoipa::path(get, path = "/api/v1/audit/transactions/{tx_hash}", tag = "audit",
+    params(("tx_hash" = String, Path, description = "Transaction hash (0x + 64 hex digits)")),
+    responses((status = 200, description = "{tx_hash, chain_id, block_number, success, from, to, gas_used, logs, receipt}", body = serde_json::Value),
+        (status = 404, description = "No such transaction"), (status = 503, description = "No chain configured, or the chain is unavailable")))]
+async fn transaction(
+    State(state): State<AppState>,
+    Path(tx_hash): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use alloy::providers::Provider;
+    let ctx = state
+        .chain
+        .as_ref()
+        .ok_or_else(|| ApiError::Unavailable("this server runs without a chain".to_owned()))?;
+    let hash: alloy::primitives::B256 = tx_hash
+        .parse()
+        .map_err(|_| ApiError::BadRequest("tx_hash: not a 32-byte hex hash".to_owned()))?;
+    let receipt = ctx
+        .operator
+        .provider()
+        .get_transaction_receipt(hash)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "transaction receipt: chain call failed");
+            ApiError::Unavailable("the chain is unavailable".to_owned())
+        })?
+        .ok_or_else(|| ApiError::NotFound(format!("no transaction {hash}")))?;
+    Ok(Json(json!({
+        "tx_hash": hash.to_string(),
+        "chain_id": ctx.deployment.chain_id,
+        "block_number": receipt.block_number,
+        "success": receipt.status(),
+        "from": receipt.from.to_string(),
+        "to": receipt.to.map(|a| a.to_string()),
+        "gas_used": receipt.gas_used,
+        "logs": receipt.logs().len(),
+        "receipt": receipt,
+    })))
 }

@@ -10,11 +10,13 @@ mod audit;
 mod auth;
 mod cockpit;
 mod error;
+mod events;
 mod groups;
 mod health;
 mod meter;
 pub mod ocpi;
 mod openapi;
+pub mod operator;
 mod requests;
 mod users;
 mod wallet;
@@ -39,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .merge(cockpit::router())
         .merge(wallet::router())
         .merge(audit::router())
+        .merge(events::router())
+        .merge(operator::router())
         .merge(openapi::router())
         .merge(web::router())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

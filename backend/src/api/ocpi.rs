@@ -10,18 +10,18 @@ use crate::domain::{PartyKey, format_rfc3339};
 use crate::ingest::IngestError;
 use crate::ingest::ocpi::credentials::{self, Caller};
 use crate::ingest::ocpi::model::{ChargingProfileResult, Endpoint, Version, VersionDetails, parse};
-use crate::ingest::ocpi::{self as receiver, Origin};
+use crate::ingest::ocpi::{self as receiver, LocationRef, Origin};
 use crate::store::parties::{self, TokenGrant, TokenKind};
 use crate::store::schedules;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The OCPI response envelope.
@@ -241,25 +241,25 @@ pub fn router() -> Router<AppState> {
         .route(
             "/ocpi/2.2.1/credentials",
             get(get_credentials)
-                .post(post_credentials)
-                .put(put_credentials)
+                .post(register)
+                .put(register)
                 .delete(delete_credentials),
         )
         .route(
             "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}",
-            get(get_location).put(put_location).patch(patch_location),
+            get(get_location).put(write_location).patch(write_location),
         )
         .route(
             "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}",
-            get(get_evse).put(put_evse).patch(patch_evse),
+            get(get_location).put(write_location).patch(write_location),
         )
         .route(
             "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}/{connector_id}",
-            get(get_connector).put(put_connector).patch(patch_connector),
+            get(get_location).put(write_location).patch(write_location),
         )
         .route(
             "/ocpi/2.2.1/sessions/{cc}/{pid}/{session_id}",
-            get(get_session).put(put_session).patch(patch_session),
+            get(get_session).put(write_session).patch(write_session),
         )
         .route("/ocpi/2.2.1/cdrs", post(post_cdr))
         .route("/ocpi/2.2.1/cdrs/{cdr_id}", get(get_cdr))
@@ -308,11 +308,12 @@ async fn get_credentials(
     Ok(ok(&state, Some(state.identity.credentials(caller.token))))
 }
 
+/// `POST` (register) or `PUT` (update) of the caller's credentials.
 async fn register(
-    state: AppState,
+    State(state): State<AppState>,
     caller: OcpiCaller,
+    method: Method,
     body: Bytes,
-    update: bool,
 ) -> Result<Response, OcpiError> {
     let who = match caller.grant.kind {
         TokenKind::Registration => Caller::Registering,
@@ -328,28 +329,12 @@ async fn register(
         who,
         &caller.token,
         body,
-        update,
+        method == Method::PUT,
         state.clock.now(),
     )
     .await?;
     state.tokens.clear();
     Ok(ok(&state, Some(creds)))
-}
-
-async fn post_credentials(
-    State(state): State<AppState>,
-    caller: OcpiCaller,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    register(state, caller, body, false).await
-}
-
-async fn put_credentials(
-    State(state): State<AppState>,
-    caller: OcpiCaller,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    register(state, caller, body, true).await
 }
 
 async fn delete_credentials(
@@ -362,233 +347,112 @@ async fn delete_credentials(
     Ok(ok::<()>(&state, None))
 }
 
+/// The URL of a Locations object: the CPO's party codes, then the location, EVSE or connector.
+#[derive(Debug, Deserialize)]
+struct LocationPath {
+    cc: String,
+    pid: String,
+    #[serde(flatten)]
+    target: LocationRef,
+}
+
+/// The URL of a Session.
+#[derive(Debug, Deserialize)]
+struct SessionPath {
+    cc: String,
+    pid: String,
+    session_id: String,
+}
+
+/// A `PUT` or `PATCH` of an OCPI object: the origin check, the JSON body, the receiver's
+/// `write` (which validates, naming the field, and stores nothing partial), the envelope;
+/// counted per module.
+async fn write_object(
+    state: &AppState,
+    party: &RegisteredParty,
+    module: &'static str,
+    (cc, pid): (&str, &str),
+    body: &Bytes,
+    write: impl AsyncFnOnce(Origin, Value) -> Result<(), IngestError>,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(party, cc, pid)?;
+        write(origin, json_body(body)?).await?;
+        Ok(ok::<()>(state, None))
+    }
+    .await;
+    count(module, &result);
+    result
+}
+
 async fn get_location(
     State(state): State<AppState>,
     party: RegisteredParty,
-    Path((cc, pid, location_id)): Path<(String, String, String)>,
+    Path(path): Path<LocationPath>,
 ) -> Result<Response, OcpiError> {
-    let origin = origin(&party, &cc, &pid)?;
-    let data = receiver::get_location_object(&state.db, &origin, &location_id, None, None).await?;
+    let origin = origin(&party, &path.cc, &path.pid)?;
+    let data = receiver::get_location_object(&state.db, &origin, &path.target).await?;
     Ok(ok(&state, Some(data)))
 }
 
-async fn put_location(
+async fn write_location(
     State(state): State<AppState>,
     party: RegisteredParty,
-    Path((cc, pid, location_id)): Path<(String, String, String)>,
+    method: Method,
+    Path(path): Path<LocationPath>,
     body: Bytes,
 ) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        receiver::put_location(
-            &state.db,
-            &origin,
-            &location_id,
-            json_body(&body)?,
-            state.clock.now(),
-        )
-        .await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("locations", &result);
-    result
-}
-
-async fn patch_location(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, location_id)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        receiver::patch_location(
-            &state.db,
-            &origin,
-            &location_id,
-            json_body(&body)?,
-            state.clock.now(),
-        )
-        .await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("locations", &result);
-    result
-}
-
-async fn get_evse(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
-) -> Result<Response, OcpiError> {
-    let origin = origin(&party, &cc, &pid)?;
-    let data =
-        receiver::get_location_object(&state.db, &origin, &location_id, Some(&evse_uid), None)
-            .await?;
-    Ok(ok(&state, Some(data)))
-}
-
-async fn put_evse(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        let body = json_body(&body)?;
-        receiver::put_evse(
-            &state.db,
-            &origin,
-            &location_id,
-            &evse_uid,
-            body,
-            state.clock.now(),
-        )
-        .await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("locations", &result);
-    result
-}
-
-async fn patch_evse(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, location_id, evse_uid)): Path<(String, String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        let body = json_body(&body)?;
-        receiver::patch_evse(
-            &state.db,
-            &origin,
-            &location_id,
-            &evse_uid,
-            body,
-            state.clock.now(),
-        )
-        .await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("locations", &result);
-    result
-}
-
-async fn get_connector(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, location_id, evse_uid, connector_id)): Path<(
-        String,
-        String,
-        String,
-        String,
-        String,
-    )>,
-) -> Result<Response, OcpiError> {
-    let origin = origin(&party, &cc, &pid)?;
-    let data = receiver::get_location_object(
-        &state.db,
-        &origin,
-        &location_id,
-        Some(&evse_uid),
-        Some(&connector_id),
+    let codes = (path.cc.as_str(), path.pid.as_str());
+    write_object(
+        &state,
+        &party,
+        "locations",
+        codes,
+        &body,
+        async |origin, body| {
+            let is_patch = method == Method::PATCH;
+            let (db, now) = (&state.db, state.clock.now());
+            receiver::write_location_object(db, &origin, &path.target, body, is_patch, now).await
+        },
     )
-    .await?;
-    Ok(ok(&state, Some(data)))
-}
-
-async fn write_connector(
-    state: AppState,
-    party: RegisteredParty,
-    (cc, pid, location_id, evse_uid, connector_id): (String, String, String, String, String),
-    body: Bytes,
-    is_patch: bool,
-) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        let body = json_body(&body)?;
-        receiver::write_connector(
-            &state.db,
-            &origin,
-            &location_id,
-            &evse_uid,
-            &connector_id,
-            body,
-            is_patch,
-            state.clock.now(),
-        )
-        .await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("locations", &result);
-    result
-}
-
-async fn put_connector(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path(path): Path<(String, String, String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    write_connector(state, party, path, body, false).await
-}
-
-async fn patch_connector(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path(path): Path<(String, String, String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    write_connector(state, party, path, body, true).await
+    .await
 }
 
 async fn get_session(
     State(state): State<AppState>,
     party: RegisteredParty,
-    Path((cc, pid, session_id)): Path<(String, String, String)>,
+    Path(path): Path<SessionPath>,
 ) -> Result<Response, OcpiError> {
-    let origin = origin(&party, &cc, &pid)?;
-    let data = receiver::get_session(&state.db, &origin, &session_id).await?;
+    let origin = origin(&party, &path.cc, &path.pid)?;
+    let data = receiver::get_session(&state.db, &origin, &path.session_id).await?;
     Ok(ok(&state, Some(data)))
 }
 
-async fn put_session(
+async fn write_session(
     State(state): State<AppState>,
     party: RegisteredParty,
-    Path((cc, pid, session_id)): Path<(String, String, String)>,
+    method: Method,
+    Path(path): Path<SessionPath>,
     body: Bytes,
 ) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        receiver::put_session(&state.db, &origin, &session_id, json_body(&body)?).await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("sessions", &result);
-    result
-}
-
-async fn patch_session(
-    State(state): State<AppState>,
-    party: RegisteredParty,
-    Path((cc, pid, session_id)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<Response, OcpiError> {
-    let result = async {
-        let origin = origin(&party, &cc, &pid)?;
-        receiver::patch_session(&state.db, &origin, &session_id, json_body(&body)?).await?;
-        Ok(ok::<()>(&state, None))
-    }
-    .await;
-    count("sessions", &result);
-    result
+    let codes = (path.cc.as_str(), path.pid.as_str());
+    write_object(
+        &state,
+        &party,
+        "sessions",
+        codes,
+        &body,
+        async |origin, body| {
+            let id = path.session_id.as_str();
+            if method == Method::PATCH {
+                receiver::patch_session(&state.session_patches, &origin, id, body).await
+            } else {
+                receiver::put_session(&state.db, &origin, id, body).await
+            }
+        },
+    )
+    .await
+    .inspect(|_| state.events.session(&body))
 }
 
 async fn post_cdr(

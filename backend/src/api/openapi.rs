@@ -42,6 +42,9 @@ impl Modify for Security {
         super::wallet::top_up, super::wallet::export, super::wallet::settlements,
         super::audit::commits, super::audit::settlements, super::audit::timestep,
         super::audit::verify,
+        super::audit::verify_commit,
+        super::audit::transaction,
+        super::events::events,
     ),
     modifiers(&Security)
 )]

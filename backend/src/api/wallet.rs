@@ -10,6 +10,8 @@ use crate::store::{bills, outbox_drain, users, wallets};
 use alloy::primitives::{Address, U256};
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -94,8 +96,8 @@ struct SignedIn {
 }
 
 /// Sign-In with Ethereum: `{message, signature}` → a session token; links or creates the user by address.
-#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
-async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Json<SignedIn>, ApiError> {
+#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 401, description = "Sign-in refused; the message says why"), (status = 503, description = "No chain configured")))]
+async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let ctx = chain(&state)?;
     let req: VerifyReq = parse_body(&body)?;
     let signature = hex::decode(req.signature.trim_start_matches("0x"))
@@ -103,15 +105,17 @@ async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Json<Signe
     let (domain, _) = siwe_domain(&state);
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let address = crate::wallet::verify(&mut tx, &ctx, &domain, &req.message, &signature, now)
-        .await
-        .map_err(|e| match e {
-            crate::wallet::SignInError::Refused(m) => {
+    let address =
+        match crate::wallet::verify(&mut tx, &ctx, &domain, &req.message, &signature, now).await {
+            Ok(a) => a,
+            Err(crate::wallet::SignInError::Refused(m)) => {
+                // The reason names no secret (addresses, domain, times): say it, so a wallet
+                // app can tell a stale challenge from a wrong account.
                 tracing::info!(reason = %m, "sign-in refused");
-                ApiError::Unauthorized
+                return Ok(refused(m));
             }
-            crate::wallet::SignInError::Internal(e) => internal(e),
-        })?;
+            Err(crate::wallet::SignInError::Internal(e)) => return Err(internal(e)),
+        };
     let token = new_token();
     let user_id = match wallets::by_address(&mut tx, &address.to_string()).await? {
         Some(w) => {
@@ -131,7 +135,17 @@ async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Json<Signe
         token,
         user_id,
         address: address.to_string(),
-    }))
+    })
+    .into_response())
+}
+
+/// 401 with the reason a sign-in was refused.
+fn refused(message: String) -> Response {
+    let body = super::error::ErrorBody {
+        error: "unauthorized".to_owned(),
+        message,
+    };
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
 
 fn micro(v: U256) -> i64 {

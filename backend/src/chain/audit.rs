@@ -1,10 +1,12 @@
 //! Audit and verification.
 //!
-//! - [`audit`]: compares the database with the chain: every group and charge point (SC1), every
-//!   (group, timestep) schedule whose commit was enqueued (stored hashes against
-//!   `StatusLedger.matches`) and every bill (`settled(sessionId)` and the amounts of its
-//!   `SessionSettled` event). Returns one line per difference (`evflex audit` prints them and
-//!   exits non-zero if there is any).
+//! - [`audit`]: compares the database with the chain field by field: every group, member charge
+//!   point, PV inverter and battery (SC1), every (group, timestep) commit (inputs hash,
+//!   schedule hash, algorithm version against the `StatusCommitted` event and the stored
+//!   commitment) and every bill (session id, settled or not, user, CPO, energy, credit,
+//!   flexibility, price, cost, transaction against its `SessionSettled` event), plus records
+//!   on chain the database does not know. Returns one line per difference (`evflex audit`
+//!   prints them and exits non-zero if there is any).
 //! - [`verify_record`]: for one (group, timestep), recomputes the inputs and schedule hashes from
 //!   the canonical inputs and the stored schedule, checks them (and the algorithm version implied
 //!   by the published solve options) against the chain's commitment, and re-runs
@@ -12,7 +14,7 @@
 //!   the public API (`GET /api/v1/audit/groups/{G}/timesteps/{T}`) and an RPC URL only, so
 //!   anyone can run it without trusting the operator.
 
-use super::{Error, chain_algorithm_version, evse_status, parse_b256};
+use super::{Error, chain_algorithm_version, parse_b256, writer};
 use crate::store::outbox::{self, StatusCommitPayload};
 use crate::store::{Db, bills, groups, locations, schedules};
 use alloy::primitives::{B256, U256};
@@ -175,127 +177,402 @@ pub async fn verify_record(
     Ok(r)
 }
 
-/// Compares the database with the chain; returns one line per difference.
+/// Pushes `"{what}: {field} {db} in the database, {chain} on chain"` when the two differ.
+fn field<T: PartialEq + std::fmt::Display>(
+    diffs: &mut Vec<String>,
+    what: &str,
+    name: &str,
+    db: T,
+    chain: T,
+) {
+    if db != chain {
+        diffs.push(format!(
+            "{what}: {name} {db} in the database, {chain} on chain"
+        ));
+    }
+}
+
+/// Compares the database with the chain; returns one line per difference (empty: they agree).
+///
+/// - **SC1 assets**, for every group in the database: registered; label and capacity; every
+///   member charge point registered with the record the writer derives from the database
+///   (group membership, EVSE uid, rated power, power type, phases, voltage, maximum current,
+///   connector standard, active = not `REMOVED`); no charge point active in the group on chain
+///   that the database does not list; every PV inverter (group, peak power, active) and battery
+///   (group, capacity, available energy, active) registered with its values. The live EVSE
+///   status is not compared: it changes every few minutes and is recorded per timestep in SC2.
+/// - **SC2 commits**, for every enqueued (group, timestep) commit: the stored inputs hash,
+///   schedule hash and (on-chain id of the) algorithm version against the `StatusCommitted`
+///   event, the commitment in storage against the stored values, and the stored inputs and
+///   schedule against their stored hashes; commits on chain the database does not know.
+/// - **SC3 settlements**, for every bill: its session id (`keccak256(cdr key)`), settled on
+///   chain exactly when settled in the database, and against its `SessionSettled` event: user,
+///   CPO, energy, credit, flexibility (the FLEX it earns), price, cost, transaction and block;
+///   settlements on chain without a bill.
 #[tracing::instrument(skip_all)]
 pub async fn audit(db: &Db, chain: &ChainClient) -> Result<Vec<String>, Error> {
     let mut diffs = Vec::new();
     let mut conn = db.conn().await?;
-    // SC1: groups and charge points
-    for g in groups::list(&mut conn).await? {
+    audit_assets(&mut conn, chain, &mut diffs).await?;
+    audit_commits(&mut conn, chain, &mut diffs).await?;
+    audit_settlements(&mut conn, chain, &mut diffs).await?;
+    Ok(diffs)
+}
+
+async fn audit_assets(
+    conn: &mut crate::store::Conn,
+    chain: &ChainClient,
+    diffs: &mut Vec<String>,
+) -> Result<(), Error> {
+    for g in groups::list(conn).await? {
         let id = g.record.id;
+        let what = format!("group {id}");
         match chain.group(id as u64).await? {
-            None => diffs.push(format!("group {id}: not registered on chain")),
-            Some(c) if c.capacity_w != g.record.capacity_w.max(0) as u64 => diffs.push(format!(
-                "group {id}: capacity {} W in the database, {} W on chain",
-                g.record.capacity_w, c.capacity_w
-            )),
-            Some(_) => {}
+            None => diffs.push(format!("{what}: not registered on chain")),
+            Some(c) => {
+                field(
+                    diffs,
+                    &what,
+                    "label",
+                    writer::group_label(&g.record.name),
+                    c.label,
+                );
+                field(
+                    diffs,
+                    &what,
+                    "capacity (W)",
+                    g.record.capacity_w.max(0) as u64,
+                    c.capacity_w,
+                );
+            }
         }
-        for evse in locations::evses_of_group(&mut conn, id).await? {
-            match chain.charge_point(evse.id as u64).await? {
-                None => diffs.push(format!(
-                    "charge point {} ({}): not registered on chain",
-                    evse.id, evse.record.uid
-                )),
-                Some(cp) => {
-                    let c = &cp.charge_point;
-                    if c.group_id != id as u64 || c.evse_uid != evse.record.uid {
-                        diffs.push(format!(
-                            "charge point {} ({}): group/uid {}/{} on chain, {}/{} in the database",
-                            evse.id, evse.record.uid, c.group_id, c.evse_uid, id, evse.record.uid
-                        ));
-                    }
-                    if cp.active != (evse.record.status != "REMOVED") {
-                        diffs.push(format!("charge point {}: active flag differs", evse.id));
-                    }
-                    if c.status != evse_status(&evse.record.status)
-                        && evse.record.status == "REMOVED"
-                    {
-                        diffs.push(format!("charge point {}: status differs", evse.id));
-                    }
+        let members = locations::evses_of_group(conn, id).await?;
+        for evse in &members {
+            let what = format!("charge point {} ({})", evse.id, evse.record.uid);
+            let db = writer::charge_point(evse.id, id, &evse.record);
+            let Some(on_chain) = chain.charge_point(evse.id as u64).await? else {
+                diffs.push(format!("{what}: not registered on chain"));
+                continue;
+            };
+            let c = &on_chain.charge_point;
+            field(diffs, &what, "group", db.group_id, c.group_id);
+            field(
+                diffs,
+                &what,
+                "EVSE uid",
+                db.evse_uid.as_str(),
+                c.evse_uid.as_str(),
+            );
+            field(
+                diffs,
+                &what,
+                "rated power (W)",
+                db.rated_power_w,
+                c.rated_power_w,
+            );
+            field(
+                diffs,
+                &what,
+                "power type",
+                format!("{:?}", db.power_type),
+                format!("{:?}", c.power_type),
+            );
+            field(diffs, &what, "phases", db.phases, c.phases);
+            field(diffs, &what, "voltage (V)", db.voltage_v, c.voltage_v);
+            field(
+                diffs,
+                &what,
+                "maximum current (A)",
+                db.max_current_a,
+                c.max_current_a,
+            );
+            field(
+                diffs,
+                &what,
+                "connector standard",
+                db.connector_standard.as_str(),
+                c.connector_standard.as_str(),
+            );
+            field(
+                diffs,
+                &what,
+                "active",
+                evse.record.status != "REMOVED",
+                on_chain.active,
+            );
+        }
+        for cp in chain.charge_points_of(id as u64).await? {
+            let cid = cp.charge_point.id;
+            if cp.active && !members.iter().any(|m| m.id as u64 == cid) {
+                diffs.push(format!(
+                    "charge point {cid} ({}): active in group {id} on chain, not a member in the database",
+                    cp.charge_point.evse_uid
+                ));
+            }
+        }
+        for pv in &g.record.pv_inverters {
+            let what = format!("group {id} PV inverter {:?}", pv.id);
+            let db = writer::pv_inverter(id, pv);
+            match chain.pv_inverter(db.id).await? {
+                None => diffs.push(format!("{what}: not registered on chain (id {})", db.id)),
+                Some((c, active)) => {
+                    field(diffs, &what, "group", db.group_id, c.group_id);
+                    field(diffs, &what, "peak power (W)", db.peak_w, c.peak_w);
+                    field(diffs, &what, "active", true, active);
+                }
+            }
+        }
+        for b in &g.record.batteries {
+            let what = format!("group {id} battery {:?}", b.id);
+            let db = writer::battery(id, b);
+            match chain.battery(db.id).await? {
+                None => diffs.push(format!("{what}: not registered on chain (id {})", db.id)),
+                Some((c, active)) => {
+                    field(diffs, &what, "group", db.group_id, c.group_id);
+                    field(diffs, &what, "capacity (Wh)", db.capacity_wh, c.capacity_wh);
+                    field(
+                        diffs,
+                        &what,
+                        "available energy (Wh)",
+                        db.available_wh,
+                        c.available_wh,
+                    );
+                    field(diffs, &what, "active", true, active);
                 }
             }
         }
     }
-    // SC2: every enqueued commit
-    for row in outbox::list(&mut conn, Some(outbox::kind::STATUS_COMMIT), i64::MAX).await? {
+    Ok(())
+}
+
+/// The stored value, the value recomputed from the stored data (when it differs) and the chain's.
+fn hash_field(
+    diffs: &mut Vec<String>,
+    what: &str,
+    name: &str,
+    stored: B256,
+    recomputed: Option<B256>,
+    chain: B256,
+) {
+    let bad_recompute = recomputed.filter(|r| *r != stored);
+    if stored == chain && bad_recompute.is_none() {
+        return;
+    }
+    let mut line = if stored == chain {
+        format!("{what}: {name} {stored} in the database and on chain")
+    } else {
+        format!("{what}: {name} {stored} in the database, {chain} on chain")
+    };
+    if let Some(r) = bad_recompute {
+        line.push_str(&format!(", but the stored data hash to {r}"));
+    }
+    diffs.push(line);
+}
+
+async fn audit_commits(
+    conn: &mut crate::store::Conn,
+    chain: &ChainClient,
+    diffs: &mut Vec<String>,
+) -> Result<(), Error> {
+    let to = chain.block_number().await?;
+    let mut events = std::collections::BTreeMap::new();
+    for ev in chain
+        .status_commits(chain.deployment().start_block, to, None)
+        .await?
+    {
+        events.insert((ev.commit.group_id, ev.commit.timestep), ev.commit);
+    }
+    let mut known = std::collections::BTreeSet::new();
+    for row in outbox::list(conn, Some(outbox::kind::STATUS_COMMIT), i64::MAX).await? {
         let Ok(p) = serde_json::from_str::<StatusCommitPayload>(&row.payload) else {
             diffs.push(format!("outbox row {}: unreadable payload", row.id));
             continue;
         };
-        let what = format!("group {} timestep {}", p.group_id, p.timestep);
-        match schedules::get(&mut conn, p.group_id, p.timestep).await? {
-            None => diffs.push(format!("{what}: commit enqueued but no schedule stored")),
-            Some(s) if s.inputs_hash != p.inputs_hash || s.schedule_hash != p.schedule_hash => {
-                diffs.push(format!(
-                    "{what}: stored schedule hashes differ from the enqueued commit"
-                ));
-            }
-            Some(_) => {}
+        let key = (p.group_id as u64, p.timestep as u64);
+        if !known.insert(key) {
+            continue;
         }
-        let on_chain = chain
-            .matches(
-                p.group_id as u64,
-                p.timestep as u64,
-                parse_b256(&p.inputs_hash)?,
-                parse_b256(&p.schedule_hash)?,
-                chain_algorithm_version(parse_b256(&p.algorithm_version)?),
-            )
-            .await?;
-        if !on_chain {
-            let committed = chain
-                .commitment_of(p.group_id as u64, p.timestep as u64)
-                .await?;
+        let what = format!("group {} timestep {}", p.group_id, p.timestep);
+        let Some(s) = schedules::get(conn, p.group_id, p.timestep).await? else {
+            diffs.push(format!("{what}: commit enqueued but no schedule stored"));
+            continue;
+        };
+        let inputs_hash = parse_b256(&s.inputs_hash)?;
+        let schedule_hash = parse_b256(&s.schedule_hash)?;
+        let algorithm = chain_algorithm_version(parse_b256(&s.algorithm_version)?);
+        let recomputed_inputs = serde_json::from_value::<GroupInputs>(s.inputs.clone())
+            .ok()
+            .map(|i| B256::from(hash::inputs_hash(&i)));
+        let recomputed_schedule = serde_json::from_value::<Schedule>(s.schedule.clone())
+            .ok()
+            .map(|x| B256::from(hash::schedule_hash(&x)));
+        let Some(ev) = events.get(&key) else {
+            let committed = chain.commitment_of(key.0, key.1).await?;
             diffs.push(if committed == B256::ZERO {
                 format!(
                     "{what}: not committed on chain (outbox status {})",
                     row.status
                 )
             } else {
-                format!("{what}: committed on chain with other hashes")
+                format!("{what}: a commitment is stored on chain without its event")
             });
+            continue;
+        };
+        hash_field(
+            diffs,
+            &what,
+            "inputs hash",
+            inputs_hash,
+            recomputed_inputs,
+            ev.inputs_hash,
+        );
+        hash_field(
+            diffs,
+            &what,
+            "schedule hash",
+            schedule_hash,
+            recomputed_schedule,
+            ev.schedule_hash,
+        );
+        hash_field(
+            diffs,
+            &what,
+            "algorithm version",
+            algorithm,
+            None,
+            ev.algorithm_version,
+        );
+        if inputs_hash == ev.inputs_hash
+            && schedule_hash == ev.schedule_hash
+            && algorithm == ev.algorithm_version
+            && !chain
+                .matches(key.0, key.1, inputs_hash, schedule_hash, algorithm)
+                .await?
+        {
+            diffs.push(format!(
+                "{what}: the commitment in StatusLedger storage does not match its event"
+            ));
         }
     }
-    // SC3: bills
+    for (key, _) in events.iter().filter(|(k, _)| !known.contains(*k)) {
+        diffs.push(format!(
+            "group {} timestep {}: committed on chain, unknown to the database",
+            key.0, key.1
+        ));
+    }
+    Ok(())
+}
+
+async fn audit_settlements(
+    conn: &mut crate::store::Conn,
+    chain: &ChainClient,
+    diffs: &mut Vec<String>,
+) -> Result<(), Error> {
     let to = chain.block_number().await?;
     let events = chain
         .settlement_events(chain.deployment().start_block, to)
         .await?;
-    for b in bills::all(&mut conn, i64::MAX).await? {
-        let sid = parse_b256(&b.chain_session_id)?;
+    let mut seen = std::collections::HashSet::new();
+    for b in bills::all(conn, i64::MAX).await? {
+        let what = format!("bill {}", b.cdr_key);
+        let sid = crate::billing::chain_session_id(&b.cdr_key);
+        match parse_b256(&b.chain_session_id) {
+            Ok(stored) if stored == sid => {}
+            _ => diffs.push(format!(
+                "{what}: session id {} in the database, keccak256 of the CDR key is {sid}",
+                b.chain_session_id
+            )),
+        }
+        seen.insert(sid);
         let settled = chain.is_settled(sid).await?;
-        let ev = events.settled.iter().find(|e| e.session_id == sid);
         match (b.status.as_str(), settled) {
-            ("settled", false) => diffs.push(format!(
-                "bill {}: settled in the database, not on chain",
-                b.cdr_key
-            )),
+            ("settled", false) => {
+                diffs.push(format!("{what}: settled in the database, not on chain"));
+            }
             ("unbillable", _) => {}
-            (s, false) => diffs.push(format!(
-                "bill {}: not settled on chain (status {s})",
-                b.cdr_key
-            )),
-            (s, true) if s != "settled" => diffs.push(format!(
-                "bill {}: settled on chain, {s} in the database",
-                b.cdr_key
-            )),
+            (s, false) => diffs.push(format!("{what}: not settled on chain (status {s})")),
+            (s, true) if s != "settled" => {
+                diffs.push(format!("{what}: settled on chain, {s} in the database"));
+            }
             _ => {}
         }
-        if let Some(e) = ev {
-            let cost = U256::from(b.cost_micro_eur.max(0) as u64);
-            if e.energy_wh != b.energy_wh as u64
-                || e.credit_wh != b.credit_wh as u64
-                || e.flexibility_wh != b.flexibility_wh as u64
-                || e.cost != cost
-            {
-                diffs.push(format!(
-                    "bill {}: amounts on chain differ from the database",
-                    b.cdr_key
-                ));
-            }
+        let Some(e) = events.settled.iter().find(|e| e.session_id == sid) else {
+            continue;
+        };
+        let user = b
+            .user_address
+            .as_deref()
+            .and_then(|a| a.parse::<alloy::primitives::Address>().ok());
+        match user {
+            Some(u) => field(diffs, &what, "user", u, e.user),
+            None => diffs.push(format!(
+                "{what}: no user address in the database, {} on chain",
+                e.user
+            )),
+        }
+        match b.cpo_address.parse::<alloy::primitives::Address>() {
+            Ok(c) => field(diffs, &what, "CPO", c, e.cpo),
+            Err(_) => diffs.push(format!("{what}: CPO address unreadable in the database")),
+        }
+        field(
+            diffs,
+            &what,
+            "energy (Wh)",
+            b.energy_wh.max(0) as u64,
+            e.energy_wh,
+        );
+        field(
+            diffs,
+            &what,
+            "credit (Wh)",
+            b.credit_wh.max(0) as u64,
+            e.credit_wh,
+        );
+        field(
+            diffs,
+            &what,
+            "flexibility (Wh, FLEX basis)",
+            b.flexibility_wh.max(0) as u64,
+            e.flexibility_wh,
+        );
+        field(
+            diffs,
+            &what,
+            "price (micro-EUR/kWh)",
+            b.price_micro_eur_per_kwh.max(0) as u64,
+            e.price_micro_eur_per_kwh,
+        );
+        field(
+            diffs,
+            &what,
+            "cost (micro-EUR)",
+            U256::from(b.cost_micro_eur.max(0) as u64),
+            e.cost,
+        );
+        if let Some(tx) = b.tx_hash.as_deref() {
+            field(
+                diffs,
+                &what,
+                "transaction",
+                tx.to_ascii_lowercase(),
+                e.tx_hash.to_string(),
+            );
+        }
+        if let Some(block) = b.block_number {
+            field(diffs, &what, "block", block.max(0) as u64, e.block_number);
         }
     }
-    Ok(diffs)
+    for e in events
+        .settled
+        .iter()
+        .filter(|e| !seen.contains(&e.session_id))
+    {
+        diffs.push(format!(
+            "session {}: settled on chain (user {}, {} Wh), no bill in the database",
+            e.session_id, e.user, e.energy_wh
+        ));
+    }
+    Ok(())
 }
 
 /// `evflex audit`.

@@ -827,9 +827,11 @@ impl Writer {
                 members,
                 country_code,
                 party_id,
+                pv_inverters,
+                batteries,
                 ..
             } => {
-                let label: String = truncate_utf8(name, 32);
+                let label = group_label(name);
                 let group = Group {
                     id: *group_id as u64,
                     label,
@@ -854,6 +856,12 @@ impl Writer {
                 }
                 for cp in cps {
                     upsert_charge_point(op, &cp).await?;
+                }
+                for pv in pv_inverters {
+                    op.upsert_pv_inverter(&pv_inverter(*group_id, pv)).await?;
+                }
+                for b in batteries {
+                    op.upsert_battery(&battery(*group_id, b)).await?;
                 }
                 Ok((outcome, None))
             }
@@ -941,8 +949,50 @@ fn truncate_utf8(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// A group's label on chain: its name cut to 32 bytes of UTF-8.
+pub fn group_label(name: &str) -> String {
+    truncate_utf8(name, 32)
+}
+
+/// The chain id of an asset named `id` within group `group_id` (PV inverters and batteries
+/// have string ids local to their group): the first 8 bytes of
+/// `keccak256("evflex:<kind>:<group>:<id>")`, never 0. Stable, so no mapping table is needed.
+pub fn asset_chain_id(kind: &str, group_id: i64, id: &str) -> u64 {
+    let h = alloy::primitives::keccak256(format!("evflex:{kind}:{group_id}:{id}"));
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(b).max(1)
+}
+
+/// The chain record of a group's PV inverter.
+pub fn pv_inverter(
+    group_id: i64,
+    pv: &crate::store::groups::PvInverter,
+) -> evflex_chain::PvInverter {
+    evflex_chain::PvInverter {
+        id: asset_chain_id("pv", group_id, &pv.id),
+        group_id: group_id as u64,
+        peak_w: pv.peak_w.max(0) as u64,
+    }
+}
+
+/// The chain record of a group's battery (available energy capped at its capacity).
+pub fn battery(group_id: i64, b: &crate::store::groups::BatterySpec) -> evflex_chain::Battery {
+    let capacity_wh = b.capacity_wh.max(0) as u64;
+    evflex_chain::Battery {
+        id: asset_chain_id("battery", group_id, &b.id),
+        group_id: group_id as u64,
+        capacity_wh,
+        available_wh: (b.energy_wh.max(0) as u64).min(capacity_wh),
+    }
+}
+
 /// The chain record of an EVSE (cp id = the EVSE's row id).
-fn charge_point(id: i64, group_id: i64, r: &crate::store::locations::EvseRecord) -> ChargePoint {
+pub fn charge_point(
+    id: i64,
+    group_id: i64,
+    r: &crate::store::locations::EvseRecord,
+) -> ChargePoint {
     ChargePoint {
         id: id as u64,
         group_id: group_id as u64,

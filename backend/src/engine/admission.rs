@@ -1,7 +1,11 @@
 //! Admission control for charging requests: a request is accepted only if its group's problem
 //! stays feasible with it as a hard constraint; otherwise the user is offered the largest
-//! energy that can be guaranteed by the departure ([`evflex_schedule::admit`]). An EVSE outside
-//! every group is limited only by its own power.
+//! energy that can be guaranteed by the departure ([`evflex_schedule::admit`], which also
+//! rejects more than the vehicle itself can take by its departure at the lower of its own and
+//! the charge point's power). The optimiser counts whole steps; the parts of the current step
+//! already past and of the departure's step after the departure are added to the request at
+//! full power, so that limit holds from now to the exact departure. An EVSE outside every group
+//! is limited only by its own power.
 
 use super::snapshot::{self, min_power_w, steps_until};
 use crate::app::AppState;
@@ -84,9 +88,13 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
             max_power_w,
         );
         let departure = steps_until(t0, req.departure_ts, TIME_STEP_S, h);
-        // What the vehicle can take by its departure at its own (or the EVSE's) power, from now
-        // (not from the step start). The optimiser clamps a guarantee to this window rather than
-        // rejecting it, so the limit is applied here.
+        // The optimiser's window is whole steps: from the start of the current step to the end
+        // of the departure's step. The parts of it the vehicle cannot use (already past, after
+        // its departure) are added to the request at its full power, so `admit`'s rule "never
+        // more than the vehicle can take by its departure" holds from now to the departure.
+        let window_end = t0 + departure as i64 * i64::from(TIME_STEP_S);
+        let lost_s = (now - t0).max(0) + (window_end - req.departure_ts).max(0);
+        let pad_wh = ((max_power_w as i128 * lost_s as i128 + 3_599) / 3_600) as i64;
         let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
         let vehicle = Vehicle {
             id: snapshot::vehicle_id(&s.country_code, &s.party_id, &s.session_id),
@@ -94,7 +102,7 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
             departure,
             max_power_w,
             min_power_w: min_power,
-            energy_requested_wh: req.energy_wh.min(own_max_wh).max(1),
+            energy_requested_wh: req.energy_wh.saturating_add(pad_wh),
             battery_capacity_wh: req.battery_capacity_wh,
             energy_on_arrival_wh: None,
             opted_in: true,
@@ -136,19 +144,16 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
                 .await
                 .map_err(|e| AdmissionError::Solver(e.to_string()))?
                 .map_err(|e| AdmissionError::Solver(e.to_string()))?;
-                // More than the vehicle can take by its departure: never guaranteed in full;
-                // the offer is at most what it can take (a later departure is not searched).
+                // `admit` rejects a request above the vehicle's own window maximum itself;
+                // only the padding for the unusable parts of the window comes off the offer.
                 let admission = match admission {
-                    a if req.energy_wh <= own_max_wh => a,
-                    Admission::Accepted => Admission::Rejected {
-                        max_guaranteed_wh: own_max_wh.max(0),
-                        earliest_full_departure: None,
-                    },
+                    Admission::Accepted => Admission::Accepted,
                     Admission::Rejected {
-                        max_guaranteed_wh, ..
+                        max_guaranteed_wh,
+                        earliest_full_departure,
                     } => Admission::Rejected {
-                        max_guaranteed_wh: max_guaranteed_wh.min(own_max_wh).max(0),
-                        earliest_full_departure: None,
+                        max_guaranteed_wh: (max_guaranteed_wh - pad_wh).clamp(0, req.energy_wh),
+                        earliest_full_departure,
                     },
                 };
                 (Some(gid), admission)

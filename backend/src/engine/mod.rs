@@ -4,6 +4,11 @@
 //! "Run one step" entry points: [`run_tick`] for a timestep and
 //! [`setpoints::deliver_pending`] for set-point delivery. [`run_wall_clock`] calls `run_tick`
 //! at every quarter hour; tests and the demo call it with a simulated clock.
+//!
+//! Several `evflex serve` replicas may share one PostgreSQL database: each runs the same tick,
+//! and group leases (`store::leases`, `SELECT … FOR UPDATE SKIP LOCKED`) make every
+//! (group, timestep) solved and committed by exactly one of them. Each replica names itself
+//! with [`replica_id`].
 
 pub mod admission;
 pub mod clock;
@@ -12,7 +17,7 @@ pub mod snapshot;
 pub mod tick;
 
 pub use clock::{Clock, SimClock, WallClock};
-pub use tick::{GroupOutcome, GroupReport, TickReport, run_tick};
+pub use tick::{GroupOutcome, GroupReport, SkipReason, TickReport, run_tick};
 
 use crate::app::AppState;
 use crate::domain::{TIME_STEP_S, timestep_of};
@@ -25,7 +30,8 @@ pub fn seconds_to_next_step(now: i64) -> i64 {
 }
 
 /// Runs a tick for the current quarter hour at once (catching up after a restart; idempotent),
-/// then one at every quarter hour of `state.clock`, until `shutdown` resolves.
+/// then one at every quarter hour of `state.clock`, until `shutdown` resolves. Every replica
+/// runs this loop; group leases split each tick's groups between them.
 pub async fn run_wall_clock(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
@@ -37,6 +43,30 @@ pub async fn run_wall_clock(state: AppState, shutdown: impl std::future::Future<
             _ = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}
         }
     }
+}
+
+/// This replica's name, recorded in the group leases it commits and in its tick reports:
+/// `EVFLEX_REPLICA_ID` when set, else `{hostname}:{pid}:{random}` (the random part tells apart
+/// two services built in one process, as the tests do).
+pub fn replica_id() -> String {
+    if let Ok(id) = std::env::var("EVFLEX_REPLICA_ID")
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_owned();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "evflex".to_owned());
+    let random = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    format!("{host}:{}:{:08x}", std::process::id(), random & 0xffff_ffff)
 }
 
 /// Test hook: groups whose tick fails at the commit boundary (after solving and writing, before
@@ -79,5 +109,14 @@ mod tests {
         assert_eq!(seconds_to_next_step(899), 1);
         assert_eq!(seconds_to_next_step(900), 900);
         assert_eq!(seconds_to_next_step(1_000), 800);
+    }
+
+    #[test]
+    fn replica_ids_differ_within_one_process() {
+        if std::env::var("EVFLEX_REPLICA_ID").is_err() {
+            let (a, b) = (replica_id(), replica_id());
+            assert_ne!(a, b);
+            assert!(a.contains(&format!(":{}:", std::process::id())), "{a}");
+        }
     }
 }

@@ -6,7 +6,11 @@
 //!   `OUTOFORDER` or `INOPERATIVE` carry no vehicle.
 //! - A session's user is the one linked to it (by a charging request, or by the user's
 //!   registered token uid). No user, or a user who has not opted in: **uncontrolled** — it
-//!   charges as fast as possible until it has `uncontrolled_energy_wh` (config) in total.
+//!   charges as fast as possible until it has `uncontrolled_energy_wh` (config) in total (an
+//!   assumption for planning only: it is never stopped there), but only in the headroom the
+//!   guaranteed vehicles do not need: an accepted guarantee outranks uncontrolled charging
+//!   (`backend/schedule/DESIGN.md`). Where the schedule curtails it, it gets a charging profile
+//!   ([`super::setpoints::queue_uncontrolled_limits`]); otherwise none.
 //! - Opted in with an accepted request: the request's energy, minus what was charged since the
 //!   request, is **guaranteed** by its departure.
 //! - Opted in without a request (or past its departure): **best effort** towards
@@ -31,7 +35,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Control {
-    /// Not opted in: charges as fast as possible.
+    /// Not opted in: charges as fast as possible, in the headroom guaranteed vehicles do not
+    /// need (curtailed by a charging profile where a guarantee needs its share).
     Uncontrolled,
     /// Opted in, no accepted request: best effort.
     BestEffort,

@@ -6,13 +6,47 @@
 //! the reason and do not affect other groups; a failed group writes nothing for the timestep
 //! and keeps its last valid schedule (the CPO keeps the profile it last received). A group that
 //! already has a schedule for the timestep is skipped, so a tick can be re-run safely.
+//!
+//! # Replicas
+//!
+//! Several `evflex serve` replicas on one PostgreSQL database all run the same tick. Each group
+//! is ticked inside one transaction that first locks the group's lease row
+//! (`SELECT … FOR UPDATE SKIP LOCKED`, see [`crate::store::leases`]) and keeps it through the
+//! snapshot, the solve and the writes until `COMMIT`:
+//!
+//! - a group whose lease another replica holds is skipped at once ([`SkipReason::Held`]); once
+//!   this replica's own groups are done, those groups are tried once more, so a group whose
+//!   holder died mid-tick (its transaction aborted, its lock released) is taken over;
+//! - a group already committed for the timestep is skipped ([`SkipReason::Committed`], naming
+//!   the replica that committed it);
+//! - the `schedules` primary key stays the last guard: a second insert of (group, timestep) is a
+//!   no-op and the group is reported as committed.
+//!
+//! So every (group, timestep) is solved and committed by exactly one replica, and the replicas
+//! share the solving work. A group holds one database connection from its lease to its commit;
+//! lease transactions are bounded by the solve slots (cores), so they never take the whole pool
+//! (size the pool above the core count). On SQLite (one process, single writer) there are no row
+//! locks: the group is read and solved without a transaction and the lease degenerates to the
+//! commit transaction, as before.
+//!
+//! # Without a chain (`--no-chain`)
+//!
+//! The `status_commit` chain work (SC2) is enqueued only when a chain is configured. Nothing
+//! drains the outbox without one, so a service that never has a chain would otherwise grow
+//! `chain_outbox` by one row per group per quarter hour (96 per group and day) for nothing. A
+//! configured chain that is unreachable is different: its commits are enqueued and form a
+//! backlog the writer drains once the chain answers. Hence `evflex audit`/`verify` and the
+//! audit API cover only ticks run with a chain configured; ticks run with `--no-chain` are
+//! stored (`schedules`) but never committed on chain, and starting later with a chain does not
+//! backfill them (their member statuses are not kept anywhere else).
 
 use super::snapshot::{self, Control, GroupSnapshot};
 use crate::app::AppState;
 use crate::domain::{format_rfc3339, step_start};
+use crate::store::leases::{self, Lease};
 use crate::store::outbox::{self, MemberStatus, StatusCommitPayload};
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
-use crate::store::{groups, sessions};
+use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
 use evflex_schedule::{Schedule, SolveStatus, hash};
 use serde::Serialize;
 use std::time::Instant;
@@ -37,7 +71,8 @@ pub enum GroupOutcome {
         /// Time in the solver (ms).
         solve_ms: f64,
     },
-    /// A schedule for this timestep was already stored.
+    /// Not ticked by this replica: a schedule for this timestep was already stored, or another
+    /// replica holds the group's lease (see [`GroupReport::skip`]).
     Skipped,
     /// The group failed; nothing was stored for it.
     Failed {
@@ -54,6 +89,24 @@ pub struct GroupReport {
     /// Outcome.
     #[serde(flatten)]
     pub outcome: GroupOutcome,
+    /// Why the group was skipped (`Some` exactly when `outcome` is `Skipped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipReason>,
+}
+
+/// Why a tick skipped a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Another transaction holds the group's lease: another replica (or another tick of this
+    /// one) is solving the group right now.
+    Held,
+    /// The schedule of this (group, timestep) is already committed.
+    Committed {
+        /// The replica that committed it, when the group's lease still records it (`None` when
+        /// a later timestep was committed since).
+        by: Option<String>,
+    },
 }
 
 /// The result of one tick.
@@ -61,6 +114,8 @@ pub struct GroupReport {
 pub struct TickReport {
     /// The timestep ticked.
     pub timestep: u64,
+    /// The replica that ran the tick ([`crate::engine::replica_id`]).
+    pub replica: String,
     /// Every group, by id.
     pub groups: Vec<GroupReport>,
     /// Set-point delivery after the commit.
@@ -85,6 +140,27 @@ impl TickReport {
             .filter(|g| matches!(g.outcome, GroupOutcome::Failed { .. }))
             .count()
     }
+
+    /// Groups skipped because another replica held their lease (it was solving them).
+    pub fn held_elsewhere(&self) -> Vec<i64> {
+        self.groups
+            .iter()
+            .filter(|g| g.skip == Some(SkipReason::Held))
+            .map(|g| g.group_id)
+            .collect()
+    }
+
+    /// Groups skipped because another replica had committed them for this timestep.
+    pub fn committed_elsewhere(&self) -> Vec<i64> {
+        self.groups
+            .iter()
+            .filter(|g| match &g.skip {
+                Some(SkipReason::Committed { by: Some(by) }) => *by != self.replica,
+                _ => false,
+            })
+            .map(|g| g.group_id)
+            .collect()
+    }
 }
 
 /// Runs one tick for absolute `timestep` (Unix seconds / 900): the "run one step" entry point
@@ -92,29 +168,90 @@ impl TickReport {
 #[tracing::instrument(skip_all, fields(timestep))]
 pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
     let started = Instant::now();
-    let group_ids = match state.db.conn().await {
-        Ok(mut conn) => groups::list_ids(&mut conn).await,
-        Err(e) => Err(e),
-    };
-    let group_ids = match group_ids {
+    let group_ids = match list_groups(state).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::error!(error = ?e, "tick: cannot list groups");
             Vec::new()
         }
     };
+    let mut reports = tick_groups(state, group_ids, timestep).await;
+    // Groups another replica held: try once more now that this replica's own work is done. A
+    // holder that died mid-tick has released its lock, and the group is taken over here.
+    let held: Vec<i64> = reports
+        .iter()
+        .filter(|r| r.skip == Some(SkipReason::Held))
+        .map(|r| r.group_id)
+        .collect();
+    if !held.is_empty() {
+        for retried in tick_groups(state, held, timestep).await {
+            if let Some(r) = reports.iter_mut().find(|r| r.group_id == retried.group_id) {
+                *r = retried;
+            }
+        }
+    }
+    for r in &reports {
+        let outcome = match (&r.outcome, &r.skip) {
+            (GroupOutcome::Solved { .. }, _) => "solved",
+            (GroupOutcome::Skipped, Some(SkipReason::Held)) => "held",
+            (GroupOutcome::Skipped, _) => "skipped",
+            (GroupOutcome::Failed { .. }, _) => "failed",
+        };
+        metrics::counter!("evflex_tick_groups_total", "outcome" => outcome).increment(1);
+    }
+    let delivery = super::setpoints::deliver_pending(state).await;
+    let elapsed = started.elapsed();
+    metrics::histogram!("evflex_tick_duration_seconds").record(elapsed.as_secs_f64());
+    metrics::counter!("evflex_ticks_total").increment(1);
+    let report = TickReport {
+        timestep,
+        replica: state.replica.to_string(),
+        groups: reports,
+        delivery,
+        duration_ms: elapsed.as_secs_f64() * 1e3,
+    };
+    tracing::info!(
+        timestep,
+        solved = report.solved(),
+        failed = report.failed(),
+        held_elsewhere = ?report.held_elsewhere(),
+        committed_elsewhere = ?report.committed_elsewhere(),
+        replica = %report.replica,
+        duration_ms = report.duration_ms,
+        "tick done"
+    );
+    state.events.tick(&report);
+    report
+}
+
+/// Lists the groups to tick and makes sure each has its lease row (in autocommit, before any
+/// lease transaction).
+async fn list_groups(state: &AppState) -> Result<Vec<i64>, StoreError> {
+    let mut conn = state.db.conn().await?;
+    let ids = groups::list_ids(&mut conn).await?;
+    leases::ensure_all(&mut conn).await?;
+    Ok(ids)
+}
+
+/// Ticks `group_ids` in parallel; the reports sorted by group id.
+async fn tick_groups(state: &AppState, group_ids: Vec<i64>, timestep: u64) -> Vec<GroupReport> {
     let mut set = JoinSet::new();
     for group_id in group_ids {
         let state = state.clone();
         set.spawn(async move {
-            let outcome = match tick_group(&state, group_id, timestep).await {
-                Ok(outcome) => outcome,
+            let (outcome, skip) = match tick_group(&state, group_id, timestep).await {
+                Ok(Ticked::Solved(outcome)) => (outcome, None),
+                Ok(Ticked::Skipped(reason)) => (GroupOutcome::Skipped, Some(reason)),
                 Err(reason) => {
                     tracing::warn!(group_id, timestep, %reason, "tick: group failed");
-                    GroupOutcome::Failed { reason }
+                    (GroupOutcome::Failed { reason }, None)
                 }
             };
-            GroupReport { group_id, outcome }
+            GroupReport {
+                group_id,
+                outcome,
+                skip,
+            }
         });
     }
     let mut reports = Vec::new();
@@ -125,74 +262,103 @@ pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
         }
     }
     reports.sort_by_key(|r| r.group_id);
-    for r in &reports {
-        let outcome = match r.outcome {
-            GroupOutcome::Solved { .. } => "solved",
-            GroupOutcome::Skipped => "skipped",
-            GroupOutcome::Failed { .. } => "failed",
-        };
-        metrics::counter!("evflex_tick_groups_total", "outcome" => outcome).increment(1);
-    }
-    let delivery = super::setpoints::deliver_pending(state).await;
-    let elapsed = started.elapsed();
-    metrics::histogram!("evflex_tick_duration_seconds").record(elapsed.as_secs_f64());
-    metrics::counter!("evflex_ticks_total").increment(1);
-    let report = TickReport {
-        timestep,
-        groups: reports,
-        delivery,
-        duration_ms: elapsed.as_secs_f64() * 1e3,
-    };
-    tracing::info!(
-        timestep,
-        solved = report.solved(),
-        failed = report.failed(),
-        duration_ms = report.duration_ms,
-        "tick done"
-    );
-    report
+    reports
 }
 
 fn hex32(bytes: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(bytes))
 }
 
-/// Snapshot, solve, commit for one group. `Err` carries the reason for the log.
-async fn tick_group(
+/// What [`tick_group`] did (its `Err` is a failure with the reason for the log).
+enum Ticked {
+    Solved(GroupOutcome),
+    Skipped(SkipReason),
+}
+
+/// The replica that committed (group, `timestep`), as the lease records it.
+fn committed_by(lease: Option<Lease>, timestep: i64) -> SkipReason {
+    SkipReason::Committed {
+        by: lease
+            .filter(|l| l.timestep == timestep && !l.holder.is_empty())
+            .map(|l| l.holder),
+    }
+}
+
+/// The group's snapshot and last valid schedule, or why it is skipped (already committed).
+async fn read_inputs(
     state: &AppState,
+    conn: &mut Conn,
     group_id: i64,
     timestep: u64,
-) -> Result<GroupOutcome, String> {
-    let db_err = |e: crate::store::StoreError| format!("database: {e:?}");
-    let (snap, previous): (GroupSnapshot, Option<Schedule>) = {
-        let mut conn = state.db.conn().await.map_err(db_err)?;
-        if schedules::exists(&mut conn, group_id, timestep as i64)
+) -> Result<Result<(GroupSnapshot, Option<Schedule>), SkipReason>, String> {
+    let db_err = |e: StoreError| format!("database: {e:?}");
+    let ts = timestep as i64;
+    if schedules::exists(conn, group_id, ts)
+        .await
+        .map_err(db_err)?
+    {
+        let lease = leases::get(conn, group_id).await.map_err(db_err)?;
+        return Ok(Err(committed_by(lease, ts)));
+    }
+    let group = groups::get(conn, group_id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| "group disappeared".to_owned())?;
+    let snap = snapshot::snapshot(conn, &state.engine, &group, timestep)
+        .await
+        .map_err(db_err)?;
+    let previous = schedules::latest_before(conn, group_id, ts)
+        .await
+        .map_err(db_err)?
+        .and_then(|s| serde_json::from_value::<Schedule>(s.schedule).ok());
+    Ok(Ok((snap, previous)))
+}
+
+/// Lease, snapshot, solve, commit for one group. `Err` carries the reason for the log.
+///
+/// PostgreSQL: one transaction from the lease to the commit (see the module docs). SQLite: the
+/// snapshot and the solve run outside any transaction (its single connection must stay free for
+/// ingestion while the solver runs) and the commit transaction is the lease.
+async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ticked, String> {
+    let db_err = |e: StoreError| format!("database: {e:?}");
+    let backend = state.db.backend();
+    let ts = timestep as i64;
+    let slot = || async move {
+        state
+            .solve_slots
+            .acquire()
+            .await
+            .map_err(|e| format!("solve slots: {e}"))
+    };
+    // PostgreSQL: the solve slot is taken before the lease, so open lease transactions (and the
+    // connections they hold) never outnumber the slots. SQLite: only around the solve.
+    let mut permit = None;
+    let mut lease_tx: Option<Tx> = None;
+    let inputs = if backend == Backend::Postgres {
+        permit = Some(slot().await?);
+        let tx = lease_tx.insert(state.db.begin().await.map_err(db_err)?);
+        if leases::try_claim(tx, backend, group_id)
             .await
             .map_err(db_err)?
+            .is_none()
         {
-            return Ok(GroupOutcome::Skipped);
+            return Ok(Ticked::Skipped(SkipReason::Held));
         }
-        let group = groups::get(&mut conn, group_id)
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| "group disappeared".to_owned())?;
-        let snap = snapshot::snapshot(&mut conn, &state.engine, &group, timestep)
-            .await
-            .map_err(db_err)?;
-        let previous = schedules::latest_before(&mut conn, group_id, timestep as i64)
-            .await
-            .map_err(db_err)?
-            .and_then(|s| serde_json::from_value::<Schedule>(s.schedule).ok());
-        (snap, previous)
+        read_inputs(state, tx, group_id, timestep).await
+    } else {
+        let mut conn = state.db.conn().await.map_err(db_err)?;
+        read_inputs(state, &mut conn, group_id, timestep).await
+    };
+    let (snap, previous) = match inputs? {
+        Ok(inputs) => inputs,
+        Err(skip) => return Ok(Ticked::Skipped(skip)),
     };
 
     let opts = state.engine.solve_options();
     let schedule = {
-        let _permit = state
-            .solve_slots
-            .acquire()
-            .await
-            .map_err(|e| e.to_string())?;
+        if permit.is_none() {
+            permit = Some(slot().await?);
+        }
         let inputs = snap.inputs.clone();
         let opts = opts.clone();
         let started = Instant::now();
@@ -204,6 +370,9 @@ async fn tick_group(
         metrics::histogram!("evflex_solver_seconds").record(started.elapsed().as_secs_f64());
         result.map_err(|e| format!("solver: {e}"))?
     };
+    if lease_tx.is_none() {
+        drop(permit.take());
+    }
 
     let inputs_hash = hex32(&hash::inputs_hash(&snap.inputs));
     let schedule_hash = hex32(&hash::schedule_hash(&schedule));
@@ -218,7 +387,17 @@ async fn tick_group(
             .map(|i| &schedule.power_w[i])
     };
 
-    let mut tx = state.db.begin().await.map_err(db_err)?;
+    let mut tx = match lease_tx {
+        Some(tx) => tx,
+        None => {
+            let mut tx = state.db.begin().await.map_err(db_err)?;
+            // SQLite: a plain read, the transaction itself is the lease.
+            leases::try_claim(&mut tx, backend, group_id)
+                .await
+                .map_err(db_err)?;
+            tx
+        }
+    };
     let record = ScheduleRecord {
         group_id,
         timestep: timestep as i64,
@@ -240,7 +419,8 @@ async fn tick_group(
         created_at: now,
     };
     if !schedules::insert(&mut tx, &record).await.map_err(db_err)? {
-        return Ok(GroupOutcome::Skipped);
+        let lease = leases::get(&mut tx, group_id).await.map_err(db_err)?;
+        return Ok(Ticked::Skipped(committed_by(lease, ts)));
     }
 
     let mut setpoints = 0;
@@ -313,8 +493,14 @@ async fn tick_group(
         algorithm_version,
         members,
     };
-    let key = format!("status_commit:{group_id}:{timestep}");
-    outbox::enqueue(&mut tx, outbox::kind::STATUS_COMMIT, &key, &payload, now)
+    // Chain work only with a chain (see the module docs: no unbounded backlog without one).
+    if state.chain.is_some() {
+        let key = format!("status_commit:{group_id}:{timestep}");
+        outbox::enqueue(&mut tx, outbox::kind::STATUS_COMMIT, &key, &payload, now)
+            .await
+            .map_err(db_err)?;
+    }
+    leases::record(&mut tx, group_id, &state.replica, ts, now)
         .await
         .map_err(db_err)?;
 
@@ -324,12 +510,12 @@ async fn tick_group(
     }
     tx.commit().await.map_err(|e| format!("commit: {e}"))?;
     metrics::counter!("evflex_groups_solved_total").increment(1);
-    Ok(GroupOutcome::Solved {
+    Ok(Ticked::Solved(GroupOutcome::Solved {
         status: schedule.status,
         vehicles: snap.vehicles.len(),
         setpoints,
         inputs_hash,
         schedule_hash,
         solve_ms: schedule.solve_ms,
-    })
+    }))
 }

@@ -268,6 +268,10 @@ impl Client {
 
     /// Sends `method path` with `auth` and an optional JSON body; success (2xx, and OCPI status
     /// 1xxx where the answer is an OCPI envelope) gives the JSON body (`Null` when empty).
+    ///
+    /// While evflex cannot be reached (a restart) the call is retried with a short back-off for
+    /// up to [`RETRY_FOR`]: always when the connection could not be made (nothing was sent),
+    /// and after any transport failure for idempotent methods (GET, PUT, PATCH, DELETE).
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -275,39 +279,89 @@ impl Client {
         auth: Option<&str>,
         body: Option<&Value>,
     ) -> SimResult<Value> {
+        let idempotent = matches!(
+            method,
+            reqwest::Method::GET
+                | reqwest::Method::PUT
+                | reqwest::Method::PATCH
+                | reqwest::Method::DELETE
+        );
+        self.call_with(method, path, auth, body, idempotent).await
+    }
+
+    /// [`Client::call`] for a call the server treats as idempotent whatever its method (the
+    /// operator's tick): retried after any transport failure.
+    pub async fn call_idempotent(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+    ) -> SimResult<Value> {
+        self.call_with(method, path, auth, body, true).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&Value>,
+        retry_any: bool,
+    ) -> SimResult<Value> {
         let what = format!("{method} {path}");
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(a) = auth {
-            req = req.header("Authorization", a);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|source| SimError::Http {
-            what: what.clone(),
-            source,
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|source| SimError::Http {
-            what: what.clone(),
-            source,
-        })?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let ocpi_ok = value
-            .get("status_code")
-            .and_then(Value::as_i64)
-            .is_none_or(|c| (1000..2000).contains(&c));
-        if (200..300).contains(&status) && ocpi_ok {
-            Ok(value)
-        } else {
-            Err(SimError::Refused {
-                what,
-                status,
-                body: text.chars().take(500).collect(),
-            })
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base));
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let sent = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    resp.text().await.map(|text| (status, text))
+                }
+                Err(e) => Err(e),
+            };
+            let (status, text) = match sent {
+                Ok(answer) => answer,
+                Err(source) => {
+                    let retry = source.is_connect() || (retry_any && !source.is_builder());
+                    if retry && std::time::Instant::now() < deadline {
+                        tracing::debug!(call = %what, error = %source, "sim: evflex unreachable, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+                        continue;
+                    }
+                    return Err(SimError::Http { what, source });
+                }
+            };
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let ocpi_ok = value
+                .get("status_code")
+                .and_then(Value::as_i64)
+                .is_none_or(|c| (1000..2000).contains(&c));
+            return if (200..300).contains(&status) && ocpi_ok {
+                Ok(value)
+            } else {
+                Err(SimError::Refused {
+                    what,
+                    status,
+                    body: text.chars().take(500).collect(),
+                })
+            };
         }
     }
 }
+
+/// How long [`Client::call`] keeps retrying an unreachable evflex.
+pub const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -3,22 +3,28 @@
 //! progress bar, the summary table, SVG plots, and then the service keeps running (cockpit at
 //! `/cockpit/`) until Ctrl-C unless `--exit`.
 //!
+//! With a chain, the summary waits (at most `--drain-timeout-s`) for the outbox writer to send
+//! the day's work, then adds the chain's side: transactions and gas (every transaction since
+//! the deployment, from the blocks; per outbox kind, from the stored receipts), FLEX minted (the `SessionSettled` events, and FlexToken's supply), bills settled
+//! and awaiting funds, and the result of the same audit as `evflex audit`.
+//!
 //! The chain: `evflex demo` takes the same chain flags as `evflex serve`. When the chain is
 //! off (`--no-chain`) or cannot be reached, the demo runs without it (status commits and
 //! settlements then wait in the outbox) and the summary says so.
 
-use super::report::Summary;
+use super::report::{BillCounts, ChainFigures, Summary, TxLine};
 use super::{DemandSource, SimConfig, SimTarget};
+use crate::chain::ChainContext;
 use crate::config::{Secret, ServeConfig};
 use crate::engine::SimClock;
 use crate::{Application, store};
 use anyhow::Context;
 use clap::Args;
-use std::io::Write as _;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `evflex demo` flags.
 #[derive(Debug, Args)]
@@ -69,6 +75,10 @@ pub struct DemoArgs {
     /// Address to serve on (port 0: a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// How long to wait after the day for the chain writer to drain the outbox before the
+    /// chain figures and the audit (seconds).
+    #[arg(long, default_value_t = 120)]
+    pub drain_timeout_s: u64,
     /// Chain settings, as for `evflex serve` (`--no-chain` runs without one; when the chain
     /// cannot be reached the demo says so and runs without).
     #[command(flatten)]
@@ -167,28 +177,175 @@ async fn db_figures(db: &store::Db, chain: bool) -> Vec<(String, String)> {
     out
 }
 
-fn progress_bar(done: usize, total: usize) {
-    use std::io::IsTerminal as _;
-    let mut err = std::io::stderr();
-    if !err.is_terminal() {
-        // Not a terminal (logs, CI): a line at every quarter.
-        if total > 0 && (done * 4 / total != (done - 1) * 4 / total || done == total) {
-            let _ = writeln!(err, "  simulated {done}/{total} steps");
+fn hhmm(step: usize) -> String {
+    format!("{:02}:{:02}", step / 4 % 24, step % 4 * 15)
+}
+
+/// The progress of the simulated day: an `indicatif` bar with the simulated time on a
+/// terminal, a line at every quarter of the day otherwise (logs, CI).
+struct DayProgress {
+    bar: Option<ProgressBar>,
+    first_step: usize,
+}
+
+impl DayProgress {
+    fn new(first_step: usize, total: usize) -> Self {
+        use std::io::IsTerminal as _;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "  simulating {msg} [{bar:40}] {pos}/{len} steps, {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("#>-"),
+            );
+            bar.set_message(hhmm(first_step));
+            bar
+        });
+        Self { bar, first_step }
+    }
+
+    fn step(&self, done: usize, total: usize) {
+        let now = hhmm(self.first_step + done);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(now);
+                bar.set_position(done as u64);
+                if done == total {
+                    bar.finish();
+                }
+            }
+            None => {
+                if total > 0 && (done * 4 / total != (done - 1) * 4 / total || done == total) {
+                    eprintln!("  simulated {done}/{total} steps (clock {now})");
+                }
+            }
         }
-        return;
     }
-    let width = 40;
-    let filled = (done * width).checked_div(total).unwrap_or(width);
-    let _ = write!(
-        err,
-        "\r  simulating [{}{}] {done}/{total} steps",
-        "#".repeat(filled),
-        " ".repeat(width - filled)
+}
+
+/// Waits until the chain writer has sent everything it can (rows `pending`/`sent`, except
+/// settlements awaiting funds), at most `timeout`; returns the rows left and the wait.
+async fn wait_for_drain(db: &store::Db, timeout: Duration) -> (i64, Duration) {
+    const LEFT: &str = "SELECT COUNT(*) FROM chain_outbox WHERE status IN ('pending', 'sent')
+         AND (note IS NULL OR note <> 'awaiting funds')";
+    let started = Instant::now();
+    let spinner = {
+        use std::io::IsTerminal as _;
+        std::io::stderr()
+            .is_terminal()
+            .then(ProgressBar::new_spinner)
+    };
+    let mut said = false;
+    let left = loop {
+        let left = scalar(db, LEFT).await.unwrap_or(0);
+        if left == 0 || started.elapsed() >= timeout {
+            break left;
+        }
+        let msg = format!("waiting for the chain writer: {left} outbox row(s) to send");
+        match &spinner {
+            Some(s) => {
+                s.set_message(msg);
+                s.tick();
+            }
+            None if !said => eprintln!("  {msg}"),
+            None => {}
+        }
+        said = true;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    if left > 0 {
+        eprintln!(
+            "  the chain outbox did not drain within {} s: {left} row(s) still to send \
+             (chain figures and audit below are as of now)",
+            timeout.as_secs()
+        );
+    }
+    (left, started.elapsed())
+}
+
+/// Every transaction mined after the deployment's block, and their gas (the demo's chain is
+/// its own local anvil, so that is the demo's traffic: outbox work, algorithm registration,
+/// wallet top-ups, …).
+async fn chain_totals(ctx: &ChainContext) -> Option<(u64, u64)> {
+    use alloy::providers::Provider as _;
+    let provider = ctx.operator.provider();
+    let to = provider.get_block_number().await.ok()?;
+    let (mut transactions, mut gas) = (0, 0);
+    for block in ctx.deployment.start_block + 1..=to {
+        let receipts = provider.get_block_receipts(block.into()).await.ok()??;
+        transactions += receipts.len() as u64;
+        gas += receipts.iter().map(|r| r.gas_used).sum::<u64>();
+    }
+    Some((transactions, gas))
+}
+
+/// The chain's side of the day: waits for the outbox to drain, then transactions and gas
+/// (stored receipts), FLEX minted (settlement events and the token's supply), bills by status
+/// and what `evflex audit` finds.
+async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) -> ChainFigures {
+    let (left, waited) = wait_for_drain(db, timeout).await;
+    let transactions = match db.conn().await {
+        Ok(mut conn) => store::outbox::gas_by_kind(&mut conn)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+    .into_iter()
+    .map(|k| TxLine {
+        kind: k.kind,
+        transactions: k.transactions,
+        gas_used: k.gas_used,
+    })
+    .collect();
+    let chain_totals = chain_totals(ctx).await;
+    let wei = |v: alloy::primitives::U256| u128::try_from(v).unwrap_or(u128::MAX);
+    let op = &ctx.operator;
+    let events = match op.block_number().await {
+        Ok(to) => op
+            .settlement_events(ctx.deployment.start_block, to)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
+    let flex = evflex_chain::bindings::FlexToken::new(
+        ctx.deployment.contracts.flex_token,
+        op.provider().clone(),
     );
-    if done == total {
-        let _ = writeln!(err);
+    let flex_supply_wei = flex.totalSupply().call().await.ok().map(wei);
+    let mut bills = BillCounts::default();
+    if let Ok(mut conn) = db.conn().await {
+        for b in store::bills::all(&mut conn, i64::MAX)
+            .await
+            .unwrap_or_default()
+        {
+            match b.status.as_str() {
+                "settled" => bills.settled += 1,
+                "awaiting_funds" => bills.awaiting_funds += 1,
+                "pending" => bills.pending += 1,
+                "failed" => bills.failed += 1,
+                _ => bills.unbillable += 1,
+            }
+        }
     }
-    let _ = err.flush();
+    let audit = crate::chain::audit::audit(db, op)
+        .await
+        .map_err(|e| e.to_string());
+    ChainFigures {
+        drain_wait_s: waited.as_secs_f64(),
+        left_in_outbox: left,
+        chain_totals,
+        transactions,
+        settlements: events.settled.len(),
+        flex_minted_wei: events.settled.iter().map(|e| wei(e.flex_minted)).sum(),
+        flex_supply_wei,
+        bills,
+        audit,
+    }
 }
 
 /// `evflex demo` from `main`: logs at `warn` unless `RUST_LOG` says otherwise (the progress
@@ -262,10 +419,15 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         clock,
         registration_token: token_a,
     };
-    let record = super::run(&sim, &target, progress_bar)
+    let progress = DayProgress::new(sim.first_step(), sim.end_step() - sim.first_step());
+    let record = super::run(&sim, &target, |done, total| progress.step(done, total))
         .await
         .context("simulating the day")?;
     let mut summary = Summary::of(&record);
+    if let Some(ctx) = &state.chain {
+        summary.chain =
+            Some(chain_figures(&state.db, ctx, Duration::from_secs(args.drain_timeout_s)).await);
+    }
     summary.extra = db_figures(&state.db, chain).await;
     summary.extra.push(("chain".to_owned(), chain_note));
     println!("{summary}");

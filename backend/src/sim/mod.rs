@@ -11,11 +11,14 @@
 //!
 //! Everything the simulated CPO and users do goes through evflex's public HTTP API (OCPI
 //! credentials handshake, locations, sessions, CDRs, topology, capacity changes, forecasts,
-//! meter values; users, smart-charging consent, requests and offers) with `reqwest`. Three
-//! things are done in-process because they are an operator's, not a CPO's: adding the OCPI
-//! registration token (token A), loading the day-ahead prices, and the clock: the simulator
-//! moves the app's [`SimClock`] and calls [`crate::engine::run_tick`] once per 15-minute step
-//! (what `TickMode::Manual` is for), so a day runs in well under a minute.
+//! meter values; users, smart-charging consent, wallet top-ups, requests and offers) with
+//! `reqwest`. Three things are an operator's, not a CPO's: adding the OCPI registration token
+//! (token A), loading the day-ahead prices, and the clock: the simulator moves evflex's
+//! simulated clock and runs the tick once per 15-minute step, so a day runs in well under a
+//! minute. [`Operator`] does them: [`SimTarget`] in-process (moves the app's [`SimClock`] and
+//! calls [`crate::engine::run_tick`], what `TickMode::Manual` is for), [`RemoteTarget`] over
+//! the operator routes of a separate `evflex serve --sim-clock` (`api::operator`), which the
+//! end-to-end suite kills and restarts mid-day: the client retries while it is away.
 //!
 //! Deterministic from [`SimConfig::seed`]: demand, charge-point choice and opt-in decisions
 //! come from ChaCha8 streams seeded from it; evflex's answers are deterministic too.
@@ -31,6 +34,8 @@ pub mod scenario;
 pub use demand::{Arrival, DemandSource};
 pub use report::Summary;
 pub use run::{SimRecord, run};
+
+pub use cpo::Client;
 
 use crate::app::AppState;
 use crate::engine::SimClock;
@@ -156,7 +161,69 @@ impl SimConfig {
     }
 }
 
-/// The evflex the simulator plays against.
+/// What a tick did, as far as the simulator counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TickFigures {
+    /// Groups solved and stored.
+    pub solved: usize,
+    /// Groups that failed.
+    pub failed: usize,
+    /// Set-points delivered to the CPO.
+    pub setpoints_sent: usize,
+    /// Set-points given up on.
+    pub setpoints_failed: usize,
+    /// Wall time of the tick (ms).
+    pub duration_ms: f64,
+}
+
+impl TickFigures {
+    /// The figures of a tick report (in-process, or the JSON of `POST /api/v1/operator/tick`).
+    pub fn of_report(report: &serde_json::Value) -> Self {
+        let groups = report["groups"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let count = |o: &str| groups.iter().filter(|g| g["outcome"] == o).count();
+        for g in groups.iter().filter(|g| g["outcome"] == "failed") {
+            tracing::warn!(group = %g["group_id"], reason = %g["reason"], "sim: group tick failed");
+        }
+        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as usize;
+        Self {
+            solved: count("solved"),
+            failed: count("failed"),
+            setpoints_sent: n(&report["delivery"]["sent"]),
+            setpoints_failed: n(&report["delivery"]["failed"]),
+            duration_ms: report["duration_ms"].as_f64().unwrap_or(0.0),
+        }
+    }
+}
+
+/// The operator side the simulator needs besides evflex's public API: token A, prices, the
+/// clock and the tick. [`SimTarget`] does it in-process (the demo, the API tests);
+/// [`RemoteTarget`] over the operator routes of an `evflex serve --sim-clock` (the end-to-end
+/// suite, where the server is a separate process that may be killed and restarted).
+pub trait Operator: Sync {
+    /// Base URL of evflex's HTTP API (`http://127.0.0.1:PORT`).
+    fn base_url(&self) -> &str;
+    /// The registration token (OCPI token A) the simulated CPO starts the handshake with.
+    fn registration_token(&self) -> &str;
+    /// Adds token A and loads `prices` (`(unix_s, micro-EUR per kWh)`) at `now`; answers
+    /// whether evflex has a chain (then drivers top up their wallets).
+    fn setup(
+        &self,
+        prices: &[(i64, i64)],
+        now: i64,
+    ) -> impl std::future::Future<Output = SimResult<bool>> + Send;
+    /// Sets evflex's clock to `now` (Unix seconds).
+    fn set_clock(&self, now: i64) -> impl std::future::Future<Output = SimResult<()>> + Send;
+    /// Runs the tick for absolute `timestep` (idempotent: groups already solved are skipped).
+    fn tick(
+        &self,
+        timestep: u64,
+    ) -> impl std::future::Future<Output = SimResult<TickFigures>> + Send;
+}
+
+/// The evflex the simulator plays against, in this process.
 #[derive(Clone)]
 pub struct SimTarget {
     /// Base URL (`http://127.0.0.1:PORT`).
@@ -168,4 +235,124 @@ pub struct SimTarget {
     /// A registration token (OCPI token A) the app accepts; [`run`] adds it when it is not
     /// known yet.
     pub registration_token: String,
+}
+
+impl Operator for SimTarget {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn registration_token(&self) -> &str {
+        &self.registration_token
+    }
+
+    async fn setup(&self, prices: &[(i64, i64)], now: i64) -> SimResult<bool> {
+        let db_err = |e: crate::store::StoreError| SimError::Other(format!("database: {e}"));
+        self.clock.set(now);
+        {
+            let mut conn = self.state.db.conn().await.map_err(db_err)?;
+            crate::store::parties::add_registration_token(&mut conn, &self.registration_token, now)
+                .await
+                .map_err(db_err)?;
+        }
+        let mut tx = self.state.db.begin().await.map_err(db_err)?;
+        crate::store::prices::put(&mut tx, prices)
+            .await
+            .map_err(db_err)?;
+        tx.commit()
+            .await
+            .map_err(|e| SimError::Other(format!("database: {e}")))?;
+        Ok(self.state.chain.is_some())
+    }
+
+    async fn set_clock(&self, now: i64) -> SimResult<()> {
+        self.clock.set(now);
+        Ok(())
+    }
+
+    async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {
+        let report = crate::engine::run_tick(&self.state, timestep).await;
+        let json = serde_json::to_value(&report).map_err(|e| SimError::Other(e.to_string()))?;
+        Ok(TickFigures::of_report(&json))
+    }
+}
+
+/// An `evflex serve --sim-clock` in another process, driven over its operator routes
+/// (`Authorization: Bearer <EVFLEX_OPERATOR_TOKEN>`). Calls are retried while the server is
+/// unreachable (being restarted), see [`cpo::Client::call`].
+#[derive(Clone)]
+pub struct RemoteTarget {
+    /// Base URL (`http://127.0.0.1:PORT`).
+    pub base_url: String,
+    /// The operator token.
+    pub operator_token: crate::config::Secret,
+    /// A registration token (OCPI token A) to add and use.
+    pub registration_token: String,
+}
+
+impl RemoteTarget {
+    async fn operator_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> SimResult<serde_json::Value> {
+        let client = cpo::Client::new(&self.base_url)?;
+        let auth = format!("Bearer {}", self.operator_token.expose());
+        client
+            .call_idempotent(method, path, Some(&auth), body)
+            .await
+    }
+}
+
+impl Operator for RemoteTarget {
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn registration_token(&self) -> &str {
+        &self.registration_token
+    }
+
+    async fn setup(&self, prices: &[(i64, i64)], now: i64) -> SimResult<bool> {
+        use serde_json::json;
+        self.set_clock(now).await?;
+        self.operator_call(
+            reqwest::Method::POST,
+            "/api/v1/operator/registration-tokens",
+            Some(&json!({"token": self.registration_token})),
+        )
+        .await?;
+        self.operator_call(
+            reqwest::Method::PUT,
+            "/api/v1/operator/prices",
+            Some(&json!({ "prices": prices })),
+        )
+        .await?;
+        let status = self
+            .operator_call(reqwest::Method::GET, "/api/v1/operator/status", None)
+            .await?;
+        Ok(status["chain"].as_bool().unwrap_or(false))
+    }
+
+    async fn set_clock(&self, now: i64) -> SimResult<()> {
+        self.operator_call(
+            reqwest::Method::PUT,
+            "/api/v1/operator/clock",
+            Some(&serde_json::json!({ "now": now })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {
+        let report = self
+            .operator_call(
+                reqwest::Method::POST,
+                "/api/v1/operator/tick",
+                Some(&serde_json::json!({ "timestep": timestep })),
+            )
+            .await?;
+        Ok(TickFigures::of_report(&report))
+    }
 }

@@ -69,6 +69,138 @@ pub struct GroupLine {
     pub uncontrolled_overload_steps: usize,
 }
 
+/// Transactions and gas of one kind of chain work (outbox kind), from the stored receipts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxLine {
+    /// Outbox kind (`status_commit`, `settlement`, `asset_upsert`, …).
+    pub kind: String,
+    /// Mined transactions (a batch is one).
+    pub transactions: i64,
+    /// Gas they used.
+    pub gas_used: i64,
+}
+
+/// The chain's side of the day, read after the outbox drained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainFigures {
+    /// Seconds waited for the writer to drain the outbox after the day.
+    pub drain_wait_s: f64,
+    /// Rows still to send (`pending`/`sent`, not awaiting funds) when the wait ended; 0: drained.
+    pub left_in_outbox: i64,
+    /// Every transaction mined since the deployment and the gas they used, read from the
+    /// chain's blocks (`None` when they could not be read).
+    pub chain_totals: Option<(u64, u64)>,
+    /// Transactions and gas per outbox kind, from the receipts the writer stored.
+    pub transactions: Vec<TxLine>,
+    /// Sessions settled on chain (`SessionSettled` events).
+    pub settlements: usize,
+    /// FLEX minted by those settlements (wei, 18 decimals).
+    pub flex_minted_wei: u128,
+    /// FlexToken `totalSupply` (wei; `None` when it could not be read).
+    pub flex_supply_wei: Option<u128>,
+    /// Bills by status: settled / awaiting funds / pending / failed / unbillable.
+    pub bills: BillCounts,
+    /// What `evflex audit` finds: the differences, or why the audit could not run.
+    pub audit: Result<Vec<String>, String>,
+}
+
+/// Bills by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillCounts {
+    /// Settled on chain.
+    pub settled: usize,
+    /// Skipped by the contract for an insufficient user balance (retried after a top-up).
+    pub awaiting_funds: usize,
+    /// Settlement enqueued, not yet on chain.
+    pub pending: usize,
+    /// Refused for good.
+    pub failed: usize,
+    /// No wallet to bill (unknown user).
+    pub unbillable: usize,
+}
+
+/// How many audit differences the summary lists before "… and N more".
+const AUDIT_LINES: usize = 10;
+
+fn flex(wei: u128) -> String {
+    format!("{:.3} FLEX", wei as f64 / 1e18)
+}
+
+impl ChainFigures {
+    fn fmt_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<40} {v}");
+        row(
+            f,
+            "chain outbox after the day",
+            if self.left_in_outbox == 0 {
+                format!("drained ({:.1} s wait)", self.drain_wait_s)
+            } else {
+                format!(
+                    "NOT drained: {} row(s) still to send after {:.0} s",
+                    self.left_in_outbox, self.drain_wait_s
+                )
+            },
+        )?;
+        row(
+            f,
+            "on-chain transactions / gas",
+            match self.chain_totals {
+                Some((tx, gas)) => format!("{tx} / {gas} (every transaction since the deployment)"),
+                None => "unknown (blocks could not be read)".to_owned(),
+            },
+        )?;
+        let per_kind = self
+            .transactions
+            .iter()
+            .map(|l| format!("{} {} / {}", l.kind, l.transactions, l.gas_used))
+            .collect::<Vec<_>>()
+            .join("; ");
+        row(
+            f,
+            "  of which outbox work (stored receipts)",
+            if per_kind.is_empty() {
+                "none".to_owned()
+            } else {
+                per_kind
+            },
+        )?;
+        row(
+            f,
+            "FLEX minted",
+            format!(
+                "{} in {} settlement(s) (FlexToken supply {})",
+                flex(self.flex_minted_wei),
+                self.settlements,
+                self.flex_supply_wei
+                    .map_or_else(|| "unknown".to_owned(), flex)
+            ),
+        )?;
+        let b = &self.bills;
+        row(
+            f,
+            "bills settled / awaiting funds / pending",
+            format!(
+                "{} / {} / {} (failed {}, unbillable {})",
+                b.settled, b.awaiting_funds, b.pending, b.failed, b.unbillable
+            ),
+        )?;
+        match &self.audit {
+            Ok(d) if d.is_empty() => row(f, "evflex audit", "clean".to_owned()),
+            Ok(d) => {
+                row(f, "evflex audit", format!("{} difference(s)", d.len()))?;
+                for line in d.iter().take(AUDIT_LINES) {
+                    writeln!(f, "    - {line}")?;
+                }
+                if d.len() > AUDIT_LINES {
+                    writeln!(f, "    … and {} more", d.len() - AUDIT_LINES)?;
+                }
+                Ok(())
+            }
+            Err(e) => row(f, "evflex audit", format!("could not run: {e}")),
+        }
+    }
+}
+
 /// The day in figures.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -124,6 +256,8 @@ pub struct Summary {
     pub posted: (usize, usize, usize),
     /// Extra lines (database and chain figures the caller adds).
     pub extra: Vec<(String, String)>,
+    /// The chain's side of the day, once the outbox drained (`None` without a chain).
+    pub chain: Option<ChainFigures>,
     /// Wall time (s).
     pub wall_s: f64,
 }
@@ -320,6 +454,7 @@ impl Summary {
             },
             posted: (rec.meter_values, rec.cdrs, rec.api_errors.len()),
             extra: Vec::new(),
+            chain: None,
             wall_s: rec.wall.as_secs_f64(),
         }
     }
@@ -483,6 +618,137 @@ impl fmt::Display for Summary {
         for (k, v) in &self.extra {
             row(f, k, v.clone())?;
         }
+        if let Some(c) = &self.chain {
+            c.fmt_rows(f)?;
+        }
         row(f, "wall time", format!("{:.1} s", self.wall_s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(chain: Option<ChainFigures>) -> Summary {
+        Summary {
+            demand: "generated".to_owned(),
+            window: "00:00–24:00".to_owned(),
+            arrivals: 3,
+            plugged: 2,
+            turned_away: 1,
+            opted_in: 1,
+            accepted_at_once: 1,
+            accepted_offer: 0,
+            not_accepted: 0,
+            wanted_wh: 20_000.0,
+            accepted_wh: 10_000.0,
+            delivered_wh: 19_500.0,
+            uncontrolled_delivered_wh: 20_000.0,
+            accepted_due: 1,
+            accepted_met: 1,
+            misses: Vec::new(),
+            uncontrolled_full_power: 1,
+            uncontrolled: 1,
+            profiles_to_uncontrolled: 0,
+            groups: Vec::new(),
+            cost_eur: 1.5,
+            uncontrolled_cost_eur: 2.0,
+            ticks: (96, 96, 0, 40, 0),
+            mean_tick_ms: 12.0,
+            posted: (5_760, 2, 0),
+            extra: Vec::new(),
+            chain,
+            wall_s: 3.0,
+        }
+    }
+
+    fn figures(audit: Result<Vec<String>, String>) -> ChainFigures {
+        ChainFigures {
+            drain_wait_s: 1.5,
+            left_in_outbox: 0,
+            chain_totals: Some((120, 5_400_000)),
+            transactions: vec![
+                TxLine {
+                    kind: "settlement".to_owned(),
+                    transactions: 2,
+                    gas_used: 300_000,
+                },
+                TxLine {
+                    kind: "status_commit".to_owned(),
+                    transactions: 96,
+                    gas_used: 4_800_000,
+                },
+            ],
+            settlements: 2,
+            flex_minted_wei: 1_500_000_000_000_000_000,
+            flex_supply_wei: Some(1_500_000_000_000_000_000),
+            bills: BillCounts {
+                settled: 2,
+                awaiting_funds: 1,
+                ..BillCounts::default()
+            },
+            audit,
+        }
+    }
+
+    fn line<'a>(text: &'a str, key: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no line {key:?} in\n{text}"))
+    }
+
+    #[test]
+    fn chain_rows_show_transactions_gas_flex_bills_and_a_clean_audit() {
+        let text = summary(Some(figures(Ok(Vec::new())))).to_string();
+        assert!(line(&text, "chain outbox after the day").ends_with("drained (1.5 s wait)"));
+        assert!(
+            line(&text, "on-chain transactions / gas")
+                .ends_with("120 / 5400000 (every transaction since the deployment)"),
+            "{text}"
+        );
+        assert!(
+            line(&text, "of which outbox work (stored receipts)")
+                .ends_with("settlement 2 / 300000; status_commit 96 / 4800000"),
+            "{text}"
+        );
+        assert!(
+            line(&text, "FLEX minted")
+                .ends_with("1.500 FLEX in 2 settlement(s) (FlexToken supply 1.500 FLEX)")
+        );
+        assert!(
+            line(&text, "bills settled / awaiting funds / pending")
+                .ends_with("2 / 1 / 0 (failed 0, unbillable 0)")
+        );
+        assert!(line(&text, "evflex audit").ends_with(" clean"));
+        // The chain rows come after the others, before the wall time.
+        assert!(text.find("evflex audit") < text.find("wall time"));
+    }
+
+    #[test]
+    fn audit_differences_are_listed_and_cut_after_ten() {
+        let diffs: Vec<String> = (0..12).map(|i| format!("bill CDR-{i}: differs")).collect();
+        let text = summary(Some(figures(Ok(diffs)))).to_string();
+        assert!(line(&text, "evflex audit").ends_with("12 difference(s)"));
+        assert!(text.contains("    - bill CDR-0: differs"));
+        assert!(text.contains("    - bill CDR-9: differs"));
+        assert!(!text.contains("CDR-10:"));
+        assert!(text.contains("    … and 2 more"));
+        let failed = summary(Some(figures(Err("RPC down".to_owned())))).to_string();
+        assert!(line(&failed, "evflex audit").ends_with("could not run: RPC down"));
+    }
+
+    #[test]
+    fn an_undrained_outbox_is_said_and_no_chain_means_no_chain_rows() {
+        let mut c = figures(Ok(Vec::new()));
+        c.left_in_outbox = 7;
+        c.drain_wait_s = 120.0;
+        let text = summary(Some(c)).to_string();
+        assert!(
+            line(&text, "chain outbox after the day")
+                .ends_with("NOT drained: 7 row(s) still to send after 120 s")
+        );
+        let text = summary(None).to_string();
+        assert!(!text.contains("on-chain transactions"));
+        assert!(!text.contains("evflex audit"));
     }
 }

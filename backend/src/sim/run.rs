@@ -1,19 +1,22 @@
 //! The simulated day, step by step on evflex's simulated clock.
 //!
-//! Setup: token A and the day's prices (operator side, in-process); the CPO server; the OCPI
-//! credentials handshake; locations; topology; the capacity cut (`capacity-changes`); the PV
-//! forecast (the measured profile itself, a perfect forecast).
+//! Setup: the clock, token A and the day's prices (operator side, through [`Operator`]: in
+//! this process, or over the operator routes of a separate `evflex serve --sim-clock`); the
+//! CPO server; the OCPI credentials handshake; locations; topology; the capacity cut
+//! (`capacity-changes`); the PV forecast (the measured profile itself, a perfect forecast).
 //!
 //! Each 15-minute step `k` at `t`:
 //! 1. vehicles whose departure step is `k` unplug: session `PATCH` (COMPLETED, kWh), CDR
 //!    `POST`, EVSE `PATCH` AVAILABLE;
 //! 2. vehicles arriving in `k` plug into a free charge point (none free: turned away); the
 //!    driver registers (`POST /api/v1/users`), opts in (`PUT …/smart-charging`) with
-//!    probability [`SimConfig::opt_in_share`]; the CPO `PUT`s the session and `PATCH`es the EVSE
-//!    to CHARGING; an opted-in driver asks for energy by departure (`POST /api/v1/requests`)
-//!    and accepts the offer when evflex can guarantee less (`accept-offer`);
-//! 3. the clock shows `t` and the tick runs ([`crate::engine::run_tick`]), which sends profiles
-//!    to the CPO server;
+//!    probability [`SimConfig::opt_in_share`], tops up the wallet when evflex has a chain
+//!    (`POST …/wallet/top-up`, [`TOP_UP_EUR`]; retried next step if the chain is away); the CPO
+//!    `PUT`s the session and `PATCH`es the EVSE to CHARGING; an opted-in driver asks for
+//!    energy by departure (`POST /api/v1/requests`) and accepts the offer when evflex can
+//!    guarantee less (`accept-offer`);
+//! 3. the clock shows `t` and the tick runs ([`Operator::tick`]), which sends profiles to the
+//!    CPO server;
 //! 4. each charge point draws min(the limit in force from the latest profile, the vehicle's
 //!    maximum, the charge point's rating, what the vehicle still takes) for the step; a session
 //!    with no profile (not opted in) draws full power;
@@ -25,9 +28,8 @@
 use super::cpo::{self, Client, CpoServer, token_header};
 use super::demand::{self, Arrival};
 use super::scenario::{ChargePoint, Scenario};
-use super::{SimConfig, SimError, SimResult, SimTarget};
+use super::{Operator, SimConfig, SimError, SimResult};
 use crate::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
-use crate::engine::{GroupOutcome, run_tick};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reqwest::Method;
@@ -37,6 +39,8 @@ use std::time::Instant;
 const STEP_S: i64 = TIME_STEP_S as i64;
 /// The simulated CPO's tariff in CDRs (EUR per kWh, excl. VAT).
 const CPO_TARIFF_EUR_PER_KWH: f64 = 0.35;
+/// What a driver tops up after registering when evflex has a chain (EUR).
+pub const TOP_UP_EUR: f64 = 50.0;
 
 /// One vehicle as simulated.
 #[derive(Debug, Clone)]
@@ -132,6 +136,10 @@ struct World<'a> {
     vehicles: Vec<VehicleRecord>,
     drivers: Vec<Option<Driver>>,
     errors: Vec<String>,
+    /// evflex has a chain: drivers top up their wallets after registering.
+    chain: bool,
+    /// Drivers whose top-up failed (tried again next step).
+    pending_top_ups: Vec<usize>,
     cp_rng: ChaCha8Rng,
     stations: Vec<String>,
 }
@@ -232,6 +240,9 @@ impl World<'_> {
                 self.note(r);
             }
             self.drivers[vi] = Some(Driver { bearer });
+            if self.chain {
+                self.top_up(vi).await;
+            }
         }
         let sid = self.vehicles[vi].session_id.clone();
         let t = format_rfc3339(now);
@@ -301,6 +312,27 @@ impl World<'_> {
         Ok(())
     }
 
+    /// The driver tops up their wallet with the demo chain's test euro (enough for any bill
+    /// of the day); a failure (the chain is away) is logged and tried again next step.
+    async fn top_up(&mut self, vi: usize) {
+        let Some(d) = &self.drivers[vi] else {
+            return;
+        };
+        let r = self
+            .client
+            .call(
+                Method::POST,
+                "/api/v1/users/me/wallet/top-up",
+                Some(&d.bearer),
+                Some(&json!({ "amount_eur": TOP_UP_EUR })),
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, vehicle = vi, "sim: top-up failed, retrying next step");
+            self.pending_top_ups.push(vi);
+        }
+    }
+
     async fn unplug(&mut self, vi: usize, now: i64) {
         let Some(cp) = self.vehicles[vi].cp else {
             return;
@@ -366,44 +398,24 @@ impl World<'_> {
 #[allow(clippy::needless_range_loop)] // steps index several per-step series at once
 pub async fn run(
     cfg: &SimConfig,
-    target: &SimTarget,
+    target: &impl Operator,
     mut progress: impl FnMut(usize, usize),
 ) -> SimResult<SimRecord> {
     let started = Instant::now();
     let (demand_label, arrivals) = demand::arrivals(&cfg.demand, cfg.seed)?;
     let scenario = Scenario::build(cfg);
     let (first, end) = (cfg.first_step(), cfg.end_step());
-    let db_err = |e: crate::store::StoreError| SimError::Other(format!("database: {e}"));
 
-    // Operator side: token A, prices, the clock.
-    target.clock.set(ts(cfg, first));
-    {
-        let mut conn = target.state.db.conn().await.map_err(db_err)?;
-        crate::store::parties::add_registration_token(
-            &mut conn,
-            &target.registration_token,
-            ts(cfg, first),
-        )
-        .await
-        .map_err(db_err)?;
-    }
+    // Operator side: the clock, token A, prices.
     let price_rows = crate::ingest::prices::parse_day_ahead_csv(super::scenario::PRICES_CSV)
         .map_err(SimError::Other)?;
     let shift = cfg.day_start - super::DEFAULT_DAY_START;
     let price_rows: Vec<(i64, i64)> = price_rows.iter().map(|(t, p)| (t + shift, *p)).collect();
-    {
-        let mut tx = target.state.db.begin().await.map_err(db_err)?;
-        crate::store::prices::put(&mut tx, &price_rows)
-            .await
-            .map_err(db_err)?;
-        tx.commit()
-            .await
-            .map_err(|e| SimError::Other(format!("database: {e}")))?;
-    }
+    let chain = target.setup(&price_rows, ts(cfg, first)).await?;
 
     // The CPO registers with evflex.
     let server: CpoServer = cpo::spawn(&format!("sim-cpo-token-b-{}", cfg.seed)).await?;
-    let client = Client::new(&target.base_url)?;
+    let client = Client::new(target.base_url())?;
     let creds = json!({
         "token": server.token_b,
         "url": format!("{}/ocpi/versions", server.address),
@@ -414,7 +426,7 @@ pub async fn run(
         .call(
             Method::POST,
             "/ocpi/2.2.1/credentials",
-            Some(&token_header(&target.registration_token)),
+            Some(&token_header(target.registration_token())),
             Some(&creds),
         )
         .await?;
@@ -509,6 +521,8 @@ pub async fn run(
         drivers: (0..vehicles.len()).map(|_| None).collect(),
         vehicles,
         errors: Vec::new(),
+        chain,
+        pending_top_ups: Vec::new(),
         cp_rng: ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0xC0FFEE)),
         stations,
         scenario,
@@ -521,7 +535,11 @@ pub async fn run(
 
     for k in first..end {
         let now = ts(cfg, k);
-        target.clock.set(now);
+        target.set_clock(now).await?;
+        // Top-ups that failed (no chain at the time) are tried again.
+        for vi in std::mem::take(&mut world.pending_top_ups) {
+            world.top_up(vi).await;
+        }
         // 1. Departures.
         for vi in 0..world.vehicles.len() {
             let v = &world.vehicles[vi];
@@ -537,21 +555,13 @@ pub async fn run(
             }
         }
         // 3. The tick.
-        let report = run_tick(&target.state, timestep_of(now, TIME_STEP_S)).await;
+        let report = target.tick(timestep_of(now, TIME_STEP_S)).await?;
         stats.ticks += 1;
         stats.tick_ms += report.duration_ms;
-        stats.setpoints_sent += report.delivery.sent;
-        stats.setpoints_failed += report.delivery.failed;
-        for g in &report.groups {
-            match &g.outcome {
-                GroupOutcome::Solved { .. } => stats.solved += 1,
-                GroupOutcome::Failed { reason } => {
-                    stats.failed += 1;
-                    tracing::warn!(group = g.group_id, %reason, "sim: group tick failed");
-                }
-                GroupOutcome::Skipped => {}
-            }
-        }
+        stats.setpoints_sent += report.setpoints_sent;
+        stats.setpoints_failed += report.setpoints_failed;
+        stats.solved += report.solved;
+        stats.failed += report.failed;
         // 4. Charging.
         let step_h = STEP_S as f64 / 3_600.0;
         let mut readings = Vec::new();
@@ -637,7 +647,7 @@ pub async fn run(
     }
     // Vehicles leaving exactly at the end of the window still unplug.
     let now = ts(cfg, end);
-    target.clock.set(now);
+    target.set_clock(now).await?;
     for vi in 0..world.vehicles.len() {
         let v = &world.vehicles[vi];
         if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == end {

@@ -22,6 +22,7 @@
 
 pub mod bills;
 pub mod groups;
+pub mod leases;
 pub mod locations;
 pub mod meter;
 pub mod outbox;

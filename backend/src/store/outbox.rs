@@ -11,7 +11,8 @@
 //!   `asset_upsert:group:{id}:v{n}`; enqueued when an EVSE or group arrives or its chain-relevant
 //!   data changes ([`AssetPayload`]).
 //! - `status_commit` — `dedupe_key` `status_commit:{group_id}:{timestep}`; one per group per
-//!   tick ([`StatusCommitPayload`]).
+//!   tick ([`StatusCommitPayload`]), only while a chain is configured: with `--no-chain` the
+//!   tick enqueues none, so the table does not grow without bound (see `engine::tick`).
 //! - `settlement` — `dedupe_key` `settlement:{cc}*{party}*{cdr_id}`; one per CDR
 //!   ([`SettlementPayload`]).
 
@@ -234,4 +235,28 @@ pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
         .fetch_one(conn)
         .await?;
     Ok(n)
+}
+
+/// Mined transactions and their gas for one kind (see [`gas_by_kind`]).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct KindGas {
+    /// Kind.
+    pub kind: String,
+    /// Distinct transactions with a stored receipt.
+    pub transactions: i64,
+    /// Gas they used.
+    pub gas_used: i64,
+}
+
+/// Transactions and gas per kind, from the stored receipts. The rows of one batch share its
+/// transaction and gas, so each transaction counts once.
+pub async fn gas_by_kind(conn: &mut Conn) -> StoreResult<Vec<KindGas>> {
+    Ok(sqlx::query_as(
+        "SELECT kind, COUNT(*) AS transactions, CAST(COALESCE(SUM(gas), 0) AS BIGINT) AS gas_used
+         FROM (SELECT kind, tx_hash, MAX(gas_used) AS gas FROM chain_outbox
+               WHERE gas_used IS NOT NULL AND tx_hash IS NOT NULL GROUP BY kind, tx_hash) t
+         GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(conn)
+    .await?)
 }

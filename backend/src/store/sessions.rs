@@ -1,11 +1,15 @@
 //! OCPI Sessions and CDRs. Owns `sessions` and `cdrs`.
 //!
-//! A session PATCH is one `UPDATE` of the columns evflex computes with (`COALESCE` keeps what
-//! the PATCH leaves out), so the hot ingestion path is a single statement; `body` keeps the
-//! object of the last PUT and the columns override it when the session is read back.
+//! A session PATCH is an `UPDATE` of the columns evflex computes with (`COALESCE` keeps what
+//! the PATCH leaves out), grouped with the other PATCHes waiting into one statement and one
+//! commit by [`PatchQueue`]; `body` keeps the object of the last PUT and the columns override it
+//! when the session is read back.
 
-use super::{Conn, StoreResult, from_json, to_json};
+use super::{Conn, Db, StoreError, StoreResult, from_json, to_json};
 use sqlx::FromRow;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A session as evflex stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,36 +187,179 @@ pub async fn upsert(conn: &mut Conn, rec: &SessionRecord) -> StoreResult<i64> {
     Ok(id)
 }
 
-/// Applies a PATCH in one statement; `false` when the session is unknown.
-pub async fn patch(
+/// A session PATCH addressed by the session's OCPI key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyedPatch {
+    /// Country code of the CPO.
+    pub country_code: String,
+    /// Party id of the CPO.
+    pub party_id: String,
+    /// OCPI session id.
+    pub session_id: String,
+    /// The fields to change.
+    pub patch: SessionPatch,
+}
+
+impl KeyedPatch {
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.country_code, &self.party_id, &self.session_id)
+    }
+}
+
+type Pending = (KeyedPatch, oneshot::Sender<StoreResult<bool>>);
+
+/// Group commit of session PATCHes, the hot ingestion path: handlers hand their validated
+/// PATCH to [`PatchQueue::patch`], which returns once it is committed. Writer tasks take every
+/// PATCH waiting (up to [`MAX_BATCH`]) and apply them with one multi-row `UPDATE` (one
+/// transaction when a session repeats within the batch, each repeat in order), so a busy
+/// service pays one statement and one WAL flush per batch instead of per PATCH. If a batch
+/// fails, its PATCHes are applied again one by one, so each request gets its own outcome and
+/// one bad PATCH cannot fail the others.
+#[derive(Debug, Clone)]
+pub struct PatchQueue {
+    tx: mpsc::Sender<Pending>,
+}
+
+/// The most PATCHes one writer applies at once.
+pub const MAX_BATCH: usize = 64;
+/// Writer tasks (batches in flight at once: one commits while the next is built).
+const WRITERS: usize = 2;
+
+impl PatchQueue {
+    /// Starts the writer tasks on the current runtime; they end when every handle is dropped.
+    pub fn start(db: Db) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending>(16 * MAX_BATCH);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (db, rx) = (db.clone(), rx.clone());
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                    apply(&db, std::mem::take(&mut batch)).await;
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Applies a PATCH once committed; `false` when the session is unknown.
+    pub async fn patch(&self, patch: KeyedPatch) -> StoreResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
+        self.tx.send((patch, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+async fn apply(db: &Db, batch: Vec<Pending>) {
+    let (patches, replies): (Vec<KeyedPatch>, Vec<_>) = batch.into_iter().unzip();
+    metrics::counter!("evflex_session_patch_batches_total").increment(1);
+    metrics::counter!("evflex_session_patch_batched_total").increment(patches.len() as u64);
+    let results = match apply_batch(db, &patches).await {
+        Ok(found) => found.into_iter().map(Ok).collect(),
+        Err(e) if patches.len() == 1 => vec![Err(e)],
+        Err(e) => {
+            tracing::warn!(error = ?e, patches = patches.len(),
+                "session PATCH batch failed; applying its PATCHes one by one");
+            let mut results = Vec::with_capacity(patches.len());
+            for p in &patches {
+                results.push(apply_batch(db, std::slice::from_ref(p)).await.map(|f| f[0]));
+            }
+            results
+        }
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        // The handler may have gone (client disconnected): the PATCH is stored all the same.
+        let _ = reply.send(result);
+    }
+}
+
+/// Applies PATCHes in order, all or none; whether each found its session.
+async fn apply_batch(db: &Db, patches: &[KeyedPatch]) -> StoreResult<Vec<bool>> {
+    let mut runs = Vec::new();
+    let mut keys = HashSet::new();
+    let mut start = 0;
+    for (i, p) in patches.iter().enumerate() {
+        if !keys.insert(p.key()) {
+            runs.push(start..i);
+            keys = HashSet::from([p.key()]);
+            start = i;
+        }
+    }
+    runs.push(start..patches.len());
+    let mut found = vec![false; patches.len()];
+    if let [run] = runs.as_slice() {
+        // One statement: atomic without an explicit transaction.
+        let mut conn = db.conn().await?;
+        update_many(&mut conn, &patches[run.clone()], &mut found[run.clone()]).await?;
+        return Ok(found);
+    }
+    let mut tx = db.begin().await?;
+    for run in runs {
+        update_many(&mut tx, &patches[run.clone()], &mut found[run]).await?;
+    }
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// One `UPDATE` for PATCHes of distinct sessions; sets `found[i]` when `patches[i]` matched.
+async fn update_many(
     conn: &mut Conn,
-    country_code: &str,
-    party_id: &str,
-    session_id: &str,
-    p: &SessionPatch,
-) -> StoreResult<bool> {
-    let result = sqlx::query(
+    patches: &[KeyedPatch],
+    found: &mut [bool],
+) -> StoreResult<()> {
+    // Key, then the fields of `SessionPatch`, typed (a NULL keeps the column).
+    const TYPES: [&str; 9] = [
+        "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "BIGINT",
+    ];
+    let rows: Vec<String> = (0..patches.len())
+        .map(|i| {
+            let cells: Vec<String> = (TYPES.iter().enumerate())
+                .map(|(k, ty)| format!("CAST(${} AS {ty})", 9 * i + k + 1))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "UPDATE sessions SET
-             status = COALESCE($4, status),
-             end_ts = COALESCE($5, end_ts),
-             energy_wh = COALESCE($6, energy_wh),
-             charging_periods = COALESCE($7, charging_periods),
-             total_cost = COALESCE($8, total_cost),
-             last_updated = $9
-         WHERE country_code = $1 AND party_id = $2 AND session_id = $3",
-    )
-    .bind(country_code)
-    .bind(party_id)
-    .bind(session_id)
-    .bind(p.status.clone())
-    .bind(p.end_ts)
-    .bind(p.energy_wh)
-    .bind(p.charging_periods.as_ref().map(to_json))
-    .bind(p.total_cost.as_ref().map(to_json))
-    .bind(p.last_updated)
-    .execute(conn)
-    .await?;
-    Ok(result.rows_affected() > 0)
+             status = COALESCE(v.column4, sessions.status),
+             end_ts = COALESCE(v.column5, sessions.end_ts),
+             energy_wh = COALESCE(v.column6, sessions.energy_wh),
+             charging_periods = COALESCE(v.column7, sessions.charging_periods),
+             total_cost = COALESCE(v.column8, sessions.total_cost),
+             last_updated = v.column9
+         FROM (VALUES {}) AS v
+         WHERE sessions.country_code = v.column1 AND sessions.party_id = v.column2
+             AND sessions.session_id = v.column3
+         RETURNING sessions.country_code, sessions.party_id, sessions.session_id",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+    for KeyedPatch {
+        country_code,
+        party_id,
+        session_id,
+        patch: p,
+    } in patches
+    {
+        query = query
+            .bind(country_code)
+            .bind(party_id)
+            .bind(session_id)
+            .bind(p.status.clone())
+            .bind(p.end_ts)
+            .bind(p.energy_wh)
+            .bind(p.charging_periods.as_ref().map(to_json))
+            .bind(p.total_cost.as_ref().map(to_json))
+            .bind(p.last_updated);
+    }
+    let updated: HashSet<(String, String, String)> =
+        query.fetch_all(conn).await?.into_iter().collect();
+    for (p, found) in patches.iter().zip(found) {
+        let (cc, pid, id) = p.key();
+        *found = updated.contains(&(cc.to_owned(), pid.to_owned(), id.to_owned()));
+    }
+    Ok(())
 }
 
 /// A session by its OCPI key.
@@ -322,7 +469,12 @@ pub async fn link_token_uid(conn: &mut Conn, token_uid: &str, user_id: i64) -> S
     Ok(())
 }
 
-/// Records the flexibility a session gave according to the latest schedule.
+/// Records the flexibility a session gives: the largest shift any tick's plan asked of it.
+///
+/// Each tick plans over the rest of the plug-in window, so its figure shrinks as the window
+/// runs out (the last tick before departure usually shifts nothing). Keeping the largest
+/// figure (with the value from the same plan) records what the user's window let evflex move;
+/// billing caps the reward at the billed energy.
 pub async fn set_flexibility(
     conn: &mut Conn,
     session_row: i64,
@@ -330,7 +482,8 @@ pub async fn set_flexibility(
     value_micro_eur: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE sessions SET flex_shifted_wh = $2, flex_value_micro_eur = $3 WHERE id = $1",
+        "UPDATE sessions SET flex_shifted_wh = $2, flex_value_micro_eur = $3 \
+         WHERE id = $1 AND flex_shifted_wh < $2",
     )
     .bind(session_row)
     .bind(shifted_wh)
@@ -457,4 +610,87 @@ pub async fn open_session_on_evse_uid(
     .fetch_optional(conn)
     .await?;
     row.map(StoredSession::try_from).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            country_code: "NL".into(),
+            party_id: "EXA".into(),
+            session_id: id.into(),
+            owner_party: None,
+            location_id: "LOC".into(),
+            evse_uid: "E1".into(),
+            connector_id: "1".into(),
+            status: "ACTIVE".into(),
+            start_ts: 0,
+            end_ts: None,
+            energy_wh: 0,
+            token_uid: "T".into(),
+            contract_id: None,
+            charging_periods: serde_json::json!([]),
+            total_cost: None,
+            body: serde_json::json!({}),
+            last_updated: 0,
+        }
+    }
+
+    fn keyed(id: &str, energy_wh: i64) -> KeyedPatch {
+        KeyedPatch {
+            country_code: "NL".into(),
+            party_id: "EXA".into(),
+            session_id: id.into(),
+            patch: SessionPatch {
+                energy_wh: Some(energy_wh),
+                last_updated: energy_wh,
+                ..SessionPatch::default()
+            },
+        }
+    }
+
+    async fn energy(db: &Db, id: &str) -> (i64, String) {
+        let mut conn = db.conn().await.unwrap();
+        let s = get(&mut conn, "NL", "EXA", id).await.unwrap().unwrap();
+        (s.record.energy_wh, s.record.status)
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_repeats_in_order_and_reports_unknown_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("db").display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut conn = db.conn().await.unwrap();
+        for id in ["S1", "S2"] {
+            upsert(&mut conn, &record(id)).await.unwrap();
+        }
+        drop(conn);
+        let batch = [
+            keyed("S1", 10),
+            keyed("S2", 20),
+            keyed("nope", 1),
+            keyed("S1", 30),
+            keyed("S1", 40),
+        ];
+        let found = apply_batch(&db, &batch).await.unwrap();
+        assert_eq!(found, [true, true, false, true, true]);
+        assert_eq!(energy(&db, "S1").await, (40, "ACTIVE".to_owned()));
+        assert_eq!(energy(&db, "S2").await, (20, "ACTIVE".to_owned()));
+
+        // Through the queue, from many tasks at once: each gets its own answer.
+        let queue = PatchQueue::start(db.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (queue, id) = (queue.clone(), ["S1", "S2", "nope"][i % 3]);
+            tasks.spawn(async move { (id, queue.patch(keyed(id, 100 + i as i64)).await) });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (id, found) = done.unwrap();
+            assert_eq!(found.unwrap(), id != "nope", "{id}");
+        }
+        assert!(energy(&db, "S1").await.0 >= 100);
+    }
 }

@@ -17,10 +17,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const OPERATOR_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const METER_KEY: &str = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+pub(crate) const OPERATOR_KEY: &str =
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+pub(crate) const METER_KEY: &str =
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
 
-async fn chain_app(chain: &LocalChain) -> TestApp {
+pub(crate) async fn chain_app(chain: &LocalChain) -> TestApp {
     let endpoint = chain.endpoint();
     spawn_app_with(Backend::Postgres, move |c| {
         c.chain = ChainConfig::for_tests(&endpoint, OPERATOR_KEY, METER_KEY);
@@ -28,7 +30,7 @@ async fn chain_app(chain: &LocalChain) -> TestApp {
     .await
 }
 
-fn writer(app: &TestApp) -> Writer {
+pub(crate) fn writer(app: &TestApp) -> Writer {
     Writer::new(
         app.state.chain.clone().expect("chain"),
         app.state.db.clone(),
@@ -36,7 +38,7 @@ fn writer(app: &TestApp) -> Writer {
     )
 }
 
-fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) -> Value {
+pub(crate) fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) -> Value {
     json!({
         "country_code": "NL", "party_id": "EXA", "id": id,
         "start_date_time": "2024-05-01T09:30:00Z", "end_date_time": "2024-05-01T11:30:00Z",
@@ -58,7 +60,7 @@ fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) -> Value {
     })
 }
 
-async fn set_flex(app: &TestApp, session: &str, wh: i64) {
+pub(crate) async fn set_flex(app: &TestApp, session: &str, wh: i64) {
     sqlx::query("UPDATE sessions SET flex_shifted_wh = $1 WHERE session_id = $2")
         .bind(wh)
         .bind(session)
@@ -67,7 +69,7 @@ async fn set_flex(app: &TestApp, session: &str, wh: i64) {
         .unwrap();
 }
 
-async fn wallet_address(app: &TestApp, token: &str) -> Address {
+pub(crate) async fn wallet_address(app: &TestApp, token: &str) -> Address {
     let (status, body) = app
         .user(token, Method::GET, "/api/v1/users/me/wallet", None)
         .await;
@@ -180,7 +182,21 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
     let (_, mine) = app
         .user(&alice, Method::GET, "/api/v1/users/me/settlements", None)
         .await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
     assert_eq!(mine[0]["status"], "awaiting funds", "{mine}");
+    assert_eq!(mine[0]["session_id"], "S1", "{mine}");
+    assert!(
+        mine[0]["tx_hash"].is_null() && mine[0]["settled_at"].is_null(),
+        "{mine}"
+    );
+    assert_eq!(
+        (
+            mine[0]["energy_wh"].as_i64(),
+            mine[0]["cost_micro_eur"].as_i64()
+        ),
+        (Some(10_000), Some(3_000_000)),
+        "{mine}"
+    );
     let (_, bobs) = app
         .user(&bob, Method::GET, "/api/v1/users/me/settlements", None)
         .await;
@@ -207,6 +223,43 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
         .user(&alice, Method::GET, "/api/v1/users/me/settlements", None)
         .await;
     assert_eq!(mine[0]["status"], "settled", "{mine}");
+    // The settled session as the wallet lists it: energy, cost, FLEX, and the transaction and
+    // block of its `SessionSettled` event on chain.
+    let events = op
+        .settlement_events(0, op.block_number().await.unwrap())
+        .await
+        .unwrap();
+    let alice_event = events
+        .settled
+        .iter()
+        .find(|e| e.user == alice_addr)
+        .expect("Alice's settlement on chain");
+    assert_eq!(mine[0]["session_id"], "S1");
+    assert_eq!(mine[0]["energy_wh"], 10_000);
+    assert_eq!(mine[0]["energy_kwh"], 10.0);
+    assert_eq!(mine[0]["cost_micro_eur"], 3_000_000);
+    assert_eq!(mine[0]["cost_eur"], 3.0);
+    assert_eq!(mine[0]["flexibility_wh"], 3_000);
+    assert_eq!(mine[0]["flex_earned"], 3.0);
+    assert_eq!(
+        mine[0]["tx_hash"],
+        alice_event.tx_hash.to_string(),
+        "{mine}"
+    );
+    assert_eq!(mine[0]["block_number"], alice_event.block_number, "{mine}");
+    assert_eq!(
+        mine[0]["chain_session_id"],
+        alice_event.session_id.to_string()
+    );
+    assert!(mine[0]["settled_at"].is_string(), "{mine}");
+    assert_eq!(alice_event.energy_wh, 10_000);
+    assert_eq!(alice_event.flexibility_wh, 3_000);
+    assert_eq!(alice_event.cost, U256::from(3_000_000u64));
+    assert_eq!(bobs[0]["flex_earned"], 0.0, "{bobs}");
+    // Each user sees only their own settlements.
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(bobs.as_array().map(Vec::len), Some(1), "{bobs}");
+    assert_ne!(mine[0]["chain_session_id"], bobs[0]["chain_session_id"]);
     assert_eq!(
         op.billing_balance(alice_addr).await.unwrap(),
         U256::from(17_000_000u64)
@@ -311,4 +364,345 @@ async fn writer_survives_a_crash_between_send_and_receipt_and_an_anvil_restart()
     assert_eq!(op.status_commits(0, to, Some(7)).await.unwrap().len(), 2);
     let diffs = audit::audit(&app.state.db, &op).await.unwrap();
     assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+async fn exec(app: &TestApp, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(app.state.db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Sets `column` of the rows of `table` matching `filter` to the SQL expression `tampered`,
+/// runs the audit, restores the original value and returns what the audit said.
+async fn audit_with(
+    app: &TestApp,
+    op: &evflex_chain::ChainClient,
+    table: &str,
+    filter: &str,
+    column: &str,
+    tampered: &str,
+) -> Vec<String> {
+    let (original,): (Option<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT CAST({column} AS TEXT) FROM {table} WHERE {filter}"
+    )))
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    exec(
+        app,
+        &format!("UPDATE {table} SET {column} = {tampered} WHERE {filter}"),
+    )
+    .await;
+    let diffs = audit::audit(&app.state.db, op).await.unwrap();
+    let literal = original.map_or_else(
+        || "NULL".to_owned(),
+        |v| format!("'{}'", v.replace('\'', "''")),
+    );
+    exec(
+        app,
+        &format!("UPDATE {table} SET {column} = {literal} WHERE {filter}"),
+    )
+    .await;
+    diffs
+}
+
+fn assert_one(diffs: &[String], expected: &str) {
+    assert!(
+        diffs.len() == 1 && diffs[0].contains(expected),
+        "expected exactly one difference containing {expected:?}, got {diffs:#?}"
+    );
+}
+
+/// `evflex audit` compares every field the chain records: each tampered field of each kind of
+/// record (charge point, group membership, group, PV inverter, battery, commit, settlement) is
+/// reported as exactly one line naming it, and restoring it makes the audit clean again.
+#[tokio::test]
+async fn audit_reports_every_tampered_field_on_its_own_line() {
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    let mut app = chain_app(&chain).await;
+    let op = app.state.chain.clone().unwrap().operator.clone();
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let spec = json!({"id": 1, "name": "garage", "country_code": "NL", "party_id": "EXA",
+        "capacity_w": 22_080, "evses": ["E1", "E2"],
+        "pv_inverters": [{"id": "roof", "peak_w": 20_000}],
+        "batteries": [{"id": "b1", "capacity_wh": 50_000, "energy_wh": 20_000,
+            "max_charge_w": 10_000, "max_discharge_w": 10_000, "efficiency_permille": 900}]});
+    let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&spec)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, bob) = app.new_user("bob", Some("BOB"), true).await;
+    app.put_session("S2", "E2", "BOB", 0.0).await;
+    app.tick().await;
+    let w = writer(&app);
+    let r = w.run_until_idle(10).await.unwrap();
+    assert_eq!(r.failed, 0, "{r:?}");
+    // PV and battery are on chain with the group.
+    let roof = evflex::chain::writer::asset_chain_id("pv", 1, "roof");
+    let (pv, active) = op.pv_inverter(roof).await.unwrap().expect("PV registered");
+    assert_eq!((pv.group_id, pv.peak_w, active), (1, 20_000, true));
+    let b1 = evflex::chain::writer::asset_chain_id("battery", 1, "b1");
+    let (bat, _) = op.battery(b1).await.unwrap().expect("battery registered");
+    assert_eq!((bat.capacity_wh, bat.available_wh), (50_000, 20_000));
+
+    set_flex(&app, "S2", 2_000).await;
+    let (status, _) = app
+        .user(
+            &bob,
+            Method::POST,
+            "/api/v1/users/me/wallet/top-up",
+            Some(&json!({"amount_eur": 50.0})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .cpo(
+            Method::POST,
+            "/ocpi/2.2.1/cdrs",
+            Some(&cdr("C2", "S2", "E2", "BOB", 10.0)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    w.run_until_idle(10).await.unwrap();
+    let (_, bills) = app
+        .user(&bob, Method::GET, "/api/v1/users/me/settlements", None)
+        .await;
+    assert_eq!(bills[0]["status"], "settled", "{bills}");
+    let clean = audit::audit(&app.state.db, &op).await.unwrap();
+    assert!(clean.is_empty(), "{clean:#?}");
+
+    let (e1,): (i64,) = sqlx::query_as("SELECT id FROM evses WHERE uid = 'E1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let (ts,): (i64,) = sqlx::query_as("SELECT timestep FROM schedules WHERE group_id = 1")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let cp = format!("charge point {e1} (E1): ");
+    let commit = format!("group 1 timestep {ts}: ");
+    let evse = "uid = 'E1'";
+    let group = "id = 1";
+    let sched_filter = format!("group_id = 1 AND timestep = {ts}");
+    let sched: &str = &sched_filter;
+    let bill = "cdr_key LIKE '%C2'";
+    let h = |b: u8| format!("'0x{}'", hex::encode([b; 32]));
+    let cases: Vec<(&str, &str, &str, String, String)> = vec![
+        // SC1: charge point fields
+        (
+            "evses",
+            evse,
+            "rated_power_w",
+            String::from("7400"),
+            format!("{cp}rated power (W) 7400 in the database, 11040 on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "power_type",
+            String::from("'DC'"),
+            format!("{cp}power type Dc in the database, Ac3Phase on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "phases",
+            String::from("1"),
+            format!("{cp}phases 1 in the database, 3 on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "max_voltage_v",
+            String::from("400"),
+            format!("{cp}voltage (V) 400 in the database, 230 on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "max_current_a",
+            String::from("32"),
+            format!("{cp}maximum current (A) 32 in the database, 16 on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "connector_standard",
+            String::from("'CHADEMO'"),
+            format!("{cp}connector standard CHADEMO in the database, IEC_62196_T2 on chain"),
+        ),
+        (
+            "evses",
+            evse,
+            "status",
+            String::from("'REMOVED'"),
+            format!("{cp}active false in the database, true on chain"),
+        ),
+        // SC1: group membership, group, PV, battery
+        (
+            "group_members",
+            "evse_uid = 'E1'",
+            "party_id",
+            String::from("'XXX'"),
+            format!(
+                "charge point {e1} (E1): active in group 1 on chain, not a member in the database"
+            ),
+        ),
+        (
+            "charging_groups",
+            group,
+            "capacity_w",
+            String::from("30000"),
+            String::from("group 1: capacity (W) 30000 in the database, 22080 on chain"),
+        ),
+        (
+            "charging_groups",
+            group,
+            "name",
+            String::from("'renamed'"),
+            String::from("group 1: label renamed in the database, garage on chain"),
+        ),
+        (
+            "charging_groups",
+            group,
+            "pv_inverters",
+            String::from(r#"'[{"id":"roof","peak_w":15000}]'"#),
+            String::from(
+                "group 1 PV inverter \"roof\": peak power (W) 15000 in the database, 20000 on chain",
+            ),
+        ),
+        (
+            "charging_groups",
+            group,
+            "batteries",
+            String::from(
+                r#"'[{"id":"b1","capacity_wh":40000,"energy_wh":20000,"max_charge_w":10000,"max_discharge_w":10000,"efficiency_permille":900}]'"#,
+            ),
+            String::from(
+                "group 1 battery \"b1\": capacity (Wh) 40000 in the database, 50000 on chain",
+            ),
+        ),
+        // SC2: the commit's three values
+        (
+            "schedules",
+            sched,
+            "inputs_hash",
+            h(0x11),
+            format!("{commit}inputs hash 0x1111"),
+        ),
+        (
+            "schedules",
+            sched,
+            "schedule_hash",
+            h(0x22),
+            format!("{commit}schedule hash 0x2222"),
+        ),
+        (
+            "schedules",
+            sched,
+            "algorithm_version",
+            h(0x33),
+            format!("{commit}algorithm version 0x"),
+        ),
+        // SC3: the settlement
+        (
+            "bills",
+            bill,
+            "energy_wh",
+            String::from("9999"),
+            String::from("energy (Wh) 9999 in the database, 10000 on chain"),
+        ),
+        (
+            "bills",
+            bill,
+            "cost_micro_eur",
+            String::from("1"),
+            String::from("cost (micro-EUR) 1 in the database, 3000000 on chain"),
+        ),
+        (
+            "bills",
+            bill,
+            "flexibility_wh",
+            String::from("1"),
+            String::from("flexibility (Wh, FLEX basis) 1 in the database, 2000 on chain"),
+        ),
+        (
+            "bills",
+            bill,
+            "credit_wh",
+            String::from("5"),
+            String::from("credit (Wh) 5 in the database, 0 on chain"),
+        ),
+        (
+            "bills",
+            bill,
+            "price_micro_eur_per_kwh",
+            String::from("1"),
+            String::from("price (micro-EUR/kWh) 1 in the database, 300000 on chain"),
+        ),
+        (
+            "bills",
+            bill,
+            "user_address",
+            String::from("'0x0000000000000000000000000000000000000001'"),
+            String::from("user 0x0000000000000000000000000000000000000001 in the database"),
+        ),
+        (
+            "bills",
+            bill,
+            "chain_session_id",
+            h(0x44),
+            String::from("session id 0x4444"),
+        ),
+        (
+            "bills",
+            bill,
+            "status",
+            String::from("'awaiting_funds'"),
+            String::from("settled on chain, awaiting_funds in the database"),
+        ),
+        (
+            "bills",
+            bill,
+            "tx_hash",
+            h(0x55),
+            String::from("transaction 0x5555"),
+        ),
+    ];
+    for (table, filter, column, tampered, expected) in &cases {
+        let diffs = audit_with(&app, &op, table, filter, column, tampered).await;
+        assert_one(&diffs, expected);
+        println!("{table}.{column}: {}", diffs[0]);
+    }
+    // The stored schedule itself (not its hash): it no longer hashes to the committed value.
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
+        .await
+        .unwrap()
+        .unwrap();
+    let original = serde_json::to_string(&rec.schedule).unwrap();
+    let mut tampered = rec.schedule.clone();
+    tampered.power_w[0][0] += 1;
+    let set_schedule = "UPDATE schedules SET schedule = $1 WHERE group_id = 1 AND timestep = $2";
+    sqlx::query(set_schedule)
+        .bind(serde_json::to_string(&tampered).unwrap())
+        .bind(ts)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    let diffs = audit::audit(&app.state.db, &op).await.unwrap();
+    assert_one(&diffs, "schedule hash");
+    assert!(
+        diffs[0].contains("in the database and on chain, but the stored data hash to"),
+        "{diffs:?}"
+    );
+    sqlx::query(set_schedule)
+        .bind(original)
+        .bind(ts)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+
+    let clean = audit::audit(&app.state.db, &op).await.unwrap();
+    assert!(clean.is_empty(), "restored: {clean:#?}");
 }

@@ -153,6 +153,58 @@ impl Drop for TestApp {
     }
 }
 
+/// Operator key on the local anvil (dev account 1; never a real key).
+pub const TEST_OPERATOR_KEY: &str =
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+/// Meter key on the local anvil (dev account 2; never a real key).
+pub const TEST_METER_KEY: &str =
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6";
+
+/// Starts evflex on PostgreSQL with `chain` configured (manual writer).
+pub async fn spawn_app_on_chain(chain: &evflex_chain::LocalChain) -> TestApp {
+    let endpoint = chain.endpoint();
+    spawn_app_with(Backend::Postgres, move |c| {
+        c.chain =
+            evflex::chain::ChainConfig::for_tests(&endpoint, TEST_OPERATOR_KEY, TEST_METER_KEY);
+    })
+    .await
+}
+
+/// Starts a second evflex replica on `app`'s PostgreSQL database (the same data, the same
+/// simulated clock, the same registered CPO), with a configuration tweak. Dropping the replica
+/// leaves the database to `app`.
+pub async fn spawn_replica(app: &TestApp, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let name = app
+        .db_name
+        .clone()
+        .expect("replicas share a PostgreSQL database");
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let mut config = ServeConfig::for_tests(format!("{base}/{name}"));
+    config.engine.setpoint_backoff_ms = 20;
+    tweak(&mut config);
+    let built = Application::build(config, Arc::new(app.clock.clone()))
+        .await
+        .expect("build replica");
+    let address = format!("http://127.0.0.1:{}", built.port());
+    let state = built.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(built.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        state,
+        clock: app.clock.clone(),
+        http: reqwest::Client::new(),
+        cpo_token: app.cpo_token.clone(),
+        backend: Backend::Postgres,
+        db_name: None,
+        shutdown: Some(tx),
+        _dir: None,
+    }
+}
+
 /// `Token <base64>` as OCPI 2.2.1 wants it.
 pub fn token_header(token: &str) -> String {
     format!(

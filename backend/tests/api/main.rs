@@ -12,3 +12,4 @@ mod sessions;
 mod sim;
 mod tick;
 mod topology;
+mod wallet;

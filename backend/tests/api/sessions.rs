@@ -166,3 +166,45 @@ async fn malformed_sessions_and_cdrs_store_nothing() {
     assert_eq!(app.count("cdrs").await, 0);
     assert_eq!(app.count("chain_outbox").await, 0);
 }
+
+/// Concurrent PATCHes are group-committed: each request still gets its own answer (200, or 404
+/// for an unknown session), and every acknowledged PATCH is stored.
+#[tokio::test]
+async fn concurrent_patches_each_get_their_own_answer() {
+    let app = std::sync::Arc::new(app_with_cpo(Backend::Postgres).await);
+    let mut s = example("session_example_1_simple_start.json");
+    for id in ["A", "B", "C"] {
+        s["id"] = json!(id);
+        let (status, body) = app.cpo(Method::PUT, &path_of(&s), Some(&s)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let app = app.clone();
+        let id = ["A", "B", "C", "unknown"][i % 4];
+        tasks.spawn(async move {
+            let kwh = if id == "C" { 7.0 } else { (i + 4) as f64 };
+            let patch = json!({"kwh": kwh, "last_updated": "2020-03-09T10:20:00Z"});
+            let path = format!("/ocpi/2.2.1/sessions/NL/STK/{id}");
+            let (status, body) = app.cpo(Method::PATCH, &path, Some(&patch)).await;
+            (id, status, body)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (id, status, body) = done.unwrap();
+        let expected = if id == "unknown" { 404 } else { 200 };
+        assert_eq!(status, expected, "{id}: {body}");
+    }
+    let (_, body) = app
+        .cpo(Method::GET, "/ocpi/2.2.1/sessions/NL/STK/C", None)
+        .await;
+    assert_eq!(body["data"]["kwh"], 7.0);
+    let (_, body) = app
+        .cpo(Method::GET, "/ocpi/2.2.1/sessions/NL/STK/A", None)
+        .await;
+    let kwh = body["data"]["kwh"].as_f64().unwrap();
+    assert!(
+        kwh >= 4.0 && kwh % 4.0 == 0.0,
+        "A has one of its PATCHes: {kwh}"
+    );
+}

@@ -16,9 +16,12 @@ use reqwest::Method;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// Seed 2: with first-come-first-served uncontrolled charging (before the rule "an accepted
+/// guarantee outranks uncontrolled charging"), all three accepted requests due in this window
+/// missed, each after a car that did not opt in plugged into the same group.
 fn short_day() -> SimConfig {
     SimConfig {
-        seed: 8,
+        seed: 2,
         start_hour: 9,
         hours: 3,
         sites: 1,
@@ -104,28 +107,28 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
         "the day should overload without smart charging: {summary}"
     );
 
-    // Every accepted request due in the window is delivered by its departure. (Seed 8: no
-    // vehicle that is not opted in arrives in a group after a request there was accepted;
-    // such an arrival can break a guarantee, which `sim::report` labels.)
+    // Every accepted request due in the window is delivered by its departure, also when a
+    // vehicle that is not opted in plugs into the same group later: an accepted guarantee
+    // outranks uncontrolled charging (`backend/schedule/DESIGN.md`).
     assert!(summary.accepted_due >= 3, "{summary}");
     assert!(summary.misses.is_empty(), "{summary}");
     assert_eq!(summary.accepted_met, summary.accepted_due);
 
-    // Vehicles that are not opted in charge at full power from plug-in and get no profile.
+    // Vehicles that are not opted in charge at full power from plug-in unless a guarantee (or
+    // the connection) needs their share: then, and only then, they get a profile.
     assert!(summary.uncontrolled >= 1, "{summary}");
-    assert_eq!(
-        summary.uncontrolled_full_power, summary.uncontrolled,
-        "{summary}"
-    );
-    assert_eq!(summary.profiles_to_uncontrolled, 0);
     for v in record
         .vehicles
         .iter()
-        .filter(|v| v.cp.is_some() && !v.opted_in)
+        .filter(|v| v.cp.is_some() && !v.opted_in && v.profiles == 0)
     {
         let k = v.arrival.arrival_step;
         assert_eq!(v.power_w[k], v.max_w as f64, "{} at plug-in", v.session_id);
     }
+    assert!(
+        summary.uncontrolled_full_power >= 1,
+        "some uncontrolled car is free: {summary}"
+    );
 
     // Each CDR stored once, also when the CPO sends it again.
     let unplugged = record.vehicles.iter().filter(|v| v.unplugged).count();
@@ -200,4 +203,47 @@ async fn the_same_seed_gives_the_same_day() {
         figures.push(per_vehicle);
     }
     assert_eq!(figures[0], figures[1]);
+}
+
+/// More days whose accepted requests broke before the priority rule (first-come-first-served
+/// uncontrolled charging: seed 3, 4, 6, 7 one miss each, seed 5 two, all after a later
+/// uncontrolled arrival in the same group): now every accepted request is met, no group exceeds
+/// its capacity, and the cars that did not opt in are curtailed by charging profiles.
+#[tokio::test]
+async fn later_uncontrolled_arrivals_do_not_break_guarantees() {
+    for seed in [3, 4, 5, 6, 7] {
+        let app = spawn_app_with(Backend::Postgres, |c| {
+            c.engine.uncontrolled_energy_wh = 100_000;
+        })
+        .await;
+        let cfg = SimConfig {
+            seed,
+            ..short_day()
+        };
+        let target = SimTarget {
+            base_url: app.address.clone(),
+            state: app.state.clone(),
+            clock: app.clock.clone(),
+            registration_token: "sim-token-a".to_owned(),
+        };
+        let record = evflex::sim::run(&cfg, &target, |_, _| {}).await.unwrap();
+        let summary = Summary::of(&record);
+        assert!(
+            record.api_errors.is_empty(),
+            "seed {seed}: {:?}",
+            record.api_errors
+        );
+        assert!(summary.accepted_due >= 3, "seed {seed}: {summary}");
+        assert!(summary.misses.is_empty(), "seed {seed}: {summary}");
+        assert_eq!(summary.accepted_met, summary.accepted_due, "seed {seed}");
+        assert!(
+            summary.groups.iter().all(|g| g.overload_steps == 0),
+            "seed {seed}: {summary}"
+        );
+        assert!(summary.uncontrolled >= 1, "seed {seed}: {summary}");
+        assert!(
+            summary.profiles_to_uncontrolled >= 1,
+            "seed {seed}: a later uncontrolled car is curtailed: {summary}"
+        );
+    }
 }

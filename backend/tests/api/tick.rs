@@ -1,6 +1,12 @@
-use crate::helpers::{Backend, T0, TestApp, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{
+    Backend, T0, TEST_METER_KEY, TEST_OPERATOR_KEY, TestApp, spawn_app, spawn_app_on,
+    spawn_app_on_chain, spawn_cpo, spawn_replica, token_header,
+};
+use evflex::chain::ChainConfig;
 use evflex::domain::format_rfc3339;
-use evflex::engine::GroupOutcome;
+use evflex::engine::{GroupOutcome, SkipReason, TickReport};
+use evflex::store::{self, leases};
+use evflex_chain::LocalChain;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -39,8 +45,13 @@ fn row<'a>(schedule: &'a Value, vehicle: &str) -> &'a Vec<Value> {
     schedule["power_w"][i].as_array().unwrap()
 }
 
-async fn full_tick(backend: Backend) {
-    let mut app = spawn_app_on(backend).await;
+/// The full tick; with `chain`, evflex runs with that chain configured (PostgreSQL), without
+/// one as `--no-chain`.
+async fn full_tick(backend: Backend, chain: Option<&LocalChain>) {
+    let mut app = match chain {
+        Some(chain) => spawn_app_on_chain(chain).await,
+        None => spawn_app_on(backend).await,
+    };
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     two_groups(&mut app).await;
@@ -73,7 +84,22 @@ async fn full_tick(backend: Backend) {
         .sum();
     assert!(s3 >= 19_990, "delivered {s3} Wh");
 
-    // Chain work in the same transactions: one status commit per group and tick.
+    // Without a chain no chain work is enqueued (nothing would ever drain it).
+    if chain.is_none() {
+        assert!(app.outbox("status_commit").await.is_empty());
+    } else {
+        status_commits_of_two_groups(&app, ts, &g2).await;
+    }
+
+    set_points_and_rerun(&app, &cpo, &report, chain.is_some()).await;
+}
+
+/// Chain work in the tick's transactions: one status commit per group and tick.
+async fn status_commits_of_two_groups(
+    app: &TestApp,
+    ts: i64,
+    g2: &evflex::store::schedules::ScheduleRecord,
+) {
     // Groups are solved and committed in parallel, so the rows' order is not fixed.
     let mut commits = app.outbox("status_commit").await;
     commits.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
@@ -98,7 +124,14 @@ async fn full_tick(backend: Backend) {
     assert_eq!(e3["session_id"], "S3");
     assert_eq!(e3["energy_left_wh"], 20_000);
     assert_eq!(e3["time_left_s"], 6 * 3_600);
+}
 
+async fn set_points_and_rerun(
+    app: &TestApp,
+    cpo: &crate::helpers::MockCpo,
+    report: &TickReport,
+    with_chain: bool,
+) {
     // Set-points reached the CPO for the opted-in sessions only, with token B.
     assert_eq!(report.delivery.sent, 2, "{report:?}");
     assert_eq!(report.delivery.retries, 1);
@@ -130,19 +163,22 @@ async fn full_tick(backend: Backend) {
         .await;
     assert_eq!((status, body["status_code"].as_i64()), (400, Some(2001)));
 
-    // Re-running the same timestep is a no-op.
+    // Re-running the same timestep is a no-op: both groups are committed, by this replica.
     let again = app.tick().await;
+    let me = Some(app.state.replica.to_string());
     assert!(
         again
             .groups
             .iter()
-            .all(|g| g.outcome == GroupOutcome::Skipped),
+            .all(|g| g.outcome == GroupOutcome::Skipped
+                && g.skip == Some(SkipReason::Committed { by: me.clone() })),
         "{again:?}"
     );
+    assert!(again.committed_elsewhere().is_empty() && again.held_elsewhere().is_empty());
     assert_eq!(app.count("schedules").await, 2);
     assert_eq!(
         app.count("chain_outbox WHERE kind = 'status_commit'").await,
-        2
+        if with_chain { 2 } else { 0 }
     );
 
     // The cockpit shows both groups.
@@ -156,16 +192,26 @@ async fn full_tick(backend: Backend) {
 
 #[tokio::test]
 async fn full_tick_over_two_groups_postgres() {
-    full_tick(Backend::Postgres).await;
+    full_tick(Backend::Postgres, None).await;
 }
 
 #[tokio::test]
 async fn full_tick_over_two_groups_sqlite() {
-    full_tick(Backend::Sqlite).await;
+    full_tick(Backend::Sqlite, None).await;
 }
 
-async fn crashed_tick(backend: Backend) {
-    let mut app = spawn_app_on(backend).await;
+#[tokio::test]
+async fn full_tick_with_a_chain_enqueues_one_status_commit_per_group() {
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    full_tick(Backend::Postgres, Some(&chain)).await;
+}
+
+async fn crashed_tick(backend: Backend, chain: Option<&LocalChain>) {
+    let mut app = match chain {
+        Some(chain) => spawn_app_on_chain(chain).await,
+        None => spawn_app_on(backend).await,
+    };
+    let commits = i64::from(chain.is_some());
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     two_groups(&mut app).await;
@@ -184,7 +230,7 @@ async fn crashed_tick(backend: Backend) {
     );
     assert_eq!(app.count("schedules WHERE group_id = 1").await, 0);
     assert_eq!(app.count("setpoints WHERE group_id = 1").await, 0);
-    assert_eq!(app.count("chain_outbox").await, outbox_before + 1);
+    assert_eq!(app.count("chain_outbox").await, outbox_before + commits);
     assert_eq!(
         app.count("sessions WHERE flex_shifted_wh <> 0 AND evse_uid = 'E1'")
             .await,
@@ -207,18 +253,19 @@ async fn crashed_tick(backend: Backend) {
     assert_eq!(app.count("schedules").await, 2);
     assert_eq!(
         app.count("chain_outbox WHERE kind = 'status_commit'").await,
-        2
+        2 * commits
     );
 }
 
 #[tokio::test]
 async fn crashed_tick_leaves_no_half_written_state_postgres() {
-    crashed_tick(Backend::Postgres).await;
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    crashed_tick(Backend::Postgres, Some(&chain)).await;
 }
 
 #[tokio::test]
 async fn crashed_tick_leaves_no_half_written_state_sqlite() {
-    crashed_tick(Backend::Sqlite).await;
+    crashed_tick(Backend::Sqlite, None).await;
 }
 
 #[tokio::test]
@@ -243,4 +290,241 @@ async fn a_failing_group_does_not_stop_the_others() {
         GroupOutcome::Solved { .. }
     ));
     assert_eq!(app.count("schedules").await, 1);
+}
+
+// ---- Replicas: several evflex instances on one PostgreSQL database ----
+
+/// `n` groups of two EVSEs (15 kW each) with one opted-in session each.
+async fn many_groups(app: &mut TestApp, n: usize) {
+    let uids: Vec<String> = (1..=2 * n).map(|i| format!("E{i}")).collect();
+    let uids: Vec<&str> = uids.iter().map(String::as_str).collect();
+    app.put_site("LOC-A", &uids).await;
+    for g in 0..n {
+        app.put_group(g as i64 + 1, 15_000, &uids[2 * g..2 * g + 2])
+            .await;
+    }
+    app.new_user("alice", Some("ALICE"), true).await;
+    for g in 0..n {
+        app.put_session(&format!("S{}", g + 1), uids[2 * g], "ALICE", 0.0)
+            .await;
+    }
+}
+
+fn entry(report: &TickReport, group_id: i64) -> &evflex::engine::GroupReport {
+    report
+        .groups
+        .iter()
+        .find(|g| g.group_id == group_id)
+        .unwrap_or_else(|| panic!("group {group_id} missing from {report:?}"))
+}
+
+fn solved(report: &TickReport) -> Vec<i64> {
+    report
+        .groups
+        .iter()
+        .filter(|g| matches!(g.outcome, GroupOutcome::Solved { .. }))
+        .map(|g| g.group_id)
+        .collect()
+}
+
+async fn lease_holder(app: &TestApp, group_id: i64) -> leases::Lease {
+    let mut conn = app.state.db.conn().await.unwrap();
+    leases::get(&mut conn, group_id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn two_replicas_solve_and_commit_every_group_exactly_once() {
+    const GROUPS: usize = 8;
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    let mut a = spawn_app_on_chain(&chain).await;
+    let cpo = spawn_cpo().await;
+    a.register_cpo(&cpo).await;
+    many_groups(&mut a, GROUPS).await;
+    let endpoint = chain.endpoint();
+    let b = spawn_replica(&a, move |c| {
+        c.chain = ChainConfig::for_tests(&endpoint, TEST_OPERATOR_KEY, TEST_METER_KEY);
+    })
+    .await;
+    assert_ne!(a.state.replica, b.state.replica);
+
+    // Both replicas run the same quarter hour at the same time.
+    let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    let ts = evflex::domain::timestep_of(T0, 900) as i64;
+    assert_eq!((ra.failed(), rb.failed()), (0, 0), "{ra:?}\n{rb:?}");
+    let (solved_a, solved_b) = (solved(&ra), solved(&rb));
+    eprintln!("replica A solved {solved_a:?}, replica B solved {solved_b:?}");
+    assert_eq!(solved_a.len() + solved_b.len(), GROUPS, "{ra:?}\n{rb:?}");
+    for g in 1..=GROUPS as i64 {
+        // Solved by exactly one replica; the other skipped it, naming why.
+        let (solver, other) = match (solved_a.contains(&g), solved_b.contains(&g)) {
+            (true, false) => (&ra, &rb),
+            (false, true) => (&rb, &ra),
+            both => panic!("group {g} solved by (A, B) = {both:?}"),
+        };
+        let skipped = entry(other, g);
+        assert_eq!(skipped.outcome, GroupOutcome::Skipped, "group {g}");
+        match &skipped.skip {
+            Some(SkipReason::Held) => assert!(other.held_elsewhere().contains(&g)),
+            Some(SkipReason::Committed { by }) => {
+                assert_eq!(by.as_deref(), Some(solver.replica.as_str()), "group {g}");
+                assert!(other.committed_elsewhere().contains(&g));
+            }
+            None => panic!("group {g}: skipped without a reason"),
+        }
+        // One schedule, one status commit, one set-point; the lease names the solver.
+        let where_g = format!("group_id = {g} AND timestep = {ts}");
+        assert_eq!(a.count(&format!("schedules WHERE {where_g}")).await, 1);
+        assert_eq!(a.count(&format!("setpoints WHERE {where_g}")).await, 1);
+        assert_eq!(
+            a.count(&format!(
+                "chain_outbox WHERE dedupe_key = 'status_commit:{g}:{ts}'"
+            ))
+            .await,
+            1
+        );
+        let lease = lease_holder(&a, g).await;
+        assert_eq!(
+            (lease.holder.as_str(), lease.timestep),
+            (solver.replica.as_str(), ts)
+        );
+    }
+    // Each report accounts for every group: the union covers all, with no overlap.
+    let mut others_a = [ra.held_elsewhere(), ra.committed_elsewhere()].concat();
+    let mut others_b = [rb.held_elsewhere(), rb.committed_elsewhere()].concat();
+    others_a.sort();
+    others_b.sort();
+    assert_eq!((others_a, others_b), (solved_b.clone(), solved_a.clone()));
+    assert_eq!(a.count("schedules").await, GROUPS as i64);
+    assert_eq!(
+        a.count("chain_outbox WHERE kind = 'status_commit'").await,
+        GROUPS as i64
+    );
+    // Set-point delivery (engine::setpoints) is not leased: both replicas' delivery rounds may
+    // send the same pending set-point. Every session got its profile at least once.
+    let profiles = cpo.log.lock().unwrap().profiles.clone();
+    eprintln!(
+        "the CPO received {} profiles for {GROUPS} set-points",
+        profiles.len()
+    );
+    for g in 1..=GROUPS {
+        assert!(profiles.iter().any(|(s, _)| *s == format!("S{g}")), "S{g}");
+    }
+
+    // The next tick of either replica changes nothing.
+    let again = b.tick().await;
+    assert_eq!(again.solved(), 0, "{again:?}");
+    let mut elsewhere = again.committed_elsewhere();
+    elsewhere.sort();
+    assert_eq!(elsewhere, solved_a);
+    assert_eq!(a.count("schedules").await, GROUPS as i64);
+}
+
+#[tokio::test]
+async fn a_replica_skips_the_group_another_holds_and_commits_the_rest() {
+    let mut a = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    a.register_cpo(&cpo).await;
+    two_groups(&mut a).await;
+    let b = spawn_replica(&a, |_| {}).await;
+
+    // Replica A is mid-tick on group 1: its open transaction holds the group's lease.
+    let mut conn = a.state.db.conn().await.unwrap();
+    leases::ensure_all(&mut conn).await.unwrap();
+    drop(conn);
+    let mut held = a.state.db.begin().await.unwrap();
+    let lease = leases::try_claim(&mut held, store::Backend::Postgres, 1)
+        .await
+        .unwrap();
+    assert!(lease.is_some());
+
+    let report = b.tick().await;
+    assert_eq!(
+        entry(&report, 1).outcome,
+        GroupOutcome::Skipped,
+        "{report:?}"
+    );
+    assert_eq!(entry(&report, 1).skip, Some(SkipReason::Held));
+    assert!(matches!(
+        entry(&report, 2).outcome,
+        GroupOutcome::Solved { .. }
+    ));
+    assert_eq!(report.held_elsewhere(), [1]);
+    assert_eq!(a.count("schedules WHERE group_id = 1").await, 0);
+    assert_eq!(a.count("schedules WHERE group_id = 2").await, 1);
+    // `--no-chain`: no chain work piles up.
+    assert_eq!(
+        a.count("chain_outbox WHERE kind = 'status_commit'").await,
+        0
+    );
+
+    // A's transaction ends without a commit (as when A dies): the lease is free again, and
+    // B's next run of the same timestep takes group 1 over.
+    held.rollback().await.unwrap();
+    let report = b.tick().await;
+    assert!(
+        matches!(entry(&report, 1).outcome, GroupOutcome::Solved { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        entry(&report, 2).skip,
+        Some(SkipReason::Committed {
+            by: Some(b.state.replica.to_string())
+        })
+    );
+    assert!(report.held_elsewhere().is_empty() && report.committed_elsewhere().is_empty());
+    assert_eq!(a.count("schedules").await, 2);
+
+    // A, back, finds both groups committed by B.
+    let ra = a.tick().await;
+    assert_eq!(ra.solved(), 0, "{ra:?}");
+    assert_eq!(ra.committed_elsewhere(), [1, 2]);
+}
+
+#[tokio::test]
+async fn a_group_whose_replica_died_mid_tick_is_taken_over() {
+    let mut a = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    a.register_cpo(&cpo).await;
+    two_groups(&mut a).await;
+    let b = spawn_replica(&a, |_| {}).await;
+
+    // A dies at group 1's commit boundary (solved, written, never committed).
+    a.state.faults.set_fail_before_commit(1, true);
+    let ra = a.tick().await;
+    assert!(
+        matches!(entry(&ra, 1).outcome, GroupOutcome::Failed { .. }),
+        "{ra:?}"
+    );
+    assert!(matches!(entry(&ra, 2).outcome, GroupOutcome::Solved { .. }));
+
+    // B takes group 1 (its lease died with A's transaction) and leaves group 2 to A.
+    let rb = b.tick().await;
+    assert!(
+        matches!(entry(&rb, 1).outcome, GroupOutcome::Solved { .. }),
+        "{rb:?}"
+    );
+    assert_eq!(rb.committed_elsewhere(), [2]);
+    assert_eq!(a.count("schedules").await, 2);
+    assert_eq!(lease_holder(&a, 1).await.holder, *b.state.replica);
+    assert_eq!(lease_holder(&a, 2).await.holder, *a.state.replica);
+}
+
+#[tokio::test]
+async fn sqlite_ticks_record_the_lease_without_row_locks() {
+    let mut app = spawn_app_on(Backend::Sqlite).await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    let ts = evflex::domain::timestep_of(T0, 900) as i64;
+    let lease = lease_holder(&app, 2).await;
+    assert_eq!(
+        (lease.holder.as_str(), lease.timestep),
+        (&*app.state.replica, ts)
+    );
+    assert_eq!(
+        app.count("chain_outbox WHERE kind = 'status_commit'").await,
+        0
+    );
 }

@@ -1,20 +1,23 @@
 // The EV user app: sign in or register, smart-charging consent, charging requests with the
 // guaranteed-energy offer, a live view of the session, history and the e-wallet.
 //
-// State lives in the server; the page keeps only the bearer token (localStorage) and polls
-// `/api/v1/users/me/status` every few seconds while visible (see backend/web/README.md).
+// State lives in the server; the page keeps only the bearer token (localStorage) and refetches
+// `/api/v1/users/me/status` when the server's event stream says something changed (a tick, a
+// meter value or session update at one of the user's charge points); it polls every few seconds
+// only when server-sent events fail (see backend/web/README.md).
 
-import { api, ApiError, every, offeredOperations } from '/shared/api.js';
+import { api, ApiError, coalesced, live, offeredOperations } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, pct, shortHex, token as tokenAmount, until } from '/shared/format.js';
 import { colors, upsertChart } from '/shared/charts.js';
 
 const POLL_MS = 3000;
 const TOKEN_KEY = 'evflex.userToken';
 const EVSE_KEY = 'evflex.lastEvse';
+const ADDRESS_KEY = 'evflex.walletAddress';
 const OPEN = new Set(['ACTIVE', 'PENDING']);
 
-/** @type {{token: string|null, user: any, status: any[], ops: Set<string>, stopPolling: (() => void)|null, lastUpdate: Date|null}} */
-const state = { token: null, user: null, status: [], ops: new Set(), stopPolling: null, lastUpdate: null };
+/** @type {{token: string|null, user: any, status: any[], ops: Set<string>, stopPolling: (() => void)|null, lastUpdate: Date|null, transport: () => string, refreshes: number, eventLog: string[]}} */
+const state = { token: null, user: null, status: [], ops: new Set(), stopPolling: null, lastUpdate: null, transport: () => 'none', refreshes: 0, eventLog: [] };
 
 // For browser tests and debugging: the data the page shows.
 /** @type {any} */ (window).evflexApp = state;
@@ -98,6 +101,7 @@ async function loadMe() {
 
 function signOut() {
   localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(ADDRESS_KEY);
   state.token = null;
   state.user = null;
   state.status = [];
@@ -136,6 +140,7 @@ function bindSignIn() {
       const r = await api('/api/v1/users', {
         body: { name: name.value.trim(), token_uid: card || null, opted_in: /** @type {HTMLInputElement} */ ($('#reg-optin')).checked },
       });
+      localStorage.removeItem(ADDRESS_KEY);
       await signedIn(r.token);
     } catch (e) {
       msg.innerHTML = notice('error', 'Registration failed', esc(e.message));
@@ -146,6 +151,7 @@ function bindSignIn() {
     ev.preventDefault();
     const t = /** @type {HTMLInputElement} */ ($('#token-input')).value.trim();
     if (!t) return;
+    localStorage.removeItem(ADDRESS_KEY);
     await signedIn(t);
     if (!state.user) $('#register-msg').innerHTML = notice('error', 'That access token is not valid.');
   });
@@ -171,6 +177,7 @@ async function walletSignIn() {
     const signature = await eth.request({ method: 'personal_sign', params: [challenge.message, address] });
     const r = await api('/api/v1/auth/verify', { body: { message: challenge.message, signature } });
     msg.textContent = '';
+    localStorage.setItem(ADDRESS_KEY, r.address ?? address);
     await signedIn(r.token);
   } catch (e) {
     msg.innerHTML = notice('error', 'Wallet sign-in failed', esc(e.message ?? String(e)));
@@ -179,12 +186,29 @@ async function walletSignIn() {
 
 // ---------------------------------------------------------------- live status
 
+/** Live updates: server-sent events, or polling when they fail. */
 function startPolling() {
   if (state.stopPolling) state.stopPolling();
-  state.stopPolling = every(refreshStatus, POLL_MS);
+  const soon = coalesced(refreshStatus, 300);
+  const updates = live({
+    refreshAll: async () => soon(),
+    pollMs: POLL_MS,
+    onEvent: (name, data) => {
+      state.eventLog.push(name);
+      if (state.eventLog.length > 100) state.eventLog.shift();
+      // A session update may be a new session of this user's card, at any charge point.
+      const mine = name !== 'meter' || data.source === 'session' || !data.evse_uid
+        || state.status.some((s) => s.evse_uid === data.evse_uid);
+      if (mine) soon();
+    },
+  });
+  state.stopPolling = updates.stop;
+  state.transport = updates.transport;
+  soon();
 }
 
 async function refreshStatus() {
+  state.refreshes += 1;
   try {
     state.status = await api('/api/v1/users/me/status', { auth: auth() });
     state.lastUpdate = new Date();
@@ -498,15 +522,17 @@ async function loadHistory() {
   }
   list.innerHTML = past.map((s) => {
     const st = settled.get(s.session_id);
+    // A local chain has no block explorer: the link opens the transaction's receipt.
+    const txUrl = st?.tx_url ?? (st?.tx_hash ? `/api/v1/audit/transactions/${encodeURIComponent(st.tx_hash)}` : null);
     const tx = st?.tx_hash
-      ? (st.tx_url ? `<a href="${esc(st.tx_url)}" rel="noopener">${esc(shortHex(st.tx_hash))}</a>` : `<code title="${esc(st.tx_hash)}">${esc(shortHex(st.tx_hash))}</code>`)
-      : '–';
-    return `<li><div><b>${esc(s.evse_uid)}</b> <span class="badge">${esc(s.status.toLowerCase())}</span>
+      ? `<a href="${esc(txUrl)}" rel="noopener" data-field="tx" title="Settlement transaction ${esc(st.tx_hash)}">${esc(shortHex(st.tx_hash))}</a>`
+      : (st?.status ? `<small>${esc(st.status)}</small>` : '–');
+    return `<li data-session="${esc(s.session_id)}"><div><b>${esc(s.evse_uid)}</b> <span class="badge">${esc(s.status.toLowerCase())}</span>
       ${st?.settled_at ? `<small class="muted">${esc(dateTime(st.settled_at))}</small>` : ''}</div>
       <dl class="stats">
-        <div class="stat"><dt>Energy</dt><dd>${esc(kwh(st?.energy_kwh ?? s.energy_added_kwh))}</dd></div>
-        <div class="stat"><dt>Cost</dt><dd>${st ? esc(st.cost_micro_eur !== undefined ? eur(st.cost_micro_eur) : eur(st.cost_eur, { fromEuros: true })) : '–'}</dd></div>
-        <div class="stat"><dt>FLEX earned</dt><dd>${st ? esc(tokenAmount(st.flex_earned, 'FLEX')) : '–'}</dd></div>
+        <div class="stat"><dt>Energy</dt><dd data-field="energy">${esc(kwh(st?.energy_kwh ?? s.energy_added_kwh))}</dd></div>
+        <div class="stat"><dt>Cost</dt><dd data-field="cost">${st ? esc(st.cost_micro_eur !== undefined ? eur(st.cost_micro_eur) : eur(st.cost_eur, { fromEuros: true })) : '–'}</dd></div>
+        <div class="stat"><dt>FLEX earned</dt><dd data-field="flex">${st ? esc(tokenAmount(st.flex_earned, 'FLEX')) : '–'}</dd></div>
         <div class="stat"><dt>Settlement</dt><dd class="mono">${tx}</dd></div>
       </dl></li>`;
   }).join('');
@@ -581,7 +607,8 @@ function renderProfile() {
   $('#account').innerHTML = `
     <div class="stat"><dt>Name</dt><dd>${esc(u.name)}</dd></div>
     <div class="stat"><dt>User ID</dt><dd>${esc(u.user_id)}</dd></div>
-    <div class="stat"><dt>Charging card</dt><dd>${esc(u.token_uid ?? '–')}</dd></div>`;
+    <div class="stat"><dt>Charging card</dt><dd>${esc(u.token_uid ?? '–')}</dd></div>
+    ${localStorage.getItem(ADDRESS_KEY) ? `<div class="stat"><dt>Signed in with wallet</dt><dd><code data-field="signed-in-address">${esc(localStorage.getItem(ADDRESS_KEY))}</code></dd></div>` : ''}`;
 }
 
 function bindProfile() {

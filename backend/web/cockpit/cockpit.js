@@ -2,10 +2,12 @@
 // rating, the load-vs-capacity chart (actual and planned), the schedule heatmap (vehicles ×
 // 15-minute steps, colour = kW) and billing/audit with on-demand verification.
 //
-// Authenticates with the CPO's OCPI credentials token; polls the cockpit endpoints every few
-// seconds while visible (see backend/web/README.md).
+// Authenticates with the CPO's OCPI credentials token. Live updates come from the server's event
+// stream: a `meter` event refetches only the group of that charge point, a `tick` every group and
+// the audit lists; the page polls every few seconds only when server-sent events fail (see
+// backend/web/README.md).
 
-import { api, ApiError, every } from '/shared/api.js';
+import { api, ApiError, coalesced, every, live } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, shortHex, token as tokenAmount } from '/shared/format.js';
 import { chartLib, colors, gnbu, gnbuGradient, stepLabels, upsertChart } from '/shared/charts.js';
 
@@ -18,8 +20,8 @@ const TOKEN_KEY = 'evflex.cpoToken';
  * @typedef {{timesteps: number[], labels: string[], capacity_kw: (number|null)[], planned_kw: (number|null)[], actual_kw: (number|null)[], pv_kw: (number|null)[], now_index: number}} LoadSeries
  */
 
-/** @type {{token: string|null, header: string|null, groups: any[], loadSeries: Record<string, LoadSeries>, lastUpdate: Date|null, stop: (() => void)|null, stopAudit: (() => void)|null}} */
-const state = { token: null, header: null, groups: [], loadSeries: {}, lastUpdate: null, stop: null, stopAudit: null };
+/** @type {{token: string|null, header: string|null, groups: any[], loadSeries: Record<string, LoadSeries>, lastUpdate: Date|null, stop: (() => void)|null, stopAudit: (() => void)|null, transport: () => string, fetches: {all: number, group: number}, verified: Map<string, any>, eventLog: string[]}} */
+const state = { token: null, header: null, groups: [], loadSeries: {}, lastUpdate: null, stop: null, stopAudit: null, transport: () => 'none', fetches: { all: 0, group: 0 }, verified: new Map(), eventLog: [] };
 /** @type {any} */ (window).evflexCockpit = state;
 
 const $ = (/** @type {string} */ sel, root = document) => /** @type {HTMLElement} */ (root.querySelector(sel));
@@ -113,11 +115,68 @@ function signOut() {
 function start() {
   state.stop?.();
   state.stopAudit?.();
-  state.stop = every(refresh, POLL_MS);
+  /** Groups whose charge points reported since the last refetch; `null` entries: all groups. */
+  const dirty = new Set();
+  const soon = coalesced(async () => {
+    const ids = [...dirty];
+    dirty.clear();
+    if (ids.includes(null)) await refresh();
+    else await refreshGroups(/** @type {number[]} */ (ids));
+  }, 300);
+  const all = () => {
+    dirty.add(null);
+    soon();
+  };
+  const audit = coalesced(loadAudit, 1000);
+  const updates = live({
+    refreshAll: async () => all(),
+    pollMs: POLL_MS,
+    onEvent: (name, data) => {
+      state.eventLog.push(`${name} ${data.evse_uid ?? ''}`.trim());
+      if (state.eventLog.length > 100) state.eventLog.shift();
+      if (name === 'meter' && data.evse_uid) {
+        const g = state.groups.find((x) => (x.charge_points ?? []).some((/** @type {any} */ c) => c.evse_uid === data.evse_uid));
+        dirty.add(g ? g.group_id : null);
+        soon();
+        return;
+      }
+      all();
+      if (name === 'tick' || name === 'resync') audit();
+    },
+  });
+  state.stop = updates.stop;
+  state.transport = updates.transport;
+  all();
+  // Commits change status as the chain writer sends them (no event for that): a slow poll.
   state.stopAudit = every(loadAudit, AUDIT_MS);
 }
 
+/** Refetches only the named groups' cards (after meter values at their charge points). */
+async function refreshGroups(/** @type {number[]} */ ids) {
+  try {
+    const fresh = await Promise.all(ids.map((id) => api(`/api/v1/cockpit/groups/${id}`, { auth: state.header ?? undefined })));
+    state.fetches.group += fresh.length;
+    for (const g of fresh) {
+      const i = state.groups.findIndex((x) => x.group_id === g.group_id);
+      if (i >= 0) state.groups[i] = g;
+      else state.groups.push(g);
+    }
+    state.lastUpdate = new Date();
+    showBanner(null);
+    setLive('live', `Live · ${state.lastUpdate.toLocaleTimeString()}`);
+    render();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      signOut();
+      return;
+    }
+    setLive('down', 'Reconnecting…');
+    showBanner(e.message);
+  }
+}
+
 async function refresh() {
+  state.fetches.all += 1;
   try {
     const list = await api('/api/v1/cockpit/groups', { auth: state.header ?? undefined });
     const details = await Promise.all(list.map((g) => api(`/api/v1/cockpit/groups/${g.group_id}`, { auth: state.header ?? undefined })));
@@ -439,27 +498,51 @@ function renderCommits(/** @type {any[]} */ rows) {
     return;
   }
   box.innerHTML = `<div class="table-wrap"><table><caption class="visually-hidden">Schedule commits</caption>
-    <thead><tr><th>Group</th><th>Timestep</th><th>Schedule hash</th><th>Transaction</th><th>Status</th><th>Verify</th></tr></thead><tbody>
-    ${rows.map((r, i) => `<tr data-commit="${i}"><td>${esc(r.group_id)}</td><td class="num">${esc(r.timestep)}</td>
+    <thead><tr><th>Group</th><th>Timestep</th><th>Schedule hash</th><th>Transaction</th><th>Status</th><th>Verification</th></tr></thead><tbody>
+    ${rows.map((r) => `<tr data-group="${esc(r.group_id)}" data-timestep="${esc(r.timestep)}"><td>${esc(r.group_id)}</td><td class="num">${esc(r.timestep)}</td>
       <td><code title="${esc(r.schedule_hash)}">${esc(shortHex(r.schedule_hash))}</code></td>
-      <td>${r.tx_hash ? `<code title="${esc(r.tx_hash)}">${esc(shortHex(r.tx_hash))}</code>` : '–'}</td>
-      <td class="verdict"><span class="badge ${esc(String(r.verification ?? r.status ?? '').toLowerCase())}">${esc(r.verification ?? r.status ?? 'unverified')}</span></td>
-      <td><button type="button" class="secondary verify">Verify</button></td></tr>`).join('')}
+      <td>${r.tx_hash ? `<a href="/api/v1/audit/transactions/${encodeURIComponent(r.tx_hash)}" rel="noopener" title="${esc(r.tx_hash)}"><code>${esc(shortHex(r.tx_hash))}</code></a>` : '–'}</td>
+      <td><span class="badge ${esc(String(r.status ?? '').toLowerCase())}">${esc(r.status ?? 'queued')}</span></td>
+      <td class="verdict"><button type="button" class="secondary verify" aria-label="Verify group ${esc(r.group_id)} timestep ${esc(r.timestep)}">Verify</button>
+        <span class="result" role="status">${verdictHtml(state.verified.get(`${r.group_id}:${r.timestep}`))}</span></td></tr>`).join('')}
     </tbody></table></div>`;
   box.querySelectorAll('button.verify').forEach((b, i) => b.addEventListener('click', () => verify(/** @type {HTMLButtonElement} */ (b), rows[i])));
 }
 
+/**
+ * A verification result as badges: overall verdict, then each check.
+ * @param {any} r The answer of `GET /api/v1/audit/groups/{g}/timesteps/{t}/verify`, or an `{error}`.
+ * @returns {string}
+ */
+function verdictHtml(r) {
+  if (!r) return '';
+  if (r.error) return `<span class="badge failed">not verified</span> <small>${esc(r.error)}</small>`;
+  const check = (/** @type {boolean|null|undefined} */ v, /** @type {string} */ yes, /** @type {string} */ no) =>
+    (v === null || v === undefined ? '' : `<span class="check ${v ? 'pass' : 'fail'}">${esc(v ? yes : no)}</span>`);
+  const checks = [
+    check(r.inputs_hash_ok, 'inputs hash OK', 'inputs hash differs'),
+    check(r.schedule_hash_ok, 'schedule hash OK', 'schedule hash differs'),
+    check(r.on_chain, 'on chain', 'not on chain'),
+    check(r.feasible, 'feasible', 'infeasible'),
+    check(r.optimal, 'optimal', 'not optimal'),
+  ].filter(Boolean).join(' ');
+  return `<span class="badge ${r.ok ? 'verified' : 'mismatch'}" data-verdict="${r.ok ? 'ok' : 'failed'}">${r.ok ? 'OK' : 'failed'}</span> <small class="checks" title="${esc(r.message ?? '')}">${checks}</small>`;
+}
+
 async function verify(/** @type {HTMLButtonElement} */ button, /** @type {any} */ row) {
-  const cell = /** @type {HTMLElement} */ (button.closest('tr')?.querySelector('.verdict'));
+  const cell = /** @type {HTMLElement} */ (button.closest('tr')?.querySelector('.verdict .result'));
+  const key = `${row.group_id}:${row.timestep}`;
   button.disabled = true;
   cell.innerHTML = '<span class="badge">verifying…</span>';
   try {
-    const r = await api('/api/v1/audit/verify', { body: { group_id: row.group_id, timestep: row.timestep }, auth: state.header ?? undefined });
-    const ok = r.ok ?? r.verified ?? r.status === 'verified';
-    cell.innerHTML = `<span class="badge ${ok ? 'verified' : 'mismatch'}">${ok ? 'verified' : 'mismatch'}</span>${r.message ? ` <small>${esc(r.message)}</small>` : ''}`;
+    const r = await api(`/api/v1/audit/groups/${encodeURIComponent(row.group_id)}/timesteps/${encodeURIComponent(row.timestep)}/verify`, { auth: state.header ?? undefined });
+    state.verified.set(key, r);
   } catch (e) {
-    cell.innerHTML = `<span class="badge failed">not verified</span> <small>${esc(e.message)}</small>`;
+    state.verified.set(key, { error: e.message });
   } finally {
+    // The table may have been redrawn meanwhile: write into the current row.
+    const current = document.querySelector(`#commits tr[data-group="${CSS.escape(String(row.group_id))}"][data-timestep="${CSS.escape(String(row.timestep))}"] .verdict .result`);
+    (current ?? cell).innerHTML = verdictHtml(state.verified.get(key));
     button.disabled = false;
   }
 }
@@ -475,7 +558,7 @@ function renderSettlements(/** @type {any[]} */ rows) {
     ${rows.map((r) => `<tr><td><code>${esc(r.session_id)}</code></td><td class="num">${esc(kwh(r.energy_kwh))}</td>
       <td class="num">${esc(r.cost_micro_eur !== undefined ? eur(r.cost_micro_eur) : eur(r.cost_eur, { fromEuros: true }))}</td>
       <td class="num">${esc(tokenAmount(r.flex_earned, 'FLEX'))}</td>
-      <td>${r.tx_hash ? (r.tx_url ? `<a href="${esc(r.tx_url)}" rel="noopener">${esc(shortHex(r.tx_hash))}</a>` : `<code title="${esc(r.tx_hash)}">${esc(shortHex(r.tx_hash))}</code>`) : '–'}</td></tr>`).join('')}
+      <td>${r.tx_hash ? `<a href="${esc(r.tx_url ?? `/api/v1/audit/transactions/${encodeURIComponent(r.tx_hash)}`)}" rel="noopener" title="${esc(r.tx_hash)}">${esc(shortHex(r.tx_hash))}</a>` : esc(r.status ?? '–')}</td></tr>`).join('')}
     </tbody></table></div>`;
 }
 

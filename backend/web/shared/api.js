@@ -156,3 +156,118 @@ export function every(task, ms) {
     document.removeEventListener('visibilitychange', onVisible);
   };
 }
+
+/**
+ * Runs `task` soon after a trigger, never overlapping itself and at most once per `gapMs`;
+ * triggers that arrive while it runs coalesce into one more run. Returns the trigger.
+ *
+ * @param {() => Promise<void>} task
+ * @param {number} [gapMs]
+ * @returns {() => void}
+ */
+export function coalesced(task, gapMs = 500) {
+  let running = false;
+  let again = false;
+  let last = 0;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  let timer = null;
+  const run = async () => {
+    timer = null;
+    running = true;
+    last = Date.now();
+    try {
+      await task();
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        trigger();
+      }
+    }
+  };
+  const trigger = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    if (timer) return;
+    timer = setTimeout(run, Math.max(0, last + gapMs - Date.now()));
+  };
+  return trigger;
+}
+
+/** How long the event stream may take to open before the page polls instead (ms). */
+const EVENTS_OPEN_TIMEOUT_MS = 8000;
+
+/**
+ * Live updates: listens to the server's change notifications (`GET /api/v1/events`,
+ * server-sent events, same origin) and calls `onEvent(name, data)` for each (`tick`, `meter`,
+ * `resync`); calls `refreshAll()` whenever the stream (re)opens (events sent while it was
+ * down are lost) and when it drops (so the page shows the outage). Falls back to polling
+ * `refreshAll` every `pollMs` only when server-sent events fail: no `EventSource`, an HTTP
+ * error or non-stream answer, or no connection within a few seconds. Returns a function that
+ * stops everything; `transport()` tells which way updates arrive.
+ *
+ * @param {object} options
+ * @param {() => Promise<void>} options.refreshAll Refetches everything the page shows.
+ * @param {(name: string, data: any) => void} options.onEvent
+ * @param {number} options.pollMs Polling interval of the fallback.
+ * @returns {{stop: () => void, transport: () => 'events'|'polling'|'connecting'}}
+ */
+export function live({ refreshAll, onEvent, pollMs }) {
+  /** @type {EventSource|null} */
+  let source = null;
+  /** @type {(() => void)|null} */
+  let stopPolling = null;
+  let opened = false;
+  let stopped = false;
+  /** @type {ReturnType<typeof setTimeout>|null} */
+  let openTimer = null;
+  const fallback = () => {
+    if (stopped || stopPolling) return;
+    if (openTimer) clearTimeout(openTimer);
+    source?.close();
+    source = null;
+    stopPolling = every(refreshAll, pollMs);
+  };
+  const stop = () => {
+    stopped = true;
+    if (openTimer) clearTimeout(openTimer);
+    source?.close();
+    source = null;
+    stopPolling?.();
+  };
+  const transport = () => (stopPolling ? 'polling' : opened ? 'events' : 'connecting');
+  if (typeof EventSource === 'undefined') {
+    fallback();
+    return { stop, transport };
+  }
+  source = new EventSource('/api/v1/events');
+  openTimer = setTimeout(() => {
+    if (!opened) fallback();
+  }, EVENTS_OPEN_TIMEOUT_MS);
+  source.addEventListener('open', () => {
+    opened = true;
+    if (openTimer) clearTimeout(openTimer);
+    refreshAll();
+  });
+  source.addEventListener('error', () => {
+    if (!source) return;
+    // CLOSED: the server answered, but not with a stream (an old server, an error status):
+    // poll instead. CONNECTING: the browser reconnects by itself; refresh to show the outage.
+    if (source.readyState === EventSource.CLOSED) fallback();
+    else refreshAll();
+  });
+  for (const name of ['tick', 'meter', 'resync']) {
+    source.addEventListener(name, (ev) => {
+      let data = {};
+      try {
+        data = JSON.parse(/** @type {MessageEvent} */ (ev).data) ?? {};
+      } catch {
+        data = {};
+      }
+      onEvent(name, data);
+    });
+  }
+  return { stop, transport };
+}

@@ -1,8 +1,10 @@
-//! SC1 through the bindings: groups and charge points written and read back, reverts decoded.
+//! SC1 through the bindings: groups, charge points, PV inverters and batteries written and read
+//! back, reverts decoded.
 
 use evflex_chain::bindings::AssetRegistry::AssetRegistryErrors;
 use evflex_chain::{
-    ChainError, ChargePoint, ContractError, EvseStatus, Group, PowerType, WriteOutcome,
+    Battery, ChainError, ChargePoint, ContractError, EvseStatus, Group, PowerType, PvInverter,
+    WriteOutcome,
 };
 
 use crate::helpers::TestChain;
@@ -155,4 +157,82 @@ async fn reverts_decode_into_the_contract_errors() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn pv_inverters_and_batteries_upsert_idempotently() {
+    let t = TestChain::start().await;
+    let cpo = t.cpo_admin().await;
+    let group = Group {
+        id: 9,
+        label: "Solar car park".into(),
+        capacity_w: 40_000,
+    };
+    cpo.register_group(&group).await.unwrap();
+    assert_eq!(cpo.pv_inverter(77).await.unwrap(), None);
+    assert_eq!(cpo.battery(78).await.unwrap(), None);
+
+    let pv = PvInverter {
+        id: 77,
+        group_id: 9,
+        peak_w: 20_000,
+    };
+    assert!(matches!(
+        cpo.upsert_pv_inverter(&pv).await.unwrap(),
+        WriteOutcome::Mined(_)
+    ));
+    assert_eq!(cpo.pv_inverter(77).await.unwrap(), Some((pv.clone(), true)));
+    // the same values again: nothing sent
+    assert_eq!(
+        cpo.upsert_pv_inverter(&pv).await.unwrap(),
+        WriteOutcome::AlreadyDone
+    );
+    // other values: an update
+    let bigger = PvInverter {
+        peak_w: 25_000,
+        ..pv
+    };
+    assert!(matches!(
+        cpo.upsert_pv_inverter(&bigger).await.unwrap(),
+        WriteOutcome::Mined(_)
+    ));
+    assert_eq!(cpo.pv_inverter(77).await.unwrap(), Some((bigger, true)));
+
+    let battery = Battery {
+        id: 78,
+        group_id: 9,
+        capacity_wh: 50_000,
+        available_wh: 20_000,
+    };
+    assert!(matches!(
+        cpo.upsert_battery(&battery).await.unwrap(),
+        WriteOutcome::Mined(_)
+    ));
+    assert_eq!(
+        cpo.upsert_battery(&battery).await.unwrap(),
+        WriteOutcome::AlreadyDone
+    );
+    let charged = Battery {
+        available_wh: 35_000,
+        ..battery
+    };
+    cpo.upsert_battery(&charged).await.unwrap();
+    assert_eq!(
+        cpo.battery(78).await.unwrap(),
+        Some((charged.clone(), true))
+    );
+    // more energy than capacity is refused by the registry, decoded
+    let over = Battery {
+        available_wh: 60_000,
+        ..charged
+    };
+    assert!(matches!(
+        cpo.upsert_battery(&over).await,
+        Err(ChainError::Reverted {
+            error: ContractError::AssetRegistry(
+                AssetRegistryErrors::AssetRegistryBatteryOverCapacity(_)
+            ),
+            ..
+        })
+    ));
 }

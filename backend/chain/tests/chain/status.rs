@@ -209,3 +209,38 @@ async fn batch_commit_skips_what_is_on_chain() {
     ));
     assert_eq!(op.commitment_of(4, 50).await.unwrap(), B256::ZERO);
 }
+
+/// Nonce gap: another process (a second replica, an operator with `cast`) sends with the same
+/// key between our writes. The client takes the node's pending nonce for every transaction, so
+/// neither side fails with "nonce too low" nor leaves a hole that stalls later transactions.
+#[tokio::test]
+async fn writes_survive_another_sender_on_the_same_key() {
+    let t = TestChain::start().await;
+    let a = t.operator().await;
+    let b = t.operator().await;
+    let version = algorithm(&a).await;
+
+    let mut expected = Vec::new();
+    for (i, client) in [&a, &b, &b, &a, &b, &a].into_iter().enumerate() {
+        let nonce_before = client.pending_nonce().await.unwrap();
+        let commit = input(9, 2_000 + i as u64, version, i as u8);
+        let out = client.commit_status(&commit).await.unwrap();
+        assert!(matches!(out, WriteOutcome::Mined(_)), "write {i}: {out:?}");
+        assert_eq!(client.pending_nonce().await.unwrap(), nonce_before + 1);
+        expected.push(commit);
+    }
+    for c in &expected {
+        assert!(
+            a.matches(
+                c.group_id,
+                c.timestep,
+                c.inputs_hash,
+                c.schedule_hash,
+                version
+            )
+            .await
+            .unwrap()
+        );
+    }
+    assert_eq!(a.last_timestep(9).await.unwrap(), 2_005);
+}

@@ -11,7 +11,7 @@ use crate::domain::{MicroEur, WattHours, kwh_to_wh};
 use crate::ingest::{IngestError, IngestResult, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
 use crate::store::outbox::SettlementPayload;
-use crate::store::sessions::{self, CdrRecord, SessionRecord};
+use crate::store::sessions::{self, CdrRecord, KeyedPatch, PatchQueue, SessionRecord};
 use crate::store::{Conn, Db, users};
 use serde_json::{Map, Value};
 
@@ -182,88 +182,134 @@ async fn write_location(
     Ok(())
 }
 
-/// `PUT /locations/{cc}/{party}/{location_id}`: a whole Location.
+/// The object a Locations URL names: a location, one of its EVSEs, or one of their connectors.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LocationRef {
+    /// Location id.
+    pub location_id: String,
+    /// EVSE uid (EVSE and connector URLs).
+    pub evse_uid: Option<String>,
+    /// Connector id (connector URLs).
+    pub connector_id: Option<String>,
+}
+
+/// `PUT` (a whole object) or `PATCH` (some fields) of the location, EVSE or connector `target`
+/// names; a location PATCH's `evses` field carries whole EVSEs to store.
+pub async fn write_location_object(
+    db: &Db,
+    origin: &Origin,
+    target: &LocationRef,
+    body: Value,
+    is_patch: bool,
+    now: i64,
+) -> IngestResult<()> {
+    let location_id = target.location_id.as_str();
+    match (target.evse_uid.as_deref(), target.connector_id.as_deref()) {
+        (None, _) => write_location_level(db, origin, location_id, body, is_patch, now).await,
+        (Some(evse), None) => {
+            write_evse_level(db, origin, location_id, evse, body, is_patch, now).await
+        }
+        (Some(evse), Some(connector)) => {
+            write_connector(
+                db,
+                origin,
+                location_id,
+                evse,
+                connector,
+                body,
+                is_patch,
+                now,
+            )
+            .await
+        }
+    }
+}
+
+/// The object a PUT leaves (the body) or a PATCH leaves (the `stored` object with the body's
+/// top-level fields replaced, as OCPI specifies), validated as `T` and `check`ed against the URL
+/// before anything is written. Returns it parsed and raw.
+async fn incoming<T: serde::de::DeserializeOwned>(
+    conn: &mut Conn,
+    body: Value,
+    is_patch: bool,
+    what: &str,
+    stored: impl AsyncFnOnce(&mut Conn) -> IngestResult<Map<String, Value>>,
+    check: impl Fn(&T) -> IngestResult<()>,
+) -> IngestResult<(T, Map<String, Value>)> {
+    if !is_patch {
+        let parsed: T = parse(body.clone()).map_err(IngestError::Invalid)?;
+        check(&parsed)?;
+        return Ok((parsed, object(body, what)?));
+    }
+    let patch = object(body, &format!("{what} PATCH"))?;
+    require_last_updated(&patch)?;
+    let mut merged = stored(conn).await?;
+    merge(&mut merged, patch);
+    let parsed: T = parse(Value::Object(merged.clone())).map_err(IngestError::Invalid)?;
+    check(&parsed)?;
+    Ok((parsed, merged))
+}
+
+fn unknown_location(location_id: &str) -> IngestError {
+    IngestError::UnknownLocation(format!("unknown location {location_id}"))
+}
+
+/// A whole Location, or some fields of one.
 #[tracing::instrument(skip_all, fields(location = location_id))]
-pub async fn put_location(
+async fn write_location_level(
     db: &Db,
     origin: &Origin,
     location_id: &str,
     body: Value,
+    is_patch: bool,
     now: i64,
 ) -> IngestResult<()> {
-    let loc: Location = parse(body.clone()).map_err(IngestError::Invalid)?;
-    same("country_code", &loc.country_code, &origin.country_code)?;
-    same("party_id", &loc.party_id, &origin.party_id)?;
-    same("id", &loc.id, location_id)?;
-    let raw = object(body, "Location")?;
+    let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
     let mut tx = db.begin().await?;
+    let stored = async |conn: &mut Conn| {
+        let stored = locations::get_location(conn, cc, pid, location_id)
+            .await?
+            .ok_or_else(|| unknown_location(location_id))?;
+        object(stored.body, "stored Location")
+    };
+    let check = |loc: &Location| {
+        same("country_code", &loc.country_code, cc)?;
+        same("party_id", &loc.party_id, pid)?;
+        same("id", &loc.id, location_id)
+    };
+    let (loc, raw) = incoming(&mut tx, body, is_patch, "Location", stored, check).await?;
     write_location(&mut tx, origin, &loc, raw, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// `PATCH /locations/{cc}/{party}/{location_id}`: some fields of a Location (an `evses` field
-/// carries whole EVSEs to store).
-#[tracing::instrument(skip_all, fields(location = location_id))]
-pub async fn patch_location(
-    db: &Db,
-    origin: &Origin,
-    location_id: &str,
-    body: Value,
-    now: i64,
-) -> IngestResult<()> {
-    let patch = object(body, "Location PATCH")?;
-    require_last_updated(&patch)?;
-    let mut tx = db.begin().await?;
-    let stored =
-        locations::get_location(&mut tx, &origin.country_code, &origin.party_id, location_id)
-            .await?
-            .ok_or_else(|| {
-                IngestError::UnknownLocation(format!("unknown location {location_id}"))
-            })?;
-    let mut merged = object(stored.body, "stored Location")?;
-    merge(&mut merged, patch);
-    let loc: Location = parse(Value::Object(merged.clone())).map_err(IngestError::Invalid)?;
-    same("country_code", &loc.country_code, &origin.country_code)?;
-    same("party_id", &loc.party_id, &origin.party_id)?;
-    same("id", &loc.id, location_id)?;
-    write_location(&mut tx, origin, &loc, merged, now).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// `PUT /locations/{cc}/{party}/{location_id}/{evse_uid}`: a whole EVSE.
+/// A whole EVSE (of a stored location), or some fields of a stored one.
 #[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid))]
-pub async fn put_evse(
+async fn write_evse_level(
     db: &Db,
     origin: &Origin,
     location_id: &str,
     evse_uid: &str,
     body: Value,
+    is_patch: bool,
     now: i64,
 ) -> IngestResult<()> {
-    let evse: Evse = parse(body.clone()).map_err(IngestError::Invalid)?;
-    same("uid", evse.uid.as_str(), evse_uid)?;
-    let raw = object(body, "EVSE")?;
+    let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
     let mut tx = db.begin().await?;
-    if locations::get_location(&mut tx, &origin.country_code, &origin.party_id, location_id)
-        .await?
-        .is_none()
+    let stored = async |conn: &mut Conn| {
+        let (stored, connectors) = load_evse(conn, origin, location_id, evse_uid).await?;
+        Ok(evse_json(&stored, &connectors))
+    };
+    let check = |evse: &Evse| same("uid", evse.uid.as_str(), evse_uid);
+    let (evse, raw) = incoming(&mut tx, body, is_patch, "EVSE", stored, check).await?;
+    if !is_patch
+        && locations::get_location(&mut tx, cc, pid, location_id)
+            .await?
+            .is_none()
     {
-        return Err(IngestError::UnknownLocation(format!(
-            "unknown location {location_id}"
-        )));
+        return Err(unknown_location(location_id));
     }
-    write_evse(
-        &mut tx,
-        &origin.country_code,
-        &origin.party_id,
-        location_id,
-        &evse,
-        raw,
-        now,
-    )
-    .await?;
+    write_evse(&mut tx, cc, pid, location_id, &evse, raw, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -284,42 +330,10 @@ async fn load_evse(
     Ok((evse, connectors))
 }
 
-/// `PATCH /locations/{cc}/{party}/{location_id}/{evse_uid}`: some fields of an EVSE.
-#[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid))]
-pub async fn patch_evse(
-    db: &Db,
-    origin: &Origin,
-    location_id: &str,
-    evse_uid: &str,
-    body: Value,
-    now: i64,
-) -> IngestResult<()> {
-    let patch = object(body, "EVSE PATCH")?;
-    require_last_updated(&patch)?;
-    let mut tx = db.begin().await?;
-    let (stored, connectors) = load_evse(&mut tx, origin, location_id, evse_uid).await?;
-    let mut merged = evse_json(&stored, &connectors);
-    merge(&mut merged, patch);
-    let evse: Evse = parse(Value::Object(merged.clone())).map_err(IngestError::Invalid)?;
-    same("uid", evse.uid.as_str(), evse_uid)?;
-    write_evse(
-        &mut tx,
-        &origin.country_code,
-        &origin.party_id,
-        location_id,
-        &evse,
-        merged,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// `PUT` (whole) or `PATCH` (some fields) of one connector.
 #[tracing::instrument(skip_all, fields(location = location_id, evse = evse_uid, connector = connector_id))]
 #[allow(clippy::too_many_arguments)]
-pub async fn write_connector(
+async fn write_connector(
     db: &Db,
     origin: &Origin,
     location_id: &str,
@@ -379,12 +393,11 @@ pub async fn write_connector(
 pub async fn get_location_object(
     db: &Db,
     origin: &Origin,
-    location_id: &str,
-    evse_uid: Option<&str>,
-    connector_id: Option<&str>,
+    target: &LocationRef,
 ) -> IngestResult<Value> {
+    let location_id = target.location_id.as_str();
     let mut conn = db.conn().await?;
-    let Some(evse_uid) = evse_uid else {
+    let Some(evse_uid) = target.evse_uid.as_deref() else {
         let loc = locations::get_location(
             &mut conn,
             &origin.country_code,
@@ -392,7 +405,7 @@ pub async fn get_location_object(
             location_id,
         )
         .await?
-        .ok_or_else(|| IngestError::UnknownLocation(format!("unknown location {location_id}")))?;
+        .ok_or_else(|| unknown_location(location_id))?;
         let mut map = object(loc.body, "stored Location")?;
         let mut evses = Vec::new();
         for e in locations::evses_of_location(
@@ -412,7 +425,7 @@ pub async fn get_location_object(
         return Ok(Value::Object(map));
     };
     let (evse, connectors) = load_evse(&mut conn, origin, location_id, evse_uid).await?;
-    match connector_id {
+    match target.connector_id.as_deref() {
         None => Ok(Value::Object(evse_json(&evse, &connectors))),
         Some(id) => connectors
             .into_iter()
@@ -483,9 +496,10 @@ pub async fn put_session(
     Ok(())
 }
 
-/// `PATCH /sessions/{cc}/{party}/{session_id}`: one `UPDATE`.
+/// `PATCH /sessions/{cc}/{party}/{session_id}`: validated here, then applied by the
+/// [`PatchQueue`] (group commit); returns once committed.
 pub async fn patch_session(
-    db: &Db,
+    queue: &PatchQueue,
     origin: &Origin,
     session_id: &str,
     body: Value,
@@ -504,16 +518,13 @@ pub async fn patch_session(
         total_cost: p.total_cost.and(total_cost),
         last_updated: p.last_updated.0,
     };
-    let mut conn = db.conn().await?;
-    if sessions::patch(
-        &mut conn,
-        &origin.country_code,
-        &origin.party_id,
-        session_id,
-        &patch,
-    )
-    .await?
-    {
+    let keyed = KeyedPatch {
+        country_code: origin.country_code.clone(),
+        party_id: origin.party_id.clone(),
+        session_id: session_id.to_owned(),
+        patch,
+    };
+    if queue.patch(keyed).await? {
         Ok(())
     } else {
         Err(IngestError::NotFound(format!(
