@@ -350,9 +350,13 @@ async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) ->
 
 /// `evflex demo` from `main`: logs at `warn` unless `RUST_LOG` says otherwise (the progress
 /// bar and the table stay readable), a runtime, [`demo`].
+///
+/// alloy's block poller (behind receipt waits) logs "failed to poll" at ERROR once the demo's
+/// anvil has stopped at exit; the writer reports real chain errors itself, so it is silenced.
 pub fn main(args: DemoArgs) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,alloy_rpc_client::poller=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
