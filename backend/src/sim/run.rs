@@ -533,6 +533,30 @@ pub async fn run(
     let mut cdrs = 0;
     let total = end.saturating_sub(first);
 
+    // Opening register readings (no power yet): a real meter has a reading before the first
+    // session of the day, and billing cross-checks a CDR against the register difference from
+    // the last reading at or before the session start.
+    let opening: Vec<Value> = world
+        .scenario
+        .charge_points
+        .iter()
+        .zip(&world.register_wh)
+        .map(|(cp, wh)| {
+            json!({"evse_uid": cp.uid, "meterValue": [{"timestamp": format_rfc3339(ts(cfg, first)),
+                "sampledValue": [{"measurand": "Energy.Active.Import.Register",
+                    "value": format!("{}", wh.round() as i64), "unit": "Wh"}]}]})
+        })
+        .collect();
+    meter_values += opening.len();
+    let r = world
+        .cpo_call(
+            Method::POST,
+            "/api/v1/meter-values",
+            &json!({ "meter_values": opening }),
+        )
+        .await;
+    world.note(r);
+
     for k in first..end {
         let now = ts(cfg, k);
         target.set_clock(now).await?;

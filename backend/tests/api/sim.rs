@@ -73,7 +73,7 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
 
     // No group above its capacity (net of PV) in any step, from the meter values evflex stored.
     let rows: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT evse_uid, ts, COALESCE(power_w, 0) FROM meter_values")
+        sqlx::query_as("SELECT evse_uid, ts, power_w FROM meter_values WHERE power_w IS NOT NULL")
             .fetch_all(app.state.db.pool())
             .await
             .unwrap();
