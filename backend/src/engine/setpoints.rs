@@ -4,25 +4,15 @@
 //! `ChargingProfileResult` arrives at our `response_url`
 //! (`{public_url}/ocpi/2.2.1/chargingprofiles/{setpoint_id}`) and is stored with the set-point.
 //!
-//! **Uncontrolled sessions** (users who did not opt in) charge as fast as possible, but an
-//! accepted guarantee outranks them (`backend/schedule/DESIGN.md`): where the schedule curtails
-//! one (to keep a guarantee, or within the connection's capacity), it must hear of it, or the
-//! rule does nothing in practice. Before each delivery round, [`queue_uncontrolled_limits`]
-//! queues a profile for every uncontrolled session of the current timestep's schedules that is
-//! curtailed in some step ([`evflex_schedule::profile::uncontrolled_limits`]: the planned power
-//! where curtailed, its maximum elsewhere), and one profile at its maximum to lift an earlier
-//! curtailment. Sessions that are never curtailed get no profile.
+//! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
+//! group's transaction, only where the schedule curtails them (`engine::tick`).
 
-use super::snapshot::{Control, VehicleInfo};
 use crate::app::AppState;
-use crate::domain::{TIME_STEP_S, format_rfc3339, step_start, timestep_of};
 use crate::ingest::ocpi::credentials::authorization;
 use crate::store::parties::{self, Party};
-use crate::store::schedules::{self, SetpointRecord, StoredSetpoint};
-use crate::store::{StoreResult, groups};
-use evflex_schedule::{GroupInputs, Schedule};
+use crate::store::schedules::{self, StoredSetpoint};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What one delivery round did.
@@ -81,9 +71,6 @@ async fn put_profile(
 #[tracing::instrument(skip_all)]
 pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
     let mut report = DeliveryReport::default();
-    if let Err(e) = queue_uncontrolled_limits(state).await {
-        tracing::error!(error = ?e, "set-points: cannot queue limits for uncontrolled sessions");
-    }
     let (pending, parties) = match load(state).await {
         Ok(x) => x,
         Err(e) => {
@@ -119,114 +106,6 @@ pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
     metrics::counter!("evflex_setpoints_total", "result" => "failed")
         .increment(report.failed as u64);
     report
-}
-
-/// Whether a stored OCPI profile limits the session below `max_w` in some period.
-fn limits_below(profile: &serde_json::Value, max_w: i64) -> bool {
-    profile["charging_profile_period"]
-        .as_array()
-        .is_some_and(|periods| {
-            periods
-                .iter()
-                .any(|p| p["limit"].as_f64().is_some_and(|l| l < max_w as f64))
-        })
-}
-
-/// Queues profiles for the curtailed uncontrolled sessions of the current timestep's schedules
-/// (module docs). Idempotent: a session that already has a set-point for the schedule's
-/// timestep is left alone. Returns how many were queued.
-#[tracing::instrument(skip_all)]
-pub async fn queue_uncontrolled_limits(state: &AppState) -> StoreResult<usize> {
-    let now = state.clock.now();
-    let timestep = timestep_of(now, TIME_STEP_S) as i64;
-    let mut conn = state.db.conn().await?;
-    let mut queued = 0;
-    for group_id in groups::list_ids(&mut conn).await? {
-        let Some(rec) = schedules::get(&mut conn, group_id, timestep).await? else {
-            continue;
-        };
-        let (Ok(inputs), Ok(schedule), Ok(members)) = (
-            serde_json::from_value::<GroupInputs>(rec.inputs),
-            serde_json::from_value::<Schedule>(rec.schedule),
-            serde_json::from_value::<Vec<VehicleInfo>>(rec.members),
-        ) else {
-            tracing::warn!(group_id, timestep, "set-points: unreadable schedule");
-            continue;
-        };
-        if !members.iter().any(|m| m.control == Control::Uncontrolled) {
-            continue;
-        }
-        let done: HashSet<i64> = schedules::setpoints_of(&mut conn, group_id, timestep)
-            .await?
-            .into_iter()
-            .map(|s| s.record.session_row)
-            .collect();
-        let previous: HashMap<i64, serde_json::Value> =
-            match schedules::latest_before(&mut conn, group_id, timestep).await? {
-                Some(p) => schedules::setpoints_of(&mut conn, group_id, p.timestep)
-                    .await?
-                    .into_iter()
-                    .map(|s| (s.record.session_row, s.record.profile))
-                    .collect(),
-                None => HashMap::new(),
-            };
-        let t0 = step_start(rec.timestep as u64, inputs.time_step_s);
-        for m in members
-            .iter()
-            .filter(|m| m.control == Control::Uncontrolled && !done.contains(&m.session_row))
-        {
-            let (Some(vehicle), Some(row)) = (
-                inputs.vehicles.iter().find(|v| v.id == m.vehicle_id),
-                schedule
-                    .vehicle_ids
-                    .iter()
-                    .position(|id| *id == m.vehicle_id)
-                    .and_then(|i| schedule.power_w.get(i)),
-            ) else {
-                continue;
-            };
-            let limits = match evflex_schedule::profile::uncontrolled_limits(
-                vehicle,
-                row,
-                inputs.time_step_s,
-            ) {
-                Some(limits) => limits,
-                // Lift an earlier curtailment once.
-                None if previous
-                    .get(&m.session_row)
-                    .is_some_and(|p| limits_below(p, vehicle.max_power_w)) =>
-                {
-                    vec![vehicle.max_power_w; row.len()]
-                }
-                None => continue,
-            };
-            let profile = evflex_schedule::profile::ocpi_charging_profile(
-                &limits,
-                inputs.time_step_s,
-                &format_rfc3339(t0),
-                None,
-            );
-            let sp = SetpointRecord {
-                group_id,
-                timestep: rec.timestep,
-                session_row: m.session_row,
-                session_id: m.session_id.clone(),
-                owner_party: m.owner_party,
-                power_w: limits.first().copied().unwrap_or(0),
-                profile: serde_json::to_value(&profile).unwrap_or_default(),
-            };
-            schedules::insert_setpoint(&mut conn, &sp, now).await?;
-            queued += 1;
-        }
-    }
-    if queued > 0 {
-        tracing::info!(
-            queued,
-            timestep,
-            "set-points: curtailed uncontrolled sessions"
-        );
-    }
-    Ok(queued)
 }
 
 async fn load(

@@ -10,7 +10,7 @@
 //!   assumption for planning only: it is never stopped there), but only in the headroom the
 //!   guaranteed vehicles do not need: an accepted guarantee outranks uncontrolled charging
 //!   (`backend/schedule/DESIGN.md`). Where the schedule curtails it, it gets a charging profile
-//!   ([`super::setpoints::queue_uncontrolled_limits`]); otherwise none.
+//!   (queued by [`super::tick`]); otherwise none.
 //! - Opted in with an accepted request: the request's energy, minus what was charged since the
 //!   request, is **guaranteed** by its departure.
 //! - Opted in without a request (or past its departure): **best effort** towards

@@ -49,6 +49,7 @@ use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
 use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
 use evflex_schedule::{Schedule, SolveStatus, hash};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::time::Instant;
 use tokio::task::JoinSet;
 
@@ -423,6 +424,29 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
         return Ok(Ticked::Skipped(committed_by(lease, ts)));
     }
 
+    // Uncontrolled sessions curtailed at the previous timestep: lifted once when no longer
+    // curtailed (see `uncontrolled_setpoint`).
+    let curtailed_before: HashSet<i64> =
+        match schedules::latest_before(&mut tx, group_id, timestep as i64)
+            .await
+            .map_err(db_err)?
+        {
+            Some(p) => schedules::setpoints_of(&mut tx, group_id, p.timestep)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .filter(|s| {
+                    limits_below_max(
+                        &s.record.profile,
+                        &snap.inputs,
+                        s.record.session_row,
+                        &snap.vehicles,
+                    )
+                })
+                .map(|s| s.record.session_row)
+                .collect(),
+            None => HashSet::new(),
+        };
     let mut setpoints = 0;
     for v in &snap.vehicles {
         let Some(row) = row_of(&v.vehicle_id) else {
@@ -438,12 +462,22 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
                 .await
                 .map_err(db_err)?;
         }
-        if v.control == Control::Uncontrolled {
-            continue;
-        }
-        let min_rate = (opts.mode == evflex_schedule::Mode::Milp).then_some(v.min_power_w);
+        let (limits, min_rate) = if v.control == Control::Uncontrolled {
+            match uncontrolled_setpoint(
+                &snap.inputs,
+                &v.vehicle_id,
+                row,
+                curtailed_before.contains(&v.session_row),
+            ) {
+                Some(limits) => (limits, None),
+                None => continue,
+            }
+        } else {
+            let min_rate = (opts.mode == evflex_schedule::Mode::Milp).then_some(v.min_power_w);
+            (row.clone(), min_rate)
+        };
         let profile = evflex_schedule::profile::ocpi_charging_profile(
-            row,
+            &limits,
             snap.inputs.time_step_s,
             &format_rfc3339(t0),
             min_rate,
@@ -454,7 +488,7 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
             session_row: v.session_row,
             session_id: v.session_id.clone(),
             owner_party: v.owner_party,
-            power_w: row.first().copied().unwrap_or(0),
+            power_w: limits.first().copied().unwrap_or(0),
             profile: serde_json::to_value(&profile).map_err(|e| e.to_string())?,
         };
         schedules::insert_setpoint(&mut tx, &sp, now)
@@ -518,4 +552,50 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
         schedule_hash,
         solve_ms: schedule.solve_ms,
     }))
+}
+
+/// The limits sent to an uncontrolled session (a user who did not opt in), or `None` for no
+/// profile. Such a car charges as fast as possible, but an accepted guarantee outranks it
+/// (`backend/schedule/DESIGN.md`): where the schedule curtails it, it gets a profile with the
+/// planned power in the curtailed steps and its maximum elsewhere
+/// ([`evflex_schedule::profile::uncontrolled_limits`]); a car curtailed at the previous
+/// timestep and no longer curtailed gets one profile at its maximum, lifting the limit. Cars
+/// that are never curtailed get no profile.
+fn uncontrolled_setpoint(
+    inputs: &evflex_schedule::GroupInputs,
+    vehicle_id: &str,
+    row: &[i64],
+    curtailed_before: bool,
+) -> Option<Vec<i64>> {
+    let vehicle = inputs.vehicles.iter().find(|x| x.id == vehicle_id)?;
+    match evflex_schedule::profile::uncontrolled_limits(vehicle, row, inputs.time_step_s) {
+        Some(limits) => Some(limits),
+        None if curtailed_before => Some(vec![vehicle.max_power_w; row.len()]),
+        None => None,
+    }
+}
+
+/// Whether a stored OCPI profile of an uncontrolled session limits it below its maximum power
+/// in some period.
+fn limits_below_max(
+    profile: &serde_json::Value,
+    inputs: &evflex_schedule::GroupInputs,
+    session_row: i64,
+    vehicles: &[snapshot::VehicleInfo],
+) -> bool {
+    let Some(max_w) = vehicles
+        .iter()
+        .find(|v| v.session_row == session_row && v.control == Control::Uncontrolled)
+        .and_then(|v| inputs.vehicles.iter().find(|x| x.id == v.vehicle_id))
+        .map(|x| x.max_power_w)
+    else {
+        return false;
+    };
+    profile["charging_profile_period"]
+        .as_array()
+        .is_some_and(|periods| {
+            periods
+                .iter()
+                .any(|p| p["limit"].as_f64().is_some_and(|l| l < max_w as f64))
+        })
 }
