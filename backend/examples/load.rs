@@ -15,7 +15,7 @@
 //! threads, PostgreSQL, everything else on the machine) and, for PATCHes, the mean group-commit
 //! batch.
 
-use evflex::engine::WallClock;
+use evflex::domain::WallClock;
 use evflex::{Application, ServeConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;

@@ -3,7 +3,8 @@
 //! the demo use [`Application`] directly.
 
 use crate::config::{EngineConfig, ServeConfig, TickMode};
-use crate::engine::{self, Clock, Faults, WallClock};
+use crate::domain::{Clock, WallClock};
+use crate::engine::{self, Faults};
 use crate::ingest::ocpi::credentials::Identity;
 use crate::store::parties::TokenGrant;
 use crate::store::{Db, StoreError, parties};

@@ -216,7 +216,7 @@ fn bench_uid(group: usize, cp: usize) -> String {
 async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchReport> {
     use crate::chain::writer::Writer;
     use crate::chain::{ChainConfig, ChainContext, WriterMode};
-    use crate::engine::WallClock;
+    use crate::domain::WallClock;
     use crate::store::outbox::{self, MemberStatus, StatusCommitPayload, kind};
     use crate::store::{Db, groups, locations};
     use alloy::primitives::{B256, keccak256};

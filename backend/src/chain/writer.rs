@@ -29,7 +29,7 @@
 
 use super::{ChainContext, Error, chain_algorithm_version, evse_status, parse_b256, power_type};
 use crate::billing::SettlementWork;
-use crate::engine::Clock;
+use crate::domain::Clock;
 use crate::store::outbox::{AssetPayload, StatusCommitPayload, kind};
 use crate::store::outbox_drain::{self as drain, DrainRow, Receipt};
 use crate::store::{Db, bills, groups, locations};

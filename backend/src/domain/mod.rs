@@ -4,10 +4,12 @@
 //! handles a bare number whose unit it would have to guess. Integers everywhere; floats only at
 //! the parse boundary (OCPI sends kWh as decimals) and inside the optimiser.
 
+mod clock;
 mod ids;
 mod time;
 mod units;
 
+pub use clock::{Clock, SimClock, WallClock};
 pub use ids::{EvseKey, EvseUid, GroupId, PartyKey, SessionKey, UserId};
 pub use time::{TIME_STEP_S, format_rfc3339, parse_rfc3339, step_start, timestep_of, unix_now};
 pub use units::{MicroEur, WattHours, Watts, kwh_to_wh, wh_to_kwh};

@@ -1,4 +1,4 @@
-//! The 15-minute engine: the clock, group snapshots, the tick (solve, persist, enqueue chain
+//! The 15-minute engine: group snapshots, the tick (solve, persist, enqueue chain
 //! work, send set-points) and admission control.
 //!
 //! "Run one step" entry points: [`run_tick`] for a timestep and
@@ -11,12 +11,11 @@
 //! with [`replica_id`].
 
 pub mod admission;
-pub mod clock;
 pub mod setpoints;
 pub mod snapshot;
 pub mod tick;
 
-pub use clock::{Clock, SimClock, WallClock};
+
 pub use tick::{GroupOutcome, GroupReport, SkipReason, TickReport, run_tick};
 
 use crate::app::AppState;

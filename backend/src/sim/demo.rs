@@ -16,7 +16,7 @@ use super::report::{BillCounts, ChainFigures, Summary, TxLine};
 use super::{DemandSource, SimConfig, SimTarget};
 use crate::chain::ChainContext;
 use crate::config::{Secret, ServeConfig};
-use crate::engine::SimClock;
+use crate::domain::SimClock;
 use crate::{Application, store};
 use anyhow::Context;
 use clap::Args;

@@ -38,7 +38,7 @@ pub use run::{SimRecord, run};
 pub use cpo::Client;
 
 use crate::app::AppState;
-use crate::engine::SimClock;
+use crate::domain::SimClock;
 use std::time::Duration;
 
 /// 2019-07-02T00:00:00Z: the simulated day (a Tuesday; the NL day-ahead prices of that day

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use base64::Engine;
-use evflex::engine::SimClock;
+use evflex::domain::SimClock;
 use evflex::{AppState, Application, ServeConfig};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -447,7 +447,7 @@ pub trait NowS {
 
 impl NowS for SimClock {
     fn now_s(&self) -> i64 {
-        evflex::engine::Clock::now(self)
+        evflex::domain::Clock::now(self)
     }
 }
 

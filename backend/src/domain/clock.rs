@@ -1,4 +1,4 @@
-//! The clock the engine runs on: the wall clock in production, a simulated one in tests and the
+//! The clock evflex runs on: the wall clock in production, a simulated one in tests and the
 //! demo. Both drive the same code.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub struct WallClock;
 
 impl Clock for WallClock {
     fn now(&self) -> i64 {
-        crate::domain::unix_now()
+        super::unix_now()
     }
 }
 
