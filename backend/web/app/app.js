@@ -9,6 +9,7 @@
 import { api, ApiError, coalesced, live, offeredOperations } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, pct, shortHex, token as tokenAmount, until } from '/shared/format.js';
 import { colors, upsertChart } from '/shared/charts.js';
+import { $, notice, setLive, showBanner } from '/shared/page.js';
 
 const POLL_MS = 3000;
 const TOKEN_KEY = 'evflex.userToken';
@@ -22,7 +23,6 @@ const state = { token: null, user: null, status: [], ops: new Set(), stopPolling
 // For browser tests and debugging: the data the page shows.
 /** @type {any} */ (window).evflexApp = state;
 
-const $ = (/** @type {string} */ sel, root = document) => /** @type {HTMLElement} */ (root.querySelector(sel));
 const auth = () => (state.token ? `Bearer ${state.token}` : undefined);
 
 // ---------------------------------------------------------------- routing
@@ -52,32 +52,7 @@ function goto(/** @type {string} */ view) {
   $('#main').focus({ preventScroll: true });
 }
 
-// ---------------------------------------------------------------- live indicator
-
-function setLive(/** @type {'live'|'down'|'idle'} */ s, /** @type {string} */ text) {
-  const el = $('#live');
-  el.dataset.state = s;
-  const live = /^Live · (.*)$/.exec(text);
-  if (live) el.innerHTML = `<span class="wide-only">Live · </span><span class="visually-hidden">Updated </span>${esc(live[1])}`;
-  else el.textContent = text;
-}
-
-function showBanner(/** @type {string|null} */ text) {
-  const b = $('#banner');
-  b.hidden = !text;
-  b.textContent = text ?? '';
-}
-
-/**
- * A notice block.
- * @param {'info'|'ok'|'warn'|'error'|'unavailable'} kind
- * @param {string} title
- * @param {string} [bodyHtml] Trusted HTML (escape user data with `esc`).
- * @returns {string}
- */
-function notice(kind, title, bodyHtml = '') {
-  return `<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}"><strong>${esc(title)}</strong>${bodyHtml ? `<p>${bodyHtml}</p>` : ''}</div>`;
-}
+// ---------------------------------------------------------------- notices
 
 /** The notice for an unavailable chain feature. */
 function unavailableNotice(/** @type {ApiError} */ e, /** @type {string} */ what) {

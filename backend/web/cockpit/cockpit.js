@@ -10,6 +10,7 @@
 import { api, ApiError, coalesced, every, live } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, shortHex, token as tokenAmount } from '/shared/format.js';
 import { chartLib, colors, gnbu, gnbuGradient, stepLabels, upsertChart } from '/shared/charts.js';
+import { $, notice, setLive, showBanner } from '/shared/page.js';
 
 const POLL_MS = 4000;
 const AUDIT_MS = 30_000;
@@ -23,33 +24,6 @@ const TOKEN_KEY = 'evflex.cpoToken';
 /** @type {{token: string|null, header: string|null, groups: any[], loadSeries: Record<string, LoadSeries>, lastUpdate: Date|null, stop: (() => void)|null, stopAudit: (() => void)|null, transport: () => string, fetches: {all: number, group: number}, verified: Map<string, any>, eventLog: string[]}} */
 const state = { token: null, header: null, groups: [], loadSeries: {}, lastUpdate: null, stop: null, stopAudit: null, transport: () => 'none', fetches: { all: 0, group: 0 }, verified: new Map(), eventLog: [] };
 /** @type {any} */ (window).evflexCockpit = state;
-
-const $ = (/** @type {string} */ sel, root = document) => /** @type {HTMLElement} */ (root.querySelector(sel));
-
-function setLive(/** @type {'live'|'down'|'idle'} */ s, /** @type {string} */ text) {
-  const el = $('#live');
-  el.dataset.state = s;
-  const live = /^Live · (.*)$/.exec(text);
-  if (live) el.innerHTML = `<span class="wide-only">Live · </span><span class="visually-hidden">Updated </span>${esc(live[1])}`;
-  else el.textContent = text;
-}
-
-function showBanner(/** @type {string|null} */ text) {
-  const b = $('#banner');
-  b.hidden = !text;
-  b.textContent = text ?? '';
-}
-
-/**
- * A notice block.
- * @param {'info'|'ok'|'warn'|'error'|'unavailable'} kind
- * @param {string} title
- * @param {string} [bodyHtml] Trusted HTML.
- * @returns {string}
- */
-function notice(kind, title, bodyHtml = '') {
-  return `<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}"><strong>${esc(title)}</strong>${bodyHtml ? `<p>${bodyHtml}</p>` : ''}</div>`;
-}
 
 // ---------------------------------------------------------------- sign in
 
