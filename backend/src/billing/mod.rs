@@ -33,7 +33,7 @@
 use crate::chain::{ChainContext, Compensation};
 use crate::store::bills::{self, BillRow};
 use crate::store::outbox::{self, SettlementPayload};
-use crate::store::{Conn, StoreError, StoreResult, requests, sessions, users, wallets};
+use crate::store::{Conn, StoreError, StoreResult, meter, requests, sessions, users, wallets};
 use alloy::primitives::{Address, B256, Bytes, keccak256};
 use evflex_chain::Bill;
 use evflex_chain::wallet::eip712::{billing_domain, sign_bill};
@@ -235,7 +235,7 @@ async fn bill_cdr(
         Some(id) => wallets::of_user(conn, id).await?,
         None => None,
     };
-    let meter_energy_wh = bills::meter_energy_wh(
+    let meter_energy_wh = meter::register_energy_wh(
         conn,
         &cdr.country_code,
         &cdr.party_id,

@@ -179,3 +179,31 @@ pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
         .await?;
     Ok(n)
 }
+
+/// Energy from the meter register of an EVSE over `[start_ts, end_ts]` (last minus first
+/// reading, Wh), `None` with fewer than two readings.
+pub async fn register_energy_wh(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+    evse_uid: &str,
+    start_ts: i64,
+    end_ts: i64,
+) -> StoreResult<Option<i64>> {
+    let row: (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+        "SELECT MIN(energy_wh), MAX(energy_wh), COUNT(energy_wh) FROM meter_values
+         WHERE country_code = $1 AND party_id = $2 AND evse_uid = $3
+           AND ts >= $4 AND ts <= $5 AND energy_wh IS NOT NULL",
+    )
+    .bind(country_code)
+    .bind(party_id)
+    .bind(evse_uid)
+    .bind(start_ts)
+    .bind(end_ts)
+    .fetch_one(conn)
+    .await?;
+    Ok(match row {
+        (Some(min), Some(max), n) if n >= 2 => Some(max - min),
+        _ => None,
+    })
+}
