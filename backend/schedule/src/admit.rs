@@ -13,7 +13,9 @@
 //! the window maximum.
 
 use crate::prep::{self, EU_PER_WH, clamped_request_wh};
-use crate::{Admission, GroupInputs, ScheduleError, SolveOptions, SolveStatus, Vehicle, solve};
+use crate::{
+    Admission, GroupInputs, ScheduleError, SolveOptions, SolveStatus, Vehicle, VehicleClass, solve,
+};
 
 /// Decide whether `request` can be guaranteed in the group described by `inputs`.
 ///
@@ -35,10 +37,9 @@ pub fn admit(
     let with = |energy_wh: i64, departure: usize, drop_best_effort: bool| -> GroupInputs {
         let mut g = inputs.clone();
         g.vehicles
-            .retain(|v| v.id != request.id && !(drop_best_effort && v.opted_in && !v.accepted));
+            .retain(|v| v.id != request.id && !(drop_best_effort && v.class == VehicleClass::BestEffort));
         let mut r = request.clone();
-        r.opted_in = true;
-        r.accepted = true;
+        r.class = VehicleClass::Guaranteed;
         r.energy_requested_wh = energy_wh;
         r.departure = departure;
         g.vehicles.push(r);
@@ -75,7 +76,7 @@ pub fn admit(
     let own_max = full.min(window_max_wh(request.departure));
     let mut probe = with(own_max, request.departure, true);
     if let Some(r) = probe.vehicles.last_mut() {
-        r.accepted = false;
+        r.class = VehicleClass::BestEffort;
     }
     let s = solve(&probe, opts, None)?;
     let after_horizon_wh = {

@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::prep::{self, Class, EU_PER_WH, Prepared};
+use crate::VehicleClass;
+use crate::prep::{self, EU_PER_WH, Prepared};
 use crate::solve::{
     TOL_EU, accepted_shortfall_eu, energy_figures, evaluate, grid_import, solve_prepared,
 };
@@ -287,7 +288,7 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
     for (v, row) in prep.vehicles.iter().zip(power) {
         for (t, &p) in row.iter().enumerate() {
             let vehicle = v.id.clone();
-            if v.class == Class::Uncontrolled {
+            if v.class == VehicleClass::Uncontrolled {
                 if p != v.fixed[t] {
                     vio.push(Violation::Uncontrolled {
                         vehicle,
@@ -354,7 +355,7 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
     );
     if claims_met {
         for ((d, unmet), v) in figures.iter().zip(&prep.vehicles) {
-            if v.class == Class::Accepted && *unmet > TOL_EU {
+            if v.class == VehicleClass::Guaranteed && *unmet > TOL_EU {
                 vio.push(Violation::EnergyShort {
                     vehicle: v.id.clone(),
                     delivered_wh: (d / EU_PER_WH) as i64,
@@ -423,7 +424,7 @@ fn tolerance_eur(
     let flex: Vec<_> = prep
         .vehicles
         .iter()
-        .filter(|v| v.class != Class::Uncontrolled)
+        .filter(|v| v.class != VehicleClass::Uncontrolled)
         .collect();
     let steps: usize = flex.iter().map(|v| v.end - v.start).sum();
     let per_w_step = 1e-3

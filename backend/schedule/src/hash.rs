@@ -126,8 +126,8 @@ pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
         }
         put_opt(&mut out, v.battery_capacity_wh);
         put_opt(&mut out, v.energy_on_arrival_wh);
-        out.push(v.opted_in as u8);
-        out.push(v.accepted as u8);
+        out.push(u8::from(v.class.opted_in()));
+        out.push(u8::from(v.class.accepted()));
         out.extend_from_slice(&v.efficiency_permille.to_be_bytes());
     }
     out

@@ -11,7 +11,8 @@ use good_lp::{
 };
 use highs::{HighsModelStatus, HighsSolutionStatus};
 
-use crate::prep::{Class, EU_PER_WH, Prepared};
+use crate::VehicleClass;
+use crate::prep::{EU_PER_WH, Prepared};
 use crate::{Mode, SolveOptions};
 
 /// Objective scale: the solver minimises milli-EUR.
@@ -163,7 +164,7 @@ pub(crate) fn solve_phase(
 
     // Vehicles: power only inside the window.
     let flex: Vec<usize> = (0..prep.vehicles.len())
-        .filter(|&i| prep.vehicles[i].class != Class::Uncontrolled)
+        .filter(|&i| prep.vehicles[i].class != VehicleClass::Uncontrolled)
         .collect();
     let n_flex = flex.len();
     let mut p_cols: Vec<(usize, usize, Vec<usize>)> = Vec::with_capacity(n_flex);

@@ -45,8 +45,49 @@ pub struct Battery {
     pub efficiency_permille: u16,
 }
 
+/// How a vehicle is treated: the one name of this concept in evflex (`DESIGN.md`, glossary).
+/// The priorities are lexicographic, in this order (`Ord` follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VehicleClass {
+    /// Opted in with an accepted request: its energy is guaranteed by departure, ahead of
+    /// uncontrolled charging (uncontrolled vehicles are curtailed where it needs their share).
+    Guaranteed,
+    /// Opted in, no accepted request: charged as well as the guarantees leave room for.
+    BestEffort,
+    /// Not opted in: charges as fast as possible from plug-in, first come first served, in the
+    /// headroom that the guaranteed vehicles do not need.
+    Uncontrolled,
+}
+
+impl VehicleClass {
+    /// The class of a vehicle whose user has (`opted_in`) or has not opted into smart charging
+    /// and whose request was (`accepted`) or was not accepted by admission control.
+    pub fn from_flags(opted_in: bool, accepted: bool) -> Self {
+        match (opted_in, accepted) {
+            (false, _) => Self::Uncontrolled,
+            (true, true) => Self::Guaranteed,
+            (true, false) => Self::BestEffort,
+        }
+    }
+
+    /// The user opted into smart charging (the class is not [`VehicleClass::Uncontrolled`]).
+    pub fn opted_in(self) -> bool {
+        self != Self::Uncontrolled
+    }
+
+    /// The request passed admission control (the class is [`VehicleClass::Guaranteed`]).
+    pub fn accepted(self) -> bool {
+        self == Self::Guaranteed
+    }
+}
+
 /// One vehicle's charging need as the optimiser sees it.
+///
+/// Its JSON (stored schedule inputs, the public audit API) spells the class as the two flags
+/// `opted_in` and `accepted`, as the canonical hash does ([`crate::hash`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "VehicleJson", into = "VehicleJson")]
 pub struct Vehicle {
     /// Stable identifier (the session id); vehicles are ordered by it for determinism.
     pub id: String,
@@ -64,15 +105,61 @@ pub struct Vehicle {
     pub battery_capacity_wh: Option<i64>,
     /// Energy in the battery at plug-in (Wh), where known.
     pub energy_on_arrival_wh: Option<i64>,
-    /// The user opted into smart charging; otherwise the vehicle charges uncontrolled: as fast
-    /// as possible from plug-in, first come first served, in the headroom that the accepted
-    /// requests do not need (an accepted guarantee outranks uncontrolled charging; `DESIGN.md`).
-    pub opted_in: bool,
-    /// The request passed admission control: its energy is guaranteed by departure, ahead of
-    /// uncontrolled charging (uncontrolled vehicles are curtailed where it needs their share).
-    pub accepted: bool,
+    /// How the optimiser treats it (guaranteed, best effort or uncontrolled).
+    pub class: VehicleClass,
     /// Charging efficiency in per mille (grid → battery), e.g. 1000 or 920.
     pub efficiency_permille: u16,
+}
+
+/// The JSON form of [`Vehicle`]: the class as the flags `opted_in` and `accepted`.
+#[derive(Serialize, Deserialize)]
+struct VehicleJson {
+    id: String,
+    arrival: usize,
+    departure: usize,
+    max_power_w: i64,
+    min_power_w: i64,
+    energy_requested_wh: i64,
+    battery_capacity_wh: Option<i64>,
+    energy_on_arrival_wh: Option<i64>,
+    opted_in: bool,
+    accepted: bool,
+    efficiency_permille: u16,
+}
+
+impl From<VehicleJson> for Vehicle {
+    fn from(v: VehicleJson) -> Self {
+        Self {
+            id: v.id,
+            arrival: v.arrival,
+            departure: v.departure,
+            max_power_w: v.max_power_w,
+            min_power_w: v.min_power_w,
+            energy_requested_wh: v.energy_requested_wh,
+            battery_capacity_wh: v.battery_capacity_wh,
+            energy_on_arrival_wh: v.energy_on_arrival_wh,
+            class: VehicleClass::from_flags(v.opted_in, v.accepted),
+            efficiency_permille: v.efficiency_permille,
+        }
+    }
+}
+
+impl From<Vehicle> for VehicleJson {
+    fn from(v: Vehicle) -> Self {
+        Self {
+            id: v.id,
+            arrival: v.arrival,
+            departure: v.departure,
+            max_power_w: v.max_power_w,
+            min_power_w: v.min_power_w,
+            energy_requested_wh: v.energy_requested_wh,
+            battery_capacity_wh: v.battery_capacity_wh,
+            energy_on_arrival_wh: v.energy_on_arrival_wh,
+            opted_in: v.class.opted_in(),
+            accepted: v.class.accepted(),
+            efficiency_permille: v.efficiency_permille,
+        }
+    }
 }
 
 /// LP (continuous power) or MILP (each charge point draws 0 or at least its minimum).

@@ -19,7 +19,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{algorithm_version, inputs_hash, schedule_hash, to_hex};
-use crate::{GroupInputs, Mode, ScheduleError, SolveOptions, SolveStatus, Vehicle, solve};
+use crate::{
+    GroupInputs, Mode, ScheduleError, SolveOptions, SolveStatus, Vehicle, VehicleClass, solve,
+};
 
 /// A number or a per-step list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,8 +188,7 @@ impl PlanInput {
                         .soe_init_kwh
                         .map(|x| to_int(&f("soe_init_kwh"), x, 1000.0))
                         .transpose()?,
-                    opted_in: v.opted_in,
-                    accepted: v.accepted,
+                    class: VehicleClass::from_flags(v.opted_in, v.accepted),
                     efficiency_permille: ((eff * 1000.0).round() as u16).max(1),
                 })
             })

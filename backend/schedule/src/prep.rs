@@ -2,23 +2,11 @@
 //! and [`crate::baseline`]: vehicles in id order, windows clipped to the horizon, energy targets
 //! in exact integer units, and the fixed profiles of uncontrolled vehicles.
 
-use crate::{Battery, GroupInputs, ScheduleError, Vehicle};
+use crate::{Battery, GroupInputs, ScheduleError, Vehicle, VehicleClass};
 
 /// Exact integer energy unit: W·s·‰ (watts × seconds × efficiency per mille). One Wh into the
 /// battery is 3 600 000 units; `p` W for one step of `dt` s at efficiency `η` ‰ is `p·dt·η`.
 pub(crate) const EU_PER_WH: i128 = 3_600_000;
-
-/// How the optimiser treats a vehicle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Class {
-    /// Opted in and accepted: energy guaranteed (first priority).
-    Accepted,
-    /// Opted in, not (yet) accepted: best effort (second priority).
-    BestEffort,
-    /// Not opted in: fixed as-fast-as-possible profile, computed before the optimisation in the
-    /// headroom the accepted vehicles do not need (`crate::reserve`).
-    Uncontrolled,
-}
 
 /// One vehicle after preprocessing.
 #[derive(Debug, Clone)]
@@ -38,7 +26,7 @@ pub(crate) struct PrepVehicle {
     /// Efficiency (‰).
     pub eff: i64,
     /// Treatment.
-    pub class: Class,
+    pub class: VehicleClass,
     /// The request clamped to what the battery can take (EU).
     pub target_eu: i128,
     /// The part of the target that must be delivered within the horizon to meet it by departure
@@ -249,17 +237,13 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
             let after = per_step * (v.departure - v.arrival.max(h).min(v.departure)) as i128;
             let target_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
             let needed_eu = (target_eu - after).max(0);
-            let class = match (v.opted_in, v.accepted) {
-                (false, _) => Class::Uncontrolled,
-                (true, true) => Class::Accepted,
-                (true, false) => Class::BestEffort,
-            };
-            let hard_eu = if class == Class::Accepted {
+            let class = v.class;
+            let hard_eu = if class == VehicleClass::Guaranteed {
                 needed_eu.min(window_max)
             } else {
                 0
             };
-            let soft_eu = if class == Class::Uncontrolled {
+            let soft_eu = if class == VehicleClass::Uncontrolled {
                 0
             } else {
                 target_eu.min(window_max) - hard_eu
@@ -291,7 +275,7 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
         .map(|t| (cap_eff[t] - other[t] + pv[t]).max(0))
         .collect();
     let mut unc: Vec<usize> = (0..vehicles.len())
-        .filter(|&i| vehicles[i].class == Class::Uncontrolled)
+        .filter(|&i| vehicles[i].class == VehicleClass::Uncontrolled)
         .collect();
     unc.sort_by(|&a, &b| {
         (inputs.vehicles[vehicles[a].idx].arrival, &vehicles[a].id)
@@ -350,8 +334,7 @@ mod tests {
                 energy_requested_wh: 5_000,
                 battery_capacity_wh: Some(50_000),
                 energy_on_arrival_wh: Some(46_000),
-                opted_in: true,
-                accepted: true,
+                class: VehicleClass::Guaranteed,
                 efficiency_permille: 1000,
             }],
         }
@@ -405,7 +388,7 @@ mod tests {
     #[test]
     fn uncontrolled_profiles_respect_the_connection() {
         let mut g = inputs();
-        g.vehicles[0].opted_in = false;
+        g.vehicles[0].class = VehicleClass::Uncontrolled;
         g.vehicles[0].max_power_w = 22_000;
         g.other_load_w = vec![0, 0, 7_000, 0];
         let p = prepare(&g).unwrap();

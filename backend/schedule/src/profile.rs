@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Vehicle;
+use crate::{Vehicle, VehicleClass};
 use crate::prep::{EU_PER_WH, clamped_request_wh};
 
 /// OCPI 2.2.1 `ChargingProfilePeriod`.
@@ -229,8 +229,7 @@ mod tests {
             energy_requested_wh: 6_000,
             battery_capacity_wh: None,
             energy_on_arrival_wh: None,
-            opted_in: false,
-            accepted: false,
+            class: VehicleClass::Uncontrolled,
             efficiency_permille: 1000,
         };
         // Free: 10 kW, then the 1 kW that is left of 6 kWh (15-min steps).

@@ -28,7 +28,8 @@
 //! schedules need a vehicle below its minimum power may still fall short in MILP mode).
 
 use crate::Battery;
-use crate::prep::{Class, PrepVehicle};
+use crate::VehicleClass;
+use crate::prep::PrepVehicle;
 
 /// A small max-flow network (Dinic), integer capacities.
 struct Network {
@@ -168,7 +169,7 @@ pub(crate) fn uncontrolled_profiles(
     let per_step_eu = |v: &PrepVehicle| dt_s as i128 * v.eff as i128;
     let accepted: Vec<(&PrepVehicle, i64)> = vehicles
         .iter()
-        .filter(|v| v.class == Class::Accepted && v.hard_eu > 0 && v.start < v.end && v.max_w > 0)
+        .filter(|v| v.class == VehicleClass::Guaranteed && v.hard_eu > 0 && v.start < v.end && v.max_w > 0)
         .map(|v| {
             let per = per_step_eu(v);
             (

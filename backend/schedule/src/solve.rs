@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::lp::{self, LpResult, LpStatus, Phase};
-use crate::prep::{self, Class, EU_PER_WH, Prepared, asap_profile};
+use crate::VehicleClass;
+use crate::prep::{self, EU_PER_WH, Prepared, asap_profile};
 use crate::{Flexibility, GroupInputs, Mode, Schedule, ScheduleError, SolveOptions, SolveStatus};
 
 /// Energy tolerance (Wh) on every accepted request: a request counts as met when the delivered
@@ -97,7 +98,7 @@ pub(crate) fn solve_prepared(
 /// each by id (the prepared order).
 fn priority(prep: &Prepared) -> Vec<usize> {
     let mut v: Vec<usize> = (0..prep.vehicles.len())
-        .filter(|&i| prep.vehicles[i].class != Class::Uncontrolled)
+        .filter(|&i| prep.vehicles[i].class != VehicleClass::Uncontrolled)
         .collect();
     v.sort_by_key(|&i| (prep.vehicles[i].class, i));
     v
@@ -184,7 +185,7 @@ fn finish(
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            if v.class == Class::Uncontrolled {
+            if v.class == VehicleClass::Uncontrolled {
                 return v.fixed.clone();
             }
             let mut row = vec![0i64; h];
@@ -270,7 +271,7 @@ fn fallback(
         .vehicles
         .iter()
         .map(|v| {
-            if v.class == Class::Uncontrolled {
+            if v.class == VehicleClass::Uncontrolled {
                 return v.fixed.clone();
             }
             let mut row = vec![0i64; h];
@@ -347,7 +348,7 @@ pub(crate) fn accepted_met(prep: &Prepared, power: &[Vec<i64>]) -> bool {
     energy_figures(prep, power)
         .iter()
         .zip(&prep.vehicles)
-        .all(|((_, unmet), v)| v.class != Class::Accepted || *unmet <= TOL_EU)
+        .all(|((_, unmet), v)| v.class != VehicleClass::Guaranteed || *unmet <= TOL_EU)
 }
 
 /// Total accepted shortfall (EU).
@@ -355,7 +356,7 @@ pub(crate) fn accepted_shortfall_eu(prep: &Prepared, power: &[Vec<i64>]) -> i128
     energy_figures(prep, power)
         .iter()
         .zip(&prep.vehicles)
-        .filter(|(_, v)| v.class == Class::Accepted)
+        .filter(|(_, v)| v.class == VehicleClass::Guaranteed)
         .map(|((_, u), _)| *u)
         .sum()
 }
@@ -395,7 +396,7 @@ pub(crate) fn evaluate(
     obj += opts.peak_weight_eur_per_kw * import.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
     let w_soft = lp::soft_weight_eur_per_kwh(prep, opts);
     let flex: Vec<usize> = (0..prep.vehicles.len())
-        .filter(|&i| prep.vehicles[i].class != Class::Uncontrolled)
+        .filter(|&i| prep.vehicles[i].class != VehicleClass::Uncontrolled)
         .collect();
     for (rank, &i) in flex.iter().enumerate() {
         let v = &prep.vehicles[i];

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use evflex_schedule::{
-    Admission, GroupInputs, SolveOptions, SolveStatus, Vehicle, admit, baseline, check, solve,
+    Admission, GroupInputs, SolveOptions, SolveStatus, Vehicle, VehicleClass, admit, baseline,
+    check, solve,
 };
 
 fn data(name: &str) -> String {
@@ -57,8 +58,7 @@ fn acn_day_with_admission_control() {
                 energy_requested_wh: (f[2].parse::<f64>().unwrap() * 1000.0).round() as i64,
                 battery_capacity_wh: None,
                 energy_on_arrival_wh: None,
-                opted_in: true,
-                accepted: false,
+                class: VehicleClass::BestEffort,
                 efficiency_permille: 1000,
             }
         })
@@ -83,7 +83,7 @@ fn acn_day_with_admission_control() {
     for mut v in sessions {
         match admit(&g, &v, &opts).unwrap() {
             Admission::Accepted => {
-                v.accepted = true;
+                v.class = VehicleClass::Guaranteed;
                 accepted += 1;
             }
             Admission::Rejected {

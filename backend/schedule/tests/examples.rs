@@ -5,7 +5,8 @@ mod common;
 use common::{ev, group};
 use evflex_schedule::hash::{inputs_hash, schedule_hash, to_hex};
 use evflex_schedule::{
-    Admission, Battery, Mode, SolveOptions, SolveStatus, Violation, admit, baseline, check, solve,
+    Admission, Battery, Mode, SolveOptions, SolveStatus, VehicleClass, Violation, admit, baseline,
+    check, solve,
 };
 
 const CHEAP: i64 = 50_000; // 0.05 EUR/kWh
@@ -102,7 +103,7 @@ fn capacity_cut_reports_the_exact_shortfall() {
 #[test]
 fn uncontrolled_vehicle_consumes_capacity_first() {
     let mut unc = ev("u", 0, 8, 11_000, 5_500);
-    unc.opted_in = false;
+    unc.class = VehicleClass::Uncontrolled;
     let g = group(
         11_000,
         vec![CHEAP; 8],

@@ -6,13 +6,14 @@ mod common;
 
 use common::{ev, group};
 use evflex_schedule::profile::uncontrolled_limits;
-use evflex_schedule::{Admission, SolveOptions, SolveStatus, Vehicle, admit, check, solve};
+use evflex_schedule::{
+    Admission, SolveOptions, SolveStatus, Vehicle, VehicleClass, admit, check, solve,
+};
 
 /// Not opted in: charges as fast as possible from plug-in.
 fn uncontrolled(id: &str, arrival: usize, max_w: i64, energy_wh: i64) -> Vehicle {
     Vehicle {
-        opted_in: false,
-        accepted: false,
+        class: VehicleClass::Uncontrolled,
         ..ev(id, arrival, 8, max_w, energy_wh)
     }
 }
@@ -63,7 +64,7 @@ fn a_later_uncontrolled_arrival_is_curtailed_only_as_much_as_a_guarantee_needs()
 
     // Without the guarantee ("a" only best effort) "u" charges at full power from plug-in and
     // is not limited at all.
-    g.vehicles[0].accepted = false;
+    g.vehicles[0].class = VehicleClass::BestEffort;
     let s = solve(&g, &opts, None).unwrap();
     assert_eq!(
         s.power_w[1],

@@ -6,7 +6,8 @@ mod common;
 use common::group;
 use evflex_schedule::hash::{inputs_hash, schedule_hash};
 use evflex_schedule::{
-    Admission, Battery, GroupInputs, Mode, SolveOptions, SolveStatus, Vehicle, Violation, admit,
+    Admission, Battery, GroupInputs, Mode, SolveOptions, SolveStatus, Vehicle, VehicleClass,
+    Violation, admit,
     check, solve,
 };
 use proptest::prelude::*;
@@ -30,8 +31,7 @@ fn vehicle(h: usize) -> impl Strategy<Value = Vehicle> {
             energy_requested_wh: e,
             battery_capacity_wh: (kind % 3 == 0).then_some(60_000),
             energy_on_arrival_wh: (kind % 3 == 0).then_some(30_000),
-            opted_in: kind != 0,
-            accepted: kind >= 4,
+            class: VehicleClass::from_flags(kind != 0, kind >= 4),
             efficiency_permille: eff,
         })
 }
@@ -103,7 +103,7 @@ proptest! {
             for (t, &p) in row.iter().enumerate() {
                 prop_assert!(p >= 0 && p <= v.max_power_w);
                 if t < v.arrival || t >= v.departure { prop_assert_eq!(p, 0); }
-                if milp && v.opted_in { prop_assert!(p == 0 || p >= v.min_power_w); }
+                if milp && v.class.opted_in() { prop_assert!(p == 0 || p >= v.min_power_w); }
             }
         }
         let report = check(&g, &s, &opts);
@@ -112,7 +112,7 @@ proptest! {
         prop_assert_eq!(schedule_hash(&s), schedule_hash(&solve(&g, &opts, None).unwrap()));
 
         // One watt over capacity in a step a flexible vehicle can charge in.
-        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.opted_in)
+        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.class.opted_in())
             .flat_map(|(k, v)| (v.arrival..v.departure.min(g.horizon)).map(move |t| (k, t))).next()
         {
             let mut bad = s.clone();
@@ -121,7 +121,7 @@ proptest! {
             prop_assert!(r.violations.iter().any(|v| matches!(v, Violation::Capacity { .. })), "{:?}", r.violations);
         }
         // One step outside a window.
-        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.opted_in)
+        if let Some((k, t)) = sorted.iter().enumerate().filter(|(_, v)| v.class.opted_in())
             .find_map(|(k, v)| (0..g.horizon).find(|&t| t < v.arrival || t >= v.departure).map(|t| (k, t)))
         {
             let mut bad = s.clone();
@@ -155,8 +155,7 @@ proptest! {
         let wanted = clamped(&req);
         let mut with = g.clone();
         let mut accepted_req = req.clone();
-        accepted_req.opted_in = true;
-        accepted_req.accepted = true;
+        accepted_req.class = VehicleClass::Guaranteed;
         with.vehicles.push(accepted_req.clone());
         match admit(&g, &req, &opts).unwrap() {
             Admission::Accepted => {
@@ -204,8 +203,7 @@ proptest! {
         req.id = "new".into();
         req.arrival = req.arrival.min(g.horizon - 1);
         req.departure = req.departure.max(req.arrival + 1);
-        req.opted_in = true;
-        req.accepted = true;
+        req.class = VehicleClass::Guaranteed;
         if admit(&g, &req, &opts).unwrap() != Admission::Accepted {
             return Ok(());
         }
@@ -214,8 +212,7 @@ proptest! {
             u.id = format!("late{k}");
             u.arrival = u.arrival.min(g.horizon - 1);
             u.departure = u.departure.max(u.arrival + 1);
-            u.opted_in = false;
-            u.accepted = false;
+            u.class = VehicleClass::Uncontrolled;
             g.vehicles.push(u);
         }
         let s = solve(&g, &opts, None).unwrap();

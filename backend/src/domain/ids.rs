@@ -1,4 +1,6 @@
-//! Identifiers: parsed, never empty, bounded in length.
+//! Identifiers that arrive as text at the edges (OCPI), parsed once: never empty, bounded in
+//! length. Row ids, group ids and charge-point ids are plain integers (see the glossary in
+//! `DESIGN.md`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -51,40 +53,6 @@ impl fmt::Display for EvseUid {
     }
 }
 
-/// A charging group (cabinet / transformer) id; the same number is used on chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GroupId(pub u64);
-
-impl GroupId {
-    /// The id as stored in the database (BIGINT).
-    pub fn as_i64(self) -> i64 {
-        self.0 as i64
-    }
-
-    /// Parses a group id as stored; negative values are rejected.
-    pub fn from_i64(value: i64) -> Option<Self> {
-        u64::try_from(value).ok().map(Self)
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// A registered EV user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(pub i64);
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
 /// An OCPI party: ISO 3166 alpha-2 country code and a three-character party id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PartyKey {
@@ -120,36 +88,6 @@ impl fmt::Display for PartyKey {
     }
 }
 
-/// An EVSE as the whole system knows it: its CPO party and its uid.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct EvseKey {
-    /// The CPO party.
-    pub party: PartyKey,
-    /// The EVSE uid within the party.
-    pub uid: EvseUid,
-}
-
-impl fmt::Display for EvseKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}*{}", self.party, self.uid)
-    }
-}
-
-/// An OCPI session as the whole system knows it: its CPO party and its session id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SessionKey {
-    /// The CPO party.
-    pub party: PartyKey,
-    /// The OCPI session id.
-    pub session_id: String,
-}
-
-impl fmt::Display for SessionKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}*{}", self.party, self.session_id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,11 +112,5 @@ mod tests {
         assert!(PartyKey::parse("NLD", "EXA").is_err());
         assert!(PartyKey::parse("NL", "EX").is_err());
         assert!(PartyKey::parse("N!", "EXA").is_err());
-    }
-
-    #[test]
-    fn group_id_round_trips_through_the_database_type() {
-        assert_eq!(GroupId::from_i64(GroupId(42).as_i64()), Some(GroupId(42)));
-        assert_eq!(GroupId::from_i64(-1), None);
     }
 }

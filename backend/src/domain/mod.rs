@@ -10,6 +10,6 @@ mod time;
 mod units;
 
 pub use clock::{Clock, SimClock, WallClock};
-pub use ids::{EvseKey, EvseUid, GroupId, PartyKey, SessionKey, UserId};
+pub use ids::{EvseUid, PartyKey};
 pub use time::{TIME_STEP_S, format_rfc3339, parse_rfc3339, step_start, timestep_of, unix_now};
 pub use units::{MicroEur, WattHours, Watts, kwh_to_wh, wh_to_kwh};

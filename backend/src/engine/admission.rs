@@ -13,7 +13,7 @@ use crate::domain::{TIME_STEP_S, step_start, timestep_of};
 use crate::store::requests::{self, ChargingRequest, Decision};
 use crate::store::sessions::StoredSession;
 use crate::store::{StoreError, groups, locations, sessions};
-use evflex_schedule::{Admission, Vehicle};
+use evflex_schedule::{Admission, Vehicle, VehicleClass};
 
 /// Errors of admission control.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +105,7 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
             energy_requested_wh: req.energy_wh.saturating_add(pad_wh),
             battery_capacity_wh: req.battery_capacity_wh,
             energy_on_arrival_wh: None,
-            opted_in: true,
-            accepted: true,
+            class: VehicleClass::Guaranteed,
             efficiency_permille: 1000,
         };
         let group_id =

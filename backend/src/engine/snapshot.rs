@@ -28,21 +28,8 @@ use crate::config::EngineConfig;
 use crate::domain::step_start;
 use crate::store::groups::{self, SeriesKind, StoredGroup};
 use crate::store::{Conn, StoreResult, locations, meter, prices, requests, sessions, users};
-use evflex_schedule::{Battery, GroupInputs, Vehicle};
+use evflex_schedule::{Battery, GroupInputs, Vehicle, VehicleClass};
 use serde::{Deserialize, Serialize};
-
-/// How a vehicle is treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    /// Not opted in: charges as fast as possible, in the headroom guaranteed vehicles do not
-    /// need (curtailed by a charging profile where a guarantee needs its share).
-    Uncontrolled,
-    /// Opted in, no accepted request: best effort.
-    BestEffort,
-    /// Opted in with an accepted request: guaranteed.
-    Guaranteed,
-}
 
 /// What the engine knows about one vehicle of the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +45,7 @@ pub struct VehicleInfo {
     /// CPO party row to send set-points to.
     pub owner_party: Option<i64>,
     /// How it is treated.
-    pub control: Control,
+    pub class: VehicleClass,
     /// Departure (Unix seconds), when known or assumed.
     pub departure_ts: i64,
     /// Energy still wanted (Wh).
@@ -253,31 +240,31 @@ pub async fn snapshot(
             max_power_w,
         );
         let delivered = r.energy_wh;
-        let (control, energy_left_wh, departure_ts, battery_capacity_wh) =
+        let (class, energy_left_wh, departure_ts, battery_capacity_wh) =
             match (&request, opted_in) {
                 (Some(q), _) => {
                     let since = (delivered - q.session_energy_wh_at_request).max(0);
                     (
-                        Control::Guaranteed,
+                        VehicleClass::Guaranteed,
                         (q.energy_wh - since).max(0),
                         q.departure_ts,
                         q.battery_capacity_wh,
                     )
                 }
                 (None, true) => (
-                    Control::BestEffort,
+                    VehicleClass::BestEffort,
                     (cfg.default_energy_wh - delivered).max(0),
                     (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
                     None,
                 ),
                 (None, false) => (
-                    Control::Uncontrolled,
+                    VehicleClass::Uncontrolled,
                     (cfg.uncontrolled_energy_wh - delivered).max(0),
                     t_end,
                     None,
                 ),
             };
-        let departure = if control == Control::Uncontrolled {
+        let departure = if class == VehicleClass::Uncontrolled {
             h
         } else {
             steps_until(t0, departure_ts, time_step_s, h)
@@ -291,8 +278,7 @@ pub async fn snapshot(
             energy_requested_wh: energy_left_wh,
             battery_capacity_wh,
             energy_on_arrival_wh: None,
-            opted_in,
-            accepted: control == Control::Guaranteed,
+            class,
             efficiency_permille: 1000,
         });
         infos.push(VehicleInfo {
@@ -301,7 +287,7 @@ pub async fn snapshot(
             session_id: r.session_id.clone(),
             evse_uid: r.evse_uid.clone(),
             owner_party: r.owner_party,
-            control,
+            class,
             departure_ts,
             energy_left_wh,
             min_power_w: min_power,

@@ -40,14 +40,14 @@
 //! stored (`schedules`) but never committed on chain, and starting later with a chain does not
 //! backfill them (their member statuses are not kept anywhere else).
 
-use super::snapshot::{self, Control, GroupSnapshot};
+use super::snapshot::{self, GroupSnapshot};
 use crate::app::AppState;
 use crate::domain::{format_rfc3339, step_start};
 use crate::store::leases::{self, Lease};
 use crate::store::outbox::{self, MemberStatus, StatusCommitPayload};
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
 use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
-use evflex_schedule::{Schedule, SolveStatus, hash};
+use evflex_schedule::{Schedule, SolveStatus, VehicleClass, hash};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -462,7 +462,7 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
                 .await
                 .map_err(db_err)?;
         }
-        let (limits, min_rate) = if v.control == Control::Uncontrolled {
+        let (limits, min_rate) = if v.class == VehicleClass::Uncontrolled {
             match uncontrolled_setpoint(
                 &snap.inputs,
                 &v.vehicle_id,
@@ -513,7 +513,7 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
                 measured_w: m.measured_w,
                 energy_left_wh: vehicle.map_or(0, |v| v.energy_left_wh),
                 time_left_s: vehicle
-                    .filter(|v| v.control != Control::Uncontrolled)
+                    .filter(|v| v.class != VehicleClass::Uncontrolled)
                     .map_or(0, |v| (v.departure_ts - t0).max(0)),
             }
         })
@@ -585,7 +585,7 @@ fn limits_below_max(
 ) -> bool {
     let Some(max_w) = vehicles
         .iter()
-        .find(|v| v.session_row == session_row && v.control == Control::Uncontrolled)
+        .find(|v| v.session_row == session_row && v.class == VehicleClass::Uncontrolled)
         .and_then(|v| inputs.vehicles.iter().find(|x| x.id == v.vehicle_id))
         .map(|x| x.max_power_w)
     else {

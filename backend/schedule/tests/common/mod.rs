@@ -1,7 +1,7 @@
 //! Shared builders for the integration tests.
 #![allow(dead_code)]
 
-use evflex_schedule::{GroupInputs, Vehicle};
+use evflex_schedule::{GroupInputs, Vehicle, VehicleClass};
 
 /// A group with `h` quarter hours, a flat capacity (W) and per-step prices (µEUR/kWh).
 pub fn group(capacity_w: i64, price: Vec<i64>, vehicles: Vec<Vehicle>) -> GroupInputs {
@@ -31,8 +31,7 @@ pub fn ev(id: &str, arrival: usize, departure: usize, max_w: i64, energy_wh: i64
         energy_requested_wh: energy_wh,
         battery_capacity_wh: None,
         energy_on_arrival_wh: None,
-        opted_in: true,
-        accepted: true,
+        class: VehicleClass::Guaranteed,
         efficiency_permille: 1000,
     }
 }
