@@ -59,10 +59,10 @@ pub struct StoredSession {
     pub record: SessionRecord,
     /// User linked to the session (by a charging request or the user's token uid).
     pub user_id: Option<i64>,
-    /// Flexibility energy of the latest schedule (Wh).
-    pub flex_shifted_wh: i64,
-    /// Flexibility value of the latest schedule (micro-EUR).
-    pub flex_value_micro_eur: i64,
+    /// Energy the latest schedule shifted away from the as-fast-as-possible baseline (Wh).
+    pub shifted_wh: i64,
+    /// Value of that shift at the day's prices (micro-EUR).
+    pub shifted_value_micro_eur: i64,
 }
 
 /// The fields a session PATCH may change, already parsed (`None`: unchanged).
@@ -101,8 +101,8 @@ struct SessionRow {
     charging_periods: String,
     total_cost: Option<String>,
     user_id: Option<i64>,
-    flex_shifted_wh: i64,
-    flex_value_micro_eur: i64,
+    shifted_wh: i64,
+    shifted_value_micro_eur: i64,
     body: String,
     last_updated: i64,
 }
@@ -136,15 +136,15 @@ impl TryFrom<SessionRow> for StoredSession {
                 last_updated: r.last_updated,
             },
             user_id: r.user_id,
-            flex_shifted_wh: r.flex_shifted_wh,
-            flex_value_micro_eur: r.flex_value_micro_eur,
+            shifted_wh: r.shifted_wh,
+            shifted_value_micro_eur: r.shifted_value_micro_eur,
         })
     }
 }
 
 const SESSION_COLUMNS: &str = "id, country_code, party_id, session_id, owner_party, location_id, \
     evse_uid, connector_id, status, start_ts, end_ts, energy_wh, token_uid, contract_id, \
-    charging_periods, total_cost, user_id, flex_shifted_wh, flex_value_micro_eur, body, \
+    charging_periods, total_cost, user_id, shifted_wh, shifted_value_micro_eur, body, \
     last_updated";
 
 /// Inserts or replaces a session (PUT); keeps evflex's own columns (user, flexibility).
@@ -482,8 +482,8 @@ pub async fn set_flexibility(
     value_micro_eur: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE sessions SET flex_shifted_wh = $2, flex_value_micro_eur = $3 \
-         WHERE id = $1 AND flex_shifted_wh < $2",
+        "UPDATE sessions SET shifted_wh = $2, shifted_value_micro_eur = $3 \
+         WHERE id = $1 AND shifted_wh < $2",
     )
     .bind(session_row)
     .bind(shifted_wh)

@@ -61,7 +61,7 @@ pub(crate) fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) ->
 }
 
 pub(crate) async fn set_flex(app: &TestApp, session: &str, wh: i64) {
-    sqlx::query("UPDATE sessions SET flex_shifted_wh = $1 WHERE session_id = $2")
+    sqlx::query("UPDATE sessions SET shifted_wh = $1 WHERE session_id = $2")
         .bind(wh)
         .bind(session)
         .execute(app.state.db.pool())

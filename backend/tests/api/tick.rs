@@ -232,7 +232,7 @@ async fn crashed_tick(backend: Backend, chain: Option<&LocalChain>) {
     assert_eq!(app.count("setpoints WHERE group_id = 1").await, 0);
     assert_eq!(app.count("chain_outbox").await, outbox_before + commits);
     assert_eq!(
-        app.count("sessions WHERE flex_shifted_wh <> 0 AND evse_uid = 'E1'")
+        app.count("sessions WHERE shifted_wh <> 0 AND evse_uid = 'E1'")
             .await,
         0
     );
