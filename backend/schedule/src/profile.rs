@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Vehicle, VehicleClass};
+use crate::Vehicle;
 use crate::prep::{EU_PER_WH, clamped_request_wh};
 
 /// OCPI 2.2.1 `ChargingProfilePeriod`.
@@ -190,6 +190,7 @@ pub fn uncontrolled_limits(vehicle: &Vehicle, row_w: &[i64], time_step_s: u32) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::VehicleClass;
 
     #[test]
     fn merges_equal_periods_and_names_fields_as_the_specs() {
