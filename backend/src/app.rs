@@ -2,9 +2,9 @@
 //! the HTTP server and the tick loop. `main.rs` only parses flags and calls [`serve`]; tests and
 //! the demo use [`Application`] directly.
 
-use crate::config::{EngineConfig, ServeConfig, TickMode};
+use crate::config::{ServeConfig, TickMode};
 use crate::domain::{Clock, WallClock};
-use crate::engine::{self, Faults};
+use crate::engine::{self, Engine};
 use crate::ingest::ocpi::credentials::Identity;
 use crate::store::parties::TokenGrant;
 use crate::store::{Db, StoreError, parties};
@@ -49,39 +49,58 @@ impl TokenCache {
     }
 }
 
-/// State shared by every handler and the engine.
+/// State shared by every handler: the [`Engine`] plus what only the HTTP layer needs.
+///
+/// `db`, `clock`, `http` and `public_url` are clones of the engine's own handles (the same pool,
+/// clock, client and URL, set once in [`Application::build`]), kept here because nearly every
+/// handler uses them; everything else the engine owns is reached as `state.engine.…` (see
+/// [`Engine`]).
 #[derive(Clone)]
 pub struct AppState {
-    /// The database.
+    /// The engine: tick, admission control, set-point delivery, and the handles they use
+    /// (settings, chain, live updates, solve slots, replica, faults).
+    pub engine: Engine,
+    /// The database (the engine's pool).
     pub db: Db,
-    /// Engine settings.
-    pub engine: Arc<EngineConfig>,
-    /// The clock ticks and timestamps use.
+    /// The clock timestamps use (the engine's clock).
     pub clock: Arc<dyn Clock>,
-    /// HTTP client for calls to CPOs.
+    /// HTTP client for calls to CPOs (the engine's client).
     pub http: reqwest::Client,
+    /// Public base URL, no trailing slash (the engine's).
+    pub public_url: Arc<str>,
     /// How evflex presents itself in OCPI.
     pub identity: Arc<Identity>,
-    /// Public base URL (no trailing slash).
-    pub public_url: Arc<str>,
     /// OCPI token cache.
     pub tokens: Arc<TokenCache>,
     /// Prometheus handle.
     pub metrics: PrometheusHandle,
-    /// Fault injection for tests.
-    pub faults: Arc<Faults>,
-    /// Bounds parallel solves (ticks and admission) to the cores.
-    pub solve_slots: Arc<tokio::sync::Semaphore>,
-    /// The chain (operator, meter key, master secret); `None` with `--no-chain`.
-    pub chain: Option<Arc<crate::chain::ChainContext>>,
     /// Group commit of OCPI session PATCHes.
     pub session_patches: crate::store::sessions::PatchQueue,
     /// The operator routes' simulated clock and token (`--sim-clock` only).
     pub operator: Option<Arc<crate::api::operator::OperatorAccess>>,
-    /// Live change notifications for the pages (`GET /api/v1/events`).
-    pub events: crate::events::Events,
-    /// This replica's name in group leases and tick reports (see [`engine::replica_id`]).
-    pub replica: Arc<str>,
+}
+
+impl AppState {
+    /// The state of a server running `engine`; `db`, `clock`, `http` and `public_url` are taken
+    /// from it.
+    pub fn new(
+        engine: Engine,
+        identity: Identity,
+        operator: Option<Arc<crate::api::operator::OperatorAccess>>,
+    ) -> Self {
+        Self {
+            db: engine.db.clone(),
+            clock: engine.clock.clone(),
+            http: engine.http.clone(),
+            public_url: engine.public_url.clone(),
+            session_patches: crate::store::sessions::PatchQueue::start(engine.db.clone()),
+            identity: Arc::new(identity),
+            tokens: Arc::new(TokenCache::default()),
+            metrics: crate::telemetry::metrics_handle(),
+            operator,
+            engine,
+        }
+    }
 }
 
 /// A built server: listening, not yet serving.
@@ -141,35 +160,26 @@ impl Application {
             party_id: config.ocpi_party_id.clone(),
             name: "evflex".to_owned(),
         };
-        let engine = Arc::new(config.engine.clone());
         let (chain, local_chain) = if config.chain.no_chain {
             (None, None)
         } else {
             let (ctx, local) = crate::chain::ChainContext::connect(&config.chain)
                 .await
                 .context("connecting to the chain")?;
-            ctx.register_algorithm(&engine.solve_options())
+            ctx.register_algorithm(&config.engine.solve_options())
                 .await
                 .context("registering the algorithm version")?;
             (Some(ctx), local)
         };
-        let state = AppState {
-            session_patches: crate::store::sessions::PatchQueue::start(db.clone()),
+        let engine = Engine::new(
             db,
-            solve_slots: Arc::new(tokio::sync::Semaphore::new(engine.parallel_solves())),
-            engine,
             clock,
-            http,
-            identity: Arc::new(identity),
-            public_url: public_url.into(),
-            tokens: Arc::new(TokenCache::default()),
-            metrics: crate::telemetry::metrics_handle(),
-            faults: Arc::new(Faults::default()),
+            config.engine.clone(),
             chain,
-            operator,
-            events: crate::events::Events::default(),
-            replica: engine::replica_id().into(),
-        };
+            http,
+            public_url.into(),
+        );
+        let state = AppState::new(engine, identity, operator);
         Ok(Self {
             listener,
             state,
@@ -187,7 +197,8 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// The shared state (for tests: run ticks, inject faults, read the database).
+    /// The shared state (for tests: run ticks and inject faults through `state.engine`, read
+    /// the database).
     pub fn state(&self) -> AppState {
         self.state.clone()
     }
@@ -199,13 +210,13 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let ticker = (self.tick == TickMode::WallClock).then(|| {
-            let state = self.state.clone();
+            let engine = self.state.engine.clone();
             let mut rx = stop_rx.clone();
-            tokio::spawn(engine::run_wall_clock(state, async move {
+            tokio::spawn(engine::run_wall_clock(engine, async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         });
-        let writer = self.state.chain.clone().and_then(|ctx| {
+        let writer = self.state.engine.chain.clone().and_then(|ctx| {
             (ctx.config.writer == crate::chain::WriterMode::Auto).then(|| {
                 let w = crate::chain::writer::Writer::new(
                     ctx,
@@ -218,7 +229,7 @@ impl Application {
                 }))
             })
         });
-        let events = self.state.events.clone();
+        let events = self.state.engine.events.clone();
         let router = crate::api::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "evflex serving");
         axum::serve(self.listener, router)

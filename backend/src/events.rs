@@ -59,7 +59,7 @@ impl Event {
     }
 }
 
-/// The broadcast channel of [`Event`]s, shared through `AppState`.
+/// The broadcast channel of [`Event`]s, shared by the engine and the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
@@ -107,19 +107,15 @@ impl Events {
         let _ = self.tx.send(event);
     }
 
-    /// After a tick committed: `tick` with the solved groups.
-    pub fn tick(&self, report: &crate::engine::TickReport) {
+    /// After a tick of `timestep` committed: `tick` with the groups it solved (collected only
+    /// when a stream is open).
+    pub fn tick(&self, timestep: u64, solved: impl IntoIterator<Item = i64>) {
         if self.receivers() == 0 {
             return;
         }
-        let group_ids: Vec<i64> = report
-            .groups
-            .iter()
-            .filter(|g| matches!(g.outcome, crate::engine::GroupOutcome::Solved { .. }))
-            .map(|g| g.group_id)
-            .collect();
+        let group_ids: Vec<i64> = solved.into_iter().collect();
         self.publish(Event::Tick {
-            timestep: report.timestep,
+            timestep,
             groups_solved: group_ids.len(),
             group_ids,
         });

@@ -81,14 +81,19 @@ async fn record(
     group_id: i64,
     timestep: i64,
 ) -> Result<TimestepRecord, ApiError> {
-    audit::timestep_record(&state.db, &state.engine.solve_options(), group_id, timestep)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no schedule for group {group_id} timestep {timestep}"
-            ))
-        })
+    audit::timestep_record(
+        &state.db,
+        &state.engine.config.solve_options(),
+        group_id,
+        timestep,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no schedule for group {group_id} timestep {timestep}"
+        ))
+    })
 }
 
 /// Canonical inputs and schedule of one (group, timestep), for `evflex verify`.
@@ -114,7 +119,7 @@ async fn verify(
 ) -> Result<Json<VerifyReport>, ApiError> {
     let req: VerifyReq = parse_body(&body)?;
     let rec = record(&state, req.group_id, req.timestep).await?;
-    let chain = state.chain.as_ref().map(|c| c.operator.clone());
+    let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
     let report = audit::verify_record(&rec, chain.as_deref())
         .await
         .map_err(|e| ApiError::Unavailable(format!("verification failed to run: {e}")))?;
@@ -124,7 +129,7 @@ async fn verify(
 /// On-chain records exist only on a server that writes to a chain: without one the audit lists
 /// would show commits and settlements that are never sent, so they answer 503 instead.
 pub(super) fn require_chain(state: &AppState) -> Result<(), ApiError> {
-    match state.chain {
+    match state.engine.chain {
         Some(_) => Ok(()),
         None => Err(ApiError::Unavailable(
             "this server runs without a chain".to_owned(),
@@ -178,7 +183,7 @@ async fn verify_commit(
 ) -> Result<Json<CommitVerification>, ApiError> {
     require_chain(&state)?;
     let rec = record(&state, group_id, timestep).await?;
-    let chain = state.chain.as_ref().map(|c| c.operator.clone());
+    let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
     let report = audit::verify_record(&rec, chain.as_deref())
         .await
         .map_err(|e| {
@@ -220,6 +225,7 @@ async fn transaction(
 ) -> Result<Json<Value>, ApiError> {
     use alloy::providers::Provider;
     let ctx = state
+        .engine
         .chain
         .as_ref()
         .ok_or_else(|| ApiError::Unavailable("this server runs without a chain".to_owned()))?;

@@ -37,8 +37,8 @@ pub fn router() -> Router<AppState> {
 pub(super) async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
-    let rx = state.events.subscribe();
-    let closed = Box::pin(state.events.closed());
+    let rx = state.engine.events.subscribe();
+    let closed = Box::pin(state.engine.events.closed());
     let hello = sse::Event::default().event("ready").retry(RETRY).data("{}");
     let stream = futures_util::stream::unfold(
         (Some(hello), rx, closed),

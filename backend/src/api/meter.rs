@@ -38,7 +38,7 @@ async fn post_batch(
     match meter::ingest(&state.db, value, &party.country_code, &party.party_id).await {
         Ok(n) => {
             metrics::counter!("evflex_meter_values_total").increment(n as u64);
-            state.events.meter_values(&body);
+            state.engine.events.meter_values(&body);
             Ok(Json(Accepted { accepted: n }))
         }
         Err(e) => {

@@ -452,7 +452,7 @@ async fn write_session(
         },
     )
     .await
-    .inspect(|_| state.events.session(&body))
+    .inspect(|_| state.engine.events.session(&body))
 }
 
 async fn post_cdr(
@@ -465,7 +465,7 @@ async fn post_cdr(
         ensure_owned(&party, &body)?;
         let (_, _, id) = receiver::post_cdr(
             &state.db,
-            state.chain.as_deref(),
+            state.engine.chain.as_deref(),
             party.party_row,
             body,
             state.clock.now(),

@@ -17,8 +17,8 @@
 use super::error::{ApiError, parse_body};
 use crate::app::AppState;
 use crate::config::{Secret, ServeConfig};
-use crate::domain::{TIME_STEP_S, timestep_of};
 use crate::domain::{Clock, SimClock};
+use crate::domain::{TIME_STEP_S, timestep_of};
 use crate::engine::run_tick;
 use axum::Json;
 use axum::Router;
@@ -103,7 +103,7 @@ async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let op = access(&state, &headers)?;
     Ok(Json(
-        json!({"now": op.clock.now(), "chain": state.chain.is_some()}),
+        json!({"now": op.clock.now(), "chain": state.engine.chain.is_some()}),
     ))
 }
 
@@ -145,7 +145,7 @@ async fn tick(
     let timestep = req
         .timestep
         .unwrap_or_else(|| timestep_of(op.clock.now(), TIME_STEP_S));
-    let report = run_tick(&state, timestep).await;
+    let report = run_tick(&state.engine, timestep).await;
     Ok(Json(
         serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?,
     ))

@@ -190,7 +190,7 @@ async fn create(
     drop(conn);
     let session_id = session.record.session_id.clone();
     let decided = admission::decide(
-        &state,
+        &state.engine,
         NewRequest {
             user_id: user.id,
             session,
@@ -260,7 +260,7 @@ async fn accept_offer(
     };
     let session_id = s.record.session_id.clone();
     let decided = admission::decide(
-        &state,
+        &state.engine,
         NewRequest {
             user_id: user.id,
             session: s,

@@ -102,7 +102,7 @@ async fn register(
     if let Some(uid) = &new.token_uid {
         sessions::link_token_uid(&mut tx, uid, id).await?;
     }
-    if let Some(chain) = &state.chain {
+    if let Some(chain) = &state.engine.chain {
         crate::wallet::create_for_user(&mut tx, chain, id, now)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -147,7 +147,7 @@ async fn set_smart_charging(
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     users::set_opted_in(&mut tx, user.id, req.opted_in, now).await?;
-    if let Some(chain) = &state.chain
+    if let Some(chain) = &state.engine.chain
         && req.opted_in != user.opted_in
     {
         crate::wallet::enqueue_consent(&mut tx, chain, user.id, req.opted_in, now)

@@ -7,8 +7,8 @@
 //! full power, so that limit holds from now to the exact departure. An EVSE outside every group
 //! is limited only by its own power.
 
+use super::Engine;
 use super::snapshot::{self, min_power_w, steps_until};
-use crate::app::AppState;
 use crate::domain::{TIME_STEP_S, step_start, timestep_of};
 use crate::store::requests::{self, ChargingRequest, Decision};
 use crate::store::sessions::StoredSession;
@@ -56,8 +56,8 @@ pub struct NewRequest {
 
 /// Decides a request and stores it (linking the session to the user).
 #[tracing::instrument(skip_all, fields(session = %req.session.record.session_id, energy_wh = req.energy_wh))]
-pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest, AdmissionError> {
-    let now = state.clock.now();
+pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest, AdmissionError> {
+    let now = engine.clock.now();
     if req.energy_wh <= 0 {
         return Err(AdmissionError::Invalid(
             "energy: must be positive".to_owned(),
@@ -70,16 +70,16 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
     }
     let timestep = timestep_of(now, TIME_STEP_S);
     let t0 = step_start(timestep, TIME_STEP_S);
-    let h = state.engine.horizon_steps.max(1);
+    let h = engine.config.horizon_steps.max(1);
     let s = &req.session.record;
     let (group_id, admission) = {
-        let mut conn = state.db.conn().await?;
+        let mut conn = engine.db.conn().await?;
         let evse =
             locations::get_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
         let max_power_w = snapshot::vehicle_power_w(
             evse.as_ref()
                 .and_then(|e| e.record.rated_power_w)
-                .unwrap_or(state.engine.default_evse_power_w),
+                .unwrap_or(engine.config.default_evse_power_w),
             req.vehicle_max_power_w,
         );
         let min_power = min_power_w(
@@ -129,10 +129,10 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
                 let group = groups::get(&mut conn, gid)
                     .await?
                     .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
-                let snap = snapshot::snapshot(&mut conn, &state.engine, &group, timestep).await?;
+                let snap = snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
                 drop(conn);
-                let opts = state.engine.solve_options();
-                let _permit = state
+                let opts = engine.config.solve_options();
+                let _permit = engine
                     .solve_slots
                     .acquire()
                     .await
@@ -188,7 +188,7 @@ pub async fn decide(state: &AppState, req: NewRequest) -> Result<ChargingRequest
         earliest_full_departure_ts: earliest,
         created_at: now,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = engine.db.begin().await?;
     request.id = requests::insert(&mut tx, &request, now).await?;
     if req.session.user_id.is_none() {
         sessions::set_user(&mut tx, req.session.id, req.user_id).await?;

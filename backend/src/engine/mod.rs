@@ -1,6 +1,11 @@
 //! The 15-minute engine: group snapshots, the tick (solve, persist, enqueue chain
 //! work, send set-points) and admission control.
 //!
+//! Everything here runs on an [`Engine`]: the handles the engine works with (database, clock,
+//! settings, chain, live-update bus, solve slots, replica name, test faults). The HTTP layer
+//! holds an `Engine` in its state and passes it in; nothing in this module imports the HTTP
+//! layer (the `app` and `api` modules), so the arrows point one way: HTTP → engine → store.
+//!
 //! "Run one step" entry points: [`run_tick`] for a timestep and
 //! [`setpoints::deliver_pending`] for set-point delivery. [`run_wall_clock`] calls `run_tick`
 //! at every quarter hour; tests and the demo call it with a simulated clock.
@@ -11,16 +16,89 @@
 //! with [`replica_id`].
 
 pub mod admission;
+pub mod error;
+pub mod plan;
+pub mod report;
 pub mod setpoints;
 pub mod snapshot;
 pub mod tick;
 
+pub use error::TickError;
+pub use report::{GroupOutcome, GroupReport, SkipReason, TickReport};
+pub use tick::run_tick;
 
-pub use tick::{GroupOutcome, GroupReport, SkipReason, TickReport, run_tick};
-
-use crate::app::AppState;
-use crate::domain::{TIME_STEP_S, timestep_of};
+use crate::chain::ChainContext;
+use crate::config::EngineConfig;
+use crate::domain::{Clock, TIME_STEP_S, timestep_of};
+use crate::events::Events;
+use crate::store::Db;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// The engine's handles: what the tick, admission control and set-point delivery work with.
+///
+/// Cheap to clone (every field is a handle or an `Arc`); clones share the pool, the clock, the
+/// solve slots and the bus. `AppState` holds one and hands it to the engine's entry points
+/// (`run_tick(&state.engine, …)`, `admission::decide(&state.engine, …)`).
+///
+/// Decision: `AppState` also keeps clones of the four plain handles its handlers use on nearly
+/// every request (`db`, `clock`, `http`, `public_url`), so handlers and tests keep reading
+/// `state.db` and `state.clock`. They are the same pool, clock, client and URL as here, set once
+/// from this value in `Application::build`. The engine's own collaborators (settings, chain,
+/// events, solve slots, replica, faults) live only here; handlers reach them as
+/// `state.engine.chain`, `state.engine.events`, ….
+#[derive(Clone)]
+pub struct Engine {
+    /// The database.
+    pub db: Db,
+    /// The clock ticks, admission and timestamps use.
+    pub clock: Arc<dyn Clock>,
+    /// Engine settings.
+    pub config: Arc<EngineConfig>,
+    /// The chain (operator, meter key, master secret); `None` with `--no-chain`. The tick uses
+    /// it only to decide whether it enqueues chain work (see [`tick`]).
+    pub chain: Option<Arc<ChainContext>>,
+    /// Live change notifications for the pages; the tick publishes a `tick` event.
+    pub events: Events,
+    /// HTTP client for set-points sent to CPOs.
+    pub http: reqwest::Client,
+    /// Public base URL (no trailing slash): set-points name their `response_url` under it.
+    pub public_url: Arc<str>,
+    /// Bounds parallel solves (ticks and admission) to the cores.
+    pub solve_slots: Arc<Semaphore>,
+    /// This replica's name in group leases and tick reports (see [`replica_id`]).
+    pub replica: Arc<str>,
+    /// Fault injection for tests.
+    pub faults: Arc<Faults>,
+}
+
+impl Engine {
+    /// An engine on `db` and `clock` with `config`: solve slots sized by
+    /// [`EngineConfig::parallel_solves`], a new event bus, this replica's [`replica_id`] and no
+    /// faults.
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        chain: Option<Arc<ChainContext>>,
+        http: reqwest::Client,
+        public_url: Arc<str>,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            solve_slots: Arc::new(Semaphore::new(config.parallel_solves())),
+            config: Arc::new(config),
+            chain,
+            events: Events::default(),
+            http,
+            public_url,
+            replica: replica_id().into(),
+            faults: Arc::new(Faults::default()),
+        }
+    }
+}
 
 /// Seconds from `now` until the next quarter-hour boundary (never 0).
 pub fn seconds_to_next_step(now: i64) -> i64 {
@@ -29,14 +107,14 @@ pub fn seconds_to_next_step(now: i64) -> i64 {
 }
 
 /// Runs a tick for the current quarter hour at once (catching up after a restart; idempotent),
-/// then one at every quarter hour of `state.clock`, until `shutdown` resolves. Every replica
+/// then one at every quarter hour of `engine.clock`, until `shutdown` resolves. Every replica
 /// runs this loop; group leases split each tick's groups between them.
-pub async fn run_wall_clock(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run_wall_clock(engine: Engine, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
-        let now = state.clock.now();
-        run_tick(&state, timestep_of(now, TIME_STEP_S)).await;
-        let wait = seconds_to_next_step(state.clock.now());
+        let now = engine.clock.now();
+        run_tick(&engine, timestep_of(now, TIME_STEP_S)).await;
+        let wait = seconds_to_next_step(engine.clock.now());
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}

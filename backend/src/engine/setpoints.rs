@@ -7,7 +7,7 @@
 //! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
 //! group's transaction, only where the schedule curtails them (`engine::tick`).
 
-use crate::app::AppState;
+use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
 use crate::store::parties::{self, Party};
 use crate::store::schedules::{self, StoredSetpoint};
@@ -69,9 +69,9 @@ async fn put_profile(
 
 /// Sends every pending set-point (one round, with retries); the "run one step" of delivery.
 #[tracing::instrument(skip_all)]
-pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
+pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
     let mut report = DeliveryReport::default();
-    let (pending, parties) = match load(state).await {
+    let (pending, parties) = match load(engine).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = ?e, "set-points: cannot read pending set-points");
@@ -85,11 +85,11 @@ pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
             .record
             .owner_party
             .and_then(|id| parties.get(&id).cloned());
-        let state = state.clone();
+        let engine = engine.clone();
         let limit = limit.clone();
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            deliver_one(&state, sp, party).await
+            deliver_one(&engine, sp, party).await
         });
     }
     while let Some(joined) = set.join_next().await {
@@ -109,9 +109,9 @@ pub async fn deliver_pending(state: &AppState) -> DeliveryReport {
 }
 
 async fn load(
-    state: &AppState,
+    engine: &Engine,
 ) -> crate::store::StoreResult<(Vec<StoredSetpoint>, HashMap<i64, Party>)> {
-    let mut conn = state.db.conn().await?;
+    let mut conn = engine.db.conn().await?;
     let pending = schedules::pending(&mut conn, 10_000).await?;
     let mut parties = HashMap::new();
     for id in pending.iter().filter_map(|s| s.record.owner_party) {
@@ -124,7 +124,7 @@ async fn load(
     Ok((pending, parties))
 }
 
-async fn deliver_one(state: &AppState, sp: StoredSetpoint, party: Option<Party>) -> (bool, usize) {
+async fn deliver_one(engine: &Engine, sp: StoredSetpoint, party: Option<Party>) -> (bool, usize) {
     let mut attempts = sp.attempts;
     let outcome = match party
         .as_ref()
@@ -139,15 +139,15 @@ async fn deliver_one(state: &AppState, sp: StoredSetpoint, party: Option<Party>)
             let body = serde_json::json!({
                 "charging_profile": sp.record.profile,
                 "response_url": format!(
-                    "{}/ocpi/2.2.1/chargingprofiles/{}", state.public_url, sp.id
+                    "{}/ocpi/2.2.1/chargingprofiles/{}", engine.public_url, sp.id
                 ),
             });
-            let mut backoff = Duration::from_millis(state.engine.setpoint_backoff_ms);
+            let mut backoff = Duration::from_millis(engine.config.setpoint_backoff_ms);
             loop {
                 attempts += 1;
-                let result = put_profile(&state.http, &url, &token, &body).await;
+                let result = put_profile(&engine.http, &url, &token, &body).await;
                 match result {
-                    Attempt::Retry(e) if attempts < i64::from(state.engine.setpoint_attempts) => {
+                    Attempt::Retry(e) if attempts < i64::from(engine.config.setpoint_attempts) => {
                         tracing::debug!(setpoint = sp.id, error = %e, "set-point: retrying");
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
@@ -158,7 +158,7 @@ async fn deliver_one(state: &AppState, sp: StoredSetpoint, party: Option<Party>)
         }
     };
     let retries = (attempts - sp.attempts - 1).max(0) as usize;
-    let now = state.clock.now();
+    let now = engine.clock.now();
     let (sent, status, response, error) = match &outcome {
         Attempt::Sent(body) => (true, "sent", Some(body.as_str()), None),
         Attempt::Retry(e) | Attempt::Fatal(e) => (false, "failed", None, Some(e.as_str())),
@@ -166,7 +166,7 @@ async fn deliver_one(state: &AppState, sp: StoredSetpoint, party: Option<Party>)
     if let Some(e) = error {
         tracing::warn!(setpoint = sp.id, session = %sp.record.session_id, error = %e, "set-point failed");
     }
-    if let Ok(mut conn) = state.db.conn().await
+    if let Ok(mut conn) = engine.db.conn().await
         && let Err(e) =
             schedules::record_attempt(&mut conn, sp.id, status, attempts, response, error, now)
                 .await

@@ -2,6 +2,12 @@
 //! store each group's schedule, set-points, flexibility and its `status_commit` chain work in
 //! one transaction, then send the set-points.
 //!
+//! One group's tick (`tick_group`) is four steps: claim the group (`Claim`), read its inputs,
+//! solve, then `commit` the rows that the pure [`super::plan::plan`] derives from the solved
+//! schedule, in the group's transaction. A previous schedule that cannot be decoded is logged
+//! at error level and counted (`evflex_tick_corrupt_schedules_total`), and the group is planned
+//! without it.
+//!
 //! Per-group failures (bad data, solver error, a failed commit) are logged with the group and
 //! the reason and do not affect other groups; a failed group writes nothing for the timestep
 //! and keeps its last valid schedule (the CPO keeps the profile it last received). A group that
@@ -40,143 +46,32 @@
 //! stored (`schedules`) but never committed on chain, and starting later with a chain does not
 //! backfill them (their member statuses are not kept anywhere else).
 
+use super::plan::{self, Plan, Step};
+use super::report::{GroupOutcome, GroupReport, SkipReason, TickReport};
 use super::snapshot::{self, GroupSnapshot};
-use crate::app::AppState;
-use crate::domain::{format_rfc3339, step_start};
+use super::{Engine, TickError};
 use crate::store::leases::{self, Lease};
-use crate::store::outbox::{self, MemberStatus, StatusCommitPayload};
+use crate::store::outbox;
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
 use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
-use evflex_schedule::{Schedule, SolveStatus, VehicleClass, hash};
-use serde::Serialize;
-use std::collections::HashSet;
+use evflex_schedule::{GroupInputs, Schedule, SolveOptions};
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
-
-/// What happened to one group in a tick.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum GroupOutcome {
-    /// Solved and stored.
-    Solved {
-        /// Solve status.
-        status: SolveStatus,
-        /// Vehicles in the group.
-        vehicles: usize,
-        /// Set-points queued for the CPO.
-        setpoints: usize,
-        /// Inputs hash (`0x`-hex).
-        inputs_hash: String,
-        /// Schedule hash (`0x`-hex).
-        schedule_hash: String,
-        /// Time in the solver (ms).
-        solve_ms: f64,
-    },
-    /// Not ticked by this replica: a schedule for this timestep was already stored, or another
-    /// replica holds the group's lease (see [`GroupReport::skip`]).
-    Skipped,
-    /// The group failed; nothing was stored for it.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// One group's line in a tick report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupReport {
-    /// Group id.
-    pub group_id: i64,
-    /// Outcome.
-    #[serde(flatten)]
-    pub outcome: GroupOutcome,
-    /// Why the group was skipped (`Some` exactly when `outcome` is `Skipped`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skip: Option<SkipReason>,
-}
-
-/// Why a tick skipped a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum SkipReason {
-    /// Another transaction holds the group's lease: another replica (or another tick of this
-    /// one) is solving the group right now.
-    Held,
-    /// The schedule of this (group, timestep) is already committed.
-    Committed {
-        /// The replica that committed it, when the group's lease still records it (`None` when
-        /// a later timestep was committed since).
-        by: Option<String>,
-    },
-}
-
-/// The result of one tick.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TickReport {
-    /// The timestep ticked.
-    pub timestep: u64,
-    /// The replica that ran the tick ([`crate::engine::replica_id`]).
-    pub replica: String,
-    /// Every group, by id.
-    pub groups: Vec<GroupReport>,
-    /// Set-point delivery after the commit.
-    pub delivery: super::setpoints::DeliveryReport,
-    /// Wall time of the tick (ms).
-    pub duration_ms: f64,
-}
-
-impl TickReport {
-    /// Groups solved and stored in this tick.
-    pub fn solved(&self) -> usize {
-        self.groups
-            .iter()
-            .filter(|g| matches!(g.outcome, GroupOutcome::Solved { .. }))
-            .count()
-    }
-
-    /// Groups that failed in this tick.
-    pub fn failed(&self) -> usize {
-        self.groups
-            .iter()
-            .filter(|g| matches!(g.outcome, GroupOutcome::Failed { .. }))
-            .count()
-    }
-
-    /// Groups skipped because another replica held their lease (it was solving them).
-    pub fn held_elsewhere(&self) -> Vec<i64> {
-        self.groups
-            .iter()
-            .filter(|g| g.skip == Some(SkipReason::Held))
-            .map(|g| g.group_id)
-            .collect()
-    }
-
-    /// Groups skipped because another replica had committed them for this timestep.
-    pub fn committed_elsewhere(&self) -> Vec<i64> {
-        self.groups
-            .iter()
-            .filter(|g| match &g.skip {
-                Some(SkipReason::Committed { by: Some(by) }) => *by != self.replica,
-                _ => false,
-            })
-            .map(|g| g.group_id)
-            .collect()
-    }
-}
 
 /// Runs one tick for absolute `timestep` (Unix seconds / 900): the "run one step" entry point
 /// used by the wall-clock loop, the tests and the demo's simulated clock.
 #[tracing::instrument(skip_all, fields(timestep))]
-pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
+pub async fn run_tick(engine: &Engine, timestep: u64) -> TickReport {
     let started = Instant::now();
-    let group_ids = match list_groups(state).await {
+    let group_ids = match list_groups(engine).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::error!(error = ?e, "tick: cannot list groups");
             Vec::new()
         }
     };
-    let mut reports = tick_groups(state, group_ids, timestep).await;
+    let mut reports = tick_groups(engine, group_ids, timestep).await;
     // Groups another replica held: try once more now that this replica's own work is done. A
     // holder that died mid-tick has released its lock, and the group is taken over here.
     let held: Vec<i64> = reports
@@ -185,7 +80,7 @@ pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
         .map(|r| r.group_id)
         .collect();
     if !held.is_empty() {
-        for retried in tick_groups(state, held, timestep).await {
+        for retried in tick_groups(engine, held, timestep).await {
             if let Some(r) = reports.iter_mut().find(|r| r.group_id == retried.group_id) {
                 *r = retried;
             }
@@ -200,13 +95,13 @@ pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
         };
         metrics::counter!("evflex_tick_groups_total", "outcome" => outcome).increment(1);
     }
-    let delivery = super::setpoints::deliver_pending(state).await;
+    let delivery = super::setpoints::deliver_pending(engine).await;
     let elapsed = started.elapsed();
     metrics::histogram!("evflex_tick_duration_seconds").record(elapsed.as_secs_f64());
     metrics::counter!("evflex_ticks_total").increment(1);
     let report = TickReport {
         timestep,
-        replica: state.replica.to_string(),
+        replica: engine.replica.to_string(),
         groups: reports,
         delivery,
         duration_ms: elapsed.as_secs_f64() * 1e3,
@@ -221,29 +116,37 @@ pub async fn run_tick(state: &AppState, timestep: u64) -> TickReport {
         duration_ms = report.duration_ms,
         "tick done"
     );
-    state.events.tick(&report);
+    engine.events.tick(
+        report.timestep,
+        report
+            .groups
+            .iter()
+            .filter(|g| matches!(g.outcome, GroupOutcome::Solved { .. }))
+            .map(|g| g.group_id),
+    );
     report
 }
 
 /// Lists the groups to tick and makes sure each has its lease row (in autocommit, before any
 /// lease transaction).
-async fn list_groups(state: &AppState) -> Result<Vec<i64>, StoreError> {
-    let mut conn = state.db.conn().await?;
+async fn list_groups(engine: &Engine) -> Result<Vec<i64>, StoreError> {
+    let mut conn = engine.db.conn().await?;
     let ids = groups::list_ids(&mut conn).await?;
     leases::ensure_all(&mut conn).await?;
     Ok(ids)
 }
 
 /// Ticks `group_ids` in parallel; the reports sorted by group id.
-async fn tick_groups(state: &AppState, group_ids: Vec<i64>, timestep: u64) -> Vec<GroupReport> {
+async fn tick_groups(engine: &Engine, group_ids: Vec<i64>, timestep: u64) -> Vec<GroupReport> {
     let mut set = JoinSet::new();
     for group_id in group_ids {
-        let state = state.clone();
+        let engine = engine.clone();
         set.spawn(async move {
-            let (outcome, skip) = match tick_group(&state, group_id, timestep).await {
+            let (outcome, skip) = match tick_group(&engine, group_id, timestep).await {
                 Ok(Ticked::Solved(outcome)) => (outcome, None),
                 Ok(Ticked::Skipped(reason)) => (GroupOutcome::Skipped, Some(reason)),
-                Err(reason) => {
+                Err(e) => {
+                    let reason = e.to_string();
                     tracing::warn!(group_id, timestep, %reason, "tick: group failed");
                     (GroupOutcome::Failed { reason }, None)
                 }
@@ -266,14 +169,151 @@ async fn tick_groups(state: &AppState, group_ids: Vec<i64>, timestep: u64) -> Ve
     reports
 }
 
-fn hex32(bytes: &[u8; 32]) -> String {
-    format!("0x{}", hex::encode(bytes))
-}
-
-/// What [`tick_group`] did (its `Err` is a failure with the reason for the log).
+/// What [`tick_group`] did (its `Err` is a failure, reported with its text).
 enum Ticked {
     Solved(GroupOutcome),
     Skipped(SkipReason),
+}
+
+/// Claim, read, solve, plan, commit for one group.
+///
+/// PostgreSQL: one transaction from the lease to the commit (see the module docs). SQLite: the
+/// snapshot and the solve run outside any transaction (its single connection must stay free for
+/// ingestion while the solver runs) and the commit transaction is the lease.
+async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Ticked, TickError> {
+    let Some(mut claim) = Claim::take(engine, group_id).await? else {
+        return Ok(Ticked::Skipped(SkipReason::Held));
+    };
+    let inputs = match claim.read_inputs(engine, group_id, timestep).await? {
+        Read::Inputs(inputs) => inputs,
+        Read::Committed(skip) => return Ok(Ticked::Skipped(skip)),
+    };
+    let opts = engine.config.solve_options();
+    let schedule = claim.solve(engine, &inputs, &opts).await?;
+    let step = Step {
+        group_id,
+        timestep,
+        now: engine.clock.now(),
+    };
+    let plan = plan::plan(
+        &inputs.snapshot,
+        &schedule,
+        &inputs.previous_setpoints,
+        &opts,
+        step,
+    )?;
+    let tx = claim.transaction(engine, group_id).await?;
+    match commit(engine, tx, &plan).await? {
+        Committed::Stored => {
+            metrics::counter!("evflex_groups_solved_total").increment(1);
+            Ok(Ticked::Solved(plan.outcome))
+        }
+        Committed::Already(skip) => Ok(Ticked::Skipped(skip)),
+    }
+}
+
+/// This replica's claim on one group for one tick.
+///
+/// PostgreSQL: a solve slot, then a transaction holding the group's lease row lock, both kept
+/// until the commit; the slot is taken first so open lease transactions (and the connections
+/// they hold) never outnumber the slots. SQLite: nothing until the commit (a slot only around
+/// the solve), whose transaction is the lease.
+struct Claim {
+    tx: Option<Tx>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// What a claimed group's reads found.
+enum Read {
+    /// The inputs to plan from.
+    Inputs(Inputs),
+    /// The (group, timestep) is already committed.
+    Committed(SkipReason),
+}
+
+/// A group's inputs for one timestep.
+struct Inputs {
+    snapshot: GroupSnapshot,
+    /// The last valid schedule before the timestep (the optimiser's previous plan).
+    previous: Option<Schedule>,
+    /// The set-points of the last stored timestep before this one.
+    previous_setpoints: Vec<SetpointRecord>,
+}
+
+impl Claim {
+    /// Claims `group_id`; `None` when another transaction holds its lease (PostgreSQL only).
+    async fn take(engine: &Engine, group_id: i64) -> Result<Option<Claim>, TickError> {
+        if engine.db.backend() != Backend::Postgres {
+            return Ok(Some(Claim {
+                tx: None,
+                slot: None,
+            }));
+        }
+        let slot = engine.solve_slots.clone().acquire_owned().await?;
+        let mut tx = engine.db.begin().await?;
+        if leases::try_claim(&mut tx, Backend::Postgres, group_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(Claim {
+            tx: Some(tx),
+            slot: Some(slot),
+        }))
+    }
+
+    /// Reads the group's inputs in the lease transaction (PostgreSQL) or on a connection of its
+    /// own (SQLite).
+    async fn read_inputs(
+        &mut self,
+        engine: &Engine,
+        group_id: i64,
+        timestep: u64,
+    ) -> Result<Read, TickError> {
+        match &mut self.tx {
+            Some(tx) => read_inputs(engine, tx, group_id, timestep).await,
+            None => {
+                let mut conn = engine.db.conn().await?;
+                read_inputs(engine, &mut conn, group_id, timestep).await
+            }
+        }
+    }
+
+    /// Solves the group in a solve slot (this claim's own on PostgreSQL; one taken for the
+    /// solve alone on SQLite).
+    async fn solve(
+        &mut self,
+        engine: &Engine,
+        inputs: &Inputs,
+        opts: &SolveOptions,
+    ) -> Result<Schedule, TickError> {
+        let slot = match self.slot.take() {
+            Some(slot) => slot,
+            None => engine.solve_slots.clone().acquire_owned().await?,
+        };
+        let schedule = solve(
+            inputs.snapshot.inputs.clone(),
+            opts.clone(),
+            inputs.previous.clone(),
+        )
+        .await;
+        if self.tx.is_some() {
+            self.slot = Some(slot);
+        }
+        schedule
+    }
+
+    /// The transaction to commit in: the lease transaction (PostgreSQL), or a new one that
+    /// reads the lease row (SQLite: the transaction itself is the lease).
+    async fn transaction(&mut self, engine: &Engine, group_id: i64) -> Result<Tx, TickError> {
+        if let Some(tx) = self.tx.take() {
+            return Ok(tx);
+        }
+        let mut tx = engine.db.begin().await?;
+        leases::try_claim(&mut tx, engine.db.backend(), group_id).await?;
+        Ok(tx)
+    }
 }
 
 /// The replica that committed (group, `timestep`), as the lease records it.
@@ -285,317 +325,129 @@ fn committed_by(lease: Option<Lease>, timestep: i64) -> SkipReason {
     }
 }
 
-/// The group's snapshot and last valid schedule, or why it is skipped (already committed).
+/// The group's snapshot, its last valid schedule and the set-points of its last stored
+/// timestep, or why it is skipped (already committed).
 async fn read_inputs(
-    state: &AppState,
+    engine: &Engine,
     conn: &mut Conn,
     group_id: i64,
     timestep: u64,
-) -> Result<Result<(GroupSnapshot, Option<Schedule>), SkipReason>, String> {
-    let db_err = |e: StoreError| format!("database: {e:?}");
+) -> Result<Read, TickError> {
     let ts = timestep as i64;
-    if schedules::exists(conn, group_id, ts)
-        .await
-        .map_err(db_err)?
-    {
-        let lease = leases::get(conn, group_id).await.map_err(db_err)?;
-        return Ok(Err(committed_by(lease, ts)));
+    if schedules::exists(conn, group_id, ts).await? {
+        let lease = leases::get(conn, group_id).await?;
+        return Ok(Read::Committed(committed_by(lease, ts)));
     }
     let group = groups::get(conn, group_id)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| "group disappeared".to_owned())?;
-    let snap = snapshot::snapshot(conn, &state.engine, &group, timestep)
-        .await
-        .map_err(db_err)?;
-    let previous = schedules::latest_before(conn, group_id, ts)
-        .await
-        .map_err(db_err)?
-        .and_then(|s| serde_json::from_value::<Schedule>(s.schedule).ok());
-    Ok(Ok((snap, previous)))
-}
-
-/// Lease, snapshot, solve, commit for one group. `Err` carries the reason for the log.
-///
-/// PostgreSQL: one transaction from the lease to the commit (see the module docs). SQLite: the
-/// snapshot and the solve run outside any transaction (its single connection must stay free for
-/// ingestion while the solver runs) and the commit transaction is the lease.
-async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ticked, String> {
-    let db_err = |e: StoreError| format!("database: {e:?}");
-    let backend = state.db.backend();
-    let ts = timestep as i64;
-    let slot = || async move {
-        state
-            .solve_slots
-            .acquire()
-            .await
-            .map_err(|e| format!("solve slots: {e}"))
-    };
-    // PostgreSQL: the solve slot is taken before the lease, so open lease transactions (and the
-    // connections they hold) never outnumber the slots. SQLite: only around the solve.
-    let mut permit = None;
-    let mut lease_tx: Option<Tx> = None;
-    let inputs = if backend == Backend::Postgres {
-        permit = Some(slot().await?);
-        let tx = lease_tx.insert(state.db.begin().await.map_err(db_err)?);
-        if leases::try_claim(tx, backend, group_id)
-            .await
-            .map_err(db_err)?
-            .is_none()
-        {
-            return Ok(Ticked::Skipped(SkipReason::Held));
+        .await?
+        .ok_or(TickError::GroupGone)?;
+    let snapshot = snapshot::snapshot(conn, &engine.config, &group, timestep).await?;
+    let (previous, previous_setpoints) = match schedules::latest_before(conn, group_id, ts).await? {
+        Some(last) => {
+            let setpoints = schedules::setpoints_of(conn, group_id, last.timestep).await?;
+            let previous = previous_or_log(&last);
+            (previous, setpoints.into_iter().map(|s| s.record).collect())
         }
-        read_inputs(state, tx, group_id, timestep).await
-    } else {
-        let mut conn = state.db.conn().await.map_err(db_err)?;
-        read_inputs(state, &mut conn, group_id, timestep).await
+        None => (None, Vec::new()),
     };
-    let (snap, previous) = match inputs? {
-        Ok(inputs) => inputs,
-        Err(skip) => return Ok(Ticked::Skipped(skip)),
-    };
-
-    let opts = state.engine.solve_options();
-    let schedule = {
-        if permit.is_none() {
-            permit = Some(slot().await?);
-        }
-        let inputs = snap.inputs.clone();
-        let opts = opts.clone();
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            evflex_schedule::solve(&inputs, &opts, previous.as_ref())
-        })
-        .await
-        .map_err(|e| format!("solver task: {e}"))?;
-        metrics::histogram!("evflex_solver_seconds").record(started.elapsed().as_secs_f64());
-        result.map_err(|e| format!("solver: {e}"))?
-    };
-    if lease_tx.is_none() {
-        drop(permit.take());
-    }
-
-    let inputs_hash = hex32(&hash::inputs_hash(&snap.inputs));
-    let schedule_hash = hex32(&hash::schedule_hash(&schedule));
-    let algorithm_version = hex32(&hash::algorithm_version(&opts));
-    let now = state.clock.now();
-    let t0 = step_start(timestep, snap.inputs.time_step_s);
-    let row_of = |vehicle_id: &str| {
-        schedule
-            .vehicle_ids
-            .iter()
-            .position(|v| v == vehicle_id)
-            .map(|i| &schedule.power_w[i])
-    };
-
-    let mut tx = match lease_tx {
-        Some(tx) => tx,
-        None => {
-            let mut tx = state.db.begin().await.map_err(db_err)?;
-            // SQLite: a plain read, the transaction itself is the lease.
-            leases::try_claim(&mut tx, backend, group_id)
-                .await
-                .map_err(db_err)?;
-            tx
-        }
-    };
-    let record = ScheduleRecord {
-        group_id,
-        timestep: timestep as i64,
-        time_step_s: i64::from(snap.inputs.time_step_s),
-        status: serde_json::to_value(schedule.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        inputs_hash: inputs_hash.clone(),
-        schedule_hash: schedule_hash.clone(),
-        algorithm_version: algorithm_version.clone(),
-        inputs: serde_json::to_value(&snap.inputs).map_err(|e| e.to_string())?,
-        schedule: serde_json::to_value(&schedule).map_err(|e| e.to_string())?,
-        members: serde_json::to_value(&snap.vehicles).map_err(|e| e.to_string())?,
-        capacity_w: snap.inputs.capacity_w.first().copied().unwrap_or(0),
-        planned_load_w: schedule.grid_import_w.first().copied().unwrap_or(0),
-        measured_load_w: snap.measured_load_w,
-        pv_w: snap.inputs.pv_w.first().copied().unwrap_or(0),
-        created_at: now,
-    };
-    if !schedules::insert(&mut tx, &record).await.map_err(db_err)? {
-        let lease = leases::get(&mut tx, group_id).await.map_err(db_err)?;
-        return Ok(Ticked::Skipped(committed_by(lease, ts)));
-    }
-
-    // Uncontrolled sessions curtailed at the previous timestep: lifted once when no longer
-    // curtailed (see `uncontrolled_setpoint`).
-    let curtailed_before: HashSet<i64> =
-        match schedules::latest_before(&mut tx, group_id, timestep as i64)
-            .await
-            .map_err(db_err)?
-        {
-            Some(p) => schedules::setpoints_of(&mut tx, group_id, p.timestep)
-                .await
-                .map_err(db_err)?
-                .into_iter()
-                .filter(|s| {
-                    limits_below_max(
-                        &s.record.profile,
-                        &snap.inputs,
-                        s.record.session_row,
-                        &snap.vehicles,
-                    )
-                })
-                .map(|s| s.record.session_row)
-                .collect(),
-            None => HashSet::new(),
-        };
-    let mut setpoints = 0;
-    for v in &snap.vehicles {
-        let Some(row) = row_of(&v.vehicle_id) else {
-            continue;
-        };
-        if let Some(i) = schedule
-            .vehicle_ids
-            .iter()
-            .position(|id| id == &v.vehicle_id)
-            && let Some(f) = schedule.flexibility.get(i)
-        {
-            sessions::set_flexibility(&mut tx, v.session_row, f.shifted_wh, f.value_micro_eur)
-                .await
-                .map_err(db_err)?;
-        }
-        let (limits, min_rate) = if v.class == VehicleClass::Uncontrolled {
-            match uncontrolled_setpoint(
-                &snap.inputs,
-                &v.vehicle_id,
-                row,
-                curtailed_before.contains(&v.session_row),
-            ) {
-                Some(limits) => (limits, None),
-                None => continue,
-            }
-        } else {
-            let min_rate = (opts.mode == evflex_schedule::Mode::Milp).then_some(v.min_power_w);
-            (row.clone(), min_rate)
-        };
-        let profile = evflex_schedule::profile::ocpi_charging_profile(
-            &limits,
-            snap.inputs.time_step_s,
-            &format_rfc3339(t0),
-            min_rate,
-        );
-        let sp = SetpointRecord {
-            group_id,
-            timestep: timestep as i64,
-            session_row: v.session_row,
-            session_id: v.session_id.clone(),
-            owner_party: v.owner_party,
-            power_w: limits.first().copied().unwrap_or(0),
-            profile: serde_json::to_value(&profile).map_err(|e| e.to_string())?,
-        };
-        schedules::insert_setpoint(&mut tx, &sp, now)
-            .await
-            .map_err(db_err)?;
-        setpoints += 1;
-    }
-
-    let members = snap
-        .members
-        .iter()
-        .map(|m| {
-            let vehicle = snap.vehicles.iter().find(|v| v.evse_uid == m.evse_uid);
-            MemberStatus {
-                evse_uid: m.evse_uid.clone(),
-                status: m.status.clone(),
-                session_id: vehicle.map(|v| v.session_id.clone()),
-                setpoint_w: vehicle
-                    .and_then(|v| row_of(&v.vehicle_id))
-                    .and_then(|r| r.first().copied())
-                    .unwrap_or(0),
-                measured_w: m.measured_w,
-                energy_left_wh: vehicle.map_or(0, |v| v.energy_left_wh),
-                time_left_s: vehicle
-                    .filter(|v| v.class != VehicleClass::Uncontrolled)
-                    .map_or(0, |v| (v.departure_ts - t0).max(0)),
-            }
-        })
-        .collect();
-    let payload = StatusCommitPayload {
-        group_id,
-        timestep: timestep as i64,
-        time_step_s: i64::from(snap.inputs.time_step_s),
-        inputs_hash: inputs_hash.clone(),
-        schedule_hash: schedule_hash.clone(),
-        algorithm_version,
-        members,
-    };
-    // Chain work only with a chain (see the module docs: no unbounded backlog without one).
-    if state.chain.is_some() {
-        let key = format!("status_commit:{group_id}:{timestep}");
-        outbox::enqueue(&mut tx, outbox::kind::STATUS_COMMIT, &key, &payload, now)
-            .await
-            .map_err(db_err)?;
-    }
-    leases::record(&mut tx, group_id, &state.replica, ts, now)
-        .await
-        .map_err(db_err)?;
-
-    if state.faults.fails_before_commit(group_id) {
-        // Dropping `tx` rolls everything of this group back, as a crash here would.
-        return Err("injected fault at the commit boundary".to_owned());
-    }
-    tx.commit().await.map_err(|e| format!("commit: {e}"))?;
-    metrics::counter!("evflex_groups_solved_total").increment(1);
-    Ok(Ticked::Solved(GroupOutcome::Solved {
-        status: schedule.status,
-        vehicles: snap.vehicles.len(),
-        setpoints,
-        inputs_hash,
-        schedule_hash,
-        solve_ms: schedule.solve_ms,
+    Ok(Read::Inputs(Inputs {
+        snapshot,
+        previous,
+        previous_setpoints,
     }))
 }
 
-/// The limits sent to an uncontrolled session (a user who did not opt in), or `None` for no
-/// profile. Such a car charges as fast as possible, but an accepted guarantee outranks it
-/// (`backend/schedule/DESIGN.md`): where the schedule curtails it, it gets a profile with the
-/// planned power in the curtailed steps and its maximum elsewhere
-/// ([`evflex_schedule::profile::uncontrolled_limits`]); a car curtailed at the previous
-/// timestep and no longer curtailed gets one profile at its maximum, lifting the limit. Cars
-/// that are never curtailed get no profile.
-fn uncontrolled_setpoint(
-    inputs: &evflex_schedule::GroupInputs,
-    vehicle_id: &str,
-    row: &[i64],
-    curtailed_before: bool,
-) -> Option<Vec<i64>> {
-    let vehicle = inputs.vehicles.iter().find(|x| x.id == vehicle_id)?;
-    match evflex_schedule::profile::uncontrolled_limits(vehicle, row, inputs.time_step_s) {
-        Some(limits) => Some(limits),
-        None if curtailed_before => Some(vec![vehicle.max_power_w; row.len()]),
-        None => None,
+/// The schedule `last` holds, or `None` (logged at error level and counted in
+/// `evflex_tick_corrupt_schedules_total`) when it does not decode: the group is then planned
+/// from scratch rather than stuck on the corrupt row.
+fn previous_or_log(last: &ScheduleRecord) -> Option<Schedule> {
+    match plan::previous_schedule(last) {
+        Ok(schedule) => Some(schedule),
+        Err(e) => {
+            tracing::error!(error = %e, "tick: planning without the previous schedule");
+            metrics::counter!("evflex_tick_corrupt_schedules_total").increment(1);
+            None
+        }
     }
 }
 
-/// Whether a stored OCPI profile of an uncontrolled session limits it below its maximum power
-/// in some period.
-fn limits_below_max(
-    profile: &serde_json::Value,
-    inputs: &evflex_schedule::GroupInputs,
-    session_row: i64,
-    vehicles: &[snapshot::VehicleInfo],
-) -> bool {
-    let Some(max_w) = vehicles
-        .iter()
-        .find(|v| v.session_row == session_row && v.class == VehicleClass::Uncontrolled)
-        .and_then(|v| inputs.vehicles.iter().find(|x| x.id == v.vehicle_id))
-        .map(|x| x.max_power_w)
-    else {
-        return false;
-    };
-    profile["charging_profile_period"]
-        .as_array()
-        .is_some_and(|periods| {
-            periods
-                .iter()
-                .any(|p| p["limit"].as_f64().is_some_and(|l| l < max_w as f64))
-        })
+/// Runs the optimiser on a blocking thread.
+async fn solve(
+    inputs: GroupInputs,
+    opts: SolveOptions,
+    previous: Option<Schedule>,
+) -> Result<Schedule, TickError> {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        evflex_schedule::solve(&inputs, &opts, previous.as_ref())
+    })
+    .await?;
+    metrics::histogram!("evflex_solver_seconds").record(started.elapsed().as_secs_f64());
+    Ok(result?)
+}
+
+/// What [`commit`] did.
+enum Committed {
+    /// The plan is stored.
+    Stored,
+    /// Another tick stored (group, timestep) first; nothing was written.
+    Already(SkipReason),
+}
+
+/// Writes `plan` in the group's transaction `tx` and commits it: the schedule row first (its
+/// primary key is the last guard against a second commit of (group, timestep)), then the
+/// flexibility, the set-points, the chain work and the lease record.
+async fn commit(engine: &Engine, mut tx: Tx, plan: &Plan) -> Result<Committed, TickError> {
+    let Step {
+        group_id,
+        timestep,
+        now,
+    } = plan.step;
+    let ts = timestep as i64;
+    if !schedules::insert(&mut tx, &plan.schedule).await? {
+        let lease = leases::get(&mut tx, group_id).await?;
+        return Ok(Committed::Already(committed_by(lease, ts)));
+    }
+    for f in &plan.flexibility {
+        sessions::set_flexibility(&mut tx, f.session_row, f.shifted_wh, f.value_micro_eur).await?;
+    }
+    for sp in &plan.setpoints {
+        schedules::insert_setpoint(&mut tx, sp, now).await?;
+    }
+    enqueue_chain_work(engine, &mut tx, plan).await?;
+    leases::record(&mut tx, group_id, &engine.replica, ts, now).await?;
+    if engine.faults.fails_before_commit(group_id) {
+        // Dropping `tx` rolls everything of this group back, as a crash here would.
+        return Err(TickError::InjectedFault);
+    }
+    tx.commit().await.map_err(TickError::Commit)?;
+    Ok(Committed::Stored)
+}
+
+/// The group's chain work for the timestep, in its transaction: the `status_commit` (SC2), only
+/// with a chain configured (see the module docs: no unbounded backlog without one). The tick's
+/// one place that enqueues chain work.
+async fn enqueue_chain_work(
+    engine: &Engine,
+    conn: &mut Conn,
+    plan: &Plan,
+) -> Result<(), TickError> {
+    if engine.chain.is_none() {
+        return Ok(());
+    }
+    let Step {
+        group_id,
+        timestep,
+        now,
+    } = plan.step;
+    let key = format!("status_commit:{group_id}:{timestep}");
+    outbox::enqueue(
+        conn,
+        outbox::kind::STATUS_COMMIT,
+        &key,
+        &plan.status_commit,
+        now,
+    )
+    .await?;
+    Ok(())
 }

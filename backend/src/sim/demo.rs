@@ -401,7 +401,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     .context("starting evflex")?;
     let base_url = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
-    let chain = state.chain.is_some();
+    let chain = state.engine.chain.is_some();
     if chain {
         chain_note = "chain connected".to_owned();
     }
@@ -428,7 +428,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .context("simulating the day")?;
     let mut summary = Summary::of(&record);
-    if let Some(ctx) = &state.chain {
+    if let Some(ctx) = &state.engine.chain {
         summary.chain =
             Some(chain_figures(&state.db, ctx, Duration::from_secs(args.drain_timeout_s)).await);
     }

@@ -262,7 +262,7 @@ impl Operator for SimTarget {
         tx.commit()
             .await
             .map_err(|e| SimError::Other(format!("database: {e}")))?;
-        Ok(self.state.chain.is_some())
+        Ok(self.state.engine.chain.is_some())
     }
 
     async fn set_clock(&self, now: i64) -> SimResult<()> {
@@ -271,7 +271,7 @@ impl Operator for SimTarget {
     }
 
     async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {
-        let report = crate::engine::run_tick(&self.state, timestep).await;
+        let report = crate::engine::run_tick(&self.state.engine, timestep).await;
         let json = serde_json::to_value(&report).map_err(|e| SimError::Other(e.to_string()))?;
         Ok(TickFigures::of_report(&json))
     }

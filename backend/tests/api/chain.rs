@@ -32,7 +32,7 @@ pub(crate) async fn chain_app(chain: &LocalChain) -> TestApp {
 
 pub(crate) fn writer(app: &TestApp) -> Writer {
     Writer::new(
-        app.state.chain.clone().expect("chain"),
+        app.state.engine.chain.clone().expect("chain"),
         app.state.db.clone(),
         Arc::new(app.clock.clone()),
     )
@@ -81,7 +81,7 @@ pub(crate) async fn wallet_address(app: &TestApp, token: &str) -> Address {
 async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
     let chain = LocalChain::start_from_repo().await.expect("anvil");
     let mut app = chain_app(&chain).await;
-    let ctx = app.state.chain.clone().unwrap();
+    let ctx = app.state.engine.chain.clone().unwrap();
     let op = ctx.operator.clone();
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
@@ -139,7 +139,7 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
         assert!(row.tx_hash.is_some() && row.block_number.is_some());
     }
     let ts = evflex::domain::timestep_of(T0 + 900, 900) as i64;
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();
@@ -308,7 +308,7 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
         .execute(app.state.db.pool())
         .await
         .unwrap();
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();
@@ -320,7 +320,7 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
 async fn writer_survives_a_crash_between_send_and_receipt_and_an_anvil_restart() {
     let mut chain = LocalChain::start_from_repo().await.expect("anvil");
     let mut app = chain_app(&chain).await;
-    let op = app.state.chain.clone().unwrap().operator.clone();
+    let op = app.state.engine.chain.clone().unwrap().operator.clone();
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1"]).await;
@@ -421,7 +421,7 @@ fn assert_one(diffs: &[String], expected: &str) {
 async fn audit_reports_every_tampered_field_on_its_own_line() {
     let chain = LocalChain::start_from_repo().await.expect("anvil");
     let mut app = chain_app(&chain).await;
-    let op = app.state.chain.clone().unwrap().operator.clone();
+    let op = app.state.engine.chain.clone().unwrap().operator.clone();
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1", "E2"]).await;
@@ -676,7 +676,7 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
         println!("{table}.{column}: {}", diffs[0]);
     }
     // The stored schedule itself (not its hash): it no longer hashes to the committed value.
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();

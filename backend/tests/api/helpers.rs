@@ -353,7 +353,7 @@ impl TestApp {
     /// Runs one tick at the clock's current timestep.
     pub async fn tick(&self) -> evflex::engine::TickReport {
         let ts = evflex::domain::timestep_of(self.clock.now_s(), 900);
-        evflex::engine::run_tick(&self.state, ts).await
+        evflex::engine::run_tick(&self.state.engine, ts).await
     }
 
     /// `SELECT COUNT(*) FROM {table}`.

@@ -165,7 +165,7 @@ async fn set_points_and_rerun(
 
     // Re-running the same timestep is a no-op: both groups are committed, by this replica.
     let again = app.tick().await;
-    let me = Some(app.state.replica.to_string());
+    let me = Some(app.state.engine.replica.to_string());
     assert!(
         again
             .groups
@@ -218,7 +218,7 @@ async fn crashed_tick(backend: Backend, chain: Option<&LocalChain>) {
     let outbox_before = app.count("chain_outbox").await;
 
     // Group 1 dies between solve and commit (everything written, COMMIT never happens).
-    app.state.faults.set_fail_before_commit(1, true);
+    app.state.engine.faults.set_fail_before_commit(1, true);
     let report = app.tick().await;
     assert!(
         matches!(report.groups[0].outcome, GroupOutcome::Failed { .. }),
@@ -243,7 +243,7 @@ async fn crashed_tick(backend: Backend, chain: Option<&LocalChain>) {
     );
 
     // The restarted tick completes the group; group 2 is not solved twice.
-    app.state.faults.set_fail_before_commit(1, false);
+    app.state.engine.faults.set_fail_before_commit(1, false);
     let report = app.tick().await;
     assert!(
         matches!(report.groups[0].outcome, GroupOutcome::Solved { .. }),
@@ -254,6 +254,38 @@ async fn crashed_tick(backend: Backend, chain: Option<&LocalChain>) {
     assert_eq!(
         app.count("chain_outbox WHERE kind = 'status_commit'").await,
         2 * commits
+    );
+}
+
+/// A stored schedule that no longer decodes is not silently dropped: the tick logs and counts
+/// it, and plans the group without it, as for its first timestep (the group is not stuck).
+#[tokio::test]
+async fn a_corrupt_previous_schedule_is_planned_around() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    assert_eq!(app.tick().await.solved(), 2);
+    sqlx::query("UPDATE schedules SET schedule = '{\"power_w\": \"corrupt\"}' WHERE group_id = 1")
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+    app.clock.advance(900);
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    assert_eq!(app.count("schedules").await, 4);
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("evflex_tick_corrupt_schedules_total"),
+        "{metrics}"
     );
 }
 
@@ -345,7 +377,7 @@ async fn two_replicas_solve_and_commit_every_group_exactly_once() {
         c.chain = ChainConfig::for_tests(&endpoint, TEST_OPERATOR_KEY, TEST_METER_KEY);
     })
     .await;
-    assert_ne!(a.state.replica, b.state.replica);
+    assert_ne!(a.state.engine.replica, b.state.engine.replica);
 
     // Both replicas run the same quarter hour at the same time.
     let (ra, rb) = tokio::join!(a.tick(), b.tick());
@@ -468,7 +500,7 @@ async fn a_replica_skips_the_group_another_holds_and_commits_the_rest() {
     assert_eq!(
         entry(&report, 2).skip,
         Some(SkipReason::Committed {
-            by: Some(b.state.replica.to_string())
+            by: Some(b.state.engine.replica.to_string())
         })
     );
     assert!(report.held_elsewhere().is_empty() && report.committed_elsewhere().is_empty());
@@ -489,7 +521,7 @@ async fn a_group_whose_replica_died_mid_tick_is_taken_over() {
     let b = spawn_replica(&a, |_| {}).await;
 
     // A dies at group 1's commit boundary (solved, written, never committed).
-    a.state.faults.set_fail_before_commit(1, true);
+    a.state.engine.faults.set_fail_before_commit(1, true);
     let ra = a.tick().await;
     assert!(
         matches!(entry(&ra, 1).outcome, GroupOutcome::Failed { .. }),
@@ -505,8 +537,8 @@ async fn a_group_whose_replica_died_mid_tick_is_taken_over() {
     );
     assert_eq!(rb.committed_elsewhere(), [2]);
     assert_eq!(a.count("schedules").await, 2);
-    assert_eq!(lease_holder(&a, 1).await.holder, *b.state.replica);
-    assert_eq!(lease_holder(&a, 2).await.holder, *a.state.replica);
+    assert_eq!(lease_holder(&a, 1).await.holder, *b.state.engine.replica);
+    assert_eq!(lease_holder(&a, 2).await.holder, *a.state.engine.replica);
 }
 
 #[tokio::test]
@@ -521,7 +553,7 @@ async fn sqlite_ticks_record_the_lease_without_row_locks() {
     let lease = lease_holder(&app, 2).await;
     assert_eq!(
         (lease.holder.as_str(), lease.timestep),
-        (&*app.state.replica, ts)
+        (&*app.state.engine.replica, ts)
     );
     assert_eq!(
         app.count("chain_outbox WHERE kind = 'status_commit'").await,
