@@ -15,7 +15,6 @@ pub mod setpoints;
 pub mod snapshot;
 pub mod tick;
 
-
 pub use tick::{GroupOutcome, GroupReport, SkipReason, TickReport, run_tick};
 
 use crate::app::AppState;

@@ -44,9 +44,10 @@ use super::snapshot::{self, Control, GroupSnapshot};
 use crate::app::AppState;
 use crate::domain::{format_rfc3339, step_start};
 use crate::store::leases::{self, Lease};
-use crate::store::outbox::{self, MemberStatus, StatusCommitPayload};
+use crate::store::outbox;
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
 use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
+use evflex_chain::work::{ChainWork, MemberSnapshot, StatusCommitWork};
 use evflex_schedule::{Schedule, SolveStatus, hash};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -502,7 +503,7 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
         .iter()
         .map(|m| {
             let vehicle = snap.vehicles.iter().find(|v| v.evse_uid == m.evse_uid);
-            MemberStatus {
+            MemberSnapshot {
                 evse_uid: m.evse_uid.clone(),
                 status: m.status.clone(),
                 session_id: vehicle.map(|v| v.session_id.clone()),
@@ -518,7 +519,7 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
             }
         })
         .collect();
-    let payload = StatusCommitPayload {
+    let payload = StatusCommitWork {
         group_id,
         timestep: timestep as i64,
         time_step_s: i64::from(snap.inputs.time_step_s),
@@ -527,10 +528,11 @@ async fn tick_group(state: &AppState, group_id: i64, timestep: u64) -> Result<Ti
         algorithm_version,
         members,
     };
-    // Chain work only with a chain (see the module docs: no unbounded backlog without one).
-    if state.chain.is_some() {
+    // Chain work only with a chain (the "no chain configured" policy of `evflex_chain::work`).
+    let work = ChainWork::StatusCommit(payload);
+    if work.wanted(state.chain.is_some()) {
         let key = format!("status_commit:{group_id}:{timestep}");
-        outbox::enqueue(&mut tx, outbox::kind::STATUS_COMMIT, &key, &payload, now)
+        outbox::enqueue(&mut tx, &key, &work, now)
             .await
             .map_err(db_err)?;
     }
