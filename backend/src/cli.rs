@@ -217,9 +217,10 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
     use crate::chain::writer::Writer;
     use crate::chain::{ChainConfig, ChainContext, WriterMode};
     use crate::domain::WallClock;
-    use crate::store::outbox::{self, MemberStatus, StatusCommitPayload, kind};
+    use crate::store::outbox;
     use crate::store::{Db, groups, locations};
     use alloy::primitives::{B256, keccak256};
+    use evflex_chain::work::{ChainWork, MemberSnapshot, StatusCommitWork};
     use rand::{Rng, SeedableRng};
     use std::sync::Arc;
     use std::time::Instant;
@@ -364,7 +365,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                         } else {
                             0
                         };
-                        MemberStatus {
+                        MemberSnapshot {
                             evse_uid: bench_uid(g + 1, c),
                             status: if charging { "CHARGING" } else { "AVAILABLE" }.to_owned(),
                             session_id: charging.then(|| format!("S{group_id}-{c}-{timestep}")),
@@ -388,7 +389,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                     })
                     .collect();
                 let seed = format!("{group_id}:{timestep}");
-                let payload = StatusCommitPayload {
+                let payload = StatusCommitWork {
                     group_id,
                     timestep,
                     time_step_s: 900,
@@ -399,9 +400,8 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                 };
                 outbox::enqueue(
                     &mut tx,
-                    kind::STATUS_COMMIT,
                     &format!("status_commit:{group_id}:{timestep}"),
-                    &payload,
+                    &ChainWork::StatusCommit(payload),
                     now,
                 )
                 .await?;
@@ -457,6 +457,6 @@ async fn status_gas(db: &crate::store::Db) -> anyhow::Result<(i64, i64)> {
     Ok(crate::store::outbox::gas_by_kind(&mut conn)
         .await?
         .into_iter()
-        .find(|k| k.kind == crate::store::outbox::kind::STATUS_COMMIT)
+        .find(|k| k.kind == evflex_chain::WorkKind::StatusCommit.as_str())
         .map_or((0, 0), |k| (k.transactions, k.gas_used)))
 }

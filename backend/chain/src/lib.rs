@@ -2,8 +2,12 @@
 //!
 //! - [`bindings`]: `sol!` bindings generated from the contracts' ABIs (`abi/`, exported by
 //!   `scripts/export-abi`).
-//! - [`ChainClient`]: typed, idempotent writes (assets, algorithm versions, status commits,
-//!   settlements, deposits, consents) and reads (records, commitments, events, balances).
+//! - [`ChainClient`]: every contract call of evflex, one module per contract: typed, idempotent
+//!   writes (assets, algorithm versions, status commits, settlements, deposits, consents), the
+//!   two-phase batch sends the outbox writer uses ([`PendingTx`]), and reads (records,
+//!   commitments, events, balances).
+//! - [`work`]: [`ChainWork`], the one type of chain work every producer enqueues and the writer
+//!   executes, with the "no chain configured" policy.
 //! - [`ContractError`] / [`ChainError`]: reverts decoded into the contracts' error enums.
 //! - [`Deployment`] / [`Accounts`]: `anvil/deployment.json` and `anvil/accounts.json`.
 //! - [`LocalChain`]: a local anvil node started from `anvil/state.json`, stoppable and
@@ -19,18 +23,20 @@ pub mod deployment;
 pub mod error;
 pub mod members;
 pub mod wallet;
+pub mod work;
 
 pub use anvil::{LocalChain, LocalChainConfig};
 pub use bindings::{Bill, Consent, Revocation};
 pub use client::{
-    Battery, ChainClient, ChargePoint, CommitBatchOutcome, Group, PvInverter,
-    RegisteredChargePoint, SettleBatchOutcome, SettlementEvents, SettlementRecord,
-    SkippedSettlement, StatusCommitInput, StatusCommitRecord, TxInfo, WriteOutcome, bytes32_str,
-    str_bytes32,
+    Battery, ChainClient, ChargePoint, CommitBatchOutcome, CommitState, Group, PendingTx,
+    PvInverter, RegisteredChargePoint, SettleBatchOutcome, SettlementEvents, SettlementRecord,
+    SkipReason, SkippedSettlement, StatusBatchOutcome, StatusCommitInput, StatusCommitRecord,
+    TxInfo, TxStatus, WriteOutcome, bytes32_str, str_bytes32,
 };
 pub use deployment::{Accounts, AnvilSettings, Contracts, Deployment, DevAccount, repo_root};
 pub use error::{ChainError, Contract, ContractError, decode_call_error};
 pub use members::{EvseStatus, MemberStatus, PowerType, pack_members, unpack_members};
+pub use work::{ChainWork, WorkKind};
 
 /// Re-exports of the alloy types in this crate's API.
 pub mod alloy_types {

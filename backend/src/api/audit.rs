@@ -6,11 +6,13 @@ use super::error::{ApiError, parse_body};
 use crate::app::AppState;
 use crate::chain::audit::{self, TimestepRecord, VerifyReport};
 use crate::store::bills;
-use crate::store::outbox::{self, StatusCommitPayload};
+use crate::store::outbox;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use evflex_chain::WorkKind;
+use evflex_chain::work::StatusCommitWork;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -36,13 +38,13 @@ pub fn router() -> Router<AppState> {
 async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     require_chain(&state)?;
     let mut conn = state.db.conn().await?;
-    let rows = outbox::list(&mut conn, Some(outbox::kind::STATUS_COMMIT), 100_000).await?;
+    let rows = outbox::list(&mut conn, Some(WorkKind::StatusCommit.as_str()), 100_000).await?;
     let mut out: Vec<Value> = rows
         .iter()
         .rev()
         .take(500)
         .filter_map(|r| {
-            let p: StatusCommitPayload = serde_json::from_str(&r.payload).ok()?;
+            let p: StatusCommitWork = serde_json::from_str(&r.payload).ok()?;
             Some(json!({
                 "group_id": p.group_id,
                 "timestep": p.timestep,

@@ -221,13 +221,11 @@ async fn top_up(
     }
     .ok_or_else(|| ApiError::NotFound("no wallet".to_owned()))?;
     let address: Address = row.address.parse().map_err(internal)?;
-    let tx = {
-        let _guard = ctx.send_lock.lock().await;
-        ctx.operator
-            .top_up(address, U256::from(amount))
-            .await
-            .map_err(chain_err)?
-    };
+    let tx = ctx
+        .operator
+        .top_up(address, U256::from(amount))
+        .await
+        .map_err(chain_err)?;
     let mut conn = state.db.conn().await?;
     let woken = outbox_drain::wake_awaiting_funds(&mut conn, state.clock.now()).await?;
     let balance = ctx

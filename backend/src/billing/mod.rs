@@ -4,7 +4,9 @@
 //!
 //! When a CDR arrives, [`enqueue_settlement`] runs inside the receiver's transaction: it
 //! computes the bill with [`bill_for_session`], signs it, stores the bill row and enqueues the
-//! `settlement` outbox work carrying the signed bill, all in that one transaction.
+//! `settlement` outbox work ([`SettlementWork`]) carrying the signed bill, all in that one
+//! transaction. Without a chain the work carries the CDR's facts only (the "no chain
+//! configured" policy of `evflex_chain::work`).
 //!
 //! # The rules (all in [`bill_for_session`] and [`flexibility_reward_wh`])
 //!
@@ -32,70 +34,12 @@
 
 use crate::chain::{ChainContext, Compensation};
 use crate::store::bills::{self, BillRow};
-use crate::store::outbox::{self, SettlementPayload};
+use crate::store::outbox;
 use crate::store::{Conn, StoreError, StoreResult, meter, requests, sessions, users, wallets};
-use alloy::primitives::{Address, B256, Bytes, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use evflex_chain::Bill;
 use evflex_chain::wallet::eip712::{billing_domain, sign_bill};
-use serde::{Deserialize, Serialize};
-
-/// The `settlement` outbox payload: the CDR's facts (the service's [`SettlementPayload`],
-/// flattened) plus the signed bill (absent when the CDR could not be billed on chain).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SettlementWork {
-    /// What the CDR says.
-    #[serde(flatten)]
-    pub cdr: SettlementPayload,
-    /// The bill the meter key signed.
-    #[serde(default)]
-    pub bill: Option<SignedBill>,
-}
-
-/// An EIP-712 bill and the meter key's signature, as JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedBill {
-    /// `sessionId` (`0x`-hex bytes32).
-    pub session_id: String,
-    /// User address.
-    pub user: String,
-    /// CPO address.
-    pub cpo: String,
-    /// Billed energy (Wh).
-    pub energy_wh: u64,
-    /// Price (micro-EUR per kWh).
-    pub price_micro_eur_per_kwh: u64,
-    /// Credited energy (Wh).
-    pub credit_wh: u64,
-    /// Rewarded flexibility (Wh).
-    pub flexibility_wh: u64,
-    /// Start (Unix seconds).
-    pub start: u64,
-    /// End (Unix seconds).
-    pub end: u64,
-    /// The meter key's signature (`0x`-hex, 65 bytes).
-    pub signature: String,
-}
-
-impl SignedBill {
-    /// The contract's bill and signature.
-    pub fn to_bill(&self) -> Result<(Bill, Bytes), crate::chain::Error> {
-        let bad = |what: &str| crate::chain::Error::Invalid(format!("signed bill: bad {what}"));
-        Ok((
-            Bill {
-                sessionId: self.session_id.parse().map_err(|_| bad("session id"))?,
-                user: self.user.parse().map_err(|_| bad("user"))?,
-                cpo: self.cpo.parse().map_err(|_| bad("cpo"))?,
-                energyWh: self.energy_wh,
-                priceMicroEurPerKwh: self.price_micro_eur_per_kwh,
-                creditWh: self.credit_wh,
-                flexibilityWh: self.flexibility_wh,
-                start: self.start,
-                end: self.end,
-            },
-            self.signature.parse().map_err(|_| bad("signature"))?,
-        ))
-    }
-}
+use evflex_chain::work::{CdrFacts, ChainWork, SettlementWork, SignedBill};
 
 /// What [`bill_for_session`] needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,21 +145,24 @@ pub async fn enqueue_settlement(
     conn: &mut Conn,
     chain: Option<&ChainContext>,
     dedupe_key: &str,
-    cdr: SettlementPayload,
+    cdr: CdrFacts,
     now: i64,
 ) -> StoreResult<bool> {
     let bill = match chain {
         Some(ctx) => bill_cdr(conn, ctx, &cdr, now).await?,
         None => None,
     };
-    let work = SettlementWork { cdr, bill };
-    outbox::enqueue(conn, outbox::kind::SETTLEMENT, dedupe_key, &work, now).await
+    let work = ChainWork::Settlement(SettlementWork { cdr, bill });
+    if !work.wanted(chain.is_some()) {
+        return Ok(false);
+    }
+    outbox::enqueue(conn, dedupe_key, &work, now).await
 }
 
 async fn bill_cdr(
     conn: &mut Conn,
     ctx: &ChainContext,
-    cdr: &SettlementPayload,
+    cdr: &CdrFacts,
     now: i64,
 ) -> StoreResult<Option<SignedBill>> {
     let cdr_key = format!("{}*{}*{}", cdr.country_code, cdr.party_id, cdr.cdr_id);
@@ -290,18 +237,7 @@ async fn bill_cdr(
             );
             let signature = sign_bill(ctx.meter.signer(), &bill, &domain)
                 .map_err(|e| StoreError::Corrupt(format!("signing the bill: {e}")))?;
-            Some(SignedBill {
-                session_id: session_id.to_string(),
-                user: user.to_string(),
-                cpo: ctx.cpo.to_string(),
-                energy_wh: bill.energyWh,
-                price_micro_eur_per_kwh: bill.priceMicroEurPerKwh,
-                credit_wh: bill.creditWh,
-                flexibility_wh: bill.flexibilityWh,
-                start: bill.start,
-                end: bill.end,
-                signature: signature.to_string(),
-            })
+            Some(SignedBill::new(&bill, &signature))
         }
         None => None,
     };

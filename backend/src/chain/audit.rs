@@ -14,12 +14,13 @@
 //!   the public API (`GET /api/v1/audit/groups/{G}/timesteps/{T}`) and an RPC URL only, so
 //!   anyone can run it without trusting the operator.
 
-use super::{Error, chain_algorithm_version, parse_b256, writer};
-use crate::store::outbox::{self, StatusCommitPayload};
+use super::{Error, chain_algorithm_version, parse_b256, records};
+use crate::store::outbox;
 use crate::store::{Db, bills, groups, locations, schedules};
 use alloy::primitives::{B256, U256};
 use clap::Args;
-use evflex_chain::{ChainClient, Deployment};
+use evflex_chain::work::StatusCommitWork;
+use evflex_chain::{ChainClient, Deployment, WorkKind};
 use evflex_schedule::{GroupInputs, Schedule, SolveOptions, hash};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -234,7 +235,7 @@ async fn audit_assets(
                     diffs,
                     &what,
                     "label",
-                    writer::group_label(&g.record.name),
+                    records::group_label(&g.record.name),
                     c.label,
                 );
                 field(
@@ -249,7 +250,7 @@ async fn audit_assets(
         let members = locations::evses_of_group(conn, id).await?;
         for evse in &members {
             let what = format!("charge point {} ({})", evse.id, evse.record.uid);
-            let db = writer::charge_point(evse.id, id, &evse.record);
+            let db = records::charge_point(evse.id, id, &evse.record);
             let Some(on_chain) = chain.charge_point(evse.id as u64).await? else {
                 diffs.push(format!("{what}: not registered on chain"));
                 continue;
@@ -312,7 +313,7 @@ async fn audit_assets(
         }
         for pv in &g.record.pv_inverters {
             let what = format!("group {id} PV inverter {:?}", pv.id);
-            let db = writer::pv_inverter(id, pv);
+            let db = records::pv_inverter(id, &pv.id, pv.peak_w);
             match chain.pv_inverter(db.id).await? {
                 None => diffs.push(format!("{what}: not registered on chain (id {})", db.id)),
                 Some((c, active)) => {
@@ -324,7 +325,7 @@ async fn audit_assets(
         }
         for b in &g.record.batteries {
             let what = format!("group {id} battery {:?}", b.id);
-            let db = writer::battery(id, b);
+            let db = records::battery(id, &b.id, b.capacity_wh, b.energy_wh);
             match chain.battery(db.id).await? {
                 None => diffs.push(format!("{what}: not registered on chain (id {})", db.id)),
                 Some((c, active)) => {
@@ -383,8 +384,8 @@ async fn audit_commits(
         events.insert((ev.commit.group_id, ev.commit.timestep), ev.commit);
     }
     let mut known = std::collections::BTreeSet::new();
-    for row in outbox::list(conn, Some(outbox::kind::STATUS_COMMIT), i64::MAX).await? {
-        let Ok(p) = serde_json::from_str::<StatusCommitPayload>(&row.payload) else {
+    for row in outbox::list(conn, Some(WorkKind::StatusCommit.as_str()), i64::MAX).await? {
+        let Ok(p) = serde_json::from_str::<StatusCommitWork>(&row.payload) else {
             diffs.push(format!("outbox row {}: unreadable payload", row.id));
             continue;
         };

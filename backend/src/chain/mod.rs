@@ -1,6 +1,8 @@
 //! The chain side of the service: configuration ([`ChainConfig`]), the connected
-//! [`ChainContext`] shared by handlers and the writer, the outbox [`writer`], and the
-//! [`audit`] (database against chain) and `verify` (recompute a committed schedule) tools.
+//! [`ChainContext`] shared by handlers and the writer, the outbox [`writer`], the service's
+//! [`records`] (what its rows are on chain), and the [`audit`] (database against chain) and
+//! `verify` (recompute a committed schedule) tools. Every contract call goes through
+//! [`evflex_chain::ChainClient`]; nothing here builds a contract instance or decodes a log.
 //!
 //! # Keys
 //!
@@ -24,6 +26,7 @@
 //! stored value to the on-chain id, so the mapping needs no table.
 
 pub mod audit;
+pub mod records;
 pub mod writer;
 
 use crate::config::Secret;
@@ -206,11 +209,9 @@ fn parse_key(what: &str, key: &Secret) -> Result<PrivateKeySigner, Error> {
 pub struct ChainContext {
     /// The deployment (chain id, contract addresses).
     pub deployment: Deployment,
-    /// The operator's client: the only key that sends transactions.
+    /// The operator's client: the only key that sends transactions, and the only holder of its
+    /// send lock (every operator send, writer or top-up, goes through it).
     pub operator: Arc<ChainClient>,
-    /// Held around every operator send (writer passes and top-ups), so two sends never take the
-    /// same pending nonce.
-    pub send_lock: tokio::sync::Mutex<()>,
     /// The CPO meter key that signs bills.
     pub meter: KeyRef,
     /// The CPO's address in EnergyBilling.
@@ -284,7 +285,6 @@ impl ChainContext {
             Arc::new(Self {
                 deployment,
                 operator: Arc::new(operator),
-                send_lock: tokio::sync::Mutex::new(()),
                 meter: KeyRef(meter),
                 cpo,
                 master,
@@ -307,7 +307,6 @@ impl ChainContext {
 
     /// Registers the on-chain version for a stored algorithm version (params hash).
     pub async fn register_algorithm_params(&self, params: B256) -> Result<B256, Error> {
-        let _guard = self.send_lock.lock().await;
         let (version, outcome) = self
             .operator
             .register_algorithm(

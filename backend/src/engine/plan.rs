@@ -13,7 +13,7 @@ use super::TickError;
 use super::report::GroupOutcome;
 use super::snapshot::{GroupSnapshot, VehicleInfo};
 use crate::domain::{format_rfc3339, step_start};
-use crate::store::outbox::{MemberStatus, StatusCommitPayload};
+use evflex_chain::work::{MemberSnapshot, StatusCommitWork};
 use crate::store::schedules::{ScheduleRecord, SetpointRecord};
 use evflex_schedule::{GroupInputs, Mode, Schedule, SolveOptions, VehicleClass, hash};
 use std::collections::HashSet;
@@ -52,7 +52,7 @@ pub struct Plan {
     /// Set-points queued for the CPOs.
     pub setpoints: Vec<SetpointRecord>,
     /// The group's member statuses and hashes, for the StatusLedger (chain work).
-    pub status_commit: StatusCommitPayload,
+    pub status_commit: StatusCommitWork,
     /// The group's report line once committed (always [`GroupOutcome::Solved`]).
     pub outcome: GroupOutcome,
 }
@@ -133,7 +133,7 @@ pub fn plan(
         .iter()
         .map(|m| {
             let vehicle = snap.vehicles.iter().find(|v| v.evse_uid == m.evse_uid);
-            MemberStatus {
+            MemberSnapshot {
                 evse_uid: m.evse_uid.clone(),
                 status: m.status.clone(),
                 session_id: vehicle.map(|v| v.session_id.clone()),
@@ -169,7 +169,7 @@ pub fn plan(
         pv_w: snap.inputs.pv_w.first().copied().unwrap_or(0),
         created_at: now,
     };
-    let status_commit = StatusCommitPayload {
+    let status_commit = StatusCommitWork {
         group_id,
         timestep: timestep as i64,
         time_step_s: i64::from(time_step_s),

@@ -54,6 +54,7 @@ use crate::store::leases::{self, Lease};
 use crate::store::outbox;
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
 use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
+use evflex_chain::work::ChainWork;
 use evflex_schedule::{GroupInputs, Schedule, SolveOptions};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
@@ -424,15 +425,16 @@ async fn commit(engine: &Engine, mut tx: Tx, plan: &Plan) -> Result<Committed, T
     Ok(Committed::Stored)
 }
 
-/// The group's chain work for the timestep, in its transaction: the `status_commit` (SC2), only
-/// with a chain configured (see the module docs: no unbounded backlog without one). The tick's
-/// one place that enqueues chain work.
+/// The group's chain work for the timestep, in its transaction: the `status_commit` (SC2),
+/// enqueued as the "no chain configured" policy of `evflex_chain::work` says (only with a
+/// chain: no unbounded backlog without one). The tick's one place that enqueues chain work.
 async fn enqueue_chain_work(
     engine: &Engine,
     conn: &mut Conn,
     plan: &Plan,
 ) -> Result<(), TickError> {
-    if engine.chain.is_none() {
+    let work = ChainWork::StatusCommit(plan.status_commit.clone());
+    if !work.wanted(engine.chain.is_some()) {
         return Ok(());
     }
     let Step {
@@ -441,13 +443,6 @@ async fn enqueue_chain_work(
         now,
     } = plan.step;
     let key = format!("status_commit:{group_id}:{timestep}");
-    outbox::enqueue(
-        conn,
-        outbox::kind::STATUS_COMMIT,
-        &key,
-        &plan.status_commit,
-        now,
-    )
-    .await?;
+    outbox::enqueue(conn, &key, &work, now).await?;
     Ok(())
 }

@@ -2,12 +2,18 @@
 //! changes, an `asset_upsert` is enqueued in the same transaction. Only changes count: the hash
 //! of the last enqueued record is kept on the asset's row, and a new record gets the next
 //! version number in its dedupe key.
+//!
+//! Asset records are enqueued whether or not a chain is configured (the "no chain configured"
+//! policy of `evflex_chain::work`), so the sync needs no chain handle; the assertion below keeps
+//! it that way.
 
-use crate::store::outbox::{self, AssetPayload};
-use crate::store::{Conn, StoreResult, groups, locations, to_json};
+use crate::store::{Conn, StoreResult, groups, locations, outbox, to_json};
+use evflex_chain::work::{AssetWork, BatterySpec, ChainWork, PvInverterSpec, WorkKind};
 use sha3::{Digest, Keccak256};
 
-fn payload_hash(payload: &AssetPayload) -> String {
+const _: () = assert!(WorkKind::AssetUpsert.enqueued_without_chain());
+
+fn payload_hash(payload: &AssetWork) -> String {
     hex::encode(Keccak256::digest(to_json(payload).as_bytes()))
 }
 
@@ -24,7 +30,7 @@ pub async fn sync_evse(
     };
     let group_id = groups::group_of_evse(conn, country_code, party_id, uid).await?;
     let r = &evse.record;
-    let payload = AssetPayload::ChargePoint {
+    let payload = AssetWork::ChargePoint {
         country_code: r.country_code.clone(),
         party_id: r.party_id.clone(),
         location_id: r.location_id.clone(),
@@ -45,7 +51,7 @@ pub async fn sync_evse(
     }
     let version = evse.asset_version + 1;
     let key = format!("asset_upsert:evse:{country_code}*{party_id}*{uid}:v{version}");
-    outbox::enqueue(conn, outbox::kind::ASSET_UPSERT, &key, &payload, now).await?;
+    outbox::enqueue(conn, &key, &ChainWork::AssetUpsert(payload), now).await?;
     locations::set_evse_asset_state(conn, evse.id, version, &hash).await?;
     Ok(true)
 }
@@ -57,15 +63,33 @@ pub async fn sync_group(conn: &mut Conn, group_id: i64, now: i64) -> StoreResult
     };
     let members = groups::members(conn, group_id).await?;
     let g = &group.record;
-    let payload = AssetPayload::Group {
+    let payload = AssetWork::Group {
         group_id,
         name: g.name.clone(),
         capacity_w: g.capacity_w,
         members,
         country_code: g.country_code.clone(),
         party_id: g.party_id.clone(),
-        pv_inverters: g.pv_inverters.clone(),
-        batteries: g.batteries.clone(),
+        pv_inverters: g
+            .pv_inverters
+            .iter()
+            .map(|pv| PvInverterSpec {
+                id: pv.id.clone(),
+                peak_w: pv.peak_w,
+            })
+            .collect(),
+        batteries: g
+            .batteries
+            .iter()
+            .map(|b| BatterySpec {
+                id: b.id.clone(),
+                capacity_wh: b.capacity_wh,
+                energy_wh: b.energy_wh,
+                max_charge_w: b.max_charge_w,
+                max_discharge_w: b.max_discharge_w,
+                efficiency_permille: b.efficiency_permille,
+            })
+            .collect(),
     };
     let hash = payload_hash(&payload);
     if hash == group.asset_hash {
@@ -73,7 +97,7 @@ pub async fn sync_group(conn: &mut Conn, group_id: i64, now: i64) -> StoreResult
     }
     let version = group.asset_version + 1;
     let key = format!("asset_upsert:group:{group_id}:v{version}");
-    outbox::enqueue(conn, outbox::kind::ASSET_UPSERT, &key, &payload, now).await?;
+    outbox::enqueue(conn, &key, &ChainWork::AssetUpsert(payload), now).await?;
     groups::set_asset_state(conn, group_id, version, &hash).await?;
     Ok(true)
 }

@@ -7,12 +7,12 @@
 //! No function here logs or returns key material; keystores leave the service only through
 //! [`export`], re-encrypted under a password the user chose.
 
-use crate::chain::writer::{CONSENT, ConsentWork, REVOCATION};
 use crate::chain::{ChainContext, Error};
 use crate::store::{Conn, outbox, wallets};
 use alloy::primitives::{Address, B256, U256, keccak256};
 use evflex_chain::wallet::siwe::{SiweExpectation, SiweMessage, verify_sign_in};
 use evflex_chain::wallet::{self as cw, EncryptedWallet, eip712};
+use evflex_chain::work::{ChainWork, ConsentWork};
 use evflex_chain::{Consent, Revocation};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -86,7 +86,7 @@ pub async fn enqueue_consent(
         ctx.deployment.contracts.consent_registry,
     );
     let scope = smart_charging_scope();
-    let (kind, expiry, signature) = if opted_in {
+    let (make, expiry, signature): (fn(ConsentWork) -> ChainWork, _, _) = if opted_in {
         // The chain checks the expiry against block time, which is wall-clock time (the
         // service's clock may be simulated).
         let wall = std::time::SystemTime::now()
@@ -100,7 +100,7 @@ pub async fn enqueue_consent(
             nonce: U256::from(nonce),
         };
         (
-            CONSENT,
+            ChainWork::Consent,
             expiry,
             eip712::sign_consent(wallet.signer(), &consent, &domain)?,
         )
@@ -111,20 +111,21 @@ pub async fn enqueue_consent(
             nonce: U256::from(nonce),
         };
         (
-            REVOCATION,
+            ChainWork::Revocation,
             0,
             eip712::sign_revocation(wallet.signer(), &revocation, &domain)?,
         )
     };
-    let work = ConsentWork {
+    let work = make(ConsentWork {
         user: wallet.address().to_string(),
         scope: scope.to_string(),
         expiry,
         nonce,
         signature: signature.to_string(),
-    };
-    let key = format!("{kind}:{}:{nonce}", row.address);
-    outbox::enqueue(conn, kind, &key, &work, now).await?;
+    });
+    // Consents need the chain's wallets, so this runs only with a chain: always wanted.
+    let key = format!("{}:{}:{nonce}", work.kind(), row.address);
+    outbox::enqueue(conn, &key, &work, now).await?;
     Ok(true)
 }
 

@@ -439,10 +439,10 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
     let r = w.run_until_idle(10).await.unwrap();
     assert_eq!(r.failed, 0, "{r:?}");
     // PV and battery are on chain with the group.
-    let roof = evflex::chain::writer::asset_chain_id("pv", 1, "roof");
+    let roof = evflex::chain::records::asset_chain_id("pv", 1, "roof");
     let (pv, active) = op.pv_inverter(roof).await.unwrap().expect("PV registered");
     assert_eq!((pv.group_id, pv.peak_w, active), (1, 20_000, true));
-    let b1 = evflex::chain::writer::asset_chain_id("battery", 1, "b1");
+    let b1 = evflex::chain::records::asset_chain_id("battery", 1, "b1");
     let (bat, _) = op.battery(b1).await.unwrap().expect("battery registered");
     assert_eq!((bat.capacity_wh, bat.available_wh), (50_000, 20_000));
 

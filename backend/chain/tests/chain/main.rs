@@ -8,3 +8,4 @@ mod helpers;
 mod restart;
 mod status;
 mod wallet;
+mod work;

@@ -10,9 +10,9 @@ use super::model::{self, Cdr, Connector, Evse, Location, Session, SessionPatch, 
 use crate::domain::{MicroEur, WattHours, kwh_to_wh};
 use crate::ingest::{IngestError, IngestResult, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
-use crate::store::outbox::SettlementPayload;
 use crate::store::sessions::{self, CdrRecord, KeyedPatch, PatchQueue, SessionRecord};
 use crate::store::{Conn, Db, users};
+use evflex_chain::work::CdrFacts;
 use serde_json::{Map, Value};
 
 /// Where an object arrived: its CPO party (from the URL) and the party row that sent it.
@@ -618,7 +618,7 @@ pub async fn post_cdr(
                 .await?
                 .map(|u| u.id),
         };
-        let payload = SettlementPayload {
+        let payload = CdrFacts {
             country_code: record.country_code.clone(),
             party_id: record.party_id.clone(),
             cdr_id: record.cdr_id.clone(),
