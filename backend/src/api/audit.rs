@@ -225,6 +225,7 @@ async fn transaction(
 ) -> Result<Json<Value>, ApiError> {
     use alloy::providers::Provider;
     let ctx = state
+        .engine
         .chain
         .as_ref()
         .ok_or_else(|| ApiError::Unavailable("this server runs without a chain".to_owned()))?;

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
 
 fn chain(state: &AppState) -> Result<Arc<ChainContext>, ApiError> {
     state
+        .engine
         .chain
         .clone()
         .ok_or_else(|| ApiError::Unavailable("this server runs without a chain".to_owned()))

@@ -225,8 +225,8 @@ struct Claim {
 
 /// What a claimed group's reads found.
 enum Read {
-    /// The inputs to plan from.
-    Inputs(Inputs),
+    /// The inputs to plan from (boxed: the snapshot is large).
+    Inputs(Box<Inputs>),
     /// The (group, timestep) is already committed.
     Committed(SkipReason),
 }
@@ -350,11 +350,11 @@ async fn read_inputs(
         }
         None => (None, Vec::new()),
     };
-    Ok(Read::Inputs(Inputs {
+    Ok(Read::Inputs(Box::new(Inputs {
         snapshot,
         previous,
         previous_setpoints,
-    }))
+    })))
 }
 
 /// The schedule `last` holds, or `None` (logged at error level and counted in
