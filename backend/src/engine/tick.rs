@@ -188,7 +188,7 @@ async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Tic
         Read::Inputs(inputs) => inputs,
         Read::Committed(skip) => return Ok(Ticked::Skipped(skip)),
     };
-    let opts = engine.config.solve_options();
+    let opts = engine.solve_options();
     let schedule = claim.solve(engine, &inputs, &opts).await?;
     let step = Step {
         group_id,
