@@ -83,19 +83,14 @@ async fn record(
     group_id: i64,
     timestep: i64,
 ) -> Result<TimestepRecord, ApiError> {
-    audit::timestep_record(
-        &state.db,
-        &state.engine.config.solve_options(),
-        group_id,
-        timestep,
-    )
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no schedule for group {group_id} timestep {timestep}"
-        ))
-    })
+    audit::timestep_record(&state.db, &state.engine.solve_options(), group_id, timestep)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no schedule for group {group_id} timestep {timestep}"
+            ))
+        })
 }
 
 /// Canonical inputs and schedule of one (group, timestep), for `evflex verify`.

@@ -131,7 +131,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                     .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
                 let snap = snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
                 drop(conn);
-                let opts = engine.config.solve_options();
+                let opts = engine.solve_options();
                 let _permit = engine
                     .solve_slots
                     .acquire()

@@ -98,6 +98,11 @@ impl Engine {
             faults: Arc::new(Faults::default()),
         }
     }
+
+    /// The optimiser options the engine solves with (from its settings).
+    pub fn solve_options(&self) -> evflex_schedule::SolveOptions {
+        self.config.solve_options()
+    }
 }
 
 /// Seconds from `now` until the next quarter-hour boundary (never 0).

@@ -189,7 +189,7 @@ async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Tic
         Read::Inputs(inputs) => inputs,
         Read::Committed(skip) => return Ok(Ticked::Skipped(skip)),
     };
-    let opts = engine.config.solve_options();
+    let opts = engine.solve_options();
     let schedule = claim.solve(engine, &inputs, &opts).await?;
     let step = Step {
         group_id,
@@ -226,8 +226,8 @@ struct Claim {
 
 /// What a claimed group's reads found.
 enum Read {
-    /// The inputs to plan from.
-    Inputs(Inputs),
+    /// The inputs to plan from (boxed: the snapshot is large).
+    Inputs(Box<Inputs>),
     /// The (group, timestep) is already committed.
     Committed(SkipReason),
 }
@@ -351,11 +351,11 @@ async fn read_inputs(
         }
         None => (None, Vec::new()),
     };
-    Ok(Read::Inputs(Inputs {
+    Ok(Read::Inputs(Box::new(Inputs {
         snapshot,
         previous,
         previous_setpoints,
-    }))
+    })))
 }
 
 /// The schedule `last` holds, or `None` (logged at error level and counted in

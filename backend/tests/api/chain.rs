@@ -139,7 +139,7 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
         assert!(row.tx_hash.is_some() && row.block_number.is_some());
     }
     let ts = evflex::domain::timestep_of(T0 + 900, 900) as i64;
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();
@@ -308,7 +308,7 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
         .execute(app.state.db.pool())
         .await
         .unwrap();
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();
@@ -676,7 +676,7 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
         println!("{table}.{column}: {}", diffs[0]);
     }
     // The stored schedule itself (not its hash): it no longer hashes to the committed value.
-    let rec = audit::timestep_record(&app.state.db, &app.state.engine.config.solve_options(), 1, ts)
+    let rec = audit::timestep_record(&app.state.db, &app.state.engine.solve_options(), 1, ts)
         .await
         .unwrap()
         .unwrap();
