@@ -15,6 +15,7 @@ pub mod setpoints;
 pub mod snapshot;
 pub mod tick;
 
+
 pub use tick::{GroupOutcome, GroupReport, SkipReason, TickReport, run_tick};
 
 use crate::app::AppState;
