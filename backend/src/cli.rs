@@ -345,8 +345,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
         // The algorithm version the commits name (registered once, outside the timing).
         let opts = evflex_schedule::SolveOptions::default();
         ctx.register_algorithm(&opts).await?;
-        let algorithm_version =
-            B256::from(evflex_schedule::hash::algorithm_version(&opts)).to_string();
+        let params_hash = B256::from(evflex_schedule::hash::params_hash(&opts)).to_string();
         let writer = Writer::new(ctx.clone(), db.clone(), Arc::new(WallClock));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(250);
         let first_timestep = now / 900;
@@ -395,7 +394,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                     time_step_s: 900,
                     inputs_hash: keccak256(format!("inputs:{seed}")).to_string(),
                     schedule_hash: keccak256(format!("schedule:{seed}")).to_string(),
-                    algorithm_version: algorithm_version.clone(),
+                    params_hash: params_hash.clone(),
                     members,
                 };
                 outbox::enqueue(

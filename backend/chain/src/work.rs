@@ -260,8 +260,10 @@ pub struct StatusCommitWork {
     pub inputs_hash: String,
     /// keccak-256 of the schedule (`0x`-hex).
     pub schedule_hash: String,
-    /// The stored algorithm version (parameters hash, `0x`-hex).
-    pub algorithm_version: String,
+    /// The stored params hash (`0x`-hex); the writer registers and commits the on-chain
+    /// algorithm version derived from it.
+    #[serde(alias = "algorithm_version")]
+    pub params_hash: String,
     /// Every member EVSE, by uid.
     pub members: Vec<MemberSnapshot>,
 }
@@ -295,10 +297,12 @@ pub struct CdrFacts {
     pub total_cost_incl_vat_micro: Option<i64>,
     /// ISO 4217 currency.
     pub currency: String,
-    /// Energy the user let evflex move (Wh), from the session's latest schedule.
-    pub flexibility_shifted_wh: i64,
-    /// Value of that flexibility (micro-EUR).
-    pub flexibility_value_micro_eur: i64,
+    /// Energy the session's latest schedule shifted away from the baseline (Wh).
+    #[serde(alias = "flexibility_shifted_wh")]
+    pub shifted_wh: i64,
+    /// Value of that shift at the day's prices (micro-EUR).
+    #[serde(alias = "flexibility_value_micro_eur")]
+    pub shifted_value_micro_eur: i64,
 }
 
 /// Kind `settlement`: the CDR's facts plus the signed bill (absent when the CDR could not be

@@ -31,7 +31,7 @@
 //! battery_w[horizon] int64 each
 //! ```
 //!
-//! ## Algorithm (`algorithm_version`)
+//! ## Solve parameters (`params_hash`)
 //! ```text
 //! "evflex.algorithm.v1" | MODEL_DEFINITION (u32 length + UTF-8) | SOLVER (u32 length + UTF-8) |
 //! mode u8 (0 LP, 1 MILP) | time_limit_ms u64 | mip_gap f64 | peak_weight f64 | early_weight f64
@@ -42,7 +42,7 @@ use sha3::{Digest, Keccak256};
 
 use crate::{GroupInputs, Mode, Schedule, SolveOptions};
 
-/// The model definition covered by [`algorithm_version`]: a precise statement of what the
+/// The model definition covered by [`params_hash`]: a precise statement of what the
 /// optimiser computes. Any change to the model must change this text.
 pub const MODEL_DEFINITION: &str = "evflex-schedule model v2. Per group, steps t of dt seconds. \
 Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
@@ -62,7 +62,7 @@ peak_weight/dt + 2*early_weight*(H+1))/eta_min^2 + 1. Quantisation: floor to W, 
 (battery, then reverse priority), rounding loss restored (LP-used steps first, cheapest first). \
 Energy tolerance 1 Wh. Fallback: previous shifted one step, repaired, then EDF fill.";
 
-/// The solver and modelling layer covered by [`algorithm_version`].
+/// The solver and modelling layer covered by [`params_hash`].
 pub const SOLVER: &str = "HiGHS 1.16.0 (highs-sys 1.16.0, highs 2.4.0) via good_lp 1.15; threads=1";
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -162,8 +162,10 @@ pub fn schedule_hash(schedule: &Schedule) -> [u8; 32] {
     Keccak256::digest(canonical_schedule(schedule)).into()
 }
 
-/// keccak-256 of the model definition, the solver version and the solve parameters.
-pub fn algorithm_version(opts: &SolveOptions) -> [u8; 32] {
+/// keccak-256 of the model definition, the solver version and the solve parameters: the
+/// *params hash* every stored schedule carries. The on-chain *algorithm version* is derived from
+/// it (glossary in `DESIGN.md`).
+pub fn params_hash(opts: &SolveOptions) -> [u8; 32] {
     let mut out = Vec::with_capacity(MODEL_DEFINITION.len() + SOLVER.len() + 64);
     out.extend_from_slice(b"evflex.algorithm.v1");
     put_str(&mut out, MODEL_DEFINITION);

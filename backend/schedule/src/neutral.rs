@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{algorithm_version, inputs_hash, schedule_hash, to_hex};
+use crate::hash::{inputs_hash, params_hash, schedule_hash, to_hex};
 use crate::{
     GroupInputs, Mode, ScheduleError, SolveOptions, SolveStatus, Vehicle, VehicleClass, solve,
 };
@@ -296,7 +296,7 @@ pub struct PlanOutput {
     /// keccak-256 of the schedule.
     pub schedule_hash: String,
     /// keccak-256 of the algorithm definition and parameters.
-    pub algorithm_version: String,
+    pub params_hash: String,
 }
 
 /// Solve one neutral instance in `mode` (default options, 60 s time limit).
@@ -354,7 +354,7 @@ pub fn plan_with(input: &PlanInput, opts: &SolveOptions) -> Result<PlanOutput, S
         fallback_reason: s.fallback_reason.clone(),
         inputs_hash: to_hex(&inputs_hash(&g)),
         schedule_hash: to_hex(&schedule_hash(&s)),
-        algorithm_version: to_hex(&algorithm_version(opts)),
+        params_hash: to_hex(&params_hash(opts)),
     })
 }
 

@@ -50,7 +50,7 @@ async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiE
                 "timestep": p.timestep,
                 "inputs_hash": p.inputs_hash,
                 "schedule_hash": p.schedule_hash,
-                "algorithm_version": p.algorithm_version,
+                "params_hash": p.params_hash,
                 "members": p.members.len(),
                 "status": r.status,
                 "tx_hash": r.tx_hash,
@@ -145,7 +145,7 @@ struct CommitVerification {
     inputs_hash_ok: bool,
     /// The stored schedule hashes to the stored (and committed) schedule hash.
     schedule_hash_ok: bool,
-    /// The published solve options hash to the stored algorithm version.
+    /// The published solve options hash to the stored params hash.
     algorithm_ok: bool,
     /// StatusLedger holds exactly these hashes for (group, timestep).
     on_chain: Option<bool>,

@@ -56,8 +56,8 @@ pub struct BillInputs {
     pub opted_in: bool,
     /// Energy the optimiser shifted for this session (Wh).
     pub shifted_wh: i64,
-    /// Value of that flexibility at the price signal (micro-EUR).
-    pub flexibility_value_micro_eur: i64,
+    /// Value of that shift at the price signal (micro-EUR).
+    pub shifted_value_micro_eur: i64,
     /// Shortfall compensation.
     pub compensation: Compensation,
 }
@@ -114,7 +114,7 @@ pub fn bill_for_session(i: &BillInputs) -> BillFigures {
     let price = i.price_micro_eur_per_kwh.max(0);
     let cost_micro_eur = (energy_wh - credit_wh) * price / 1_000;
     let value = if i.opted_in {
-        i.flexibility_value_micro_eur.max(0)
+        i.shifted_value_micro_eur.max(0)
     } else {
         0
     };
@@ -200,8 +200,8 @@ async fn bill_cdr(
             .as_ref()
             .map(|r| (r.energy_wh, r.session_energy_wh_at_request)),
         opted_in: user.as_ref().is_some_and(|u| u.opted_in),
-        shifted_wh: cdr.flexibility_shifted_wh,
-        flexibility_value_micro_eur: cdr.flexibility_value_micro_eur,
+        shifted_wh: cdr.shifted_wh,
+        shifted_value_micro_eur: cdr.shifted_value_micro_eur,
         compensation: config.compensation,
     });
     if figures.discrepancy_significant {
@@ -289,7 +289,7 @@ mod tests {
             accepted_request: None,
             opted_in: true,
             shifted_wh: 5_000,
-            flexibility_value_micro_eur: 120_000,
+            shifted_value_micro_eur: 120_000,
             compensation: Compensation::FreeKwh,
         }
     }

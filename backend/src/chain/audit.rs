@@ -37,11 +37,11 @@ pub struct TimestepRecord {
     pub inputs_hash: String,
     /// Stored schedule hash.
     pub schedule_hash: String,
-    /// Stored algorithm version (`hash::algorithm_version` of the solve options).
-    pub algorithm_version: String,
+    /// Stored params hash (`hash::params_hash` of the solve options).
+    pub params_hash: String,
     /// The on-chain algorithm version id it maps to.
     pub chain_algorithm_version: String,
-    /// Solve options the service uses (their hash must be `algorithm_version`).
+    /// Solve options the service uses (their hash must be `params_hash`).
     pub solve_options: SolveOptions,
     /// The canonical inputs.
     pub inputs: GroupInputs,
@@ -60,13 +60,13 @@ pub async fn timestep_record(
     let Some(s) = schedules::get(&mut conn, group_id, timestep).await? else {
         return Ok(None);
     };
-    let params = parse_b256(&s.algorithm_version)?;
+    let params = parse_b256(&s.params_hash)?;
     Ok(Some(TimestepRecord {
         group_id,
         timestep,
         inputs_hash: s.inputs_hash,
         schedule_hash: s.schedule_hash,
-        algorithm_version: s.algorithm_version,
+        params_hash: s.params_hash,
         chain_algorithm_version: chain_algorithm_version(params).to_string(),
         solve_options: opts.clone(),
         inputs: serde_json::from_value(s.inputs)
@@ -85,7 +85,7 @@ pub struct VerifyReport {
     pub inputs_hash_ok: bool,
     /// The recomputed schedule hash equals the stored one.
     pub schedule_hash_ok: bool,
-    /// The solve options hash to the stored algorithm version.
+    /// The solve options hash to the stored params hash.
     pub algorithm_ok: bool,
     /// The chain holds exactly the recomputed hashes (`None` without a chain).
     pub on_chain: Option<bool>,
@@ -105,11 +105,11 @@ pub async fn verify_record(
 ) -> Result<VerifyReport, Error> {
     let inputs_hash = B256::from(hash::inputs_hash(&rec.inputs));
     let schedule_hash = B256::from(hash::schedule_hash(&rec.schedule));
-    let algorithm = B256::from(hash::algorithm_version(&rec.solve_options));
+    let algorithm = B256::from(hash::params_hash(&rec.solve_options));
     let mut r = VerifyReport {
         inputs_hash_ok: inputs_hash == parse_b256(&rec.inputs_hash)?,
         schedule_hash_ok: schedule_hash == parse_b256(&rec.schedule_hash)?,
-        algorithm_ok: algorithm == parse_b256(&rec.algorithm_version)?,
+        algorithm_ok: algorithm == parse_b256(&rec.params_hash)?,
         ..VerifyReport::default()
     };
     if let Some(c) = chain {
@@ -400,7 +400,7 @@ async fn audit_commits(
         };
         let inputs_hash = parse_b256(&s.inputs_hash)?;
         let schedule_hash = parse_b256(&s.schedule_hash)?;
-        let algorithm = chain_algorithm_version(parse_b256(&s.algorithm_version)?);
+        let algorithm = chain_algorithm_version(parse_b256(&s.params_hash)?);
         let recomputed_inputs = serde_json::from_value::<GroupInputs>(s.inputs.clone())
             .ok()
             .map(|i| B256::from(hash::inputs_hash(&i)));

@@ -19,10 +19,10 @@
 //!
 //! # Algorithm versions
 //!
-//! The tick stores `evflex_schedule::hash::algorithm_version(opts)` with every schedule. On
+//! The tick stores `evflex_schedule::hash::params_hash(opts)` with every schedule. On
 //! chain, the AlgorithmRegistry derives a version id from (model hash, solver version, params
 //! hash); evflex registers model hash = keccak-256 of `MODEL_DEFINITION`, solver version =
-//! `SOLVER`, params hash = the stored algorithm version. [`chain_algorithm_version`] maps the
+//! `SOLVER`, params hash = the stored params hash. [`chain_algorithm_version`] maps the
 //! stored value to the on-chain id, so the mapping needs no table.
 
 pub mod audit;
@@ -301,11 +301,11 @@ impl ChainContext {
         &self,
         opts: &evflex_schedule::SolveOptions,
     ) -> Result<B256, Error> {
-        let params = B256::from(evflex_schedule::hash::algorithm_version(opts));
+        let params = B256::from(evflex_schedule::hash::params_hash(opts));
         self.register_algorithm_params(params).await
     }
 
-    /// Registers the on-chain version for a stored algorithm version (params hash).
+    /// Registers the on-chain version for a stored params hash.
     pub async fn register_algorithm_params(&self, params: B256) -> Result<B256, Error> {
         let (version, outcome) = self
             .operator
@@ -327,7 +327,7 @@ pub fn model_hash() -> B256 {
     keccak256(evflex_schedule::hash::MODEL_DEFINITION.as_bytes())
 }
 
-/// The on-chain algorithm version id of a stored algorithm version (see the module docs):
+/// The on-chain algorithm version id derived from a stored params hash (see the module docs):
 /// `keccak256(abi.encode(modelHash, keccak256(solver), paramsHash))`, as
 /// `AlgorithmRegistry.computeVersion` computes it.
 pub fn chain_algorithm_version(params: B256) -> B256 {

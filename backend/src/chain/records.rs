@@ -159,7 +159,7 @@ pub async fn upsert_asset(
 pub struct KnownAlgorithms(tokio::sync::Mutex<HashSet<B256>>);
 
 impl KnownAlgorithms {
-    /// The on-chain id of the stored algorithm version `stored`, registered if it is not yet.
+    /// The on-chain id of the stored params hash `stored`, registered if it is not yet.
     pub async fn ensure(&self, ctx: &ChainContext, stored: &str) -> Result<B256, Error> {
         let params = parse_b256(stored)?;
         let version = chain_algorithm_version(params);

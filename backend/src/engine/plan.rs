@@ -74,7 +74,7 @@ pub fn plan(
     } = step;
     let inputs_hash = hash::to_hex(&hash::inputs_hash(&snap.inputs));
     let schedule_hash = hash::to_hex(&hash::schedule_hash(schedule));
-    let algorithm_version = hash::to_hex(&hash::algorithm_version(opts));
+    let params_hash = hash::to_hex(&hash::params_hash(opts));
     let time_step_s = snap.inputs.time_step_s;
     let t0 = step_start(timestep, time_step_s);
     let index_of = |vehicle_id: &str| schedule.vehicle_ids.iter().position(|v| v == vehicle_id);
@@ -159,7 +159,7 @@ pub fn plan(
             .unwrap_or_default(),
         inputs_hash: inputs_hash.clone(),
         schedule_hash: schedule_hash.clone(),
-        algorithm_version: algorithm_version.clone(),
+        params_hash: params_hash.clone(),
         inputs: encode("inputs", &snap.inputs)?,
         schedule: encode("schedule", schedule)?,
         members: encode("members", &snap.vehicles)?,
@@ -175,7 +175,7 @@ pub fn plan(
         time_step_s: i64::from(time_step_s),
         inputs_hash: inputs_hash.clone(),
         schedule_hash: schedule_hash.clone(),
-        algorithm_version,
+        params_hash,
         members,
     };
     let outcome = GroupOutcome::Solved {

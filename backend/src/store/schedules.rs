@@ -21,7 +21,7 @@ pub struct ScheduleRecord {
     /// keccak-256 of the schedule, `0x`-hex.
     pub schedule_hash: String,
     /// Algorithm version hash, `0x`-hex.
-    pub algorithm_version: String,
+    pub params_hash: String,
     /// The optimiser inputs (JSON of `GroupInputs`).
     pub inputs: serde_json::Value,
     /// The schedule (JSON of `Schedule`).
@@ -48,7 +48,7 @@ struct ScheduleRow {
     status: String,
     inputs_hash: String,
     schedule_hash: String,
-    algorithm_version: String,
+    params_hash: String,
     inputs: String,
     schedule: String,
     members: String,
@@ -69,7 +69,7 @@ impl TryFrom<ScheduleRow> for ScheduleRecord {
             status: r.status,
             inputs_hash: r.inputs_hash,
             schedule_hash: r.schedule_hash,
-            algorithm_version: r.algorithm_version,
+            params_hash: r.params_hash,
             inputs: super::from_json(&r.inputs, "schedules.inputs")?,
             schedule: super::from_json(&r.schedule, "schedules.schedule")?,
             members: super::from_json(&r.members, "schedules.members")?,
@@ -83,7 +83,7 @@ impl TryFrom<ScheduleRow> for ScheduleRecord {
 }
 
 const COLUMNS: &str = "group_id, timestep, time_step_s, status, inputs_hash, schedule_hash, \
-    algorithm_version, inputs, schedule, members, capacity_w, planned_load_w, measured_load_w, \
+    params_hash, inputs, schedule, members, capacity_w, planned_load_w, measured_load_w, \
     pv_w, created_at";
 
 /// Stores a schedule; `false` if one exists for the (group, timestep) already (idempotent).
@@ -100,7 +100,7 @@ pub async fn insert(conn: &mut Conn, r: &ScheduleRecord) -> StoreResult<bool> {
     .bind(&r.status)
     .bind(&r.inputs_hash)
     .bind(&r.schedule_hash)
-    .bind(&r.algorithm_version)
+    .bind(&r.params_hash)
     .bind(to_json(&r.inputs))
     .bind(to_json(&r.schedule))
     .bind(to_json(&r.members))

@@ -601,7 +601,7 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
         (
             "schedules",
             sched,
-            "algorithm_version",
+            "params_hash",
             h(0x33),
             format!("{commit}algorithm version 0x"),
         ),

@@ -37,8 +37,8 @@ fn settlement(session: u8, signed: SignedBill) -> ChainWork {
             total_cost_excl_vat_micro: 3_000_000,
             total_cost_incl_vat_micro: None,
             currency: "EUR".into(),
-            flexibility_shifted_wh: 2_000,
-            flexibility_value_micro_eur: 0,
+            shifted_wh: 2_000,
+            shifted_value_micro_eur: 0,
         },
         bill: Some(signed),
     })

@@ -632,8 +632,8 @@ pub async fn post_cdr(
             total_cost_excl_vat_micro: record.total_cost_excl_vat_micro_eur,
             total_cost_incl_vat_micro: record.total_cost_incl_vat_micro_eur,
             currency: record.currency.clone(),
-            flexibility_shifted_wh: session.as_ref().map_or(0, |s| s.shifted_wh),
-            flexibility_value_micro_eur: session.as_ref().map_or(0, |s| s.shifted_value_micro_eur),
+            shifted_wh: session.as_ref().map_or(0, |s| s.shifted_wh),
+            shifted_value_micro_eur: session.as_ref().map_or(0, |s| s.shifted_value_micro_eur),
         };
         let key = format!(
             "settlement:{}*{}*{}",
