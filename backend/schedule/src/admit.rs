@@ -36,8 +36,9 @@ pub fn admit(
     prep::validate_vehicle(request)?;
     let with = |energy_wh: i64, departure: usize, drop_best_effort: bool| -> GroupInputs {
         let mut g = inputs.clone();
-        g.vehicles
-            .retain(|v| v.id != request.id && !(drop_best_effort && v.class == VehicleClass::BestEffort));
+        g.vehicles.retain(|v| {
+            v.id != request.id && !(drop_best_effort && v.class == VehicleClass::BestEffort)
+        });
         let mut r = request.clone();
         r.class = VehicleClass::Guaranteed;
         r.energy_requested_wh = energy_wh;

@@ -169,7 +169,9 @@ pub(crate) fn uncontrolled_profiles(
     let per_step_eu = |v: &PrepVehicle| dt_s as i128 * v.eff as i128;
     let accepted: Vec<(&PrepVehicle, i64)> = vehicles
         .iter()
-        .filter(|v| v.class == VehicleClass::Guaranteed && v.hard_eu > 0 && v.start < v.end && v.max_w > 0)
+        .filter(|v| {
+            v.class == VehicleClass::Guaranteed && v.hard_eu > 0 && v.start < v.end && v.max_w > 0
+        })
         .map(|v| {
             let per = per_step_eu(v);
             (

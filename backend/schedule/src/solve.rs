@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::lp::{self, LpResult, LpStatus, Phase};
 use crate::VehicleClass;
+use crate::lp::{self, LpResult, LpStatus, Phase};
 use crate::prep::{self, EU_PER_WH, Prepared, asap_profile};
 use crate::{Flexibility, GroupInputs, Mode, Schedule, ScheduleError, SolveOptions, SolveStatus};
 

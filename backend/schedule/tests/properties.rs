@@ -7,8 +7,7 @@ use common::group;
 use evflex_schedule::hash::{inputs_hash, schedule_hash};
 use evflex_schedule::{
     Admission, Battery, GroupInputs, Mode, SolveOptions, SolveStatus, Vehicle, VehicleClass,
-    Violation, admit,
-    check, solve,
+    Violation, admit, check, solve,
 };
 use proptest::prelude::*;
 use rayon::prelude::*;

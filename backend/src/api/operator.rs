@@ -17,8 +17,8 @@
 use super::error::{ApiError, parse_body};
 use crate::app::AppState;
 use crate::config::{Secret, ServeConfig};
-use crate::domain::{TIME_STEP_S, timestep_of};
 use crate::domain::{Clock, SimClock};
+use crate::domain::{TIME_STEP_S, timestep_of};
 use crate::engine::run_tick;
 use axum::Json;
 use axum::Router;

@@ -13,8 +13,8 @@ use super::TickError;
 use super::report::GroupOutcome;
 use super::snapshot::{GroupSnapshot, VehicleInfo};
 use crate::domain::{format_rfc3339, step_start};
-use evflex_chain::work::{MemberSnapshot, StatusCommitWork};
 use crate::store::schedules::{ScheduleRecord, SetpointRecord};
+use evflex_chain::work::{MemberSnapshot, StatusCommitWork};
 use evflex_schedule::{GroupInputs, Mode, Schedule, SolveOptions, VehicleClass, hash};
 use std::collections::HashSet;
 

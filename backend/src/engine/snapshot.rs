@@ -240,30 +240,30 @@ pub async fn snapshot(
             max_power_w,
         );
         let delivered = r.energy_wh;
-        let (class, energy_left_wh, departure_ts, battery_capacity_wh) =
-            match (&request, opted_in) {
-                (Some(q), _) => {
-                    let since = (delivered - q.session_energy_wh_at_request).max(0);
-                    (
-                        VehicleClass::Guaranteed,
-                        (q.energy_wh - since).max(0),
-                        q.departure_ts,
-                        q.battery_capacity_wh,
-                    )
-                }
-                (None, true) => (
-                    VehicleClass::BestEffort,
-                    (cfg.default_energy_wh - delivered).max(0),
-                    (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
-                    None,
-                ),
-                (None, false) => (
-                    VehicleClass::Uncontrolled,
-                    (cfg.uncontrolled_energy_wh - delivered).max(0),
-                    t_end,
-                    None,
-                ),
-            };
+        let (class, energy_left_wh, departure_ts, battery_capacity_wh) = match (&request, opted_in)
+        {
+            (Some(q), _) => {
+                let since = (delivered - q.session_energy_wh_at_request).max(0);
+                (
+                    VehicleClass::Guaranteed,
+                    (q.energy_wh - since).max(0),
+                    q.departure_ts,
+                    q.battery_capacity_wh,
+                )
+            }
+            (None, true) => (
+                VehicleClass::BestEffort,
+                (cfg.default_energy_wh - delivered).max(0),
+                (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
+                None,
+            ),
+            (None, false) => (
+                VehicleClass::Uncontrolled,
+                (cfg.uncontrolled_energy_wh - delivered).max(0),
+                t_end,
+                None,
+            ),
+        };
         let departure = if class == VehicleClass::Uncontrolled {
             h
         } else {

@@ -69,10 +69,7 @@ impl Writer {
     }
 
     async fn status_input(&self, w: &StatusCommitWork) -> Result<StatusCommitInput, Error> {
-        let version = self
-            .algorithms
-            .ensure(&self.ctx, &w.params_hash)
-            .await?;
+        let version = self.algorithms.ensure(&self.ctx, &w.params_hash).await?;
         let mut conn = self.db.conn().await?;
         records::status_commit_input(&mut conn, w, version).await
     }
