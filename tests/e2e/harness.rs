@@ -5,8 +5,8 @@
 //! printed).
 
 use evflex::config::Secret;
-use evflex::sim::{Operator, RemoteTarget};
 use evflex_chain::{ChainClient, LocalChain};
+use evflex_sim::{Operator, RemoteTarget};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! End-to-end suite: the real `evflex` binary (`serve --sim-clock`, `audit`, `verify`) against a
 //! real anvil (from `anvil/state.json`) and a fresh PostgreSQL database. The simulator
 //! (`evflex::sim`, linked as a library) plays the CPO and the drivers over HTTP and drives the
-//! server's clock and tick over its operator routes ([`evflex::sim::RemoteTarget`]).
+//! server's clock and tick over its operator routes ([`evflex_sim::RemoteTarget`]).
 //!
 //! A short day (3 groups, 9 charge points, 09:00–11:00, 8 ticks) is checked end to end
 //! ([`check_day`]), undisturbed, with the server SIGKILLed and restarted mid-day, and with
@@ -11,9 +11,9 @@
 
 mod harness;
 
-use evflex::sim::{DemandSource, SimConfig, SimRecord, Summary};
 use evflex_chain::alloy_types::{Address, B256, U256};
 use evflex_schedule::demand::DemandConfig;
+use evflex_sim::{DemandSource, SimConfig, SimRecord, Summary};
 use harness::{Server, TARIFF};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
@@ -404,7 +404,7 @@ async fn run_day(fault: Fault, tamper: bool) {
         let server = &mut server;
         let chain = &mut chain;
         let faults = &mut faults;
-        evflex::sim::run(&cfg, &target, move |done, _| match fault {
+        evflex_sim::run(&cfg, &target, move |done, _| match fault {
             Fault::KillServer(kill_at) if done == kill_at => {
                 server.kill();
                 server.spawn(at(done));

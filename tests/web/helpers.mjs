@@ -49,7 +49,7 @@ export function tempDir(prefix) {
  * @returns {Promise<{base: string, stop: () => Promise<void>, log: string}>}
  */
 export async function startServer({ port, dir, chain = false, topology }) {
-  if (!fs.existsSync(BINARY)) throw new Error(`${BINARY} not found: run cargo build -p evflex first`);
+  if (!fs.existsSync(BINARY)) throw new Error(`${BINARY} not found: run cargo build --workspace first`);
   if (!fs.existsSync(path.join(ROOT, 'backend/web/vendor/chart.umd.min.js'))) throw new Error('backend/web/vendor/ is missing: run scripts/build-web first');
   const logPath = path.join(dir, `evflex-${Date.now()}.log`);
   const log = fs.openSync(logPath, 'a');

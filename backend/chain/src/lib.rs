@@ -21,6 +21,7 @@ pub mod bindings;
 pub mod client;
 pub mod deployment;
 pub mod error;
+pub mod ids;
 pub mod members;
 pub mod wallet;
 pub mod work;
@@ -35,6 +36,7 @@ pub use client::{
 };
 pub use deployment::{Accounts, AnvilSettings, Contracts, Deployment, DevAccount, repo_root};
 pub use error::{ChainError, Contract, ContractError, decode_call_error};
+pub use ids::{ChargePointId, ChargePointIdOutOfRange};
 pub use members::{EvseStatus, MemberStatus, PowerType, pack_members, unpack_members};
 pub use work::{ChainWork, WorkKind};
 

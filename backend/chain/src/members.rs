@@ -6,6 +6,7 @@ use alloy::primitives::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ChainError;
+use crate::ids::ChargePointId;
 
 /// Size of one packed member record.
 pub const MEMBER_SIZE: usize = 21;
@@ -76,7 +77,7 @@ pub enum PowerType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MemberStatus {
     /// Charge point id in the asset registry.
-    pub cp_id: u32,
+    pub cp_id: ChargePointId,
     /// `EvseStatus` ordinal.
     pub status: u8,
     /// Power the schedule allows this timestep, W.
@@ -93,7 +94,7 @@ pub struct MemberStatus {
 pub fn pack_members(members: &[MemberStatus]) -> Bytes {
     let mut out = Vec::with_capacity(members.len() * MEMBER_SIZE);
     for m in members {
-        out.extend_from_slice(&m.cp_id.to_be_bytes());
+        out.extend_from_slice(&m.cp_id.get().to_be_bytes());
         out.push(m.status);
         out.extend_from_slice(&m.setpoint_w.to_be_bytes());
         out.extend_from_slice(&m.measured_w.to_be_bytes());
@@ -112,17 +113,20 @@ pub fn unpack_members(packed: &[u8]) -> Result<Vec<MemberStatus>, ChainError> {
         )));
     }
     let be = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes"));
-    Ok(packed
+    packed
         .chunks_exact(MEMBER_SIZE)
-        .map(|r| MemberStatus {
-            cp_id: be(&r[0..4]),
-            status: r[4],
-            setpoint_w: be(&r[5..9]),
-            measured_w: be(&r[9..13]),
-            energy_left_wh: be(&r[13..17]),
-            time_left_s: be(&r[17..21]),
+        .map(|r| {
+            Ok(MemberStatus {
+                cp_id: ChargePointId::try_from(be(&r[0..4]))
+                    .map_err(|e| ChainError::Invalid(e.to_string()))?,
+                status: r[4],
+                setpoint_w: be(&r[5..9]),
+                measured_w: be(&r[9..13]),
+                energy_left_wh: be(&r[13..17]),
+                time_left_s: be(&r[17..21]),
+            })
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -132,7 +136,7 @@ mod tests {
     #[test]
     fn pack_roundtrip_and_layout() {
         let m = MemberStatus {
-            cp_id: 0x0102_0304,
+            cp_id: ChargePointId::try_from(0x0102_0304_u32).unwrap(),
             status: EvseStatus::Charging as u8,
             setpoint_w: 11_000,
             measured_w: 10_950,

@@ -23,6 +23,7 @@ mod wallet;
 mod web;
 
 pub use error::ApiError;
+pub use web::web_dir;
 
 use crate::app::AppState;
 use axum::Router;

@@ -30,11 +30,14 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 /// Folders under the web root that are served, by URL prefix.
 const SERVED: [&str; 5] = ["app", "cockpit", "shared", "vendor", "docs"];
 
-/// Web routes, serving from `EVFLEX_WEB_DIR` or [`DEFAULT_WEB_DIR`].
+/// The web folder: `EVFLEX_WEB_DIR`, or [`DEFAULT_WEB_DIR`].
+pub fn web_dir() -> PathBuf {
+    std::env::var_os(WEB_DIR_ENV).map_or_else(|| PathBuf::from(DEFAULT_WEB_DIR), PathBuf::from)
+}
+
+/// Web routes, serving from [`web_dir`].
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    let dir =
-        std::env::var_os(WEB_DIR_ENV).map_or_else(|| PathBuf::from(DEFAULT_WEB_DIR), PathBuf::from);
-    router_for(dir)
+    router_for(web_dir())
 }
 
 /// Web routes serving the web folder `dir`.

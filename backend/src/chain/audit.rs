@@ -250,8 +250,14 @@ async fn audit_assets(
         let members = locations::evses_of_group(conn, id).await?;
         for evse in &members {
             let what = format!("charge point {} ({})", evse.id, evse.record.uid);
-            let db = records::charge_point(evse.id, id, &evse.record);
-            let Some(on_chain) = chain.charge_point(evse.id as u64).await? else {
+            let db = match records::charge_point(evse.id, id, &evse.record) {
+                Ok(db) => db,
+                Err(e) => {
+                    diffs.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            let Some(on_chain) = chain.charge_point(db.id).await? else {
                 diffs.push(format!("{what}: not registered on chain"));
                 continue;
             };
@@ -304,7 +310,7 @@ async fn audit_assets(
         }
         for cp in chain.charge_points_of(id as u64).await? {
             let cid = cp.charge_point.id;
-            if cp.active && !members.iter().any(|m| m.id as u64 == cid) {
+            if cp.active && !members.iter().any(|m| m.id == i64::from(cid.get())) {
                 diffs.push(format!(
                     "charge point {cid} ({}): active in group {id} on chain, not a member in the database",
                     cp.charge_point.evse_uid

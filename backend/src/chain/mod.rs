@@ -172,6 +172,9 @@ pub enum Error {
     /// A stored payload or value is malformed.
     #[error("invalid data: {0}")]
     Invalid(String),
+    /// An EVSE's row id is not a chain charge-point id.
+    #[error(transparent)]
+    ChargePointId(#[from] evflex_chain::ChargePointIdOutOfRange),
 }
 
 impl From<ChainError> for Error {

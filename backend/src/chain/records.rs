@@ -10,8 +10,8 @@ use crate::store::{Conn, Db, groups, locations};
 use alloy::primitives::B256;
 use evflex_chain::work::{AssetWork, StatusCommitWork};
 use evflex_chain::{
-    Battery, ChainClient, ChargePoint, Group, MemberStatus, PvInverter, StatusCommitInput,
-    WriteOutcome,
+    Battery, ChainClient, ChargePoint, ChargePointId, ChargePointIdOutOfRange, Group, MemberStatus,
+    PvInverter, StatusCommitInput, WriteOutcome,
 };
 use std::collections::HashSet;
 
@@ -58,10 +58,14 @@ pub fn battery(group_id: i64, id: &str, capacity_wh: i64, energy_wh: i64) -> Bat
     }
 }
 
-/// The chain record of an EVSE (cp id = the EVSE's row id).
-pub fn charge_point(id: i64, group_id: i64, r: &locations::EvseRecord) -> ChargePoint {
-    ChargePoint {
-        id: id as u64,
+/// The chain record of an EVSE (cp id = the EVSE's row id, checked: [`ChargePointId`]).
+pub fn charge_point(
+    id: i64,
+    group_id: i64,
+    r: &locations::EvseRecord,
+) -> Result<ChargePoint, ChargePointIdOutOfRange> {
+    Ok(ChargePoint {
+        id: ChargePointId::try_from(id)?,
         group_id: group_id as u64,
         evse_uid: r.uid.clone(),
         rated_power_w: r.rated_power_w.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
@@ -71,7 +75,7 @@ pub fn charge_point(id: i64, group_id: i64, r: &locations::EvseRecord) -> Charge
         max_current_a: r.max_current_a.unwrap_or(16).clamp(0, 65_535) as u16,
         connector_standard: truncate_utf8(r.connector_standard.as_deref().unwrap_or(""), 32),
         status: evse_status(&r.status),
-    }
+    })
 }
 
 /// Puts an asset record on chain through `op`, deriving the chain records from the database
@@ -106,7 +110,7 @@ pub async fn upsert_asset(
                     if let Some(evse) =
                         locations::get_evse(&mut conn, country_code, party_id, uid).await?
                     {
-                        cps.push(charge_point(evse.id, *group_id, &evse.record));
+                        cps.push(charge_point(evse.id, *group_id, &evse.record)?);
                     }
                 }
             }
@@ -142,7 +146,7 @@ pub async fn upsert_asset(
                 locations::get_evse(&mut conn, country_code, party_id, evse_uid).await?
             }
             .ok_or_else(|| Error::Invalid(format!("EVSE {evse_uid} is unknown")))?;
-            let cp = charge_point(evse.id, *group_id, &evse.record);
+            let cp = charge_point(evse.id, *group_id, &evse.record)?;
             let outcome = if *active {
                 op.upsert_charge_point(&cp).await?
             } else {
@@ -192,7 +196,7 @@ pub async fn status_commit_input(
             .ok_or_else(|| Error::Invalid(format!("EVSE {} is unknown", m.evse_uid)))?;
         let u32c = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
         members.push(MemberStatus {
-            cp_id: evse.id as u32,
+            cp_id: ChargePointId::try_from(evse.id)?,
             status: evse_status(&m.status) as u8,
             setpoint_w: u32c(m.setpoint_w),
             measured_w: u32c(m.measured_w),

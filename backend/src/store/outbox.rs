@@ -100,6 +100,27 @@ pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
     Ok(n)
 }
 
+/// Outbox rows of one kind in one status (see [`counts_by_status`]).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct KindStatusCount {
+    /// Kind.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Rows.
+    pub count: i64,
+}
+
+/// Rows per kind and status, ordered by both.
+pub async fn counts_by_status(conn: &mut Conn) -> StoreResult<Vec<KindStatusCount>> {
+    Ok(sqlx::query_as(
+        "SELECT kind, status, COUNT(*) AS count FROM chain_outbox \
+         GROUP BY kind, status ORDER BY kind, status",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Mined transactions and their gas for one kind (see [`gas_by_kind`]).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct KindGas {

@@ -195,6 +195,19 @@ pub async fn state_of(conn: &mut Conn, dedupe_key: &str) -> StoreResult<Option<R
     .await?)
 }
 
+/// Rows the writer still has to send or confirm (`pending` or `sent`), leaving out
+/// settlements awaiting funds (those wait for a top-up, not for the writer).
+pub async fn left_to_send(conn: &mut Conn) -> StoreResult<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM chain_outbox WHERE status IN ('pending', 'sent') \
+         AND (note IS NULL OR note <> $1)",
+    )
+    .bind(AWAITING_FUNDS)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
 /// Rows per status, for the cockpit and tests.
 pub async fn counts(conn: &mut Conn) -> StoreResult<Vec<(String, i64)>> {
     Ok(

@@ -493,6 +493,16 @@ pub async fn set_flexibility(
     Ok(())
 }
 
+/// The flexibility all sessions gave: shifted energy (Wh) and its value (micro-EUR), summed.
+pub async fn flexibility_totals(conn: &mut Conn) -> StoreResult<(i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(shifted_wh), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(shifted_value_micro_eur), 0) AS BIGINT) FROM sessions",
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Number of sessions stored.
 pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions")

@@ -10,8 +10,8 @@
 //! none).
 
 use crate::helpers::{Backend, NowS, spawn_app_with, token_header};
-use evflex::sim::{DemandSource, SimConfig, SimTarget, Summary};
 use evflex_schedule::demand::DemandConfig;
+use evflex_sim::{DemandSource, SimConfig, SimTarget, Summary};
 use reqwest::Method;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -61,7 +61,7 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
         clock: app.clock.clone(),
         registration_token: "sim-token-a".to_owned(),
     };
-    let record = evflex::sim::run(&cfg, &target, |_, _| {})
+    let record = evflex_sim::run(&cfg, &target, |_, _| {})
         .await
         .expect("simulated day");
     let summary = Summary::of(&record);
@@ -187,7 +187,7 @@ async fn the_same_seed_gives_the_same_day() {
             clock: app.clock.clone(),
             registration_token: "sim-token-a".to_owned(),
         };
-        let record = evflex::sim::run(&cfg, &target, |_, _| {}).await.unwrap();
+        let record = evflex_sim::run(&cfg, &target, |_, _| {}).await.unwrap();
         let per_vehicle: Vec<(String, bool, Option<i64>, Vec<f64>)> = record
             .vehicles
             .iter()
@@ -226,7 +226,7 @@ async fn later_uncontrolled_arrivals_do_not_break_guarantees() {
             clock: app.clock.clone(),
             registration_token: "sim-token-a".to_owned(),
         };
-        let record = evflex::sim::run(&cfg, &target, |_, _| {}).await.unwrap();
+        let record = evflex_sim::run(&cfg, &target, |_, _| {}).await.unwrap();
         let summary = Summary::of(&record);
         assert!(
             record.api_errors.is_empty(),

@@ -9,7 +9,7 @@
 
 import { api, ApiError, coalesced, every, live } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, shortHex, token as tokenAmount } from '/shared/format.js';
-import { chartLib, colors, gnbu, gnbuGradient, stepLabels, upsertChart } from '/shared/charts.js';
+import { chartLib, colors, gnbuGradient, heatmapConfig, stepLabels, upsertChart } from '/shared/charts.js';
 import { $, notice, setLive, showBanner } from '/shared/page.js';
 
 const POLL_MS = 4000;
@@ -353,75 +353,12 @@ function drawHeatmap(card, g) {
   const labels = stepLabels(sch.start, sch.time_step_s, steps);
   const names = ids.map((/** @type {string} */ id) => id.split('*').pop());
   const maxKw = Math.max(0.001, ...rows.flat().map((w) => w / 1000));
-  const data = [];
-  rows.forEach((row, y) => row.forEach((w, x) => data.push({ x, y, v: w / 1000 })));
   $('.heat-max', card).textContent = kw(maxKw * 1000);
   $('.ramp', card).style.background = gnbuGradient();
   $('.chart-box.heat', card).style.height = `${Math.max(10, 4 + ids.length * 1.6)}rem`;
   canvas.setAttribute('aria-label', `Schedule heatmap of ${g.name}: ${ids.length} vehicles × ${steps} steps of 15 minutes, up to ${kw(maxKw * 1000)}.`);
   chartLib();
-  upsertChart(canvas, {
-    type: 'matrix',
-    data: {
-      datasets: [{
-        label: 'Planned power (kW)',
-        data,
-        backgroundColor: (/** @type {any} */ c) => gnbu(c.raw?.v ?? 0, maxKw),
-        borderWidth: 0,
-        width: (/** @type {any} */ c) => cellSize(c.chart.scales.x, 0.5),
-        height: (/** @type {any} */ c) => cellSize(c.chart.scales.y, 1),
-      }],
-    },
-    options: {
-      plugins: {
-        legend: { display: false },
-        tooltip: {
-          callbacks: {
-            title: (/** @type {any[]} */ items) => `Vehicle ${names[items[0].raw.y]}`,
-            label: (/** @type {any} */ c) => `${labels[c.raw.x]}: ${c.raw.v.toFixed(1)} kW`,
-          },
-        },
-      },
-      // Linear axes with one tick per vehicle and one per hour, so that cell (x, y) is step x of
-      // vehicle y whatever the labels say.
-      scales: {
-        x: {
-          type: 'linear', offset: false, min: -0.5, max: steps - 0.5,
-          title: { display: true, text: 'Time (15-minute steps)' },
-          afterBuildTicks: (/** @type {any} */ axis) => { axis.ticks = hourTicks(steps, axis.chart.width); },
-          ticks: { callback: (/** @type {number} */ v) => labels[v] ?? '', maxRotation: 0, autoSkipPadding: 16, align: 'inner' },
-          grid: { display: false },
-        },
-        y: {
-          type: 'linear', offset: false, min: -0.5, max: ids.length - 0.5, reverse: true,
-          title: { display: true, text: 'Vehicle (session)' },
-          afterBuildTicks: (/** @type {any} */ axis) => { axis.ticks = names.map((_, i) => ({ value: i })); },
-          ticks: { callback: (/** @type {number} */ v) => names[v] ?? '', autoSkip: false },
-          grid: { display: false },
-        },
-      },
-    },
-  });
-}
-
-/**
- * Tick positions every whole number of hours (4 steps), as many as fit about 80 px apart.
- * @param {number} steps
- * @param {number} widthPx
- * @returns {{value: number}[]}
- */
-function hourTicks(steps, widthPx) {
-  const fit = Math.max(2, Math.floor(widthPx / 80));
-  const every = 4 * Math.max(1, Math.ceil(steps / fit / 4));
-  const out = [];
-  for (let i = 0; i < steps; i += every) out.push({ value: i });
-  return out;
-}
-
-/** The pixel size of one unit on a linear axis, less a gap (at least 1 px). */
-function cellSize(/** @type {any} */ scale, /** @type {number} */ gap) {
-  if (!scale) return 1;
-  return Math.max(1, Math.abs(scale.getPixelForValue(1) - scale.getPixelForValue(0)) - gap);
+  upsertChart(canvas, heatmapConfig({ label: 'Planned power (kW)', names, labels, rows }));
 }
 
 // ---------------------------------------------------------------- billing and audit

@@ -92,3 +92,87 @@ export function stepLabels(startIso, stepS, count) {
   return Array.from({ length: count }, (_, i) => new Date(t0 + i * stepS * 1000)
     .toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' }));
 }
+
+/**
+ * The Chart.js configuration of a schedule heatmap (`chartjs-chart-matrix`): one row per
+ * vehicle, one cell per step, colour = kW on the GnBu scale; the tooltip names the vehicle, the
+ * step and its power.
+ *
+ * @param {{label: string, names: string[], labels: string[], rows: number[][]}} heat `rows[y][x]`
+ *   is vehicle y's power (W) in step x; `labels[x]` names step x.
+ * @returns {object}
+ */
+export function heatmapConfig({ label, names, labels, rows }) {
+  const steps = Math.max(0, ...rows.map((r) => r.length));
+  const maxKw = Math.max(0.001, ...rows.flat().map((w) => w / 1000));
+  /** @type {{x: number, y: number, v: number}[]} */
+  const data = [];
+  rows.forEach((row, y) => row.forEach((w, x) => data.push({ x, y, v: w / 1000 })));
+  return {
+    type: 'matrix',
+    data: {
+      datasets: [{
+        label,
+        data,
+        backgroundColor: (/** @type {any} */ c) => gnbu(c.raw?.v ?? 0, maxKw),
+        borderWidth: 0,
+        width: (/** @type {any} */ c) => cellSize(c.chart.scales.x, 0.5),
+        height: (/** @type {any} */ c) => cellSize(c.chart.scales.y, 1),
+      }],
+    },
+    options: {
+      plugins: {
+        legend: { display: false },
+        tooltip: {
+          callbacks: {
+            title: (/** @type {any[]} */ items) => `Vehicle ${names[items[0].raw.y]}`,
+            label: (/** @type {any} */ c) => `${labels[c.raw.x]}: ${c.raw.v.toFixed(1)} kW`,
+          },
+        },
+      },
+      // Linear axes with one tick per vehicle and one per hour, so that cell (x, y) is step x of
+      // vehicle y whatever the labels say.
+      scales: {
+        x: {
+          type: 'linear', offset: false, min: -0.5, max: steps - 0.5,
+          title: { display: true, text: 'Time (15-minute steps)' },
+          afterBuildTicks: (/** @type {any} */ axis) => { axis.ticks = hourTicks(steps, axis.chart.width); },
+          ticks: { callback: (/** @type {number} */ v) => labels[v] ?? '', maxRotation: 0, autoSkipPadding: 16, align: 'inner' },
+          grid: { display: false },
+        },
+        y: {
+          type: 'linear', offset: false, min: -0.5, max: names.length - 0.5, reverse: true,
+          title: { display: true, text: 'Vehicle (session)' },
+          afterBuildTicks: (/** @type {any} */ axis) => { axis.ticks = names.map((_, i) => ({ value: i })); },
+          ticks: { callback: (/** @type {number} */ v) => names[v] ?? '', autoSkip: false },
+          grid: { display: false },
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Tick positions every whole number of hours (4 steps), as many as fit about 80 px apart.
+ * @param {number} steps
+ * @param {number} widthPx
+ * @returns {{value: number}[]}
+ */
+function hourTicks(steps, widthPx) {
+  const fit = Math.max(2, Math.floor(widthPx / 80));
+  const every = 4 * Math.max(1, Math.ceil(steps / fit / 4));
+  const out = [];
+  for (let i = 0; i < steps; i += every) out.push({ value: i });
+  return out;
+}
+
+/**
+ * A matrix cell's size along `scale`: one unit less `gap` pixels.
+ * @param {any} scale
+ * @param {number} gap
+ * @returns {number}
+ */
+function cellSize(scale, gap) {
+  if (!scale) return 1;
+  return Math.max(1, Math.abs(scale.getPixelForValue(1) - scale.getPixelForValue(0)) - gap);
+}

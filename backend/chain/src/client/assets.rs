@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{ChainClient, TxInfo, WriteOutcome, bytes32_str, str_bytes32};
 use crate::bindings::{AssetRegistry::AssetRegistryErrors, ChargePointParams, PowerInfo};
 use crate::error::{ChainError, Contract, ContractError, decode_call_error};
+use crate::ids::ChargePointId;
 use crate::members::{EvseStatus, PowerType};
 
 /// A group: the assets behind one grid connection of `capacity_w`.
@@ -21,8 +22,8 @@ pub struct Group {
 /// A charge point as registered in SC1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargePoint {
-    /// Charge point id (non-zero; the backend's id; status commits carry its low 32 bits).
-    pub id: u64,
+    /// Charge point id (the backend's EVSE row id; see [`ChargePointId`]).
+    pub id: ChargePointId,
     /// Its group.
     pub group_id: u64,
     /// OCPI EVSE uid.
@@ -43,10 +44,15 @@ pub struct ChargePoint {
     pub status: EvseStatus,
 }
 
+/// A charge-point id read from the registry (which stores `uint64`).
+fn chain_cp_id(id: u64) -> Result<ChargePointId, ChainError> {
+    ChargePointId::try_from(id).map_err(|e| ChainError::Invalid(e.to_string()))
+}
+
 impl ChargePoint {
     fn to_params(&self) -> Result<ChargePointParams, ChainError> {
         Ok(ChargePointParams {
-            id: self.id,
+            id: self.id.into(),
             groupId: self.group_id,
             ratedPowerW: self.rated_power_w,
             status: self.status as u8,
@@ -188,7 +194,7 @@ impl ChainClient {
                 Some(_) => {
                     return Err(ChainError::AssetConflict {
                         what: "charge point",
-                        id: cp.id,
+                        id: cp.id.into(),
                     });
                 }
             }
@@ -219,30 +225,36 @@ impl ChainClient {
     }
 
     /// Sets the OCPI status of an active charge point.
-    #[tracing::instrument(skip_all, fields(cp_id))]
+    #[tracing::instrument(skip_all, fields(%cp_id))]
     pub async fn set_charge_point_status(
         &self,
-        cp_id: u64,
+        cp_id: ChargePointId,
         status: EvseStatus,
     ) -> Result<TxInfo, ChainError> {
         let call = self
             .asset_registry
-            .setChargePointStatus(cp_id, status as u8);
+            .setChargePointStatus(cp_id.into(), status as u8);
         self.send(Contract::AssetRegistry, "setChargePointStatus", call)
             .await
     }
 
     /// Deactivates a charge point.
-    #[tracing::instrument(skip_all, fields(cp_id))]
-    pub async fn deactivate_charge_point(&self, cp_id: u64) -> Result<TxInfo, ChainError> {
-        let call = self.asset_registry.deactivateChargePoint(cp_id);
+    #[tracing::instrument(skip_all, fields(%cp_id))]
+    pub async fn deactivate_charge_point(
+        &self,
+        cp_id: ChargePointId,
+    ) -> Result<TxInfo, ChainError> {
+        let call = self.asset_registry.deactivateChargePoint(cp_id.into());
         self.send(Contract::AssetRegistry, "deactivateChargePoint", call)
             .await
     }
 
     /// Charge point `id`, `None` if it is not registered.
-    pub async fn charge_point(&self, id: u64) -> Result<Option<RegisteredChargePoint>, ChainError> {
-        let cp = match self.asset_registry.chargePoint(id).call().await {
+    pub async fn charge_point(
+        &self,
+        id: ChargePointId,
+    ) -> Result<Option<RegisteredChargePoint>, ChainError> {
+        let cp = match self.asset_registry.chargePoint(id.into()).call().await {
             Ok(cp) => cp,
             Err(e) => {
                 return match decode_call_error(Contract::AssetRegistry, "chargePoint", e) {
@@ -262,7 +274,7 @@ impl ChainClient {
         }
         Ok(Some(RegisteredChargePoint {
             charge_point: ChargePoint {
-                id: cp.id,
+                id: chain_cp_id(cp.id)?,
                 group_id: cp.groupId,
                 evse_uid: cp.evseUid,
                 rated_power_w: cp.ratedPowerW,
@@ -294,7 +306,7 @@ impl ChainClient {
         ids.sort_unstable();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(cp) = self.charge_point(id).await? {
+            if let Some(cp) = self.charge_point(chain_cp_id(id)?).await? {
                 out.push(cp);
             }
         }
@@ -435,7 +447,10 @@ impl ChainClient {
 
     /// Deactivates charge point `cp_id` if it is registered and active; otherwise
     /// [`WriteOutcome::AlreadyDone`].
-    pub async fn retire_charge_point(&self, cp_id: u64) -> Result<WriteOutcome, ChainError> {
+    pub async fn retire_charge_point(
+        &self,
+        cp_id: ChargePointId,
+    ) -> Result<WriteOutcome, ChainError> {
         match self.charge_point(cp_id).await? {
             Some(r) if r.active => Ok(WriteOutcome::Mined(
                 self.deactivate_charge_point(cp_id).await?,

@@ -68,15 +68,7 @@ impl ChainClient {
             .await
         {
             Ok(tx) => Ok(WriteOutcome::Mined(tx)),
-            Err(
-                e @ ChainError::Reverted {
-                    error:
-                        ContractError::ConsentRegistry(
-                            ConsentRegistryErrors::ConsentRegistryInvalidNonce(_),
-                        ),
-                    ..
-                },
-            ) => {
+            Err(e) if is_invalid_nonce(&e) => {
                 let nonce = self.consent_nonce(consent.user).await?;
                 let expiry = self.consent_expiry(consent.user, consent.scope).await?;
                 if nonce > consent.nonce && expiry == consent.expiry {
@@ -105,15 +97,7 @@ impl ChainClient {
             .await
         {
             Ok(tx) => Ok(WriteOutcome::Mined(tx)),
-            Err(
-                e @ ChainError::Reverted {
-                    error:
-                        ContractError::ConsentRegistry(
-                            ConsentRegistryErrors::ConsentRegistryInvalidNonce(_),
-                        ),
-                    ..
-                },
-            ) => {
+            Err(e) if is_invalid_nonce(&e) => {
                 let nonce = self.consent_nonce(revocation.user).await?;
                 let active = self.has_consent(revocation.user, revocation.scope).await?;
                 if nonce > revocation.nonce && !active {
@@ -125,4 +109,18 @@ impl ChainClient {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether `e` is the ConsentRegistry's revert for a nonce already used: a replay, or a
+/// signature that lost a race with a newer one (the callers tell the two apart on chain).
+fn is_invalid_nonce(e: &ChainError) -> bool {
+    matches!(
+        e,
+        ChainError::Reverted {
+            error: ContractError::ConsentRegistry(
+                ConsentRegistryErrors::ConsentRegistryInvalidNonce(_)
+            ),
+            ..
+        }
+    )
 }

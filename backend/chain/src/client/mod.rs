@@ -249,6 +249,24 @@ impl ChainClient {
         self.provider.get_block_number().await.map_err(rpc_err)
     }
 
+    /// Transactions mined after block `after` up to the latest, and the gas they used (every
+    /// sender's: on a local anvil that is the deployment's whole traffic).
+    pub async fn traffic_since(&self, after: u64) -> Result<(u64, u64), ChainError> {
+        let to = self.block_number().await?;
+        let (mut transactions, mut gas) = (0, 0);
+        for block in after + 1..=to {
+            let receipts = self
+                .provider
+                .get_block_receipts(block.into())
+                .await
+                .map_err(rpc_err)?
+                .unwrap_or_default();
+            transactions += receipts.len() as u64;
+            gas += receipts.iter().map(|r| r.gas_used).sum::<u64>();
+        }
+        Ok((transactions, gas))
+    }
+
     /// The signer's next nonce counting pending transactions.
     pub async fn pending_nonce(&self) -> Result<u64, ChainError> {
         self.provider

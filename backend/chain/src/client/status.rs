@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ChainClient, PendingTx, TxInfo, WriteOutcome, log_position};
 use crate::bindings::{StatusCommit, StatusLedger, StatusLedger::StatusLedgerErrors};
 use crate::error::{ChainError, Contract, ContractError, decode_call_error};
+use crate::ids::ChargePointId;
 use crate::members::{MemberStatus, pack_members, unpack_members};
 
 /// One group's status at one timestep, as committed to SC2.
@@ -264,7 +265,8 @@ impl ChainClient {
             .await
             .map_err(|e| decode_call_error(Contract::StatusLedger, "decodeMember", e))?;
         Ok(MemberStatus {
-            cp_id: m.cpId,
+            cp_id: ChargePointId::try_from(m.cpId)
+                .map_err(|e| ChainError::Invalid(e.to_string()))?,
             status: m.status,
             setpoint_w: m.setpointW,
             measured_w: m.measuredW,

@@ -30,4 +30,13 @@ impl ChainClient {
             .await
             .map_err(|e| decode_call_error(Contract::FlexToken, "balanceOf", e))
     }
+
+    /// FLEX in circulation, wei (18 decimals).
+    pub async fn flex_total_supply(&self) -> Result<U256, ChainError> {
+        self.flex_token
+            .totalSupply()
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::FlexToken, "totalSupply", e))
+    }
 }

@@ -3,15 +3,19 @@
 
 use evflex_chain::bindings::AssetRegistry::AssetRegistryErrors;
 use evflex_chain::{
-    Battery, ChainError, ChargePoint, ContractError, EvseStatus, Group, PowerType, PvInverter,
-    WriteOutcome,
+    Battery, ChainError, ChargePoint, ChargePointId, ContractError, EvseStatus, Group, PowerType,
+    PvInverter, WriteOutcome,
 };
 
 use crate::helpers::TestChain;
 
-fn cp(id: u64, group_id: u64, evse_uid: &str) -> ChargePoint {
+fn id(n: u32) -> ChargePointId {
+    ChargePointId::try_from(n).unwrap()
+}
+
+fn cp(n: u32, group_id: u64, evse_uid: &str) -> ChargePoint {
     ChargePoint {
-        id,
+        id: id(n),
         group_id,
         evse_uid: evse_uid.to_owned(),
         rated_power_w: 11_000,
@@ -64,7 +68,7 @@ async fn register_and_read_back_charge_points() {
     assert_eq!(read[0].charge_point, cps[0]);
     assert_eq!(read[1].charge_point, cps[1]);
     assert!(read.iter().all(|r| r.active));
-    assert_eq!(cpo.charge_point(999).await.unwrap(), None);
+    assert_eq!(cpo.charge_point(id(999)).await.unwrap(), None);
 
     // a replayed batch sends nothing; a batch with one new charge point registers only it
     assert_eq!(
@@ -87,17 +91,21 @@ async fn register_and_read_back_charge_points() {
         .await
         .unwrap();
     assert_eq!(
-        cpo.charge_point(101).await.unwrap().unwrap().charge_point,
+        cpo.charge_point(id(101))
+            .await
+            .unwrap()
+            .unwrap()
+            .charge_point,
         changed
     );
     let operator = t.operator().await;
     operator
-        .set_charge_point_status(102, EvseStatus::OutOfOrder)
+        .set_charge_point_status(id(102), EvseStatus::OutOfOrder)
         .await
         .unwrap();
     assert_eq!(
         operator
-            .charge_point(102)
+            .charge_point(id(102))
             .await
             .unwrap()
             .unwrap()

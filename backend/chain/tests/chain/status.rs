@@ -3,8 +3,8 @@
 use evflex_chain::alloy_types::B256;
 use evflex_chain::bindings::StatusLedger::StatusLedgerErrors;
 use evflex_chain::{
-    ChainClient, ChainError, ContractError, EvseStatus, MemberStatus, StatusCommitInput,
-    WriteOutcome, pack_members,
+    ChainClient, ChainError, ChargePointId, ContractError, EvseStatus, MemberStatus,
+    StatusCommitInput, WriteOutcome, pack_members,
 };
 
 use crate::helpers::TestChain;
@@ -12,7 +12,7 @@ use crate::helpers::TestChain;
 fn members(n: u32, seed: u32) -> Vec<MemberStatus> {
     (0..n)
         .map(|i| MemberStatus {
-            cp_id: 100 + i,
+            cp_id: ChargePointId::try_from(100 + i).unwrap(),
             status: if i % 2 == 0 {
                 EvseStatus::Charging as u8
             } else {
@@ -151,7 +151,7 @@ async fn pack_members_matches_the_contract_decoder() {
     let op = t.operator().await;
     let mut ms = members(3, 5);
     ms.push(MemberStatus {
-        cp_id: u32::MAX,
+        cp_id: ChargePointId::try_from(u32::MAX).unwrap(),
         status: EvseStatus::Unknown as u8,
         setpoint_w: u32::MAX,
         measured_w: 0,

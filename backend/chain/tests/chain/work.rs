@@ -9,8 +9,8 @@ use evflex_chain::alloy_types::{B256, U256};
 use evflex_chain::wallet::eip712::sign_bill;
 use evflex_chain::work::{CdrFacts, SettlementWork, SignedBill};
 use evflex_chain::{
-    Bill, ChainWork, CommitState, EvseStatus, MemberStatus, SkipReason, StatusCommitInput,
-    TxStatus, WorkKind,
+    Bill, ChainWork, ChargePointId, CommitState, EvseStatus, MemberStatus, SkipReason,
+    StatusCommitInput, TxStatus, WorkKind,
 };
 
 use crate::helpers::TestChain;
@@ -127,7 +127,7 @@ async fn status_commits_run_through_the_writers_two_phases() {
         schedule_hash: B256::repeat_byte(0x40 + seed),
         algorithm_version: version,
         members: vec![MemberStatus {
-            cp_id: u32::from(seed),
+            cp_id: ChargePointId::try_from(u32::from(seed)).unwrap(),
             status: EvseStatus::Charging as u8,
             setpoint_w: 7_400,
             measured_w: 7_000,

@@ -214,12 +214,12 @@ fn bench_uid(group: usize, cp: usize) -> String {
 /// registers them on chain unless told not to, then for each tick enqueues every group's status
 /// commit (as the tick does) and times the outbox writer draining them.
 async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchReport> {
-    use crate::chain::writer::Writer;
-    use crate::chain::{ChainConfig, ChainContext, WriterMode};
-    use crate::domain::WallClock;
-    use crate::store::outbox;
-    use crate::store::{Db, groups, locations};
     use alloy::primitives::{B256, keccak256};
+    use evflex::chain::writer::Writer;
+    use evflex::chain::{ChainConfig, ChainContext, WriterMode};
+    use evflex::domain::WallClock;
+    use evflex::store::outbox;
+    use evflex::store::{Db, groups, locations};
     use evflex_chain::work::{ChainWork, MemberSnapshot, StatusCommitWork};
     use rand::{Rng, SeedableRng};
     use std::sync::Arc;
@@ -229,7 +229,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
     let dir = std::env::temp_dir().join(format!(
         "evflex-bench-chain-{}-{}",
         std::process::id(),
-        crate::domain::unix_now()
+        evflex::domain::unix_now()
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = Db::connect(
@@ -247,7 +247,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
         .await
         .context("starting a local anvil")?;
     let result = async {
-        let now = crate::domain::unix_now();
+        let now = evflex::domain::unix_now();
         // The database: groups and their EVSEs (the writer reads them to pack the members).
         let mut cp_ids: Vec<Vec<i64>> = Vec::with_capacity(n_groups);
         {
@@ -313,22 +313,24 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                     label: format!("bench group {id}"),
                     capacity_w: (n_cps * 11_040 / 2) as u64,
                 };
-                let cps: Vec<evflex_chain::ChargePoint> = ids
+                let cps = ids
                     .iter()
                     .enumerate()
-                    .map(|(c, row)| evflex_chain::ChargePoint {
-                        id: *row as u64,
-                        group_id: id,
-                        evse_uid: bench_uid(g + 1, c),
-                        rated_power_w: 11_040,
-                        power_type: evflex_chain::PowerType::Ac3Phase,
-                        phases: 3,
-                        voltage_v: 230,
-                        max_current_a: 16,
-                        connector_standard: "IEC_62196_T2".to_owned(),
-                        status: evflex_chain::EvseStatus::Charging,
+                    .map(|(c, row)| {
+                        anyhow::Ok(evflex_chain::ChargePoint {
+                            id: evflex_chain::ChargePointId::try_from(*row)?,
+                            group_id: id,
+                            evse_uid: bench_uid(g + 1, c),
+                            rated_power_w: 11_040,
+                            power_type: evflex_chain::PowerType::Ac3Phase,
+                            phases: 3,
+                            voltage_v: 230,
+                            max_current_a: 16,
+                            connector_standard: "IEC_62196_T2".to_owned(),
+                            status: evflex_chain::EvseStatus::Charging,
+                        })
                     })
-                    .collect();
+                    .collect::<anyhow::Result<Vec<_>>>()?;
                 for outcome in [
                     op.register_group(&group).await?,
                     op.register_charge_points(&cps).await?,
@@ -427,7 +429,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
             charge_points_per_group: n_cps,
             member_bytes_per_group: evflex_chain::pack_members(&vec![
                 evflex_chain::MemberStatus {
-                    cp_id: 1,
+                    cp_id: evflex_chain::ChargePointId::try_from(1_u32)?,
                     status: 0,
                     setpoint_w: 0,
                     measured_w: 0,
@@ -451,9 +453,9 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
 }
 
 /// Status-commit transactions and gas so far (from the stored receipts).
-async fn status_gas(db: &crate::store::Db) -> anyhow::Result<(i64, i64)> {
+async fn status_gas(db: &evflex::store::Db) -> anyhow::Result<(i64, i64)> {
     let mut conn = db.conn().await?;
-    Ok(crate::store::outbox::gas_by_kind(&mut conn)
+    Ok(evflex::store::outbox::gas_by_kind(&mut conn)
         .await?
         .into_iter()
         .find(|k| k.kind == evflex_chain::WorkKind::StatusCommit.as_str())

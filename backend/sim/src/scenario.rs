@@ -8,8 +8,8 @@
 //! - `data/nl-day-ahead-2019-07-02.csv`: ENTSO-E NL day-ahead prices of 2019-07-02 (hourly,
 //!   UTC); each hour applies to its four 15-minute steps.
 
-use super::SimConfig;
-use crate::domain::format_rfc3339;
+use super::{STEPS_PER_DAY, SimConfig};
+use evflex::domain::format_rfc3339;
 use serde_json::{Value, json};
 
 /// The embedded PV excerpt.
@@ -84,7 +84,7 @@ pub fn pv_profile(peak_w: i64) -> Vec<i64> {
         .map(|w| w.max(0.0))
         .collect();
     let max = raw.iter().copied().fold(0.0, f64::max);
-    (0..96)
+    (0..STEPS_PER_DAY)
         .map(|k| {
             let w = raw.get(k).copied().unwrap_or(0.0);
             if max > 0.0 {
@@ -98,8 +98,8 @@ pub fn pv_profile(peak_w: i64) -> Vec<i64> {
 
 /// The embedded prices as 96 per-step values (micro-EUR per kWh).
 pub fn price_profile() -> Vec<i64> {
-    let rows = crate::ingest::prices::parse_day_ahead_csv(PRICES_CSV).unwrap_or_default();
-    (0..96)
+    let rows = evflex::ingest::prices::parse_day_ahead_csv(PRICES_CSV).unwrap_or_default();
+    (0..STEPS_PER_DAY)
         .map(|k| rows.get(k / 4).or(rows.last()).map_or(0, |(_, p)| *p))
         .collect()
 }
@@ -134,10 +134,10 @@ impl Scenario {
                     .then_some(cfg.capacity_cut)
                     .flatten()
                     .map(|share| {
-                        let from = (cfg.cut_start_hour as usize * 4).min(96);
+                        let from = (cfg.cut_start_hour as usize * 4).min(STEPS_PER_DAY);
                         (
                             from,
-                            (from + 8).min(96),
+                            (from + 8).min(STEPS_PER_DAY),
                             ((capacity_w as f64 * share).round() as i64).max(1),
                         )
                     });
@@ -149,7 +149,7 @@ impl Scenario {
                     pv_w: if has_pv {
                         pv_profile(cfg.pv_peak_w)
                     } else {
-                        vec![0; 96]
+                        vec![0; STEPS_PER_DAY]
                     },
                     pv_peak_w: if has_pv { cfg.pv_peak_w } else { 0 },
                 }

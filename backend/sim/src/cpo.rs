@@ -6,12 +6,12 @@
 //! simulated charge point obeys.
 
 use super::{SimError, SimResult};
-use crate::domain::{format_rfc3339, parse_rfc3339};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use base64::Engine;
+use evflex::domain::{format_rfc3339, parse_rfc3339};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,7 +112,7 @@ pub fn token_header(token: &str) -> String {
 
 fn envelope(data: Value) -> Json<Value> {
     Json(json!({"data": data, "status_code": 1000,
-        "timestamp": format_rfc3339(crate::domain::unix_now())}))
+        "timestamp": format_rfc3339(evflex::domain::unix_now())}))
 }
 
 #[derive(Clone)]
@@ -144,7 +144,7 @@ fn unauthorized() -> (StatusCode, Json<Value>) {
         StatusCode::UNAUTHORIZED,
         Json(
             json!({"status_code": 2000, "status_message": "unknown token",
-            "timestamp": format_rfc3339(crate::domain::unix_now())}),
+            "timestamp": format_rfc3339(evflex::domain::unix_now())}),
         ),
     )
 }
@@ -191,7 +191,7 @@ async fn set_profile(
             StatusCode::BAD_REQUEST,
             Json(
                 json!({"status_code": 2001, "status_message": "invalid charging_profile",
-                "timestamp": format_rfc3339(crate::domain::unix_now())}),
+                "timestamp": format_rfc3339(evflex::domain::unix_now())}),
             ),
         );
     };

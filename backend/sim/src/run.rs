@@ -28,8 +28,8 @@
 use super::cpo::{self, Client, CpoServer, token_header};
 use super::demand::{self, Arrival};
 use super::scenario::{ChargePoint, Scenario};
-use super::{Operator, SimConfig, SimError, SimResult};
-use crate::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
+use super::{Operator, STEPS_PER_DAY, SimConfig, SimError, SimResult};
+use evflex::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reqwest::Method;
@@ -407,7 +407,7 @@ pub async fn run(
     let (first, end) = (cfg.first_step(), cfg.end_step());
 
     // Operator side: the clock, token A, prices.
-    let price_rows = crate::ingest::prices::parse_day_ahead_csv(super::scenario::PRICES_CSV)
+    let price_rows = evflex::ingest::prices::parse_day_ahead_csv(super::scenario::PRICES_CSV)
         .map_err(SimError::Other)?;
     let shift = cfg.day_start - super::DEFAULT_DAY_START;
     let price_rows: Vec<(i64, i64)> = price_rows.iter().map(|(t, p)| (t + shift, *p)).collect();
@@ -502,7 +502,7 @@ pub async fn run(
             took_offer: false,
             departure_ts: ts(cfg, a.departure_step),
             max_w: 0,
-            power_w: vec![0.0; 96],
+            power_w: vec![0.0; STEPS_PER_DAY],
             delivered_wh: 0.0,
             profiles: 0,
             unplugged: false,
@@ -527,7 +527,7 @@ pub async fn run(
         stations,
         scenario,
     };
-    let mut group_load_w = vec![vec![0.0; 96]; world.scenario.groups.len()];
+    let mut group_load_w = vec![vec![0.0; STEPS_PER_DAY]; world.scenario.groups.len()];
     let mut stats = TickStats::default();
     let mut meter_values = 0;
     let mut cdrs = 0;

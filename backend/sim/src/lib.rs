@@ -6,7 +6,7 @@
 //! a day of day-ahead prices), EV demand ([`demand`]: generated as the day-ahead planner of
 //! seed 002 does, or replayed from a CSV of real sessions such as ACN-Data), and a day run step
 //! by step on a simulated clock ([`run`]). [`report`] turns the measurements into the summary
-//! and the uncontrolled counterfactual, [`plots`] into SVG files, and [`demo`] is
+//! and the uncontrolled counterfactual, [`plots`] into an HTML page of charts, and [`demo`] is
 //! `evflex demo`.
 //!
 //! Everything the simulated CPO and users do goes through evflex's public HTTP API (OCPI
@@ -16,7 +16,7 @@
 //! (token A), loading the day-ahead prices, and the clock: the simulator moves evflex's
 //! simulated clock and runs the tick once per 15-minute step, so a day runs in well under a
 //! minute. [`Operator`] does them: [`SimTarget`] in-process (moves the app's [`SimClock`] and
-//! calls [`crate::engine::run_tick`], what `TickMode::Manual` is for), [`RemoteTarget`] over
+//! calls [`evflex::engine::run_tick`], what `TickMode::Manual` is for), [`RemoteTarget`] over
 //! the operator routes of a separate `evflex serve --sim-clock` (`api::operator`), which the
 //! end-to-end suite kills and restarts mid-day: the client retries while it is away.
 //!
@@ -37,9 +37,14 @@ pub use run::{SimRecord, run};
 
 pub use cpo::Client;
 
-use crate::app::AppState;
-use crate::domain::SimClock;
+use evflex::app::AppState;
+use evflex::domain::SimClock;
 use std::time::Duration;
+
+/// Steps of the simulated day.
+pub const STEPS_PER_DAY: usize = 96;
+/// Length of one step (s): evflex's 15-minute tick.
+pub const STEP_S: u32 = 900;
 
 /// 2019-07-02T00:00:00Z: the simulated day (a Tuesday; the NL day-ahead prices of that day
 /// are embedded).
@@ -152,12 +157,12 @@ impl Default for SimConfig {
 impl SimConfig {
     /// First simulated step (index within the day).
     pub fn first_step(&self) -> usize {
-        (self.start_hour as usize * 4).min(96)
+        (self.start_hour as usize * 4).min(STEPS_PER_DAY)
     }
 
     /// One past the last simulated step (index within the day).
     pub fn end_step(&self) -> usize {
-        ((self.start_hour + self.hours) as usize * 4).min(96)
+        ((self.start_hour + self.hours) as usize * 4).min(STEPS_PER_DAY)
     }
 }
 
@@ -247,16 +252,20 @@ impl Operator for SimTarget {
     }
 
     async fn setup(&self, prices: &[(i64, i64)], now: i64) -> SimResult<bool> {
-        let db_err = |e: crate::store::StoreError| SimError::Other(format!("database: {e}"));
+        let db_err = |e: evflex::store::StoreError| SimError::Other(format!("database: {e}"));
         self.clock.set(now);
         {
             let mut conn = self.state.db.conn().await.map_err(db_err)?;
-            crate::store::parties::add_registration_token(&mut conn, &self.registration_token, now)
-                .await
-                .map_err(db_err)?;
+            evflex::store::parties::add_registration_token(
+                &mut conn,
+                &self.registration_token,
+                now,
+            )
+            .await
+            .map_err(db_err)?;
         }
         let mut tx = self.state.db.begin().await.map_err(db_err)?;
-        crate::store::prices::put(&mut tx, prices)
+        evflex::store::prices::put(&mut tx, prices)
             .await
             .map_err(db_err)?;
         tx.commit()
@@ -271,7 +280,7 @@ impl Operator for SimTarget {
     }
 
     async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {
-        let report = crate::engine::run_tick(&self.state.engine, timestep).await;
+        let report = evflex::engine::run_tick(&self.state.engine, timestep).await;
         let json = serde_json::to_value(&report).map_err(|e| SimError::Other(e.to_string()))?;
         Ok(TickFigures::of_report(&json))
     }
@@ -285,7 +294,7 @@ pub struct RemoteTarget {
     /// Base URL (`http://127.0.0.1:PORT`).
     pub base_url: String,
     /// The operator token.
-    pub operator_token: crate::config::Secret,
+    pub operator_token: evflex::config::Secret,
     /// A registration token (OCPI token A) to add and use.
     pub registration_token: String,
 }

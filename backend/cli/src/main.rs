@@ -1,5 +1,7 @@
 //! The `evflex` command line: parses flags and hands over to the library.
 
+mod tools;
+
 use clap::{Parser, Subcommand};
 
 /// evflex: EV smart charging with on-chain billing.
@@ -16,13 +18,13 @@ enum Command {
     /// Run the service: OCPI receiver, user API, cockpit and the 15-minute tick.
     Serve(Box<evflex::ServeConfig>),
     /// Solve one group instance (neutral JSON format) and print the schedule and figures.
-    Plan(evflex::cli::PlanArgs),
+    Plan(tools::PlanArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
-    Bench(evflex::cli::BenchCommand),
+    Bench(tools::BenchCommand),
     /// Simulate a day: a CPO and EV users play against evflex on a simulated clock, then the
     /// summary, plots and the cockpit.
-    Demo(Box<evflex::sim::demo::DemoArgs>),
+    Demo(Box<evflex_sim::demo::DemoArgs>),
     /// Compare the database with the chain; print every difference (exit 1 if any).
     Audit(evflex::chain::audit::AuditArgs),
     /// Verify one committed schedule from the public API and the chain (exit 1 on failure).
@@ -36,12 +38,10 @@ fn main() -> anyhow::Result<()> {
             evflex::telemetry::init_tracing();
             tokio::runtime::Runtime::new()?.block_on(evflex::serve(*config))
         }
-        Command::Plan(args) => evflex::cli::plan(&args),
-        Command::Bench(evflex::cli::BenchCommand::Schedule(args)) => {
-            evflex::cli::bench_schedule(&args)
-        }
-        Command::Bench(evflex::cli::BenchCommand::Chain(args)) => evflex::cli::bench_chain(&args),
-        Command::Demo(args) => evflex::sim::demo::main(*args),
+        Command::Plan(args) => tools::plan(&args),
+        Command::Bench(tools::BenchCommand::Schedule(args)) => tools::bench_schedule(&args),
+        Command::Bench(tools::BenchCommand::Chain(args)) => tools::bench_chain(&args),
+        Command::Demo(args) => evflex_sim::demo::main(*args),
         Command::Audit(args) => {
             let clean =
                 tokio::runtime::Runtime::new()?.block_on(evflex::chain::audit::run_audit(&args))?;

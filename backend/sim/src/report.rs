@@ -24,7 +24,12 @@
 //! *unavoidable* when the vehicles that are not opted in alone exceed the capacity.
 
 use super::run::SimRecord;
+use super::{STEP_S, STEPS_PER_DAY};
+use evflex_schedule::{GroupInputs, Vehicle, VehicleClass};
 use std::fmt;
+
+/// Length of one step (h).
+const STEP_H: f64 = STEP_S as f64 / 3_600.0;
 
 /// One accepted request that was not met.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,25 +267,58 @@ pub struct Summary {
     pub wall_s: f64,
 }
 
-/// Per group and step of the day: the counterfactual EV load (W), and per vehicle its energy.
-#[allow(clippy::needless_range_loop)] // steps index several per-step series at once
+/// Per group and step of the day: the counterfactual EV load (W), and the energy it delivers
+/// (Wh). Each group's vehicles are the optimiser's own uncontrolled baseline
+/// ([`evflex_schedule::baseline`]): full power from plug-in until the energy is in, the window
+/// cut at the end of the simulated day.
 pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
     let end = rec.config.end_step();
-    let step_h = 0.25;
-    let mut load = vec![vec![0.0; 96]; rec.scenario.groups.len()];
-    let mut total = 0.0;
-    for v in &rec.vehicles {
-        let Some(cp) = v.cp else { continue };
-        let g = (rec.scenario.charge_points[cp].group_id - 1) as usize;
-        let mut got = 0.0;
-        for k in v.plugged_steps(end) {
-            let p = (v.max_w as f64).min((v.arrival.wanted_wh as f64 - got).max(0.0) / step_h);
-            got += p * step_h;
-            load[g][k] += p;
+    let groups = &rec.scenario.groups;
+    let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
+    let mut total_wh = 0.0;
+    for (g, group) in groups.iter().enumerate() {
+        let vehicles: Vec<Vehicle> = rec
+            .vehicles
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == group.id)
+                    && !v.plugged_steps(end).is_empty()
+            })
+            .map(|(i, v)| Vehicle {
+                // Zero-padded, so that the baseline's rows (in id order) keep this order.
+                id: format!("{i:08}"),
+                arrival: v.arrival.arrival_step,
+                departure: v.arrival.departure_step.min(end),
+                max_power_w: v.max_w,
+                min_power_w: 0,
+                energy_requested_wh: v.arrival.wanted_wh,
+                battery_capacity_wh: None,
+                energy_on_arrival_wh: None,
+                class: VehicleClass::Uncontrolled,
+                efficiency_permille: 1_000,
+            })
+            .collect();
+        let inputs = GroupInputs {
+            group_id: group.id.unsigned_abs(),
+            start_timestep: 0,
+            time_step_s: STEP_S,
+            horizon: STEPS_PER_DAY,
+            capacity_w: (0..STEPS_PER_DAY).map(|k| group.capacity_at(k)).collect(),
+            other_load_w: vec![0; STEPS_PER_DAY],
+            pv_w: vec![0; STEPS_PER_DAY],
+            price_micro_eur_per_kwh: vec![0; STEPS_PER_DAY],
+            battery: None,
+            vehicles,
+        };
+        for row in evflex_schedule::baseline(&inputs) {
+            for (k, w) in row.iter().enumerate() {
+                load[g][k] += *w as f64;
+                total_wh += *w as f64 * STEP_H;
+            }
         }
-        total += got;
     }
-    (load, total)
+    (load, total_wh)
 }
 
 #[allow(clippy::needless_range_loop)] // steps index several per-step series at once
@@ -290,7 +328,7 @@ fn cost_eur(rec: &SimRecord, load: &[Vec<f64>]) -> f64 {
     for (g, group) in rec.scenario.groups.iter().enumerate() {
         for k in first..end {
             let net = (load[g][k] - group.pv_w[k] as f64).max(0.0);
-            micro += net * 0.25 / 1_000.0 * rec.scenario.price_micro_eur_per_kwh[k] as f64;
+            micro += net * STEP_H / 1_000.0 * rec.scenario.price_micro_eur_per_kwh[k] as f64;
         }
     }
     micro / 1e6
@@ -342,7 +380,7 @@ impl Summary {
             .iter()
             .filter(|v| {
                 let k = v.arrival.arrival_step;
-                let full = (v.max_w as f64).min(v.arrival.wanted_wh as f64 / 0.25);
+                let full = (v.max_w as f64).min(v.arrival.wanted_wh as f64 / STEP_H);
                 (v.power_w[k] - full).abs() < 0.5
             })
             .count();

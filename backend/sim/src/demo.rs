@@ -1,6 +1,6 @@
 //! `evflex demo`: evflex on a simulated clock (SQLite in a temporary folder unless
 //! `--database-url`), the simulated CPO and EV users playing one day against it over HTTP, a
-//! progress bar, the summary table, SVG plots, and then the service keeps running (cockpit at
+//! progress bar, the summary table, the plots (`report.html`), and then the service keeps running (cockpit at
 //! `/cockpit/`) until Ctrl-C unless `--exit`.
 //!
 //! With a chain, the summary waits (at most `--drain-timeout-s`) for the outbox writer to send
@@ -14,12 +14,12 @@
 
 use super::report::{BillCounts, ChainFigures, Summary, TxLine};
 use super::{DemandSource, SimConfig, SimTarget};
-use crate::chain::ChainContext;
-use crate::config::{Secret, ServeConfig};
-use crate::domain::SimClock;
-use crate::{Application, store};
 use anyhow::Context;
 use clap::Args;
+use evflex::chain::ChainContext;
+use evflex::config::{Secret, ServeConfig};
+use evflex::domain::SimClock;
+use evflex::{Application, store};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ pub struct DemoArgs {
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
-    /// Folder for the SVG plots.
+    /// Folder for the plots (`report.html`).
     #[arg(long, default_value = "output/demo")]
     pub out: PathBuf,
     /// Address to serve on (port 0: a free port).
@@ -82,7 +82,7 @@ pub struct DemoArgs {
     /// Chain settings, as for `evflex serve` (`--no-chain` runs without one; when the chain
     /// cannot be reached the demo says so and runs without).
     #[command(flatten)]
-    pub chain_config: crate::chain::ChainConfig,
+    pub chain_config: evflex::chain::ChainConfig,
 }
 
 impl DemoArgs {
@@ -117,31 +117,16 @@ impl DemoArgs {
     }
 }
 
-async fn scalar(db: &store::Db, sql: &'static str) -> Option<i64> {
-    sqlx::query_as::<_, (i64,)>(sql)
-        .fetch_one(db.pool())
-        .await
-        .ok()
-        .map(|(n,)| n)
-}
-
-/// Database (and chain) figures for the summary.
+/// Database (and chain) figures for the summary; a figure the store cannot give is left out.
 async fn db_figures(db: &store::Db, chain: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(n) = scalar(db, "SELECT COUNT(*) FROM cdrs").await {
+    let Ok(mut conn) = db.conn().await else {
+        return out;
+    };
+    if let Ok(n) = store::sessions::count_cdrs(&mut conn).await {
         out.push(("CDRs stored by evflex".to_owned(), n.to_string()));
     }
-    let shifted = scalar(
-        db,
-        "SELECT CAST(COALESCE(SUM(flex_shifted_wh), 0) AS BIGINT) FROM sessions",
-    )
-    .await;
-    let value = scalar(
-        db,
-        "SELECT CAST(COALESCE(SUM(flex_value_micro_eur), 0) AS BIGINT) FROM sessions",
-    )
-    .await;
-    if let (Some(wh), Some(micro)) = (shifted, value) {
+    if let Ok((wh, micro)) = store::sessions::flexibility_totals(&mut conn).await {
         out.push((
             "flexibility given (basis of FLEX rewards)".to_owned(),
             format!(
@@ -151,15 +136,12 @@ async fn db_figures(db: &store::Db, chain: bool) -> Vec<(String, String)> {
             ),
         ));
     }
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT kind, status, COUNT(*) FROM chain_outbox GROUP BY kind, status ORDER BY kind, status",
-    )
-    .fetch_all(db.pool())
-    .await
-    .unwrap_or_default();
+    let rows = store::outbox::counts_by_status(&mut conn)
+        .await
+        .unwrap_or_default();
     let list = rows
         .iter()
-        .map(|(k, s, n)| format!("{k} {s}: {n}"))
+        .map(|r| format!("{} {}: {}", r.kind, r.status, r.count))
         .collect::<Vec<_>>()
         .join(", ");
     out.push((
@@ -228,8 +210,6 @@ impl DayProgress {
 /// Waits until the chain writer has sent everything it can (rows `pending`/`sent`, except
 /// settlements awaiting funds), at most `timeout`; returns the rows left and the wait.
 async fn wait_for_drain(db: &store::Db, timeout: Duration) -> (i64, Duration) {
-    const LEFT: &str = "SELECT COUNT(*) FROM chain_outbox WHERE status IN ('pending', 'sent')
-         AND (note IS NULL OR note <> 'awaiting funds')";
     let started = Instant::now();
     let spinner = {
         use std::io::IsTerminal as _;
@@ -239,7 +219,12 @@ async fn wait_for_drain(db: &store::Db, timeout: Duration) -> (i64, Duration) {
     };
     let mut said = false;
     let left = loop {
-        let left = scalar(db, LEFT).await.unwrap_or(0);
+        let left = match db.conn().await {
+            Ok(mut conn) => store::outbox_drain::left_to_send(&mut conn)
+                .await
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
         if left == 0 || started.elapsed() >= timeout {
             break left;
         }
@@ -268,22 +253,6 @@ async fn wait_for_drain(db: &store::Db, timeout: Duration) -> (i64, Duration) {
     (left, started.elapsed())
 }
 
-/// Every transaction mined after the deployment's block, and their gas (the demo's chain is
-/// its own local anvil, so that is the demo's traffic: outbox work, algorithm registration,
-/// wallet top-ups, …).
-async fn chain_totals(ctx: &ChainContext) -> Option<(u64, u64)> {
-    use alloy::providers::Provider as _;
-    let provider = ctx.operator.provider();
-    let to = provider.get_block_number().await.ok()?;
-    let (mut transactions, mut gas) = (0, 0);
-    for block in ctx.deployment.start_block + 1..=to {
-        let receipts = provider.get_block_receipts(block.into()).await.ok()??;
-        transactions += receipts.len() as u64;
-        gas += receipts.iter().map(|r| r.gas_used).sum::<u64>();
-    }
-    Some((transactions, gas))
-}
-
 /// The chain's side of the day: waits for the outbox to drain, then transactions and gas
 /// (stored receipts), FLEX minted (settlement events and the token's supply), bills by status
 /// and what `evflex audit` finds.
@@ -302,9 +271,9 @@ async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) ->
         gas_used: k.gas_used,
     })
     .collect();
-    let chain_totals = chain_totals(ctx).await;
-    let wei = |v: alloy::primitives::U256| u128::try_from(v).unwrap_or(u128::MAX);
     let op = &ctx.operator;
+    let chain_totals = op.traffic_since(ctx.deployment.start_block).await.ok();
+    let wei = |v: evflex_chain::alloy_types::U256| u128::try_from(v).unwrap_or(u128::MAX);
     let events = match op.block_number().await {
         Ok(to) => op
             .settlement_events(ctx.deployment.start_block, to)
@@ -312,11 +281,7 @@ async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) ->
             .unwrap_or_default(),
         Err(_) => Default::default(),
     };
-    let flex = evflex_chain::bindings::FlexToken::new(
-        ctx.deployment.contracts.flex_token,
-        op.provider().clone(),
-    );
-    let flex_supply_wei = flex.totalSupply().call().await.ok().map(wei);
+    let flex_supply_wei = op.flex_total_supply().await.ok().map(wei);
     let mut bills = BillCounts::default();
     if let Ok(mut conn) = db.conn().await {
         for b in store::bills::all(&mut conn, i64::MAX)
@@ -332,7 +297,7 @@ async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) ->
             }
         }
     }
-    let audit = crate::chain::audit::audit(db, op)
+    let audit = evflex::chain::audit::audit(db, op)
         .await
         .map_err(|e| e.to_string());
     ChainFigures {
@@ -438,11 +403,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if !record.api_errors.is_empty() {
         println!("  first refused call: {}", record.api_errors[0]);
     }
-    let files = super::plots::write_all(&record, &summary, &args.out)
-        .with_context(|| format!("writing plots to {}", args.out.display()))?;
-    for f in &files {
-        println!("  plot: {}", f.display());
-    }
+    let report = super::plots::write_report(&record, &summary, &args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    println!("  plots: {}", report.display());
     println!(
         "  cockpit: {base_url}/cockpit/   (CPO token: {})",
         record.cpo_token
@@ -465,7 +428,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "evflex-demo-{}-{}",
         std::process::id(),
-        crate::domain::unix_now()
+        evflex::domain::unix_now()
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
