@@ -140,9 +140,14 @@ impl Application {
         }
         if let Some(path) = &config.topology {
             let topology = crate::ingest::topology::read_file(path).map_err(anyhow::Error::msg)?;
-            crate::ingest::topology::put_topology(&db, &topology, now)
-                .await
-                .map_err(|e| anyhow::anyhow!("loading topology {}: {e}", path.display()))?;
+            crate::ingest::topology::put_topology(
+                &db,
+                crate::ingest::Actor::Operator,
+                &topology,
+                now,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("loading topology {}: {e}", path.display()))?;
         }
         if let Some(path) = &config.prices_csv {
             let n = crate::ingest::prices::load_day_ahead_csv(&db, path)

@@ -33,6 +33,13 @@ impl FromRequestParts<AppState> for AuthUser {
 /// An authenticated, registered CPO (`Authorization: Token <base64 token C>`).
 pub struct AuthCpo(pub crate::store::parties::Party);
 
+impl AuthCpo {
+    /// The CPO as the ingestion layer's [`Actor`](crate::ingest::Actor): its own codes only.
+    pub fn actor(&self) -> crate::ingest::Actor<'_> {
+        crate::ingest::Actor::Cpo(&self.0)
+    }
+}
+
 impl FromRequestParts<AppState> for AuthCpo {
     type Rejection = ApiError;
 

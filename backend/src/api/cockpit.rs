@@ -1,10 +1,12 @@
 //! CPO cockpit data (CPO credentials): per group, every charge point's power against its
 //! rating, group load against capacity over time, the latest schedule (vehicles × steps) and PV.
+//! A CPO sees only its own groups (another party's group is 404).
 
 use super::auth::AuthCpo;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::format_rfc3339;
+use crate::ingest::topology;
 use crate::store::schedules::{self, LoadPoint};
 use crate::store::{groups, locations, meter};
 use axum::extract::{Path, State};
@@ -87,11 +89,15 @@ pub struct CockpitGroup {
     pub schedule: Option<ScheduleView>,
 }
 
-async fn build(state: &AppState, id: i64, history: i64) -> Result<CockpitGroup, ApiError> {
+async fn build(
+    state: &AppState,
+    cpo: &AuthCpo,
+    id: i64,
+    history: i64,
+) -> Result<CockpitGroup, ApiError> {
     let mut conn = state.db.conn().await?;
-    let g = groups::get(&mut conn, id)
+    let g = topology::owned_group(&mut conn, cpo.actor(), id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no group {id}")))?
         .record;
     let evses = locations::evses_of_group(&mut conn, id).await?;
     let uids: Vec<String> = evses.iter().map(|e| e.record.uid.clone()).collect();
@@ -144,20 +150,29 @@ async fn build(state: &AppState, id: i64, history: i64) -> Result<CockpitGroup, 
     })
 }
 
-/// Every group's cockpit summary (no history, latest schedule included).
+/// The cockpit summary of every group of the calling CPO (no history, latest schedule
+/// included).
 #[utoipa::path(get, path = "/api/v1/cockpit/groups", tag = "cockpit", security(("ocpi_token" = [])),
-    responses((status = 200, body = [CockpitGroup])))]
+    responses((status = 200, body = [CockpitGroup]), (status = 401, body = super::error::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
 ) -> Result<Json<Vec<CockpitGroup>>, ApiError> {
-    let ids = {
+    let ids: Vec<i64> = {
         let mut conn = state.db.conn().await?;
-        groups::list_ids(&mut conn).await?
+        groups::list(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|g| {
+                cpo.actor()
+                    .may_use(&g.record.country_code, &g.record.party_id)
+            })
+            .map(|g| g.record.id)
+            .collect()
     };
     let mut out = Vec::new();
     for id in ids {
-        out.push(build(&state, id, 0).await?);
+        out.push(build(&state, &cpo, id, 0).await?);
     }
     Ok(Json(out))
 }
@@ -168,8 +183,8 @@ async fn list(
     responses((status = 200, body = CockpitGroup), (status = 404, body = super::error::ErrorBody)))]
 async fn group(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
 ) -> Result<Json<CockpitGroup>, ApiError> {
-    Ok(Json(build(&state, id, 96).await?))
+    Ok(Json(build(&state, &cpo, id, 96).await?))
 }

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// Missing or unknown credentials.
     #[error("authentication required")]
     Unauthorized,
+    /// The caller may not act under the codes it named (another party's); the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The object does not exist (or is not the caller's).
     #[error("{0}")]
     NotFound(String),
@@ -42,6 +45,7 @@ impl IntoResponse for ApiError {
         let (status, kind) = match &self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -78,6 +82,7 @@ impl From<crate::ingest::IngestError> for ApiError {
         use crate::ingest::IngestError as E;
         match e {
             E::Invalid(m) => Self::BadRequest(m),
+            E::Forbidden(m) => Self::Forbidden(m),
             E::UnknownLocation(m) | E::NotFound(m) => Self::NotFound(m),
             E::Conflict(m) | E::PartyUnreachable(m) => Self::Conflict(m),
             E::Store(s) => s.into(),

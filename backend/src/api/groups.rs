@@ -1,5 +1,7 @@
 //! Site topology API (CPO credentials): groups, their capacity, scheduled capacity changes and
-//! forecasts; a whole topology file at once.
+//! forecasts; a whole topology file at once. A CPO sees and changes only the groups under its
+//! own party codes (`ingest::topology`, ownership); another party's group answers 404, and
+//! creating a group under codes that are not the caller's answers 403.
 
 use super::auth::AuthCpo;
 use super::error::{ApiError, parse_body};
@@ -59,11 +61,11 @@ pub struct CapacityUpdate {
     pub capacity_w: i64,
 }
 
-async fn load(state: &AppState, id: i64) -> Result<GroupView, ApiError> {
+/// Group `id` as `cpo` may see it: an unknown group and another party's are both 404.
+async fn load(state: &AppState, cpo: &AuthCpo, id: i64) -> Result<GroupView, ApiError> {
     let mut conn = state.db.conn().await?;
-    let g = groups::get(&mut conn, id)
+    let g = topology::owned_group(&mut conn, cpo.actor(), id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no group {id}")))?
         .record;
     let evses = groups::members(&mut conn, id).await?;
     let now = state.clock.now();
@@ -82,20 +84,28 @@ async fn load(state: &AppState, id: i64) -> Result<GroupView, ApiError> {
     })
 }
 
-/// Every group.
+/// Every group of the calling CPO.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "topology", security(("ocpi_token" = [])),
-    responses((status = 200, body = [GroupView])))]
+    responses((status = 200, body = [GroupView]), (status = 401, body = super::error::ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
 ) -> Result<Json<Vec<GroupView>>, ApiError> {
     let ids = {
         let mut conn = state.db.conn().await?;
-        groups::list_ids(&mut conn).await?
+        groups::list(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|g| {
+                cpo.actor()
+                    .may_use(&g.record.country_code, &g.record.party_id)
+            })
+            .map(|g| g.record.id)
+            .collect::<Vec<_>>()
     };
     let mut out = Vec::new();
     for id in ids {
-        out.push(load(&state, id).await?);
+        out.push(load(&state, &cpo, id).await?);
     }
     Ok(Json(out))
 }
@@ -106,10 +116,10 @@ async fn list(
     responses((status = 200, body = GroupView), (status = 404, body = super::error::ErrorBody)))]
 async fn get_one(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
 ) -> Result<Json<GroupView>, ApiError> {
-    Ok(Json(load(&state, id).await?))
+    Ok(Json(load(&state, &cpo, id).await?))
 }
 
 /// Creates or replaces a group (members and capacity changes included).
@@ -119,7 +129,7 @@ async fn get_one(
         (status = 409, body = super::error::ErrorBody)))]
 async fn put_group(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<GroupView>, ApiError> {
@@ -129,8 +139,8 @@ async fn put_group(
             "id: does not match the URL".to_owned(),
         ));
     }
-    topology::put_group(&state.db, &spec, state.clock.now()).await?;
-    Ok(Json(load(&state, id).await?))
+    topology::put_group(&state.db, cpo.actor(), &spec, state.clock.now()).await?;
+    Ok(Json(load(&state, &cpo, id).await?))
 }
 
 /// Changes a group's capacity now (e.g. a grid operator's cut); the next tick respects it.
@@ -139,13 +149,20 @@ async fn put_group(
     request_body = CapacityUpdate, responses((status = 200, body = GroupView)))]
 async fn set_capacity(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<Json<GroupView>, ApiError> {
     let update: CapacityUpdate = parse_body(&body)?;
-    topology::set_capacity(&state.db, id, update.capacity_w, state.clock.now()).await?;
-    Ok(Json(load(&state, id).await?))
+    topology::set_capacity(
+        &state.db,
+        cpo.actor(),
+        id,
+        update.capacity_w,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Json(load(&state, &cpo, id).await?))
 }
 
 /// Schedules a capacity change.
@@ -154,13 +171,13 @@ async fn set_capacity(
     request_body = CapacityChangeSpec, responses((status = 201, body = GroupView)))]
 async fn add_capacity_change(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let spec: CapacityChangeSpec = parse_body(&body)?;
-    topology::add_capacity_change(&state.db, id, &spec, state.clock.now()).await?;
-    Ok((StatusCode::CREATED, Json(load(&state, id).await?)))
+    topology::add_capacity_change(&state.db, cpo.actor(), id, &spec, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(load(&state, &cpo, id).await?)))
 }
 
 /// Stores a per-step PV or other-load forecast.
@@ -169,12 +186,12 @@ async fn add_capacity_change(
     request_body = ForecastSpec, responses((status = 204)))]
 async fn put_forecast(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let spec: ForecastSpec = parse_body(&body)?;
-    topology::put_forecast(&state.db, id, &spec).await?;
+    topology::put_forecast(&state.db, cpo.actor(), id, &spec).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -183,14 +200,14 @@ async fn put_forecast(
     request_body = Topology, responses((status = 200, body = [GroupView])))]
 async fn put_topology(
     State(state): State<AppState>,
-    _cpo: AuthCpo,
+    cpo: AuthCpo,
     body: Bytes,
 ) -> Result<Json<Vec<GroupView>>, ApiError> {
     let topo: Topology = parse_body(&body)?;
-    topology::put_topology(&state.db, &topo, state.clock.now()).await?;
+    topology::put_topology(&state.db, cpo.actor(), &topo, state.clock.now()).await?;
     let mut out = Vec::new();
     for g in &topo.groups {
-        out.push(load(&state, g.id as i64).await?);
+        out.push(load(&state, &cpo, g.id as i64).await?);
     }
     Ok(Json(out))
 }

@@ -25,7 +25,9 @@ pub struct Accepted {
 /// Stores a batch of meter values (all or nothing).
 #[utoipa::path(post, path = "/api/v1/meter-values", tag = "meter values",
     security(("ocpi_token" = [])), request_body = MeterValuesBatch,
-    responses((status = 200, body = Accepted), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Accepted), (status = 400, body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody)))]
 async fn post_batch(
     State(state): State<AppState>,
     AuthCpo(party): AuthCpo,
@@ -35,7 +37,7 @@ async fn post_batch(
         metrics::counter!("evflex_meter_values_errors_total").increment(1);
         ApiError::BadRequest(format!("body: invalid JSON: {e}"))
     })?;
-    match meter::ingest(&state.db, value, &party.country_code, &party.party_id).await {
+    match meter::ingest(&state.db, value, &party).await {
         Ok(n) => {
             metrics::counter!("evflex_meter_values_total").increment(n as u64);
             state.engine.events.meter_values(&body);

@@ -91,6 +91,7 @@ impl From<IngestError> for OcpiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::Invalid(m) => Self::invalid(m),
+            IngestError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, 2000, m),
             IngestError::UnknownLocation(m) => Self::new(StatusCode::NOT_FOUND, 2003, m),
             IngestError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, 2000, m),
             IngestError::Conflict(m) => Self::new(StatusCode::METHOD_NOT_ALLOWED, 2000, m),
@@ -488,8 +489,8 @@ async fn get_cdr(
     party: RegisteredParty,
     Path(cdr_id): Path<String>,
 ) -> Result<Response, OcpiError> {
-    let data = receiver::get_cdr(&state.db, &cdr_id).await?;
-    ensure_owned(&party, &data)?;
+    // Scoped to the caller's own CDRs: another party's CDR id is as unknown as a missing one.
+    let data = receiver::get_cdr(&state.db, party.party_row, &cdr_id).await?;
     Ok(ok(&state, Some(data)))
 }
 
@@ -506,7 +507,7 @@ fn ensure_owned(party: &RegisteredParty, object: &Value) -> Result<(), OcpiError
 /// The `response_url` of a set-point: the CPO's asynchronous `ChargingProfileResult`.
 async fn post_charging_profile_result(
     State(state): State<AppState>,
-    _party: RegisteredParty,
+    party: RegisteredParty,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, OcpiError> {
@@ -516,7 +517,9 @@ async fn post_charging_profile_result(
     let body = json_body(&body)?;
     let _: ChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
     let mut conn = state.db.conn().await?;
-    if !schedules::record_result(&mut conn, id, &body.to_string(), state.clock.now()).await? {
+    let now = state.clock.now();
+    // Only the party the set-point was sent to may answer it; another party's id is unknown.
+    if !schedules::record_result(&mut conn, id, party.party_row, &body.to_string(), now).await? {
         return Err(OcpiError::new(
             StatusCode::NOT_FOUND,
             2000,

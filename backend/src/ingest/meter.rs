@@ -9,15 +9,17 @@
 //!     {"measurand": "SoC", "value": "54", "unit": "Percent"}]}]}]}
 //! ```
 //!
-//! `country_code`/`party_id` default to the sending party's. A `sampledValue` without
+//! `country_code`/`party_id` default to the sending party's, and must be one of its roles (403
+//! otherwise: a CPO meters only its own EVSEs). A `sampledValue` without
 //! `measurand` is the energy register (OCPP's default); other measurands are accepted and
 //! ignored. Units: `Wh`/`kWh`, `W`/`kW`, `Percent`.
 
 use crate::domain::parse_rfc3339;
 use crate::ingest::ocpi::model::parse;
-use crate::ingest::{IngestError, IngestResult};
+use crate::ingest::{Actor, IngestError, IngestResult};
 use crate::store::Db;
 use crate::store::meter::{self, MeterReading};
+use crate::store::parties::Party;
 use serde::Deserialize;
 
 /// A batch of meter values.
@@ -67,6 +69,7 @@ pub struct SampledValue {
 /// Parses and validates a batch into readings; errors name the field.
 pub fn readings(
     body: serde_json::Value,
+    actor: Actor<'_>,
     default_cc: &str,
     default_pid: &str,
 ) -> IngestResult<Vec<MeterReading>> {
@@ -74,6 +77,11 @@ pub fn readings(
     let mut out = Vec::new();
     for (i, evse) in batch.meter_values.into_iter().enumerate() {
         let at = |rest: &str| format!("meter_values[{i}].{rest}");
+        actor.check(
+            &at("country_code"),
+            evse.country_code.as_deref().unwrap_or(default_cc),
+            evse.party_id.as_deref().unwrap_or(default_pid),
+        )?;
         if evse.evse_uid.is_empty() {
             return Err(IngestError::Invalid(format!(
                 "{}: must not be empty",
@@ -159,13 +167,8 @@ fn bad_unit(field: &str, unit: &str) -> IngestError {
 
 /// Validates and stores a batch in one transaction; returns the number of readings.
 #[tracing::instrument(skip_all)]
-pub async fn ingest(
-    db: &Db,
-    body: serde_json::Value,
-    default_cc: &str,
-    default_pid: &str,
-) -> IngestResult<usize> {
-    let readings = readings(body, default_cc, default_pid)?;
+pub async fn ingest(db: &Db, body: serde_json::Value, cpo: &Party) -> IngestResult<usize> {
+    let readings = readings(body, Actor::Cpo(cpo), &cpo.country_code, &cpo.party_id)?;
     let mut tx = db.begin().await?;
     meter::insert_batch(&mut tx, &readings).await?;
     tx.commit().await?;
@@ -188,6 +191,7 @@ mod tests {
                 {"measurand": "SoC", "value": "54.5", "unit": "Percent"},
                 {"measurand": "Voltage", "value": "230", "unit": "V"}
             ]}]}]}),
+            Actor::Operator,
             "NL",
             "EXA",
         )
@@ -205,6 +209,7 @@ mod tests {
             json!({"meter_values": [{"evse_uid": "E1", "meterValue": [{
                 "timestamp": "2024-05-01T10:00:00Z",
                 "sampledValue": [{"measurand": "SoC", "value": "abc"}]}]}]}),
+            Actor::Operator,
             "NL",
             "EXA",
         )

@@ -10,6 +10,39 @@ pub mod prices;
 pub mod topology;
 
 use crate::store::StoreError;
+use crate::store::parties::Party;
+
+/// Who writes: the operator (the topology file loaded at start-up, `EVFLEX_TOPOLOGY`; the
+/// simulator's operator) or a registered CPO, which may act only under the party codes it
+/// registered. Every write of CPO-owned data takes one, so the check has one place.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// The service's operator: any codes.
+    Operator,
+    /// A CPO: only its own codes.
+    Cpo(&'a Party),
+}
+
+impl Actor<'_> {
+    /// Whether this actor may read or write objects under `country_code*party_id`.
+    pub fn may_use(&self, country_code: &str, party_id: &str) -> bool {
+        match self {
+            Self::Operator => true,
+            Self::Cpo(party) => party.owns_codes(country_code, party_id),
+        }
+    }
+
+    /// [`IngestError::Forbidden`] unless [`Self::may_use`]; `field` names where the codes were.
+    pub fn check(&self, field: &str, country_code: &str, party_id: &str) -> IngestResult<()> {
+        if self.may_use(country_code, party_id) {
+            Ok(())
+        } else {
+            Err(IngestError::Forbidden(format!(
+                "{field}: {country_code}*{party_id} is not one of the roles this token registered"
+            )))
+        }
+    }
+}
 
 /// Errors of the ingestion layer.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +50,9 @@ pub enum IngestError {
     /// The body is malformed; the message names the field.
     #[error("{0}")]
     Invalid(String),
+    /// The caller named party codes that are not its own.
+    #[error("{0}")]
+    Forbidden(String),
     /// The location a child object belongs to is unknown.
     #[error("{0}")]
     UnknownLocation(String),

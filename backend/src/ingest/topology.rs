@@ -2,7 +2,16 @@
 //! capacity changes (e.g. a grid operator's cut), other load, PV inverters and batteries.
 //!
 //! The same JSON serves the API (`PUT /api/v1/groups/{id}` takes one [`GroupSpec`]) and the
-//! demo's topology file (`evflex serve --topology site.json`, a [`Topology`]):
+//! demo's topology file (`evflex serve --topology site.json`, a [`Topology`]).
+//!
+//! **Ownership.** A group belongs to the party whose codes it carries (`country_code`,
+//! `party_id`), and its members are that party's EVSEs. A CPO creates, reads and changes only
+//! groups under its own codes ([`Actor`]); another party's group is "unknown" to it. Group ids
+//! are global, because the chain keys groups by them, so an id taken by another party is a
+//! conflict (409). A transformer that feeds several CPOs' charge points is the site
+//! operator's: it is loaded by the operator's topology file, one group per CPO behind it, each
+//! with the share of the connection that CPO contracted (DESIGN.md, tenancy).
+//!
 //!
 //! ```json
 //! {"groups": [{"id": 1, "name": "Garage A", "country_code": "NL", "party_id": "EXA",
@@ -15,7 +24,7 @@
 //! ```
 
 use crate::domain::{PartyKey, parse_rfc3339};
-use crate::ingest::{IngestError, IngestResult, assets};
+use crate::ingest::{Actor, IngestError, IngestResult, assets};
 use crate::store::groups::{
     self, BatterySpec, CapacityChange, GroupRecord, PvInverter, SeriesKind,
 };
@@ -156,13 +165,43 @@ fn validate(spec: &GroupSpec, at: &str) -> IngestResult<(GroupRecord, Vec<Capaci
     ))
 }
 
+/// The stored group `group_id` if `actor` may change it; an unknown group and another party's
+/// group are the same [`IngestError::NotFound`], so a CPO learns nothing of other CPOs' groups.
+pub async fn owned_group(
+    conn: &mut Conn,
+    actor: Actor<'_>,
+    group_id: i64,
+) -> IngestResult<groups::StoredGroup> {
+    groups::get(conn, group_id)
+        .await?
+        .filter(|g| actor.may_use(&g.record.country_code, &g.record.party_id))
+        .ok_or_else(|| IngestError::NotFound(format!("unknown group {group_id}")))
+}
+
 async fn write_group(
     conn: &mut Conn,
+    actor: Actor<'_>,
+    at: &str,
     record: &GroupRecord,
     evses: &[String],
     changes: &[CapacityChange],
     now: i64,
 ) -> IngestResult<()> {
+    actor.check(
+        &format!("{at}country_code"),
+        &record.country_code,
+        &record.party_id,
+    )?;
+    // Group ids are global (they are the chain's too), so an id another party uses is a
+    // conflict, not a group to take over.
+    if let Some(existing) = groups::get(conn, record.id).await?
+        && !actor.may_use(&existing.record.country_code, &existing.record.party_id)
+    {
+        return Err(IngestError::Conflict(format!(
+            "{at}id: group {} belongs to another party; choose another id",
+            record.id
+        )));
+    }
     let old_members = groups::members(conn, record.id).await?;
     groups::upsert(conn, record, now).await?;
     groups::set_members(
@@ -193,17 +232,22 @@ async fn write_group(
 
 /// Creates or replaces one group (members and capacity changes included).
 #[tracing::instrument(skip_all, fields(group_id = spec.id))]
-pub async fn put_group(db: &Db, spec: &GroupSpec, now: i64) -> IngestResult<()> {
+pub async fn put_group(db: &Db, actor: Actor<'_>, spec: &GroupSpec, now: i64) -> IngestResult<()> {
     let (record, changes) = validate(spec, "")?;
     let mut tx = db.begin().await?;
-    write_group(&mut tx, &record, &spec.evses, &changes, now).await?;
+    write_group(&mut tx, actor, "", &record, &spec.evses, &changes, now).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Creates or replaces every group of a topology in one transaction.
 #[tracing::instrument(skip_all, fields(groups = topology.groups.len()))]
-pub async fn put_topology(db: &Db, topology: &Topology, now: i64) -> IngestResult<()> {
+pub async fn put_topology(
+    db: &Db,
+    actor: Actor<'_>,
+    topology: &Topology,
+    now: i64,
+) -> IngestResult<()> {
     let validated = topology
         .groups
         .iter()
@@ -211,8 +255,9 @@ pub async fn put_topology(db: &Db, topology: &Topology, now: i64) -> IngestResul
         .map(|(i, g)| validate(g, &format!("groups[{i}].")))
         .collect::<IngestResult<Vec<_>>>()?;
     let mut tx = db.begin().await?;
-    for ((record, changes), spec) in validated.iter().zip(&topology.groups) {
-        write_group(&mut tx, record, &spec.evses, changes, now).await?;
+    for (i, ((record, changes), spec)) in validated.iter().zip(&topology.groups).enumerate() {
+        let at = format!("groups[{i}].");
+        write_group(&mut tx, actor, &at, record, &spec.evses, changes, now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -229,11 +274,18 @@ pub fn read_file(path: &std::path::Path) -> Result<Topology, String> {
 
 /// Changes a group's capacity now (e.g. a grid operator's cut); the next tick respects it.
 #[tracing::instrument(skip_all, fields(group_id))]
-pub async fn set_capacity(db: &Db, group_id: i64, capacity_w: i64, now: i64) -> IngestResult<()> {
+pub async fn set_capacity(
+    db: &Db,
+    actor: Actor<'_>,
+    group_id: i64,
+    capacity_w: i64,
+    now: i64,
+) -> IngestResult<()> {
     if capacity_w <= 0 {
         return Err(invalid("capacity_w: must be positive".to_owned()));
     }
     let mut tx = db.begin().await?;
+    owned_group(&mut tx, actor, group_id).await?;
     if !groups::set_capacity(&mut tx, group_id, capacity_w, now).await? {
         return Err(IngestError::NotFound(format!("unknown group {group_id}")));
     }
@@ -245,15 +297,14 @@ pub async fn set_capacity(db: &Db, group_id: i64, capacity_w: i64, now: i64) -> 
 /// Adds a scheduled capacity change to a group.
 pub async fn add_capacity_change(
     db: &Db,
+    actor: Actor<'_>,
     group_id: i64,
     spec: &CapacityChangeSpec,
     now: i64,
 ) -> IngestResult<()> {
     let change = capacity_change(spec, "")?;
     let mut tx = db.begin().await?;
-    if groups::get(&mut tx, group_id).await?.is_none() {
-        return Err(IngestError::NotFound(format!("unknown group {group_id}")));
-    }
+    owned_group(&mut tx, actor, group_id).await?;
     groups::add_capacity_change(&mut tx, group_id, &change, now).await?;
     tx.commit().await?;
     Ok(())
@@ -278,7 +329,12 @@ fn default_step() -> i64 {
 }
 
 /// Stores a per-step forecast for a group.
-pub async fn put_forecast(db: &Db, group_id: i64, spec: &ForecastSpec) -> IngestResult<()> {
+pub async fn put_forecast(
+    db: &Db,
+    actor: Actor<'_>,
+    group_id: i64,
+    spec: &ForecastSpec,
+) -> IngestResult<()> {
     let start = parse_rfc3339(&spec.start)
         .ok_or_else(|| invalid(format!("start: invalid DateTime {:?}", spec.start)))?;
     if spec.step_s <= 0 {
@@ -288,9 +344,7 @@ pub async fn put_forecast(db: &Db, group_id: i64, spec: &ForecastSpec) -> Ingest
         return Err(invalid(format!("values_w[{i}]: must not be negative")));
     }
     let mut tx = db.begin().await?;
-    if groups::get(&mut tx, group_id).await?.is_none() {
-        return Err(IngestError::NotFound(format!("unknown group {group_id}")));
-    }
+    owned_group(&mut tx, actor, group_id).await?;
     groups::put_series(
         &mut tx,
         group_id,

@@ -1,6 +1,8 @@
-//! OCPI parties (CPOs) and the tokens they present to evflex. Owns `ocpi_parties`, `ocpi_tokens`.
+//! OCPI parties (CPOs), the tokens they present to evflex and the party codes each holds. Owns
+//! `ocpi_parties`, `ocpi_tokens`, `party_codes`.
 
 use super::{Conn, StoreResult, from_json, to_json, token_hash};
+use crate::domain::PartyKey;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
@@ -103,6 +105,14 @@ pub struct Party {
 }
 
 impl Party {
+    /// Whether the party registered a role with this country code and party id: the only codes
+    /// it may read or write objects under.
+    pub fn owns_codes(&self, country_code: &str, party_id: &str) -> bool {
+        role_codes(&self.roles).iter().any(|(cc, pid)| {
+            cc.eq_ignore_ascii_case(country_code) && pid.eq_ignore_ascii_case(party_id)
+        })
+    }
+
     /// The URL of one of the party's modules in a given role (`chargingprofiles`, `RECEIVER`).
     pub fn endpoint(&self, identifier: &str, role: &str) -> Option<&str> {
         self.endpoints
@@ -271,6 +281,10 @@ pub async fn unregister_party(conn: &mut Conn, id: i64, now: i64) -> StoreResult
         .await?;
     sqlx::query("UPDATE ocpi_tokens SET revoked = 1 WHERE party_row = $1")
         .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM party_codes WHERE party_row = $1")
+        .bind(id)
         .execute(conn)
         .await?;
     Ok(())
@@ -300,13 +314,46 @@ pub async fn issue_credentials_token(
     Ok(())
 }
 
-/// Revokes one token (a used registration token).
-pub async fn revoke_token(conn: &mut Conn, token: &str) -> StoreResult<()> {
-    sqlx::query("UPDATE ocpi_tokens SET revoked = 1 WHERE token_hash = $1")
-        .bind(token_hash(token))
-        .execute(conn)
+/// Uses up a registration token (token A): `true` for the one caller that revoked it, `false`
+/// when it was already used or never issued. One conditional update, so of two concurrent
+/// handshakes with the same token A only one can go on.
+pub async fn consume_registration_token(conn: &mut Conn, token: &str) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE ocpi_tokens SET revoked = 1 \
+         WHERE token_hash = $1 AND kind = 'registration' AND revoked = 0",
+    )
+    .bind(token_hash(token))
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Makes `codes` the party codes of `party_row`, replacing those it held. Returns the first
+/// code another party holds (then nothing is claimed past it: the caller rolls back).
+pub async fn claim_codes(
+    conn: &mut Conn,
+    party_row: i64,
+    codes: &[PartyKey],
+) -> StoreResult<Option<PartyKey>> {
+    sqlx::query("DELETE FROM party_codes WHERE party_row = $1")
+        .bind(party_row)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    for code in codes {
+        let r = sqlx::query(
+            "INSERT INTO party_codes (country_code, party_id, party_row) VALUES ($1, $2, $3) \
+             ON CONFLICT (country_code, party_id) DO NOTHING",
+        )
+        .bind(&code.country_code)
+        .bind(&code.party_id)
+        .bind(party_row)
+        .execute(&mut *conn)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(Some(code.clone()));
+        }
+    }
+    Ok(None)
 }
 
 const PARTY_COLUMNS: &str = "id, country_code, party_id, name, roles, versions_url, token_b, \

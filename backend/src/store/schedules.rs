@@ -371,13 +371,23 @@ pub async fn record_attempt(
     Ok(())
 }
 
-/// Stores the CPO's asynchronous result; `false` when the set-point is unknown.
-pub async fn record_result(conn: &mut Conn, id: i64, result: &str, now: i64) -> StoreResult<bool> {
-    let r = sqlx::query("UPDATE setpoints SET result = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(result)
-        .bind(now)
-        .execute(conn)
-        .await?;
+/// Stores the CPO's asynchronous result for its own set-point `id` (sent to `owner_party`);
+/// `false` when there is no such set-point of that party.
+pub async fn record_result(
+    conn: &mut Conn,
+    id: i64,
+    owner_party: i64,
+    result: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE setpoints SET result = $3, updated_at = $4 WHERE id = $1 AND owner_party = $2",
+    )
+    .bind(id)
+    .bind(owner_party)
+    .bind(result)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(r.rows_affected() > 0)
 }

@@ -575,12 +575,18 @@ pub async fn insert_cdr(conn: &mut Conn, rec: &CdrRecord, now: i64) -> StoreResu
 }
 
 /// A CDR's body by its OCPI id (any party).
-pub async fn get_cdr_body(conn: &mut Conn, cdr_id: &str) -> StoreResult<Option<serde_json::Value>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT body FROM cdrs WHERE cdr_id = $1 ORDER BY id LIMIT 1")
-            .bind(cdr_id)
-            .fetch_optional(conn)
-            .await?;
+pub async fn get_cdr_body(
+    conn: &mut Conn,
+    owner_party: i64,
+    cdr_id: &str,
+) -> StoreResult<Option<serde_json::Value>> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT body FROM cdrs WHERE cdr_id = $1 AND owner_party = $2 ORDER BY id LIMIT 1",
+    )
+    .bind(cdr_id)
+    .bind(owner_party)
+    .fetch_optional(conn)
+    .await?;
     row.map(|(b,)| from_json(&b, "cdrs.body")).transpose()
 }
 

@@ -328,6 +328,25 @@ impl TestApp {
         token
     }
 
+    /// Another party's credentials handshake (POST) with its own token A (added here), token B
+    /// and `roles` as `(country_code, party_id)`; returns the status and the OCPI response.
+    pub async fn register_party(
+        &self,
+        cpo: &MockCpo,
+        token_a: &str,
+        token_b: &str,
+        roles: &[(&str, &str)],
+    ) -> (u16, Value) {
+        self.add_registration_token(token_a).await;
+        self.send(
+            reqwest::Method::POST,
+            "/ocpi/2.2.1/credentials",
+            Some(&token_header(token_a)),
+            Some(&credentials(cpo, token_b, roles)),
+        )
+        .await
+    }
+
     /// Registers a user; returns (id, bearer token).
     pub async fn new_user(
         &self,
@@ -437,6 +456,19 @@ impl TestApp {
             .await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// A credentials object for `cpo` with `token_b` and one CPO role per `(country_code,
+/// party_id)`.
+pub fn credentials(cpo: &MockCpo, token_b: &str, roles: &[(&str, &str)]) -> Value {
+    let roles: Vec<Value> = roles
+        .iter()
+        .map(|(cc, pid)| {
+            json!({"role": "CPO", "country_code": cc, "party_id": pid,
+                   "business_details": {"name": format!("CPO {cc}*{pid}")}})
+        })
+        .collect();
+    json!({"token": token_b, "url": format!("{}/ocpi/versions", cpo.address), "roles": roles})
 }
 
 /// Clock helper.

@@ -10,6 +10,7 @@ mod meter_values;
 mod requests;
 mod sessions;
 mod sim;
+mod tenancy;
 mod tick;
 mod topology;
 mod wallet;

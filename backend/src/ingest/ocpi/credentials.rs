@@ -138,10 +138,15 @@ pub async fn register(
         .roles
         .first()
         .ok_or_else(|| IngestError::Invalid("roles: at least one role is required".to_owned()))?;
-    for (i, role) in creds.roles.iter().enumerate() {
-        PartyKey::parse(&role.country_code, &role.party_id)
-            .map_err(|e| IngestError::Invalid(format!("roles[{i}]: {e}")))?;
-    }
+    let codes = creds
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, role)| {
+            PartyKey::parse(&role.country_code, &role.party_id)
+                .map_err(|e| IngestError::Invalid(format!("roles[{i}]: {e}")))
+        })
+        .collect::<IngestResult<Vec<_>>>()?;
     if creds.token.is_empty() {
         return Err(IngestError::Invalid("token: must not be empty".to_owned()));
     }
@@ -162,9 +167,12 @@ pub async fn register(
     let mut tx = db.begin().await?;
     let party_row = match (caller, update) {
         (Caller::Registering, false) => {
-            let id = parties::insert_party(&mut tx, &registration, now).await?;
-            parties::revoke_token(&mut tx, presented_token).await?;
-            id
+            if !parties::consume_registration_token(&mut tx, presented_token).await? {
+                return Err(IngestError::Conflict(
+                    "token: this registration token has been used already".to_owned(),
+                ));
+            }
+            parties::insert_party(&mut tx, &registration, now).await?
         }
         (Caller::Registered(id), true) => {
             parties::update_party(&mut tx, id, &registration, now).await?;
@@ -181,6 +189,11 @@ pub async fn register(
             ));
         }
     };
+    if let Some(taken) = parties::claim_codes(&mut tx, party_row, &codes).await? {
+        return Err(IngestError::Invalid(format!(
+            "roles: {taken} is registered by another party; a party's codes are its own"
+        )));
+    }
     parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
     tx.commit().await?;
     Ok(me.credentials(token_c))

@@ -646,10 +646,10 @@ pub async fn post_cdr(
     Ok((cdr.country_code, cdr.party_id, cdr.id))
 }
 
-/// `GET /cdrs/{id}`: a stored CDR as received.
-pub async fn get_cdr(db: &Db, cdr_id: &str) -> IngestResult<Value> {
+/// `GET /cdrs/{id}`: a CDR `owner_party` sent, as received (another party's is unknown).
+pub async fn get_cdr(db: &Db, owner_party: i64, cdr_id: &str) -> IngestResult<Value> {
     let mut conn = db.conn().await?;
-    sessions::get_cdr_body(&mut conn, cdr_id)
+    sessions::get_cdr_body(&mut conn, owner_party, cdr_id)
         .await?
         .ok_or_else(|| IngestError::NotFound(format!("unknown CDR {cdr_id}")))
 }
