@@ -65,7 +65,7 @@ pub struct AppState {
     /// The clock timestamps use (the engine's clock).
     pub clock: Arc<dyn Clock>,
     /// HTTP client for calls to CPOs (the engine's client).
-    pub http: reqwest::Client,
+    pub http: crate::outbound::Outbound,
     /// Public base URL, no trailing slash (the engine's).
     pub public_url: Arc<str>,
     /// How evflex presents itself in OCPI.
@@ -155,9 +155,7 @@ impl Application {
                 .map_err(|e: StoreError| anyhow::anyhow!("loading prices: {e}"))?;
             tracing::info!(prices = n, path = %path.display(), "prices loaded");
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
+        let http = crate::outbound::Outbound::new(config.allow_private_urls)
             .context("building the HTTP client")?;
         let identity = Identity {
             versions_url: format!("{public_url}/ocpi/versions"),

@@ -99,6 +99,16 @@ pub struct ServeConfig {
     /// `--tick manual`. For simulators and the end-to-end suite.
     #[arg(long, env = "EVFLEX_SIM_CLOCK", value_name = "UNIX_S")]
     pub sim_clock: Option<i64>,
+    /// Let evflex call private, loopback and link-local addresses (a CPO's versions URL and
+    /// endpoints); by default only public addresses are called (`outbound`). For the demo, the
+    /// tests and a CPO on the same private network.
+    #[arg(
+        long,
+        env = "EVFLEX_ALLOW_PRIVATE_URLS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_urls: bool,
     /// Bearer token of the operator routes (required with `--sim-clock`).
     #[arg(long, env = "EVFLEX_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<Secret>,
@@ -111,8 +121,9 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults with the given database URL, listening on a free loopback port, manual ticks
-    /// (what tests and the demo start from).
+    /// Defaults with the given database URL, listening on a free loopback port, manual ticks,
+    /// private URLs allowed (the simulated CPO is on loopback): what tests and the demo start
+    /// from.
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
@@ -127,6 +138,7 @@ impl ServeConfig {
             topology: None,
             prices_csv: None,
             sim_clock: None,
+            allow_private_urls: true,
             operator_token: None,
             engine: EngineConfig::default(),
             chain: crate::chain::ChainConfig::disabled(),

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod engine;
 pub mod events;
 pub mod ingest;
+pub mod outbound;
 pub mod store;
 pub mod telemetry;
 pub mod wallet;

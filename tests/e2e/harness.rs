@@ -133,6 +133,8 @@ impl Server {
         let child = Command::new(evflex_bin())
             .args(["serve", "--sim-clock", &now.to_string(), "--tick", "manual"])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            // The simulated CPO listens on loopback.
+            .arg("--allow-private-urls")
             .args(["--database-url", &self.db_url])
             .args(["--rpc-url", &self.rpc_url])
             .arg("--deployment")

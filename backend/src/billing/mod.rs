@@ -95,6 +95,14 @@ pub fn flexibility_reward_wh(opted_in: bool, shifted_wh: i64, energy_wh: i64) ->
     }
 }
 
+/// `wh` at `price` micro-EUR per kWh, in micro-EUR: the product in `i128`, so it cannot wrap.
+/// Ingestion bounds energy and prices (`domain::bounds`) so that the result always fits; the
+/// clamp only makes that a saturation rather than a wrap if it ever did not.
+fn per_kwh(wh: i64, price_micro_eur_per_kwh: i64) -> i64 {
+    let micro = i128::from(wh) * i128::from(price_micro_eur_per_kwh) / 1_000;
+    micro.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
 /// Computes a session's bill (the rules are in the module docs).
 pub fn bill_for_session(i: &BillInputs) -> BillFigures {
     let energy_wh = i.cdr_energy_wh.max(0);
@@ -112,13 +120,13 @@ pub fn bill_for_session(i: &BillInputs) -> BillFigures {
     };
     let flexibility_wh = flexibility_reward_wh(i.opted_in, i.shifted_wh, energy_wh);
     let price = i.price_micro_eur_per_kwh.max(0);
-    let cost_micro_eur = (energy_wh - credit_wh) * price / 1_000;
+    let cost_micro_eur = per_kwh(energy_wh - credit_wh, price);
     let value = if i.opted_in {
         i.shifted_value_micro_eur.max(0)
     } else {
         0
     };
-    let uncontrolled_cost_micro_eur = energy_wh * price / 1_000 + value;
+    let uncontrolled_cost_micro_eur = per_kwh(energy_wh, price).saturating_add(value);
     BillFigures {
         energy_wh,
         energy_discrepancy_wh,
@@ -128,7 +136,7 @@ pub fn bill_for_session(i: &BillInputs) -> BillFigures {
         flexibility_wh,
         cost_micro_eur,
         uncontrolled_cost_micro_eur,
-        saving_micro_eur: uncontrolled_cost_micro_eur - cost_micro_eur,
+        saving_micro_eur: uncontrolled_cost_micro_eur.saturating_sub(cost_micro_eur),
     }
 }
 
@@ -304,6 +312,23 @@ mod tests {
         assert!(!f.discrepancy_significant);
         assert_eq!(f.uncontrolled_cost_micro_eur, 6_120_000);
         assert_eq!(f.saving_micro_eur, 120_000);
+    }
+
+    #[test]
+    fn the_largest_bill_ingestion_accepts_is_exact() {
+        // 10 MWh at 1 000 EUR/kWh: 10^13 micro-EUR, computed in i128 without wrapping (the
+        // i64 product of Wh and micro-EUR/kWh would be 10^16, still fine; 10^12 kWh was not).
+        let f = bill_for_session(&BillInputs {
+            cdr_energy_wh: *crate::domain::bounds::SESSION_ENERGY_WH.end(),
+            price_micro_eur_per_kwh: 1_000_000_000,
+            ..inputs()
+        });
+        assert_eq!(f.cost_micro_eur, 10_000_000_000_000);
+        assert_eq!(
+            per_kwh(i64::MAX, i64::MAX),
+            i64::MAX,
+            "saturates, never wraps"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! handles a bare number whose unit it would have to guess. Integers everywhere; floats only at
 //! the parse boundary (OCPI sends kWh as decimals) and inside the optimiser.
 
+pub mod bounds;
 mod clock;
 mod ids;
 mod time;

@@ -62,7 +62,7 @@ pub struct Engine {
     /// Live change notifications for the pages; the tick publishes a `tick` event.
     pub events: Events,
     /// HTTP client for set-points sent to CPOs.
-    pub http: reqwest::Client,
+    pub http: crate::outbound::Outbound,
     /// Public base URL (no trailing slash): set-points name their `response_url` under it.
     pub public_url: Arc<str>,
     /// Bounds parallel solves (ticks and admission) to the cores.
@@ -82,7 +82,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
         chain: Option<Arc<ChainContext>>,
-        http: reqwest::Client,
+        http: crate::outbound::Outbound,
         public_url: Arc<str>,
     ) -> Self {
         Self {

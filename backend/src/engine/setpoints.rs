@@ -9,6 +9,7 @@
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
+use crate::outbound::Outbound;
 use crate::store::parties::{self, Party};
 use crate::store::schedules::{self, StoredSetpoint};
 use serde::Serialize;
@@ -32,38 +33,29 @@ enum Attempt {
     Fatal(String),
 }
 
-async fn put_profile(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &serde_json::Value,
-) -> Attempt {
-    let response = match http
-        .put(url)
-        .header("Authorization", authorization(token))
-        .timeout(Duration::from_secs(10))
-        .json(body)
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return Attempt::Retry(format!("PUT {url}: {e}")),
+async fn put_profile(http: &Outbound, url: &str, token: &str, body: &serde_json::Value) -> Attempt {
+    let what = format!("PUT {url}");
+    let request = match http.request(reqwest::Method::PUT, url) {
+        Ok(r) => r.header("Authorization", authorization(token)).json(body),
+        Err(e) => return Attempt::Fatal(e.to_string()),
     };
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    let (status, text) = match http.send(&what, request).await {
+        Ok((status, bytes)) => (status, String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) => return Attempt::Retry(e.to_string()),
+    };
     if status.is_success() {
         let ocpi_status = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("status_code").and_then(serde_json::Value::as_i64));
         match ocpi_status {
             Some(1000..=1999) => Attempt::Sent(text),
-            Some(code) => Attempt::Fatal(format!("PUT {url}: OCPI status {code}")),
-            None => Attempt::Fatal(format!("PUT {url}: not an OCPI response")),
+            Some(code) => Attempt::Fatal(format!("{what}: OCPI status {code}")),
+            None => Attempt::Fatal(format!("{what}: not an OCPI response")),
         }
     } else if status.is_server_error() || status.as_u16() == 429 {
-        Attempt::Retry(format!("PUT {url}: HTTP {status}"))
+        Attempt::Retry(format!("{what}: HTTP {status}"))
     } else {
-        Attempt::Fatal(format!("PUT {url}: HTTP {status}"))
+        Attempt::Fatal(format!("{what}: HTTP {status}"))
     }
 }
 

@@ -14,7 +14,7 @@
 //! `measurand` is the energy register (OCPP's default); other measurands are accepted and
 //! ignored. Units: `Wh`/`kWh`, `W`/`kW`, `Percent`.
 
-use crate::domain::parse_rfc3339;
+use crate::domain::{bounds, parse_rfc3339};
 use crate::ingest::ocpi::model::parse;
 use crate::ingest::{Actor, IngestError, IngestResult};
 use crate::store::Db;
@@ -82,11 +82,11 @@ pub fn readings(
             evse.country_code.as_deref().unwrap_or(default_cc),
             evse.party_id.as_deref().unwrap_or(default_pid),
         )?;
-        if evse.evse_uid.is_empty() {
-            return Err(IngestError::Invalid(format!(
-                "{}: must not be empty",
-                at("evse_uid")
-            )));
+        bounds::id(&at("evse_uid"), &evse.evse_uid, bounds::ID_MAX_LEN)
+            .map_err(IngestError::Invalid)?;
+        if let Some(session) = &evse.session_id {
+            bounds::id(&at("session_id"), session, bounds::ID_MAX_LEN)
+                .map_err(IngestError::Invalid)?;
         }
         for (j, mv) in evse.meter_value.iter().enumerate() {
             let ts = parse_rfc3339(&mv.timestamp).ok_or_else(|| {
@@ -96,6 +96,8 @@ pub fn readings(
                     mv.timestamp
                 ))
             })?;
+            bounds::instant(&at(&format!("meterValue[{j}].timestamp")), ts)
+                .map_err(IngestError::Invalid)?;
             let mut reading = MeterReading {
                 country_code: evse
                     .country_code
@@ -124,7 +126,10 @@ pub fn readings(
                         IngestError::Invalid(format!("{field}.value: not a decimal number"))
                     })?;
                 let unit = sv.unit.as_deref();
-                let scaled = |factor: f64| (value * factor).round() as i64;
+                let bounded = |factor: f64, range, unit: &str| {
+                    bounds::scaled_within(&format!("{field}.value"), value, factor, range, unit)
+                        .map_err(IngestError::Invalid)
+                };
                 match sv
                     .measurand
                     .as_deref()
@@ -132,15 +137,15 @@ pub fn readings(
                 {
                     "Energy.Active.Import.Register" => {
                         reading.energy_wh = Some(match unit {
-                            None | Some("Wh") => scaled(1.0),
-                            Some("kWh") => scaled(1_000.0),
+                            None | Some("Wh") => bounded(1.0, &bounds::METER_REGISTER_WH, "Wh")?,
+                            Some("kWh") => bounded(1_000.0, &bounds::METER_REGISTER_WH, "kWh")?,
                             Some(u) => return Err(bad_unit(&field, u)),
                         })
                     }
                     "Power.Active.Import" => {
                         reading.power_w = Some(match unit {
-                            None | Some("W") => scaled(1.0),
-                            Some("kW") => scaled(1_000.0),
+                            None | Some("W") => bounded(1.0, &bounds::POWER_W, "W")?,
+                            Some("kW") => bounded(1_000.0, &bounds::POWER_W, "kW")?,
                             Some(u) => return Err(bad_unit(&field, u)),
                         })
                     }
@@ -150,7 +155,7 @@ pub fn readings(
                                 "{field}.value: SoC must be within 0..100 %"
                             )));
                         }
-                        reading.soc_permille = Some(scaled(10.0));
+                        reading.soc_permille = Some((value * 10.0).round() as i64);
                     }
                     _ => {}
                 }

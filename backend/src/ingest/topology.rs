@@ -23,7 +23,10 @@
 //!                         "capacity_w": 20000, "reason": "DSO congestion"}]}]}
 //! ```
 
-use crate::domain::{PartyKey, parse_rfc3339};
+use crate::domain::{PartyKey, bounds, parse_rfc3339};
+
+/// Most values in one forecast series: a week of one-minute steps.
+const MAX_SERIES_VALUES: usize = 7 * 24 * 60;
 use crate::ingest::{Actor, IngestError, IngestResult, assets};
 use crate::store::groups::{
     self, BatterySpec, CapacityChange, GroupRecord, PvInverter, SeriesKind,
@@ -86,6 +89,10 @@ fn invalid(msg: String) -> IngestError {
     IngestError::Invalid(msg)
 }
 
+fn bounded<T>(checked: Result<T, String>) -> IngestResult<T> {
+    checked.map_err(IngestError::Invalid)
+}
+
 /// Validates a capacity change.
 pub fn capacity_change(spec: &CapacityChangeSpec, at: &str) -> IngestResult<CapacityChange> {
     let start_ts = parse_rfc3339(&spec.start)
@@ -100,9 +107,16 @@ pub fn capacity_change(spec: &CapacityChangeSpec, at: &str) -> IngestResult<Capa
     if end_ts.is_some_and(|e| e <= start_ts) {
         return Err(invalid(format!("{at}end: must be after start")));
     }
-    if spec.capacity_w < 0 {
-        return Err(invalid(format!("{at}capacity_w: must not be negative")));
+    bounded(bounds::instant(&format!("{at}start"), start_ts))?;
+    if let Some(end) = end_ts {
+        bounded(bounds::instant(&format!("{at}end"), end))?;
     }
+    bounded(bounds::within(
+        &format!("{at}capacity_w"),
+        spec.capacity_w,
+        &bounds::GROUP_POWER_W,
+        "W",
+    ))?;
     Ok(CapacityChange {
         start_ts,
         end_ts,
@@ -118,19 +132,28 @@ fn validate(spec: &GroupSpec, at: &str) -> IngestResult<(GroupRecord, Vec<Capaci
     if spec.capacity_w <= 0 {
         return Err(invalid(format!("{at}capacity_w: must be positive")));
     }
-    if spec.other_load_w < 0 {
-        return Err(invalid(format!("{at}other_load_w: must not be negative")));
+    for (field, value) in [
+        ("capacity_w", spec.capacity_w),
+        ("other_load_w", spec.other_load_w),
+    ] {
+        bounded(bounds::within(
+            &format!("{at}{field}"),
+            value,
+            &bounds::GROUP_POWER_W,
+            "W",
+        ))?;
     }
     for (i, uid) in spec.evses.iter().enumerate() {
         crate::domain::EvseUid::parse(uid.clone())
             .map_err(|e| invalid(format!("{at}evses[{i}]: {e}")))?;
     }
     for (i, pv) in spec.pv_inverters.iter().enumerate() {
-        if pv.peak_w < 0 {
-            return Err(invalid(format!(
-                "{at}pv_inverters[{i}].peak_w: must not be negative"
-            )));
-        }
+        bounded(bounds::within(
+            &format!("{at}pv_inverters[{i}].peak_w"),
+            pv.peak_w,
+            &bounds::GROUP_POWER_W,
+            "W",
+        ))?;
     }
     for (i, b) in spec.batteries.iter().enumerate() {
         if b.capacity_wh <= 0 || b.energy_wh < 0 || b.energy_wh > b.capacity_wh {
@@ -142,6 +165,24 @@ fn validate(spec: &GroupSpec, at: &str) -> IngestResult<(GroupRecord, Vec<Capaci
             return Err(invalid(format!(
                 "{at}batteries[{i}]: powers >= 0, efficiency <= 1000"
             )));
+        }
+        let battery = |field: &str| format!("{at}batteries[{i}].{field}");
+        bounded(bounds::within(
+            &battery("capacity_wh"),
+            b.capacity_wh,
+            &bounds::BATTERY_ENERGY_WH,
+            "Wh",
+        ))?;
+        for (field, w) in [
+            ("max_charge_w", b.max_charge_w),
+            ("max_discharge_w", b.max_discharge_w),
+        ] {
+            bounded(bounds::within(
+                &battery(field),
+                w,
+                &bounds::GROUP_POWER_W,
+                "W",
+            ))?;
         }
     }
     let changes = spec
@@ -284,6 +325,12 @@ pub async fn set_capacity(
     if capacity_w <= 0 {
         return Err(invalid("capacity_w: must be positive".to_owned()));
     }
+    bounded(bounds::within(
+        "capacity_w",
+        capacity_w,
+        &bounds::GROUP_POWER_W,
+        "W",
+    ))?;
     let mut tx = db.begin().await?;
     owned_group(&mut tx, actor, group_id).await?;
     if !groups::set_capacity(&mut tx, group_id, capacity_w, now).await? {
@@ -337,11 +384,26 @@ pub async fn put_forecast(
 ) -> IngestResult<()> {
     let start = parse_rfc3339(&spec.start)
         .ok_or_else(|| invalid(format!("start: invalid DateTime {:?}", spec.start)))?;
-    if spec.step_s <= 0 {
-        return Err(invalid("step_s: must be positive".to_owned()));
+    bounded(bounds::instant("start", start))?;
+    bounded(bounds::within(
+        "step_s",
+        spec.step_s,
+        &bounds::SERIES_STEP_S,
+        "s",
+    ))?;
+    if spec.values_w.len() > MAX_SERIES_VALUES {
+        return Err(invalid(format!(
+            "values_w: {} values, at most {MAX_SERIES_VALUES} (a week of minutes)",
+            spec.values_w.len()
+        )));
     }
-    if let Some(i) = spec.values_w.iter().position(|v| *v < 0) {
-        return Err(invalid(format!("values_w[{i}]: must not be negative")));
+    for (i, v) in spec.values_w.iter().enumerate() {
+        bounded(bounds::within(
+            &format!("values_w[{i}]"),
+            *v,
+            &bounds::GROUP_POWER_W,
+            "W",
+        ))?;
     }
     let mut tx = db.begin().await?;
     owned_group(&mut tx, actor, group_id).await?;

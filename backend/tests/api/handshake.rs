@@ -1,4 +1,6 @@
-use crate::helpers::{Backend, example, spawn_app, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{
+    Backend, example, spawn_app, spawn_app_on, spawn_app_with, spawn_cpo, token_header,
+};
 use evflex::ingest::ocpi::model::{Credentials, Version, VersionDetails, parse};
 use reqwest::Method;
 use serde_json::json;
@@ -189,5 +191,82 @@ async fn handshake_fails_with_3001_when_the_cpo_cannot_be_reached() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["status_code"], 3001);
+    assert_eq!(app.count("ocpi_parties").await, 0);
+}
+
+/// POSTs credentials pointing at `url` with token A; returns status and body.
+async fn register_at(app: &crate::helpers::TestApp, url: &str) -> (u16, serde_json::Value) {
+    app.add_registration_token("token-a").await;
+    let mut creds = example("credentials_example.json");
+    creds["url"] = json!(url);
+    app.send(
+        Method::POST,
+        "/ocpi/2.2.1/credentials",
+        Some(&token_header("token-a")),
+        Some(&creds),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn discovery_calls_only_public_addresses_unless_allowed() {
+    let app = spawn_app_with(Backend::Sqlite, |c| c.allow_private_urls = false).await;
+    let cpo = spawn_cpo().await;
+    for url in [
+        format!("{}/ocpi/versions", cpo.address),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://[::1]:8080/ocpi/versions".to_owned(),
+    ] {
+        let (status, body) = register_at(&app, &url).await;
+        assert_eq!(
+            (status, body["status_code"].as_i64()),
+            (400, Some(3001)),
+            "{url}: {body}"
+        );
+        let message = body["status_message"].as_str().unwrap();
+        assert!(message.contains("not a public address"), "{message}");
+    }
+    // A name is checked after resolution: `localhost` resolves only to loopback.
+    let (status, body) = register_at(&app, "http://localhost:9/ocpi/versions").await;
+    assert_eq!(
+        (status, body["status_code"].as_i64()),
+        (400, Some(3001)),
+        "{body}"
+    );
+    assert_eq!(app.count("ocpi_parties").await, 0);
+    assert!(
+        cpo.log.lock().unwrap().auth.is_empty(),
+        "the CPO was never called"
+    );
+}
+
+#[tokio::test]
+async fn discovery_errors_do_not_tell_which_ports_are_open_and_bodies_are_capped() {
+    let app = spawn_app_on(Backend::Sqlite).await;
+    // A closed port: the answer says the server could not be reached, not "connection refused".
+    let (status, body) = register_at(&app, "http://127.0.0.1:9/ocpi/versions").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["status_message"].as_str().unwrap();
+    assert!(
+        message.ends_with("the party's server could not be reached"),
+        "{message}"
+    );
+    assert!(!message.to_lowercase().contains("refused"), "{message}");
+    // A 2 MiB versions document is not read past the cap.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let huge = axum::Router::new().route(
+        "/ocpi/versions",
+        axum::routing::get(|| async { "x".repeat(2 << 20) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, huge).await });
+    let (status, body) = register_at(&app, &format!("{address}/ocpi/versions")).await;
+    assert_eq!(
+        (status, body["status_code"].as_i64()),
+        (400, Some(3001)),
+        "{body}"
+    );
+    let message = body["status_message"].as_str().unwrap();
+    assert!(message.contains("larger than 1024 KiB"), "{message}");
     assert_eq!(app.count("ocpi_parties").await, 0);
 }

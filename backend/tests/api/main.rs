@@ -5,6 +5,7 @@ mod chain;
 mod handshake;
 mod health;
 mod helpers;
+mod implausible;
 mod locations;
 mod meter_values;
 mod requests;

@@ -12,6 +12,7 @@ use super::model::{
 };
 use crate::domain::PartyKey;
 use crate::ingest::{IngestError, IngestResult};
+use crate::outbound::Outbound;
 use crate::store::Db;
 use crate::store::parties::{self, PartyEndpoint, PartyRegistration};
 use base64::Engine;
@@ -66,29 +67,27 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
-async fn get_ocpi_data(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, String> {
-    let response = http
-        .get(url)
-        .header("Authorization", authorization(token))
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", response.status()));
+async fn get_ocpi_data(http: &Outbound, url: &str, token: &str) -> Result<Value, String> {
+    let what = format!("GET {url}");
+    let request = http
+        .request(reqwest::Method::GET, url)
+        .map_err(|e| e.to_string())?
+        .header("Authorization", authorization(token));
+    let (status, body) = http.send(&what, request).await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{what}: HTTP {status}"));
     }
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{what}: not JSON: {e}"))?;
     body.get("data")
         .cloned()
-        .ok_or_else(|| format!("GET {url}: no data in the response"))
+        .ok_or_else(|| format!("{what}: no data in the response"))
 }
 
 /// Reads a party's versions and its 2.2.1 endpoints.
 #[tracing::instrument(skip_all, fields(url = versions_url))]
 pub async fn discover(
-    http: &reqwest::Client,
+    http: &Outbound,
     versions_url: &str,
     token_b: &str,
 ) -> Result<(String, Vec<PartyEndpoint>), String> {
@@ -125,7 +124,7 @@ pub enum Caller {
 #[allow(clippy::too_many_arguments)]
 pub async fn register(
     db: &Db,
-    http: &reqwest::Client,
+    http: &Outbound,
     me: &Identity,
     caller: Caller,
     presented_token: &str,

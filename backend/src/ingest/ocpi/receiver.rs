@@ -7,7 +7,8 @@
 //! [`model::SessionPatch`] and applied as one `UPDATE`.
 
 use super::model::{self, Cdr, Connector, Evse, Location, Session, SessionPatch, parse};
-use crate::domain::{MicroEur, WattHours, kwh_to_wh};
+use crate::domain::WattHours;
+use crate::domain::bounds;
 use crate::ingest::{IngestError, IngestResult, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
 use crate::store::sessions::{self, CdrRecord, KeyedPatch, PatchQueue, SessionRecord};
@@ -28,6 +29,64 @@ pub struct Origin {
 
 fn invalid(msg: impl Into<String>) -> IngestError {
     IngestError::Invalid(msg.into())
+}
+
+/// A [`bounds`] check as an ingestion error (400 naming the field).
+fn bounded<T>(checked: Result<T, String>) -> IngestResult<T> {
+    checked.map_err(IngestError::Invalid)
+}
+
+/// A connector's values within what equipment has (V, A, W), and its id an OCPI id.
+fn check_connector(c: &Connector, at: &str) -> IngestResult<()> {
+    bounded(bounds::id(&format!("{at}id"), &c.id, bounds::ID_MAX_LEN))?;
+    for (field, value, range, unit) in [
+        ("max_voltage", c.max_voltage, &bounds::VOLTAGE_V, "V"),
+        ("max_amperage", c.max_amperage, &bounds::CURRENT_A, "A"),
+        (
+            "max_electric_power",
+            c.max_electric_power,
+            &bounds::POWER_W,
+            "W",
+        ),
+    ] {
+        if let Some(v) = value {
+            bounded(bounds::within(&format!("{at}{field}"), v, range, unit))?;
+        }
+    }
+    if let Some(w) = c.rated_power_w() {
+        bounded(bounds::within(
+            &format!("{at}max_voltage × max_amperage"),
+            w,
+            &bounds::POWER_W,
+            "W",
+        ))?;
+    }
+    Ok(())
+}
+
+/// An EVSE's connectors: each within bounds, ids unique within the EVSE.
+fn check_evse(evse: &Evse, at: &str) -> IngestResult<()> {
+    for (i, c) in evse.connectors.iter().enumerate() {
+        check_connector(c, &format!("{at}connectors[{i}]."))?;
+        if evse.connectors[..i].iter().any(|o| o.id == c.id) {
+            return Err(invalid(format!(
+                "{at}connectors[{i}].id: {:?} appears twice in this EVSE",
+                c.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An amount in EUR as micro-EUR within [`bounds::AMOUNT_MICRO_EUR`] (never negative).
+fn amount(field: &str, eur: f64) -> IngestResult<i64> {
+    bounded(bounds::scaled_within(
+        field,
+        eur,
+        1_000_000.0,
+        &bounds::AMOUNT_MICRO_EUR,
+        "EUR",
+    ))
 }
 
 fn object(body: Value, what: &str) -> IngestResult<Map<String, Value>> {
@@ -90,6 +149,7 @@ async fn write_evse(
         Some(Value::Array(list)) => list,
         _ => Vec::new(),
     };
+    check_evse(evse, "")?;
     let connectors: Vec<ConnectorRecord> = evse
         .connectors
         .iter()
@@ -151,6 +211,18 @@ async fn write_location(
     now: i64,
 ) -> IngestResult<()> {
     let raw_evses = raw.remove("evses");
+    bounded(bounds::id("id", &loc.id, bounds::ID_MAX_LEN))?;
+    if let Some(evses) = &loc.evses {
+        for (i, evse) in evses.iter().enumerate() {
+            check_evse(evse, &format!("evses[{i}]."))?;
+            if evses[..i].iter().any(|o| o.uid == evse.uid) {
+                return Err(invalid(format!(
+                    "evses[{i}].uid: {:?} appears twice in this location",
+                    evse.uid.as_str()
+                )));
+            }
+        }
+    }
     locations::upsert_location(
         conn,
         &LocationRecord {
@@ -436,6 +508,25 @@ pub async fn get_location_object(
 }
 
 fn session_record(origin: &Origin, s: &Session, body: Value) -> IngestResult<SessionRecord> {
+    for (field, value) in [
+        ("id", s.id.as_str()),
+        ("location_id", s.location_id.as_str()),
+        ("connector_id", s.connector_id.as_str()),
+        ("cdr_token.uid", s.cdr_token.uid.as_str()),
+    ] {
+        bounded(bounds::id(field, value, bounds::ID_MAX_LEN))?;
+    }
+    bounded(bounds::instant("start_date_time", s.start_date_time.0))?;
+    if let Some(end) = s.end_date_time {
+        bounded(bounds::instant("end_date_time", end.0))?;
+        bounded(bounds::span("end_date_time", s.start_date_time.0, end.0))?;
+    }
+    if let Some(cost) = &s.total_cost {
+        amount("total_cost.excl_vat", cost.excl_vat)?;
+        if let Some(incl) = cost.incl_vat {
+            amount("total_cost.incl_vat", incl)?;
+        }
+    }
     Ok(SessionRecord {
         country_code: origin.country_code.clone(),
         party_id: origin.party_id.clone(),
@@ -460,13 +551,15 @@ fn session_record(origin: &Origin, s: &Session, body: Value) -> IngestResult<Ses
     })
 }
 
+/// Energy of one session or CDR in Wh, within [`bounds::SESSION_ENERGY_WH`].
 fn energy_wh(field: &str, kwh: f64) -> IngestResult<i64> {
-    match kwh_to_wh(kwh) {
-        Some(wh) if wh >= 0 => Ok(wh),
-        _ => Err(invalid(format!(
-            "{field}: must be a non-negative number of kWh"
-        ))),
-    }
+    bounded(bounds::scaled_within(
+        field,
+        kwh,
+        1_000.0,
+        &bounds::SESSION_ENERGY_WH,
+        "kWh",
+    ))
 }
 
 /// `PUT /sessions/{cc}/{party}/{session_id}`: a whole Session. Links it to the user who
@@ -510,6 +603,15 @@ pub async fn patch_session(
     let total_cost = body.get("total_cost").cloned();
     let charging_periods = body.get("charging_periods").cloned();
     let p: SessionPatch = parse(body).map_err(IngestError::Invalid)?;
+    if let Some(end) = p.end_date_time {
+        bounded(bounds::instant("end_date_time", end.0))?;
+    }
+    if let Some(cost) = &p.total_cost {
+        amount("total_cost.excl_vat", cost.excl_vat)?;
+        if let Some(incl) = cost.incl_vat {
+            amount("total_cost.incl_vat", incl)?;
+        }
+    }
     let patch = sessions::SessionPatch {
         status: p.status.map(|s| s.as_str().to_owned()),
         end_ts: p.end_date_time.map(|t| t.0),
@@ -581,11 +683,31 @@ pub async fn post_cdr(
 ) -> IngestResult<(String, String, String)> {
     let cdr: Cdr = parse(body.clone()).map_err(IngestError::Invalid)?;
     object(body.clone(), "CDR")?;
-    let cost = |field: &str, eur: f64| {
-        MicroEur::from_eur(eur)
-            .map(|m| m.0)
-            .ok_or_else(|| invalid(format!("{field}: not a finite amount")))
-    };
+    for (field, value) in [
+        ("id", cdr.id.as_str()),
+        ("cdr_location.evse_uid", cdr.cdr_location.evse_uid.as_str()),
+        ("cdr_token.uid", cdr.cdr_token.uid.as_str()),
+    ]
+    .into_iter()
+    .chain(cdr.session_id.as_deref().map(|s| ("session_id", s)))
+    {
+        bounded(bounds::id(field, value, bounds::ID_MAX_LEN))?;
+    }
+    bounded(bounds::instant("start_date_time", cdr.start_date_time.0))?;
+    bounded(bounds::instant("end_date_time", cdr.end_date_time.0))?;
+    bounded(bounds::span(
+        "end_date_time",
+        cdr.start_date_time.0,
+        cdr.end_date_time.0,
+    ))?;
+    bounded(bounds::scaled_within(
+        "total_time",
+        cdr.total_time,
+        3_600.0,
+        &bounds::DURATION_S,
+        "h",
+    ))?;
+    let cost = amount;
     let record = CdrRecord {
         country_code: cdr.country_code.clone(),
         party_id: cdr.party_id.clone(),
