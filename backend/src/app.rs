@@ -78,6 +78,10 @@ pub struct AppState {
     pub session_patches: crate::store::sessions::PatchQueue,
     /// The operator routes' simulated clock and token (`--sim-clock` only).
     pub operator: Option<Arc<crate::api::operator::OperatorAccess>>,
+    /// Per-IP and per-account rate limits (`api::limits`).
+    pub limits: crate::api::limits::RateLimits,
+    /// Caps on event streams and key derivations (`api::limits`).
+    pub caps: crate::api::limits::Caps,
 }
 
 impl AppState {
@@ -87,6 +91,8 @@ impl AppState {
         engine: Engine,
         identity: Identity,
         operator: Option<Arc<crate::api::operator::OperatorAccess>>,
+        limits: crate::api::limits::RateLimits,
+        caps: crate::api::limits::Caps,
     ) -> Self {
         Self {
             db: engine.db.clone(),
@@ -98,6 +104,8 @@ impl AppState {
             tokens: Arc::new(TokenCache::default()),
             metrics: crate::telemetry::metrics_handle(),
             operator,
+            limits,
+            caps,
             engine,
         }
     }
@@ -182,7 +190,13 @@ impl Application {
             http,
             public_url.into(),
         );
-        let state = AppState::new(engine, identity, operator);
+        let state = AppState::new(
+            engine,
+            identity,
+            operator,
+            crate::api::limits::RateLimits::new(!config.no_rate_limits),
+            crate::api::limits::Caps::new(config.max_event_streams),
+        );
         Ok(Self {
             listener,
             state,
@@ -232,10 +246,25 @@ impl Application {
                 }))
             })
         });
+        let forget = {
+            let limits = self.state.limits.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => limits.forget_idle(),
+                        _ = rx.wait_for(|stop| *stop) => break,
+                    }
+                }
+            })
+        };
         let events = self.state.engine.events.clone();
         let router = crate::api::router(self.state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, "evflex serving");
-        axum::serve(self.listener, router)
+        // The peer address is the key of the per-IP rate limits.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 events.close(); // open event streams end, so graceful shutdown does not wait
@@ -243,6 +272,7 @@ impl Application {
             })
             .await
             .context("serving HTTP")?;
+        let _ = forget.await;
         if let Some(t) = ticker {
             let _ = t.await;
         }

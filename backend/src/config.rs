@@ -109,6 +109,18 @@ pub struct ServeConfig {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_private_urls: bool,
+    /// Lift the per-IP rate limits on sign-up, sign-in, key export and verification
+    /// (`api::limits`): for simulators and load tests, which play many users from one address.
+    #[arg(
+        long,
+        env = "EVFLEX_NO_RATE_LIMITS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_rate_limits: bool,
+    /// Most event streams (`/api/v1/events`) open at once; more are refused with 429.
+    #[arg(long, env = "EVFLEX_MAX_EVENT_STREAMS", default_value_t = 512)]
+    pub max_event_streams: usize,
     /// Bearer token of the operator routes (required with `--sim-clock`).
     #[arg(long, env = "EVFLEX_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<Secret>,
@@ -122,8 +134,8 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// Defaults with the given database URL, listening on a free loopback port, manual ticks,
-    /// private URLs allowed (the simulated CPO is on loopback): what tests and the demo start
-    /// from.
+    /// private URLs allowed (the simulated CPO is on loopback) and no per-IP rate limits (the
+    /// simulated drivers share one address): what tests and the demo start from.
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             database_url: database_url.into(),
@@ -139,6 +151,8 @@ impl ServeConfig {
             prices_csv: None,
             sim_clock: None,
             allow_private_urls: true,
+            no_rate_limits: true,
+            max_event_streams: 512,
             operator_token: None,
             engine: EngineConfig::default(),
             chain: crate::chain::ChainConfig::disabled(),

@@ -135,6 +135,8 @@ impl Server {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             // The simulated CPO listens on loopback.
             .arg("--allow-private-urls")
+            // The simulated drivers all sign up from 127.0.0.1.
+            .arg("--no-rate-limits")
             .args(["--database-url", &self.db_url])
             .args(["--rpc-url", &self.rpc_url])
             .arg("--deployment")

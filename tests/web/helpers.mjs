@@ -71,6 +71,7 @@ export async function startServer({ port, dir, chain = false, topology }) {
       DATABASE_URL: `sqlite://${path.join(dir, 'evflex.sqlite')}?mode=rwc`,
       EVFLEX_LISTEN: `127.0.0.1:${port}`,
       EVFLEX_ALLOW_PRIVATE_URLS: '1', // the fake CPO listens on loopback
+      EVFLEX_NO_RATE_LIMITS: '1', // every test driver signs up from 127.0.0.1
       EVFLEX_TICK: 'wall-clock',
       EVFLEX_OCPI_REGISTRATION_TOKEN: REGISTRATION_TOKEN,
       EVFLEX_WEB_DIR: path.join(ROOT, 'backend/web'),

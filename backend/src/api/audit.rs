@@ -3,6 +3,7 @@
 //! verification for the cockpit.
 
 use super::error::{ApiError, parse_body};
+use super::limits::{Class, RateLimits};
 use crate::app::AppState;
 use crate::chain::audit::{self, TimestepRecord, VerifyReport};
 use crate::store::bills;
@@ -17,10 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Audit routes.
-pub fn router() -> Router<AppState> {
+pub fn router(limits: &RateLimits) -> Router<AppState> {
     Router::new()
         .route("/api/v1/audit/commits", get(commits))
-        .route("/api/v1/audit/verify", post(verify))
+        .route(
+            "/api/v1/audit/verify",
+            post(verify).layer(limits.per_ip(Class::Verify)),
+        )
         .route("/api/v1/audit/settlements", get(settlements))
         .route(
             "/api/v1/audit/groups/{group_id}/timesteps/{timestep}",
@@ -28,7 +32,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/v1/audit/groups/{group_id}/timesteps/{timestep}/verify",
-            get(verify_commit),
+            get(verify_commit).layer(limits.per_ip(Class::Verify)),
         )
         .route("/api/v1/audit/transactions/{tx_hash}", get(transaction))
 }
@@ -109,7 +113,7 @@ struct VerifyReq {
 }
 
 /// Runs the verify check for `{group_id, timestep}`: hashes, chain commitment, feasibility and optimality.
-#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody), (status = 503, description = "No chain configured")))]
 async fn verify(
     State(state): State<AppState>,
     body: Bytes,
@@ -172,7 +176,8 @@ fn is_optimality(violation: &str) -> bool {
 /// within tolerance). 503 without a chain or when the chain cannot be asked.
 #[utoipa::path(get, path = "/api/v1/audit/groups/{group_id}/timesteps/{timestep}/verify", tag = "audit",
     params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)")),
-    responses((status = 200, description = "{group_id, timestep, ok, inputs_hash_ok, schedule_hash_ok, algorithm_ok, on_chain, feasible, optimal, objective_gap_eur, violations, message}", body = serde_json::Value),
+    responses((status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody),
+        (status = 200, description = "{group_id, timestep, ok, inputs_hash_ok, schedule_hash_ok, algorithm_ok, on_chain, feasible, optimal, objective_gap_eur, violations, message}", body = serde_json::Value),
         (status = 404, description = "No schedule stored for (group, timestep)"), (status = 503, description = "No chain configured, or the chain is unavailable")))]
 async fn verify_commit(
     State(state): State<AppState>,

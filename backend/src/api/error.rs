@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests (a rate limit or a cap); the message says which and when to retry.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Something failed inside evflex.
     #[error("internal error")]
     Internal(String),
@@ -48,6 +51,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(cause) => {
                 tracing::error!(cause = %cause, "internal error");

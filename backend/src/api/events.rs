@@ -3,6 +3,7 @@
 //! uids, never a user, token, session or figure, so any page may listen and then refetch what
 //! changed through its authenticated routes.
 
+use super::error::ApiError;
 use crate::app::AppState;
 use crate::events::Event;
 use axum::Router;
@@ -33,18 +34,21 @@ pub fn router() -> Router<AppState> {
 /// Public, not scoped to a user or CPO: events carry no personal data (only timesteps, group
 /// ids and EVSE uids, which the audit API and the chain publish anyway).
 #[utoipa::path(get, path = "/api/v1/events", tag = "live",
-    responses((status = 200, description = "A stream of server-sent events (`text/event-stream`): `ready`, `tick` {timestep, groups_solved, group_ids}, `meter` {evse_uid, source}, `resync`. No personal data.", content_type = "text/event-stream", body = String)))]
+    responses((status = 429, description = "Too many open event streams", body = super::error::ErrorBody),
+        (status = 200, description = "A stream of server-sent events (`text/event-stream`): `ready`, `tick` {timestep, groups_solved, group_ids}, `meter` {evse_uid, source}, `resync`. No personal data.", content_type = "text/event-stream", body = String)))]
 pub(super) async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {
+    // Held by the stream, so the slot frees when the client goes away.
+    let permit = state.caps.event_stream()?;
     let rx = state.engine.events.subscribe();
     let closed = Box::pin(state.engine.events.closed());
     let hello = sse::Event::default().event("ready").retry(RETRY).data("{}");
     let stream = futures_util::stream::unfold(
-        (Some(hello), rx, closed),
-        |(hello, mut rx, mut closed)| async move {
+        (Some(hello), rx, closed, permit),
+        |(hello, mut rx, mut closed, permit)| async move {
             if let Some(first) = hello {
-                return Some((Ok::<_, Infallible>(first), (None, rx, closed)));
+                return Some((Ok::<_, Infallible>(first), (None, rx, closed, permit)));
             }
             let event = tokio::select! {
                 _ = &mut closed => return None,
@@ -59,8 +63,8 @@ pub(super) async fn events(
                 ref e => serde_json::to_string(e).unwrap_or_else(|_| "{}".to_owned()),
             };
             let sse = sse::Event::default().event(event.name()).data(data);
-            Some((Ok::<_, Infallible>(sse), (None, rx, closed)))
+            Some((Ok::<_, Infallible>(sse), (None, rx, closed, permit)))
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod groups;
 mod health;
+pub mod limits;
 mod meter;
 pub mod ocpi;
 mod openapi;
@@ -35,13 +36,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(ocpi::router())
-        .merge(users::router())
+        .merge(users::router(&state.limits))
         .merge(requests::router())
         .merge(groups::router())
         .merge(meter::router())
         .merge(cockpit::router())
-        .merge(wallet::router())
-        .merge(audit::router())
+        .merge(wallet::router(&state.limits))
+        .merge(audit::router(&state.limits))
         .merge(events::router())
         .merge(operator::router())
         .merge(openapi::router())

@@ -2,6 +2,7 @@
 
 use super::auth::AuthUser;
 use super::error::{ApiError, parse_body};
+use super::limits::{Class, RateLimits};
 use crate::app::AppState;
 use crate::domain::{TIME_STEP_S, format_rfc3339, timestep_of, wh_to_kwh};
 use crate::engine::snapshot::vehicle_id;
@@ -15,9 +16,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 /// User routes.
-pub fn router() -> Router<AppState> {
+pub fn router(limits: &RateLimits) -> Router<AppState> {
     Router::new()
-        .route("/api/v1/users", post(register))
+        .route(
+            "/api/v1/users",
+            post(register).layer(limits.per_ip(Class::SignUp)),
+        )
         .route("/api/v1/users/me", get(me))
         .route("/api/v1/users/me/smart-charging", put(set_smart_charging))
         .route("/api/v1/users/me/status", get(status))
@@ -69,7 +73,8 @@ pub struct SmartCharging {
 
 /// Registers a user; returns a bearer token.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = Registered), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 201, body = Registered), (status = 400, body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     body: Bytes,
@@ -89,6 +94,11 @@ async fn register(
     }
     let token = new_token();
     let now = state.clock.now();
+    // Sealing the new wallet's keystore runs scrypt: one of the few slots for that work.
+    let _key_work = match &state.engine.chain {
+        Some(_) => Some(state.caps.key_work().await?),
+        None => None,
+    };
     let mut tx = state.db.begin().await?;
     let id = users::create(
         &mut tx,

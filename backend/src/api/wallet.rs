@@ -3,6 +3,7 @@
 
 use super::auth::AuthUser;
 use super::error::{ApiError, parse_body};
+use super::limits::{Class, RateLimits};
 use crate::app::AppState;
 use crate::chain::ChainContext;
 use crate::ingest::ocpi::credentials::new_token;
@@ -19,13 +20,26 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Wallet routes.
-pub fn router() -> Router<AppState> {
+pub fn router(limits: &RateLimits) -> Router<AppState> {
     Router::new()
-        .route("/api/v1/auth/challenge", post(challenge))
-        .route("/api/v1/auth/verify", post(verify))
+        .route(
+            "/api/v1/auth/challenge",
+            post(challenge).layer(limits.per_ip(Class::SignIn)),
+        )
+        .route(
+            "/api/v1/auth/verify",
+            post(verify).layer(limits.per_ip(Class::SignIn)),
+        )
         .route("/api/v1/users/me/wallet", get(wallet))
         .route("/api/v1/users/me/wallet/top-up", post(top_up))
-        .route("/api/v1/users/me/wallet/export", post(export))
+        .route(
+            "/api/v1/users/me/wallet/export",
+            post(export).layer(
+                tower::ServiceBuilder::new()
+                    .layer(limits.per_ip(Class::KeyExport))
+                    .layer(limits.per_account()),
+            ),
+        )
         .route("/api/v1/users/me/settlements", get(settlements))
 }
 
@@ -65,7 +79,7 @@ struct ChallengeReq {
 }
 
 /// Sign-In with Ethereum: an EIP-4361 challenge for `{address}` (nonce stored server-side, 5 minutes).
-#[utoipa::path(post, path = "/api/v1/auth/challenge", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+#[utoipa::path(post, path = "/api/v1/auth/challenge", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody), (status = 503, description = "No chain configured")))]
 async fn challenge(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let ctx = chain(&state)?;
     let req: ChallengeReq = parse_body(&body)?;
@@ -97,7 +111,7 @@ struct SignedIn {
 }
 
 /// Sign-In with Ethereum: `{message, signature}` → a session token; links or creates the user by address.
-#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 401, description = "Sign-in refused; the message says why"), (status = 503, description = "No chain configured")))]
+#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody), (status = 401, description = "Sign-in refused; the message says why"), (status = 503, description = "No chain configured")))]
 async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let ctx = chain(&state)?;
     let req: VerifyReq = parse_body(&body)?;
@@ -246,7 +260,7 @@ struct ExportReq {
 }
 
 /// The user's keystore (v3 JSON), re-encrypted with the `{password}` in the body.
-#[utoipa::path(post, path = "/api/v1/users/me/wallet/export", tag = "wallet", request_body = serde_json::Value, security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+#[utoipa::path(post, path = "/api/v1/users/me/wallet/export", tag = "wallet", request_body = serde_json::Value, security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody), (status = 503, description = "No chain configured")))]
 async fn export(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -266,12 +280,15 @@ async fn export(
     .ok_or_else(|| ApiError::NotFound("no wallet".to_owned()))?;
     let password = secrecy::SecretString::from(req.password);
     let ctx2 = ctx.clone();
-    let json_text =
-        tokio::task::spawn_blocking(move || crate::wallet::export(&ctx2, &row, &password))
-            .await
-            .map_err(internal)?
-            .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound("this wallet is not custodial".to_owned()))?;
+    let permit = state.caps.key_work().await?;
+    let json_text = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::wallet::export(&ctx2, &row, &password)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .ok_or_else(|| ApiError::NotFound("this wallet is not custodial".to_owned()))?;
     let keystore: Value = serde_json::from_str(&json_text).map_err(internal)?;
     Ok(Json(keystore))
 }

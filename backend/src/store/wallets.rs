@@ -116,6 +116,16 @@ pub async fn insert_nonce(
     Ok(())
 }
 
+/// Deletes the sign-in nonces that can no longer be used (expired by `now`, or used); returns
+/// how many.
+pub async fn purge_nonces(conn: &mut Conn, now: i64) -> StoreResult<u64> {
+    let r = sqlx::query("DELETE FROM auth_nonces WHERE expires_at <= $1 OR used = 1")
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 /// Consumes a sign-in nonce issued to `address`: `true` only once, and only before expiry.
 pub async fn consume_nonce(
     conn: &mut Conn,

@@ -162,6 +162,9 @@ pub async fn challenge(
         odt(now),
         time::Duration::seconds(CHALLENGE_TTL_S),
     )?;
+    // Challenges that can no longer be answered go as new ones come, so the table holds only
+    // live ones (at most the rate limit's worth per address and TTL).
+    wallets::purge_nonces(conn, now).await?;
     wallets::insert_nonce(
         conn,
         &msg.nonce,

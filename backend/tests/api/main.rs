@@ -6,6 +6,7 @@ mod handshake;
 mod health;
 mod helpers;
 mod implausible;
+mod limits;
 mod locations;
 mod meter_values;
 mod requests;
