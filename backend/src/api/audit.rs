@@ -17,6 +17,8 @@ use evflex_chain::work::StatusCommitWork;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+const SOLVER_BUSY: &str = "every solver slot is busy; retry in a few seconds";
+
 /// Audit routes.
 pub fn router(limits: &RateLimits) -> Router<AppState> {
     Router::new()
@@ -121,6 +123,9 @@ async fn verify(
     let req: VerifyReq = parse_body(&body)?;
     let rec = record(&state, req.group_id, req.timestep).await?;
     let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
+    // The re-solve takes one of the engine's solve slots, as a tick does: strangers cannot pile
+    // up solver work beyond the cores.
+    let _slot = super::limits::slot(&state.engine.solve_slots, SOLVER_BUSY).await?;
     let report = audit::verify_record(&rec, chain.as_deref())
         .await
         .map_err(|e| ApiError::Unavailable(format!("verification failed to run: {e}")))?;
@@ -186,6 +191,9 @@ async fn verify_commit(
     require_chain(&state)?;
     let rec = record(&state, group_id, timestep).await?;
     let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
+    // The re-solve takes one of the engine's solve slots, as a tick does: strangers cannot pile
+    // up solver work beyond the cores.
+    let _slot = super::limits::slot(&state.engine.solve_slots, SOLVER_BUSY).await?;
     let report = audit::verify_record(&rec, chain.as_deref())
         .await
         .map_err(|e| {

@@ -198,7 +198,7 @@ pub struct Caps {
 
 /// Key derivations (scrypt) allowed at a time.
 pub const KEY_WORK_AT_ONCE: usize = 2;
-/// Longest wait for a key-derivation slot before a 429.
+/// Longest wait for a key-derivation or solve slot before a 429.
 pub const KEY_WORK_WAIT: Duration = Duration::from_secs(10);
 
 impl Caps {
@@ -222,12 +222,20 @@ impl Caps {
     /// A slot for one key derivation (keystore sealing or export): waits up to
     /// [`KEY_WORK_WAIT`] for one, then refuses.
     pub async fn key_work(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        let busy = || {
-            ApiError::TooManyRequests("the key service is busy; retry in a few seconds".to_owned())
-        };
-        tokio::time::timeout(KEY_WORK_WAIT, self.key_work.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())
+        slot(
+            &self.key_work,
+            "the key service is busy; retry in a few seconds",
+        )
+        .await
+    }
+}
+
+/// One permit of `slots`, waiting up to [`KEY_WORK_WAIT`]; otherwise a 429 saying `busy`. For
+/// work a request may start but must not pile up: key derivations, and the public verification's
+/// re-solve, which takes one of the engine's solve slots as a tick does.
+pub async fn slot(slots: &Arc<Semaphore>, busy: &str) -> Result<OwnedSemaphorePermit, ApiError> {
+    match tokio::time::timeout(KEY_WORK_WAIT, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::TooManyRequests(busy.to_owned())),
     }
 }

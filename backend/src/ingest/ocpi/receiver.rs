@@ -670,19 +670,8 @@ pub async fn get_session(db: &Db, origin: &Origin, session_id: &str) -> IngestRe
     Ok(Value::Object(map))
 }
 
-/// `POST /cdrs`: a CDR. Stores it and enqueues its `settlement` in the same transaction;
-/// returns (country code, party id, CDR id). A CDR already stored is accepted again without a
-/// second settlement.
-#[tracing::instrument(skip_all)]
-pub async fn post_cdr(
-    db: &Db,
-    chain: Option<&crate::chain::ChainContext>,
-    owner_party: i64,
-    body: Value,
-    now: i64,
-) -> IngestResult<(String, String, String)> {
-    let cdr: Cdr = parse(body.clone()).map_err(IngestError::Invalid)?;
-    object(body.clone(), "CDR")?;
+/// The CDR as stored, once every value is within [`bounds`] (pure: the fuzz tests call it).
+fn cdr_record(cdr: &Cdr, owner_party: i64, body: Value) -> IngestResult<CdrRecord> {
     for (field, value) in [
         ("id", cdr.id.as_str()),
         ("cdr_location.evse_uid", cdr.cdr_location.evse_uid.as_str()),
@@ -708,7 +697,7 @@ pub async fn post_cdr(
         "h",
     ))?;
     let cost = amount;
-    let record = CdrRecord {
+    Ok(CdrRecord {
         country_code: cdr.country_code.clone(),
         party_id: cdr.party_id.clone(),
         cdr_id: cdr.id.clone(),
@@ -727,7 +716,23 @@ pub async fn post_cdr(
         currency: cdr.currency.clone(),
         token_uid: cdr.cdr_token.uid.clone(),
         body,
-    };
+    })
+}
+
+/// `POST /cdrs`: a CDR. Stores it and enqueues its `settlement` in the same transaction;
+/// returns (country code, party id, CDR id). A CDR already stored is accepted again without a
+/// second settlement.
+#[tracing::instrument(skip_all)]
+pub async fn post_cdr(
+    db: &Db,
+    chain: Option<&crate::chain::ChainContext>,
+    owner_party: i64,
+    body: Value,
+    now: i64,
+) -> IngestResult<(String, String, String)> {
+    let cdr: Cdr = parse(body.clone()).map_err(IngestError::Invalid)?;
+    object(body.clone(), "CDR")?;
+    let record = cdr_record(&cdr, owner_party, body)?;
     let mut tx = db.begin().await?;
     if sessions::insert_cdr(&mut tx, &record, now).await? {
         let session = match &cdr.session_id {
@@ -775,3 +780,6 @@ pub async fn get_cdr(db: &Db, owner_party: i64, cdr_id: &str) -> IngestResult<Va
         .await?
         .ok_or_else(|| IngestError::NotFound(format!("unknown CDR {cdr_id}")))
 }
+
+#[cfg(test)]
+mod fuzz;
