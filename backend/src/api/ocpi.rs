@@ -234,8 +234,29 @@ fn count(module: &'static str, result: &Result<Response, OcpiError>) {
         .increment(1);
 }
 
+/// The largest request body axum reads (its default), named in the 413 answer.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Every answer of an OCPI route is an OCPI envelope, also the body-size refusal that axum's
+/// extractor produces as plain text: a 413 gets the envelope (status 2000) with the reason.
+async fn envelope_too_large(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return OcpiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            2000,
+            format!("body: larger than {} MiB", MAX_BODY_BYTES >> 20),
+        )
+        .into_response();
+    }
+    response
+}
+
 /// OCPI routes.
 pub fn router() -> Router<AppState> {
+    routes().layer(axum::middleware::map_response(envelope_too_large))
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/ocpi/versions", get(versions))
         .route("/ocpi/2.2.1", get(version_details))
@@ -446,7 +467,7 @@ async fn write_session(
         async |origin, body| {
             let id = path.session_id.as_str();
             if method == Method::PATCH {
-                receiver::patch_session(&state.session_patches, &origin, id, body).await
+                receiver::patch_session(&state.db, &state.session_patches, &origin, id, body).await
             } else {
                 receiver::put_session(&state.db, &origin, id, body).await
             }

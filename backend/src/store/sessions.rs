@@ -242,7 +242,8 @@ impl PatchQueue {
         Self { tx }
     }
 
-    /// Applies a PATCH once committed; `false` when the session is unknown.
+    /// Applies a PATCH once committed; `false` when the session is unknown or the PATCH is older
+    /// than the stored session (`last_updated`), which the caller tells apart.
     pub async fn patch(&self, patch: KeyedPatch) -> StoreResult<bool> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Db(sqlx::Error::PoolClosed);
@@ -302,7 +303,9 @@ async fn apply_batch(db: &Db, patches: &[KeyedPatch]) -> StoreResult<Vec<bool>> 
     Ok(found)
 }
 
-/// One `UPDATE` for PATCHes of distinct sessions; sets `found[i]` when `patches[i]` matched.
+/// One `UPDATE` for PATCHes of distinct sessions; sets `found[i]` when `patches[i]` matched a
+/// session whose stored `last_updated` is not newer than the PATCH's (a stale PATCH, older than
+/// what is stored, changes nothing: OCPI objects are replaced by their newest version only).
 async fn update_many(
     conn: &mut Conn,
     patches: &[KeyedPatch],
@@ -330,7 +333,7 @@ async fn update_many(
              last_updated = v.column9
          FROM (VALUES {}) AS v
          WHERE sessions.country_code = v.column1 AND sessions.party_id = v.column2
-             AND sessions.session_id = v.column3
+             AND sessions.session_id = v.column3 AND sessions.last_updated <= v.column9
          RETURNING sessions.country_code, sessions.party_id, sessions.session_id",
         rows.join(", ")
     );

@@ -217,3 +217,19 @@ async fn chargers_and_readings_outside_what_equipment_has_are_refused_and_not_st
     let (_, group) = app.cpo(Method::GET, "/api/v1/groups/1", None).await;
     assert_eq!(group["capacity_w"], 22_000);
 }
+
+#[tokio::test]
+async fn a_stale_patch_does_not_overwrite_newer_data() {
+    let app = app().await;
+    app.put_session("S1", "E1", "CARD", 5.0).await; // last_updated 2024-05-01T09:30:00Z
+    let put = "/ocpi/2.2.1/sessions/NL/EXA/S1";
+    let stale = json!({"kwh": 0.5, "last_updated": "2024-05-01T09:00:00Z"});
+    refused(&app, Method::PATCH, put, &stale, "last_updated").await;
+    let (_, stored) = app.cpo(Method::GET, put, None).await;
+    assert_eq!(stored["data"]["kwh"], 5.0);
+    // The same second is not stale (a retried PATCH), a later one applies.
+    let newer = json!({"kwh": 6.0, "last_updated": "2024-05-01T09:30:00Z"});
+    assert_eq!(app.cpo(Method::PATCH, put, Some(&newer)).await.0, 200);
+    let (_, stored) = app.cpo(Method::GET, put, None).await;
+    assert_eq!(stored["data"]["kwh"], 6.0);
+}

@@ -34,13 +34,30 @@ async fn sessions_and_cdrs(backend: Backend) {
     }
     assert_eq!(app.count("sessions").await, 2);
 
-    // PATCHes (official examples) on the started session.
+    // PATCHes (official examples) on the started session. The examples are dated 2019, before
+    // the session example they patch (2020-03-09T10:17:09Z), and a PATCH older than the stored
+    // object is refused, so they are sent with a later `last_updated`.
     let path = "/ocpi/2.2.1/sessions/NL/STK/101";
     for name in [
         "session_patch_example_charging_period.json",
         "session_patch_example_total_cost.json",
     ] {
-        let (status, body) = app.cpo(Method::PATCH, path, Some(&example(name))).await;
+        let mut patch = example(name);
+        let (status, body) = app.cpo(Method::PATCH, path, Some(&patch)).await;
+        assert_eq!(
+            (status, body["status_code"].as_i64()),
+            (400, Some(2001)),
+            "{name}: {body}"
+        );
+        assert!(
+            body["status_message"]
+                .as_str()
+                .unwrap()
+                .starts_with("last_updated: "),
+            "{body}"
+        );
+        patch["last_updated"] = serde_json::json!("2020-03-09T10:18:00Z");
+        let (status, body) = app.cpo(Method::PATCH, path, Some(&patch)).await;
         assert_eq!(status, 200, "{name}: {body}");
     }
     let (status, body) = app.cpo(Method::GET, path, None).await;
@@ -207,4 +224,16 @@ async fn concurrent_patches_each_get_their_own_answer() {
         kwh >= 4.0 && kwh % 4.0 == 0.0,
         "A has one of its PATCHes: {kwh}"
     );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_an_ocpi_envelope() {
+    let app = app_with_cpo(Backend::Sqlite).await;
+    let mut s = example("session_example_1_simple_start.json");
+    s["padding"] = serde_json::Value::String("x".repeat(3 << 20));
+    let (status, body) = app.cpo(Method::PUT, &path_of(&s), Some(&s)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["status_code"], 2000);
+    assert_eq!(body["status_message"], "body: larger than 2 MiB");
+    assert_eq!(app.count("sessions").await, 0);
 }

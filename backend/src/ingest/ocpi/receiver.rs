@@ -592,6 +592,7 @@ pub async fn put_session(
 /// `PATCH /sessions/{cc}/{party}/{session_id}`: validated here, then applied by the
 /// [`PatchQueue`] (group commit); returns once committed.
 pub async fn patch_session(
+    db: &Db,
     queue: &PatchQueue,
     origin: &Origin,
     session_id: &str,
@@ -626,12 +627,28 @@ pub async fn patch_session(
         session_id: session_id.to_owned(),
         patch,
     };
+    let last_updated = keyed.patch.last_updated;
     if queue.patch(keyed).await? {
-        Ok(())
-    } else {
-        Err(IngestError::NotFound(format!(
+        return Ok(());
+    }
+    // Not applied: the session is unknown, or what is stored is newer than this PATCH.
+    let mut conn = db.conn().await?;
+    match sessions::get(
+        &mut conn,
+        &origin.country_code,
+        &origin.party_id,
+        session_id,
+    )
+    .await?
+    {
+        Some(stored) if stored.record.last_updated > last_updated => Err(invalid(format!(
+            "last_updated: {} is older than the stored session's ({}); the PATCH is not applied",
+            crate::domain::format_rfc3339(last_updated),
+            crate::domain::format_rfc3339(stored.record.last_updated)
+        ))),
+        _ => Err(IngestError::NotFound(format!(
             "unknown session {session_id}"
-        )))
+        ))),
     }
 }
 
