@@ -233,3 +233,42 @@ async fn a_stale_patch_does_not_overwrite_newer_data() {
     let (_, stored) = app.cpo(Method::GET, put, None).await;
     assert_eq!(stored["data"]["kwh"], 6.0);
 }
+
+#[tokio::test]
+async fn an_evse_has_one_open_session_at_a_time() {
+    let app = app().await;
+    app.put_session("S1", "E1", "CARD", 1.0).await;
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/ocpi/2.2.1/sessions/NL/EXA/S2",
+            Some(&session("S2")),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status_code"].as_i64()),
+        (400, Some(2001)),
+        "{body}"
+    );
+    let message = body["status_message"].as_str().unwrap();
+    assert!(
+        message.contains("already has the open session S1"),
+        "{message}"
+    );
+    assert_eq!(app.count("sessions").await, 1);
+    // Once S1 is completed, the next car's session is taken.
+    let done = json!({"status": "COMPLETED", "end_date_time": format_rfc3339(T0 + 60),
+                      "last_updated": format_rfc3339(T0 + 60)});
+    let (status, _) = app
+        .cpo(Method::PATCH, "/ocpi/2.2.1/sessions/NL/EXA/S1", Some(&done))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/ocpi/2.2.1/sessions/NL/EXA/S2",
+            Some(&session("S2")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -191,7 +191,9 @@ async fn concurrent_patches_each_get_their_own_answer() {
     let app = std::sync::Arc::new(app_with_cpo(Backend::Postgres).await);
     let mut s = example("session_example_1_simple_start.json");
     for id in ["A", "B", "C"] {
+        // Three open sessions, so three EVSEs (an EVSE has one open session at a time).
         s["id"] = json!(id);
+        s["evse_uid"] = json!(format!("EVSE-{id}"));
         let (status, body) = app.cpo(Method::PUT, &path_of(&s), Some(&s)).await;
         assert_eq!(status, 200, "{body}");
     }

@@ -578,6 +578,27 @@ pub async fn put_session(
     object(body.clone(), "Session")?;
     let record = session_record(origin, &s, body)?;
     let mut tx = db.begin().await?;
+    // One open session per EVSE: a car is charging there or not. A second one is refused until
+    // the CPO completes the first (nothing is changed, so nothing is lost).
+    if matches!(
+        s.status,
+        model::SessionStatus::Active | model::SessionStatus::Pending
+    ) && let Some(open) = sessions::open_session_on_evse(
+        &mut tx,
+        &origin.country_code,
+        &origin.party_id,
+        s.evse_uid.as_str(),
+    )
+    .await?
+        && open.record.session_id != s.id
+    {
+        return Err(invalid(format!(
+            "evse_uid: {} already has the open session {} ({}); complete it first",
+            s.evse_uid.as_str(),
+            open.record.session_id,
+            open.record.status
+        )));
+    }
     let row = sessions::upsert(&mut tx, &record).await?;
     if let Some(user) = users::by_token_uid(&mut tx, &record.token_uid).await? {
         let stored = sessions::get_by_row(&mut tx, row).await?;
