@@ -8,7 +8,7 @@ use crate::app::AppState;
 use crate::domain::format_rfc3339;
 use crate::ingest::topology;
 use crate::store::schedules::{self, LoadPoint};
-use crate::store::{groups, locations, meter};
+use crate::store::{locations, meter};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -158,17 +158,9 @@ async fn list(
     State(state): State<AppState>,
     cpo: AuthCpo,
 ) -> Result<Json<Vec<CockpitGroup>>, ApiError> {
-    let ids: Vec<i64> = {
+    let ids = {
         let mut conn = state.db.conn().await?;
-        groups::list(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|g| {
-                cpo.actor()
-                    .may_use(&g.record.country_code, &g.record.party_id)
-            })
-            .map(|g| g.record.id)
-            .collect()
+        topology::owned_group_ids(&mut conn, cpo.actor()).await?
     };
     let mut out = Vec::new();
     for id in ids {

@@ -93,15 +93,7 @@ async fn list(
 ) -> Result<Json<Vec<GroupView>>, ApiError> {
     let ids = {
         let mut conn = state.db.conn().await?;
-        groups::list(&mut conn)
-            .await?
-            .into_iter()
-            .filter(|g| {
-                cpo.actor()
-                    .may_use(&g.record.country_code, &g.record.party_id)
-            })
-            .map(|g| g.record.id)
-            .collect::<Vec<_>>()
+        topology::owned_group_ids(&mut conn, cpo.actor()).await?
     };
     let mut out = Vec::new();
     for id in ids {

@@ -219,6 +219,16 @@ pub async fn owned_group(
         .ok_or_else(|| IngestError::NotFound(format!("unknown group {group_id}")))
 }
 
+/// The ids of every group `actor` may see, in id order.
+pub async fn owned_group_ids(conn: &mut Conn, actor: Actor<'_>) -> IngestResult<Vec<i64>> {
+    Ok(groups::list(conn)
+        .await?
+        .into_iter()
+        .filter(|g| actor.may_use(&g.record.country_code, &g.record.party_id))
+        .map(|g| g.record.id)
+        .collect())
+}
+
 async fn write_group(
     conn: &mut Conn,
     actor: Actor<'_>,
