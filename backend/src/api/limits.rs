@@ -18,6 +18,10 @@
 //!
 //! `--no-rate-limits` (env `EVFLEX_NO_RATE_LIMITS=1`) lifts the per-IP limits for simulators and
 //! load tests, which play hundreds of users from one address; the caps stay.
+//!
+//! The key is the TCP peer address. Behind a reverse proxy every client has the proxy's
+//! address, so the proxy must apply per-client limits itself (evflex does not trust
+//! `X-Forwarded-For`, which any client can set).
 
 use super::error::ApiError;
 use axum::body::Body;
