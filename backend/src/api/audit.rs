@@ -17,6 +17,9 @@ use evflex_chain::work::StatusCommitWork;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Entries of the public audit lists (newest first).
+const AUDIT_LIST_LEN: i64 = 500;
+
 const SOLVER_BUSY: &str = "every solver slot is busy; retry in a few seconds";
 
 /// Audit routes.
@@ -44,11 +47,9 @@ pub fn router(limits: &RateLimits) -> Router<AppState> {
 async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     require_chain(&state)?;
     let mut conn = state.db.conn().await?;
-    let rows = outbox::list(&mut conn, Some(WorkKind::StatusCommit.as_str()), 100_000).await?;
+    let rows = outbox::latest(&mut conn, WorkKind::StatusCommit.as_str(), AUDIT_LIST_LEN).await?;
     let mut out: Vec<Value> = rows
         .iter()
-        .rev()
-        .take(500)
         .filter_map(|r| {
             let p: StatusCommitWork = serde_json::from_str(&r.payload).ok()?;
             Some(json!({
@@ -74,14 +75,8 @@ async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiE
 async fn settlements(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     require_chain(&state)?;
     let mut conn = state.db.conn().await?;
-    let rows = bills::all(&mut conn, 100_000).await?;
-    Ok(Json(
-        rows.iter()
-            .rev()
-            .take(500)
-            .map(super::wallet::bill_json)
-            .collect(),
-    ))
+    let rows = bills::latest(&mut conn, AUDIT_LIST_LEN).await?;
+    Ok(Json(rows.iter().map(super::wallet::bill_json).collect()))
 }
 
 async fn record(

@@ -153,3 +153,13 @@ pub async fn all(conn: &mut Conn, limit: i64) -> StoreResult<Vec<BillRow>> {
     .fetch_all(conn)
     .await?)
 }
+
+/// The newest `limit` bills, newest first (the public audit list).
+pub async fn latest(conn: &mut Conn, limit: i64) -> StoreResult<Vec<BillRow>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM bills ORDER BY id DESC LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

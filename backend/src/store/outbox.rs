@@ -92,6 +92,19 @@ pub async fn list(conn: &mut Conn, kind: Option<&str>, limit: i64) -> StoreResul
     })
 }
 
+/// The newest `limit` outbox rows of a kind, newest first (the public audit list: it reads only
+/// what it shows, so it never goes stale however long the outbox grows).
+pub async fn latest(conn: &mut Conn, kind: &str, limit: i64) -> StoreResult<Vec<OutboxRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, kind, dedupe_key, payload, status, tx_hash, block_number, error, attempts \
+         FROM chain_outbox WHERE kind = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(kind)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Number of outbox rows.
 pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM chain_outbox")
