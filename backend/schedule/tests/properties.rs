@@ -84,7 +84,14 @@ fn clamped(v: &Vehicle) -> i64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+    // A fixed seed: the suite is deterministic, so CI runs the same cases every time (a random
+    // seed once found the case below in CI, then passed on the next run).
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0e7f_1e85),
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
 
     /// Capacity, windows, limits, accepted energy; the checker accepts the solver's schedules
     /// and rejects tampered ones; hashes are stable.
@@ -283,4 +290,69 @@ fn parallel_solves_are_deterministic() {
         });
         assert_eq!(seq, par);
     }
+}
+
+/// Found by `schedules_are_feasible_and_checked` (MILP): the guaranteed car cannot get its
+/// energy, so the cost phase runs with the minimal shortfall as a cap; with a cap tolerance of
+/// 1e-6 HiGHS's postsolve landed 1e-6 over it and the solve failed ("HiGHS: Error").
+#[test]
+fn a_tight_shortfall_cap_stays_solvable_in_milp_mode() {
+    let vehicle = |id: &str, arrival, departure, max_w, min_w, wh, class, eff| Vehicle {
+        id: id.into(),
+        arrival,
+        departure,
+        max_power_w: max_w,
+        min_power_w: min_w,
+        energy_requested_wh: wh,
+        battery_capacity_wh: None,
+        energy_on_arrival_wh: None,
+        class,
+        efficiency_permille: eff,
+    };
+    let g = GroupInputs {
+        group_id: 1,
+        start_timestep: 1_888_888,
+        time_step_s: 900,
+        horizon: 4,
+        capacity_w: vec![0, 0, 3_333, 2_127],
+        other_load_w: vec![0, 0, 512, 699],
+        pv_w: vec![0, 0, 879, 939],
+        price_micro_eur_per_kwh: vec![0, 0, 1, 0],
+        battery: None,
+        vehicles: vec![
+            vehicle(
+                "ev00",
+                3,
+                6,
+                22_000,
+                4_140,
+                1,
+                VehicleClass::BestEffort,
+                850,
+            ),
+            vehicle(
+                "ev01",
+                2,
+                4,
+                3_700,
+                1_380,
+                1_817,
+                VehicleClass::Guaranteed,
+                982,
+            ),
+        ],
+    };
+    let opts = SolveOptions {
+        mode: Mode::Milp,
+        ..SolveOptions::default()
+    };
+    let s = solve(&g, &opts, None).unwrap();
+    assert_eq!(s.status, SolveStatus::Shortfall, "{:?}", s.fallback_reason);
+    assert_eq!(
+        s.power_w[1],
+        [0, 0, 3_700, 2_367],
+        "all the headroom goes to the guarantee"
+    );
+    let report = check(&g, &s, &opts);
+    assert!(report.is_ok(), "{:?}", report.violations);
 }
