@@ -239,6 +239,14 @@ impl LocalChain {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        // Stop mining first: a transaction that arrives while anvil dumps its state on SIGINT
+        // could otherwise be mined into a block the dump misses, so a sender would hold a
+        // receipt for a block the restarted node never had (a reorg, which the e2e suite's anvil
+        // restart hit now and then). Unmined, it is simply gone, and the sender resends it.
+        let provider = ProviderBuilder::new().connect_http(self.url());
+        let _ = provider
+            .raw_request::<_, serde_json::Value>("evm_setAutomine".into(), (false,))
+            .await;
         let pid = child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(15);
