@@ -13,7 +13,7 @@
 //! settlements then wait in the outbox) and the summary says so.
 
 use super::report::{BillCounts, ChainFigures, Summary, TxLine};
-use super::{DemandSource, SimConfig, SimTarget};
+use super::{DemandSource, SimConfig, SimTarget, hhmm};
 use anyhow::Context;
 use clap::Args;
 use evflex::chain::ChainContext;
@@ -157,10 +157,6 @@ async fn db_figures(db: &store::Db, chain: bool) -> Vec<(String, String)> {
         },
     ));
     out
-}
-
-fn hhmm(step: usize) -> String {
-    format!("{:02}:{:02}", step / 4 % 24, step % 4 * 15)
 }
 
 /// The progress of the simulated day: an `indicatif` bar with the simulated time on a

@@ -46,6 +46,12 @@ pub const STEPS_PER_DAY: usize = 96;
 /// Length of one step (s): evflex's 15-minute tick.
 pub const STEP_S: u32 = 900;
 
+/// `HH:MM` of the start of step `step` of the simulated day (`24:00` for its end).
+pub fn hhmm(step: usize) -> String {
+    let minutes = step * STEP_S as usize / 60;
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
 /// 2019-07-02T00:00:00Z: the simulated day (a Tuesday; the NL day-ahead prices of that day
 /// are embedded).
 pub const DEFAULT_DAY_START: i64 = 1_562_025_600;

@@ -9,7 +9,6 @@
 //! `shared/charts.js` and this module's `report.js`, with the data as JSON, so it opens from
 //! disk with no server.
 
-use super::STEP_S;
 use super::report::{Summary, uncontrolled};
 use super::run::SimRecord;
 use serde::Serialize;
@@ -80,13 +79,9 @@ impl ReportData {
         let window = rec.config.first_step()..rec.config.end_step();
         let (cf, _) = uncontrolled(rec);
         let cut = |v: &[f64]| v[window.clone()].to_vec();
-        let hhmm = |k: usize| {
-            let min = k * STEP_S as usize / 60;
-            format!("{:02}:{:02}", min / 60 % 24, min % 60)
-        };
         Self {
             title: format!("{}, {}", summary.demand, summary.window),
-            labels: window.clone().map(hhmm).collect(),
+            labels: window.clone().map(super::hhmm).collect(),
             groups: rec
                 .scenario
                 .groups

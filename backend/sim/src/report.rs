@@ -300,7 +300,7 @@ pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
             })
             .collect();
         let inputs = GroupInputs {
-            group_id: group.id.unsigned_abs(),
+            group_id: u64::try_from(group.id).unwrap_or_default(),
             start_timestep: 0,
             time_step_s: STEP_S,
             horizon: STEPS_PER_DAY,
@@ -441,10 +441,9 @@ impl Summary {
             })
             .collect();
         let t = &rec.ticks;
-        let hhmm = |step: usize| format!("{:02}:{:02}", step / 4, step % 4 * 15);
         Summary {
             demand: rec.demand_label.clone(),
-            window: format!("{}–{}", hhmm(first), hhmm(end)),
+            window: format!("{}–{}", super::hhmm(first), super::hhmm(end)),
             arrivals: in_window.len(),
             plugged: plugged.len(),
             turned_away: in_window.len() - plugged.len(),
