@@ -68,7 +68,7 @@ pub struct AppState {
     pub http: crate::outbound::Outbound,
     /// Public base URL, no trailing slash (the engine's).
     pub public_url: Arc<str>,
-    /// How evflex presents itself in OCPI.
+    /// How evflex presents itself in OCPI (the engine's).
     pub identity: Arc<Identity>,
     /// OCPI token cache.
     pub tokens: Arc<TokenCache>,
@@ -89,7 +89,6 @@ impl AppState {
     /// from it.
     pub fn new(
         engine: Engine,
-        identity: Identity,
         operator: Option<Arc<crate::api::operator::OperatorAccess>>,
         limits: crate::api::limits::RateLimits,
         caps: crate::api::limits::Caps,
@@ -100,7 +99,7 @@ impl AppState {
             http: engine.http.clone(),
             public_url: engine.public_url.clone(),
             session_patches: crate::store::sessions::PatchQueue::start(engine.db.clone()),
-            identity: Arc::new(identity),
+            identity: engine.identity.clone(),
             tokens: Arc::new(TokenCache::default()),
             metrics: crate::telemetry::metrics_handle(),
             operator,
@@ -189,10 +188,10 @@ impl Application {
             chain,
             http,
             public_url.into(),
+            identity,
         );
         let state = AppState::new(
             engine,
-            identity,
             operator,
             crate::api::limits::RateLimits::new(!config.no_rate_limits),
             crate::api::limits::Caps::new(config.max_event_streams),

@@ -4,12 +4,13 @@
 //! channel; every open event stream is one receiver. The pages refetch only what an event names
 //! (a group's cockpit card, a user's status) instead of polling.
 //!
-//! Events carry **no personal data and no secrets**: only timesteps, group ids and OCPI EVSE
-//! uids, which evflex publishes anyway (the audit API and the StatusLedger commits on chain list
-//! every group's members per timestep). No user, token, session id, card id, energy or power
+//! Events carry **nothing a stranger could act on**: only timesteps and group ids, which
+//! evflex publishes anyway (the audit API and the StatusLedger commits on chain list every
+//! group per timestep). No user, address, token, session id, EVSE uid, card id, energy or power
 //! figure is ever sent. That is why the stream is public and not scoped to a user or a CPO (an
 //! `EventSource` cannot set an `Authorization` header either): an event only says *that*
-//! something changed; what changed is read through the authenticated routes.
+//! something changed in a group; what changed is read through the authenticated routes, which
+//! show each caller only its own.
 //!
 //! Publishing never blocks and never fails: with no stream open an event is dropped at once, and
 //! a receiver that falls more than [`CAPACITY`] events behind skips the missed ones and gets a
@@ -36,11 +37,10 @@ pub enum Event {
         /// The groups that were solved.
         group_ids: Vec<i64>,
     },
-    /// A meter-value batch or a session update for an EVSE arrived.
+    /// A meter-value batch or a session update for a charge point arrived.
     Meter {
-        /// The EVSE's OCPI uid; `None` when the update does not name it (a session PATCH
-        /// without `evse_uid`).
-        evse_uid: Option<String>,
+        /// The group of the charge point; `None` for a charge point outside every group.
+        group_id: Option<i64>,
         /// `meter_values` or `session`.
         source: &'static str,
     },
@@ -121,51 +121,15 @@ impl Events {
         });
     }
 
-    /// After a meter-value batch was stored: one `meter` event per EVSE in the batch body (the
-    /// JSON of `POST /api/v1/meter-values`). Parses the body only when a stream is open.
-    pub fn meter_values(&self, body: &[u8]) {
-        if self.receivers() == 0 {
-            return;
+    /// After meter values or a session update for charge points in these groups were stored:
+    /// one `meter` event per group (`None`: outside every group), each once.
+    pub fn meter(&self, groups: impl IntoIterator<Item = Option<i64>>, source: &'static str) {
+        let mut groups: Vec<Option<i64>> = groups.into_iter().collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group_id in groups {
+            self.publish(Event::Meter { group_id, source });
         }
-        #[derive(serde::Deserialize)]
-        struct Batch {
-            meter_values: Vec<Item>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Item {
-            evse_uid: String,
-        }
-        let Ok(batch) = serde_json::from_slice::<Batch>(body) else {
-            return;
-        };
-        let mut uids: Vec<String> = batch.meter_values.into_iter().map(|i| i.evse_uid).collect();
-        uids.sort_unstable();
-        uids.dedup();
-        for evse_uid in uids {
-            self.publish(Event::Meter {
-                evse_uid: Some(evse_uid),
-                source: "meter_values",
-            });
-        }
-    }
-
-    /// After an OCPI session PUT/PATCH was stored: a `meter` event naming the body's `evse_uid`
-    /// if it has one. Parses the body only when a stream is open.
-    pub fn session(&self, body: &[u8]) {
-        if self.receivers() == 0 {
-            return;
-        }
-        #[derive(serde::Deserialize)]
-        struct Session {
-            evse_uid: Option<String>,
-        }
-        let evse_uid = serde_json::from_slice::<Session>(body)
-            .ok()
-            .and_then(|s| s.evse_uid);
-        self.publish(Event::Meter {
-            evse_uid,
-            source: "session",
-        });
     }
 }
 
@@ -174,44 +138,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn meter_batches_name_each_evse_once() {
+    fn meter_events_name_each_group_once_and_nothing_else() {
         let events = Events::default();
         let mut rx = events.subscribe();
-        events.meter_values(
-            br#"{"meter_values":[{"evse_uid":"E2","meterValue":[]},{"evse_uid":"E1","meterValue":[]},{"evse_uid":"E2","meterValue":[]}]}"#,
-        );
-        let names: Vec<Option<String>> = std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|e| match e {
-                Event::Meter { evse_uid, .. } => evse_uid,
-                other => panic!("unexpected {other:?}"),
-            })
+        events.meter([Some(2), None, Some(1), Some(2)], "meter_values");
+        let sent: Vec<serde_json::Value> = std::iter::from_fn(|| rx.try_recv().ok())
+            .inspect(|e| assert_eq!(e.name(), "meter"))
+            .map(|e| serde_json::to_value(&e).unwrap())
             .collect();
-        assert_eq!(names, vec![Some("E1".to_owned()), Some("E2".to_owned())]);
-    }
-
-    #[test]
-    fn session_updates_carry_only_the_evse_uid() {
-        let events = Events::default();
-        let mut rx = events.subscribe();
-        events.session(br#"{"id":"S1","evse_uid":"E1","cdr_token":{"uid":"CARD"},"kwh":3.5}"#);
-        events.session(br#"{"kwh":4.0}"#);
-        let a = rx.try_recv().unwrap();
         assert_eq!(
-            serde_json::to_value(&a).unwrap(),
-            serde_json::json!({"evse_uid": "E1", "source": "session"})
-        );
-        assert_eq!(a.name(), "meter");
-        let b = rx.try_recv().unwrap();
-        assert_eq!(
-            serde_json::to_value(&b).unwrap(),
-            serde_json::json!({"evse_uid": null, "source": "session"})
+            sent,
+            vec![
+                serde_json::json!({"group_id": null, "source": "meter_values"}),
+                serde_json::json!({"group_id": 1, "source": "meter_values"}),
+                serde_json::json!({"group_id": 2, "source": "meter_values"}),
+            ]
         );
     }
 
     #[test]
-    fn nothing_is_parsed_or_sent_without_a_stream() {
+    fn nothing_is_sent_to_a_stream_opened_later() {
         let events = Events::default();
-        events.meter_values(b"not json");
+        events.meter([Some(1)], "session");
         let mut rx = events.subscribe();
         assert!(rx.try_recv().is_err());
     }

@@ -9,6 +9,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 /**
@@ -29,6 +30,15 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
  *   from the flexibility its users give, funds the discount at the rate it chooses and can stop accepting FLEX
  *   by setting the rate to zero. The user approves (or permits) this contract to burn the FLEX first.
  *
+ * Spending limits: the operator settles any bill the meter key signed, so a user may cap what settlements take
+ * with a {IEnergyBilling-SpendingLimit}: a highest price per kWh and an allowance that each settlement's cost
+ * is subtracted from. A bill above either is refused ({settle}) or skipped ({settleBatch}). A user who never
+ * set a limit is not capped; setting `(0, type(uint256).max)` removes a limit again. The user sets its limit
+ * itself ({setSpendingLimit}) or signs it as EIP-712 typed data for anyone to relay
+ * ({setSpendingLimitWithSig}, checked with ERC-1271 for smart-contract accounts), with one nonce per user that
+ * must equal the current one and a deadline. A new limit replaces the old one: its allowance is what may be
+ * debited from then on, whatever was debited before.
+ *
  * Roles: `DEFAULT_ADMIN_ROLE` registers CPOs and sets reward rates and meter keys; `OPERATOR_ROLE` (the evflex
  * backend) settles. A CPO is identified by its registration address, which sets its own redemption rate and
  * treasury and withdraws its balance to the treasury.
@@ -44,6 +54,11 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
         "Bill(bytes32 sessionId,address user,address cpo,uint64 energyWh,uint64 priceMicroEurPerKwh,uint64 creditWh,uint64 flexibilityWh,uint64 start,uint64 end)"
     );
 
+    /// @notice EIP-712 type hash of {IEnergyBilling-SpendingLimitUpdate}.
+    bytes32 public constant SPENDING_LIMIT_TYPEHASH = keccak256(
+        "SpendingLimitUpdate(address user,uint64 maxPriceMicroEurPerKwh,uint256 allowance,uint256 nonce,uint64 deadline)"
+    );
+
     /// @notice Highest FLEX reward rate, FLEX wei per Wh (a million FLEX per Wh): keeps minting far from overflow.
     uint256 public constant MAX_REWARD_RATE = 1e24;
 
@@ -56,6 +71,8 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
     mapping(bytes32 sessionId => bool) private _settled;
     uint256 private _totalFlexMinted;
     uint256 private _totalFlexRedeemed;
+    mapping(address user => SpendingLimit) private _spendingLimits;
+    mapping(address user => uint256) private _spendingNonces;
 
     /**
      * @param admin Receives `DEFAULT_ADMIN_ROLE`.
@@ -118,6 +135,35 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
         _totalFlexRedeemed += flexAmount;
         _flexToken.burnFrom(user, flexAmount);
         emit FlexRedeemed(user, cpo_, flexAmount, credit);
+    }
+
+    /// @inheritdoc IEnergyBilling
+    function setSpendingLimit(uint64 maxPriceMicroEurPerKwh, uint256 allowance) external {
+        address user = _msgSender();
+        // Void any signed update the relayer still holds: it must not override this newer limit.
+        _useSpendingNonce(user, _spendingNonces[user]);
+        _setSpendingLimit(user, maxPriceMicroEurPerKwh, allowance);
+    }
+
+    /**
+     * @inheritdoc IEnergyBilling
+     * @dev Reverts with {EnergyBillingExpired} once `block.timestamp` is past `update.deadline`, with
+     * {EnergyBillingInvalidNonce} unless `update.nonce` is the user's current nonce, and with
+     * {EnergyBillingInvalidSignature} unless `signature` is the user's (an ECDSA signature of an EOA, or one a
+     * smart-contract account accepts through ERC-1271).
+     */
+    function setSpendingLimitWithSig(SpendingLimitUpdate calldata update, bytes calldata signature) external {
+        address user = update.user;
+        // Deadlines are minutes or hours away: the few seconds a validator can skew the timestamp do not matter.
+        // forge-lint: disable-next-line(block-timestamp)
+        if (update.deadline < block.timestamp) {
+            revert EnergyBillingExpired(user, update.deadline, block.timestamp);
+        }
+        _useSpendingNonce(user, update.nonce);
+        if (!SignatureChecker.isValidSignatureNow(user, hashSpendingLimitUpdate(update), signature)) {
+            revert EnergyBillingInvalidSignature(user);
+        }
+        _setSpendingLimit(user, update.maxPriceMicroEurPerKwh, update.allowance);
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -199,7 +245,9 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
      * @dev Reverts with the first rule the bill breaks, checked in this order: {EnergyBillingAlreadySettled},
      * {EnergyBillingUnknownCpo}, {EnergyBillingInvalidUser}, {EnergyBillingInvalidCredit},
      * {EnergyBillingInvalidFlexibility}, {EnergyBillingInvalidPeriod}, {EnergyBillingInvalidMeterSignature},
-     * {EnergyBillingInsufficientBalance}.
+     * {EnergyBillingPriceAboveLimit}, {EnergyBillingAllowanceExceeded}, {EnergyBillingInsufficientBalance}. The
+     * two limit rules apply only to a user with a spending limit; a settlement then lowers its allowance by the
+     * cost (unless the allowance is unlimited).
      */
     function settle(Bill calldata bill, bytes calldata meterSignature) external onlyRole(OPERATOR_ROLE) {
         bytes memory err = _trySettle(bill, meterSignature);
@@ -214,7 +262,7 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
      * @inheritdoc IEnergyBilling
      * @dev A bill that {settle} would reject is skipped, not reverted: the batch emits {SettlementSkipped} with
      * the selector of the error {settle} would raise and goes on. This way one underfunded user or one stale
-     * bill does not hold back every other session in the backend's batch; the backend reads the skip events
+     * bill (or one above its user's spending limit) does not hold back every other session in the backend's batch; the backend reads the skip events
      * (or {settled}) to decide what to retry. In particular a replayed batch skips its sessions with
      * {EnergyBillingAlreadySettled}, so replays are harmless. Only a length mismatch reverts the whole batch.
      */
@@ -284,6 +332,23 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
     }
 
     /// @inheritdoc IEnergyBilling
+    function spendingLimitOf(address user) external view returns (SpendingLimit memory) {
+        return _spendingLimits[user];
+    }
+
+    /// @inheritdoc IEnergyBilling
+    function spendingNonces(address user) external view returns (uint256) {
+        return _spendingNonces[user];
+    }
+
+    /// @inheritdoc IEnergyBilling
+    function hashSpendingLimitUpdate(SpendingLimitUpdate calldata update) public view returns (bytes32) {
+        // `SpendingLimitUpdate` has only static fields, so `abi.encode(update)` is the concatenation of its
+        // encoded fields.
+        return _hashTypedDataV4(keccak256(abi.encode(SPENDING_LIMIT_TYPEHASH, update)));
+    }
+
+    /// @inheritdoc IEnergyBilling
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
     }
@@ -341,6 +406,8 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
             return abi.encodeWithSelector(EnergyBillingInvalidMeterSignature.selector, recovered, signer);
         }
         uint256 cost = costOf(bill);
+        bytes memory limitErr = _checkSpendingLimit(bill.user, bill.priceMicroEurPerKwh, cost);
+        if (limitErr.length != 0) return limitErr;
         uint256 balance = _balances[bill.user];
         if (balance < cost) {
             return abi.encodeWithSelector(EnergyBillingInsufficientBalance.selector, bill.user, balance, cost);
@@ -353,6 +420,7 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
             // `cost <= balance` was checked above.
             _balances[bill.user] = balance - cost;
         }
+        _spendAllowance(bill.user, cost);
         // Cannot overflow: the sum of all balances is at most the payment token's total supply.
         _cpoBalances[bill.cpo] += cost;
         if (flexMinted != 0) {
@@ -361,6 +429,56 @@ contract EnergyBilling is IEnergyBilling, AccessControl, EIP712, ReentrancyGuard
         }
         _emitSettled(bill, cost, flexMinted);
         return "";
+    }
+
+    /**
+     * @dev Returns the ABI-encoded error if a bill of `price` and `cost` breaks `user`'s spending limit, else
+     * empty bytes. A user without a limit passes.
+     */
+    function _checkSpendingLimit(address user, uint64 price, uint256 cost) private view returns (bytes memory) {
+        SpendingLimit storage limit = _spendingLimits[user];
+        if (!limit.enabled) return "";
+        uint64 max = limit.maxPriceMicroEurPerKwh;
+        if (max != 0 && price > max) {
+            return abi.encodeWithSelector(EnergyBillingPriceAboveLimit.selector, user, price, max);
+        }
+        uint256 allowance = limit.allowance;
+        if (cost > allowance) {
+            return abi.encodeWithSelector(EnergyBillingAllowanceExceeded.selector, user, allowance, cost);
+        }
+        return "";
+    }
+
+    /// @dev Lowers `user`'s allowance by `cost`, which {_checkSpendingLimit} let through; unlimited stays so.
+    function _spendAllowance(address user, uint256 cost) private {
+        SpendingLimit storage limit = _spendingLimits[user];
+        if (!limit.enabled) return;
+        uint256 allowance = limit.allowance;
+        if (allowance == type(uint256).max || cost == 0) return;
+        unchecked {
+            // `cost <= allowance` was checked by {_checkSpendingLimit}.
+            limit.allowance = allowance - cost;
+        }
+    }
+
+    /// @dev Stores `user`'s limit; `(0, type(uint256).max)` is no limit and is stored as the zero value.
+    function _setSpendingLimit(address user, uint64 maxPriceMicroEurPerKwh, uint256 allowance) private {
+        if (maxPriceMicroEurPerKwh == 0 && allowance == type(uint256).max) {
+            delete _spendingLimits[user];
+        } else {
+            _spendingLimits[user] =
+                SpendingLimit({enabled: true, maxPriceMicroEurPerKwh: maxPriceMicroEurPerKwh, allowance: allowance});
+        }
+        emit SpendingLimitSet(user, maxPriceMicroEurPerKwh, allowance);
+    }
+
+    function _useSpendingNonce(address user, uint256 nonce) private {
+        uint256 expected = _spendingNonces[user];
+        if (nonce != expected) revert EnergyBillingInvalidNonce(user, expected, nonce);
+        unchecked {
+            // A nonce increments by one per limit set: it cannot reach 2^256.
+            _spendingNonces[user] = expected + 1;
+        }
     }
 
     /// @dev Emits {SessionSettled}; a function of its own to keep {_trySettle}'s stack shallow.

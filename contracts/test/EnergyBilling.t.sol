@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {EnergyBilling} from "../src/EnergyBilling.sol";
 import {IEnergyBilling} from "../src/interfaces/IEnergyBilling.sol";
+import {ERC1271Wallet} from "./utils/ERC1271Wallet.sol";
 import {FeeOnTransferToken} from "./utils/FeeOnTransferToken.sol";
 import {Fixtures} from "./utils/Fixtures.sol";
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
@@ -561,6 +562,413 @@ contract EnergyBillingTest is Fixtures {
         );
         vm.prank(stranger);
         billing.settleBatch(bills, sigs);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Spending limits
+    // ---------------------------------------------------------------------------------------------------------
+
+    function _limit(address user) internal view returns (IEnergyBilling.SpendingLimit memory) {
+        return billing.spendingLimitOf(user);
+    }
+
+    function _setLimit(address user, uint64 maxPrice, uint256 allowance) internal {
+        vm.prank(user);
+        billing.setSpendingLimit(maxPrice, allowance);
+    }
+
+    function _update(address user, uint64 maxPrice, uint256 allowance, uint256 nonce, uint64 deadline)
+        internal
+        pure
+        returns (IEnergyBilling.SpendingLimitUpdate memory)
+    {
+        return IEnergyBilling.SpendingLimitUpdate({
+            user: user, maxPriceMicroEurPerKwh: maxPrice, allowance: allowance, nonce: nonce, deadline: deadline
+        });
+    }
+
+    function _signUpdate(uint256 key, IEnergyBilling.SpendingLimitUpdate memory update)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return _sign(key, billing.hashSpendingLimitUpdate(update));
+    }
+
+    /// @dev Settles `bill` as the operator and returns the error's selector, zero if it settled.
+    function _trySettle(IEnergyBilling.Bill memory bill) internal returns (bytes4) {
+        bytes memory sig = _signBill(bill);
+        vm.prank(operator);
+        (bool ok, bytes memory err) = address(billing).call(abi.encodeCall(billing.settle, (bill, sig)));
+        return ok ? bytes4(0) : bytes4(err);
+    }
+
+    function test_spendingLimitOf_defaultIsNoLimit() public view {
+        IEnergyBilling.SpendingLimit memory limit = _limit(alice);
+        assertFalse(limit.enabled);
+        assertEq(limit.maxPriceMicroEurPerKwh, 0);
+        assertEq(limit.allowance, 0);
+        assertEq(billing.spendingNonces(alice), 0);
+    }
+
+    function test_settle_withoutLimitIsUncapped() public {
+        _fund(alice, 1_000_000_000);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 1_000_000, 0);
+        bill.priceMicroEurPerKwh = 1_000_000; // 1 MWh at 1 EUR per kWh: the whole balance
+        _settle(bill);
+        assertEq(billing.balanceOf(alice), 0);
+        assertEq(billing.cpoBalanceOf(cpoAdmin), 1_000_000_000);
+        assertFalse(_limit(alice).enabled);
+    }
+
+    function test_setSpendingLimit_storesAndEmits() public {
+        vm.expectEmit(address(billing));
+        emit IEnergyBilling.SpendingLimitSet(alice, 400_000, 5_000_000);
+        _setLimit(alice, 400_000, 5_000_000);
+        IEnergyBilling.SpendingLimit memory limit = _limit(alice);
+        assertTrue(limit.enabled);
+        assertEq(limit.maxPriceMicroEurPerKwh, 400_000);
+        assertEq(limit.allowance, 5_000_000);
+        assertEq(billing.spendingNonces(alice), 1);
+        assertFalse(_limit(bob).enabled);
+    }
+
+    function test_setSpendingLimit_zeroAllowanceBlocksPayingBills() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, 0, 0);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 1000, 0);
+        bytes memory sig = _signBill(bill);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyBilling.EnergyBillingAllowanceExceeded.selector, alice, 0, 300_000)
+        );
+        vm.prank(operator);
+        billing.settle(bill, sig);
+
+        // A bill that costs nothing still settles (and mints its FLEX).
+        IEnergyBilling.Bill memory free = _bill(keccak256("free"), alice, 1000, 500);
+        free.creditWh = 1000;
+        _settle(free);
+        assertEq(flex.balanceOf(alice), 500 * REWARD_RATE);
+        assertEq(billing.balanceOf(alice), 10_000_000);
+    }
+
+    function test_setSpendingLimit_unlimitedRemovesLimit() public {
+        _setLimit(alice, 100_000, 1);
+        vm.expectEmit(address(billing));
+        emit IEnergyBilling.SpendingLimitSet(alice, 0, type(uint256).max);
+        _setLimit(alice, 0, type(uint256).max);
+        IEnergyBilling.SpendingLimit memory limit = _limit(alice);
+        assertFalse(limit.enabled);
+        assertEq(limit.maxPriceMicroEurPerKwh, 0);
+        assertEq(limit.allowance, 0);
+        assertEq(billing.spendingNonces(alice), 2);
+
+        _fund(alice, 10_000_000);
+        _settle(_bill(SESSION, alice, 10_000, 0));
+        assertEq(billing.balanceOf(alice), 7_000_000);
+    }
+
+    function test_settle_revertsOnPriceAboveLimit() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, PRICE - 1, type(uint256).max);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 1000, 0);
+        bytes memory sig = _signBill(bill);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyBilling.EnergyBillingPriceAboveLimit.selector, alice, PRICE, PRICE - 1)
+        );
+        vm.prank(operator);
+        billing.settle(bill, sig);
+        assertFalse(billing.settled(SESSION));
+        assertEq(billing.balanceOf(alice), 10_000_000);
+    }
+
+    function test_settle_acceptsPriceAtLimit() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, PRICE, type(uint256).max);
+        _settle(_bill(SESSION, alice, 1000, 0));
+        assertEq(billing.balanceOf(alice), 9_700_000);
+        // An unlimited allowance does not decrease.
+        assertEq(_limit(alice).allowance, type(uint256).max);
+        assertTrue(_limit(alice).enabled);
+    }
+
+    function test_settle_zeroMaxPriceAcceptsAnyPrice() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, 0, 5_000_000);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 100, 0);
+        bill.priceMicroEurPerKwh = 10_000_000; // 10 EUR per kWh: only the allowance caps it
+        _settle(bill);
+        assertEq(billing.balanceOf(alice), 9_000_000);
+        assertEq(_limit(alice).allowance, 4_000_000);
+    }
+
+    function test_settle_decrementsAllowance() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, 0, 5_000_000);
+        _settle(_bill(SESSION, alice, 10_000, 0)); // 3,000,000 units
+        assertEq(_limit(alice).allowance, 2_000_000);
+        assertEq(billing.balanceOf(alice), 7_000_000);
+        _settle(_bill(keccak256("session-2"), alice, 5000, 0)); // 1,500,000 units
+        assertEq(_limit(alice).allowance, 500_000);
+        assertEq(billing.balanceOf(alice), 5_500_000);
+    }
+
+    function test_settle_revertsWhenAllowanceExhausted() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, 0, 5_000_000);
+        _settle(_bill(SESSION, alice, 10_000, 0)); // 3,000,000 of 5,000,000
+
+        IEnergyBilling.Bill memory second = _bill(keccak256("session-2"), alice, 10_000, 0);
+        bytes memory sig = _signBill(second);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyBilling.EnergyBillingAllowanceExceeded.selector, alice, 2_000_000, 3_000_000)
+        );
+        vm.prank(operator);
+        billing.settle(second, sig);
+
+        assertFalse(billing.settled(second.sessionId));
+        assertEq(billing.balanceOf(alice), 7_000_000);
+        assertEq(_limit(alice).allowance, 2_000_000);
+        // What is left can still be spent, to the unit.
+        IEnergyBilling.Bill memory exact = _bill(keccak256("session-3"), alice, 8000, 0);
+        exact.priceMicroEurPerKwh = 250_001; // 8000 Wh at 250,001 units per kWh = 2,000,008: 8 too many
+        assertEq(_trySettle(exact), IEnergyBilling.EnergyBillingAllowanceExceeded.selector);
+        exact.priceMicroEurPerKwh = 250_000; // 2,000,000
+        _settle(exact);
+        assertEq(_limit(alice).allowance, 0);
+        assertTrue(_limit(alice).enabled);
+    }
+
+    function test_settle_newLimitReplacesAllowance() public {
+        _fund(alice, 10_000_000);
+        _setLimit(alice, 0, 5_000_000);
+        _settle(_bill(SESSION, alice, 10_000, 0));
+        _setLimit(alice, 0, 1_000_000);
+        assertEq(_limit(alice).allowance, 1_000_000);
+        assertEq(
+            _trySettle(_bill(keccak256("s2"), alice, 5000, 0)), IEnergyBilling.EnergyBillingAllowanceExceeded.selector
+        );
+    }
+
+    function test_settle_checksMeterSignatureBeforeLimitAndLimitBeforeBalance() public {
+        _setLimit(alice, PRICE - 1, 100);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 1000, 0);
+        // A forged bill is refused for its signature, whatever the limit.
+        bytes memory forged = _sign(aliceKey, billing.hashBill(bill));
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidMeterSignature.selector, alice, meter)
+        );
+        vm.prank(operator);
+        billing.settle(bill, forged);
+        // Alice has no balance: the price rule comes first, then the allowance, then the balance.
+        assertEq(_trySettle(bill), IEnergyBilling.EnergyBillingPriceAboveLimit.selector);
+        _setLimit(alice, PRICE, 100);
+        assertEq(_trySettle(bill), IEnergyBilling.EnergyBillingAllowanceExceeded.selector);
+        _setLimit(alice, PRICE, 300_000);
+        assertEq(_trySettle(bill), IEnergyBilling.EnergyBillingInsufficientBalance.selector);
+        // A failed settlement leaves the allowance alone.
+        assertEq(_limit(alice).allowance, 300_000);
+    }
+
+    function test_settleBatch_skipsBillsAboveLimit() public {
+        _fund(alice, 10_000_000);
+        _fund(bob, 10_000_000);
+        _setLimit(alice, PRICE, 4_000_000);
+        IEnergyBilling.Bill[] memory bills = new IEnergyBilling.Bill[](4);
+        bytes[] memory sigs = new bytes[](4);
+        bills[0] = _bill(keccak256("s0"), alice, 10_000, 0); // 3,000,000: within the allowance
+        bills[1] = _bill(keccak256("s1"), alice, 1000, 0);
+        bills[1].priceMicroEurPerKwh = PRICE + 1; // above Alice's price cap
+        bills[2] = _bill(keccak256("s2"), alice, 5000, 0); // 1,500,000: more than the 1,000,000 left
+        bills[3] = _bill(keccak256("s3"), bob, 20_000, 0); // Bob has no limit: 6,000,000
+        for (uint256 i = 0; i < 4; ++i) {
+            sigs[i] = _signBill(bills[i]);
+        }
+
+        vm.expectEmit(address(billing));
+        emit IEnergyBilling.SettlementSkipped(keccak256("s1"), IEnergyBilling.EnergyBillingPriceAboveLimit.selector);
+        vm.expectEmit(address(billing));
+        emit IEnergyBilling.SettlementSkipped(keccak256("s2"), IEnergyBilling.EnergyBillingAllowanceExceeded.selector);
+        vm.prank(operator);
+        billing.settleBatch(bills, sigs);
+
+        assertTrue(billing.settled(keccak256("s0")));
+        assertFalse(billing.settled(keccak256("s1")));
+        assertFalse(billing.settled(keccak256("s2")));
+        assertTrue(billing.settled(keccak256("s3")));
+        assertEq(billing.balanceOf(alice), 7_000_000);
+        assertEq(_limit(alice).allowance, 1_000_000);
+        assertEq(billing.balanceOf(bob), 4_000_000);
+    }
+
+    function test_setSpendingLimitWithSig_relayedByThirdParty() public {
+        uint64 deadline = uint64(block.timestamp + 1 hours);
+        IEnergyBilling.SpendingLimitUpdate memory update = _update(alice, 350_000, 20_000_000, 0, deadline);
+        bytes memory sig = _signUpdate(aliceKey, update);
+
+        vm.expectEmit(address(billing));
+        emit IEnergyBilling.SpendingLimitSet(alice, 350_000, 20_000_000);
+        vm.prank(stranger);
+        billing.setSpendingLimitWithSig(update, sig);
+
+        IEnergyBilling.SpendingLimit memory limit = _limit(alice);
+        assertTrue(limit.enabled);
+        assertEq(limit.maxPriceMicroEurPerKwh, 350_000);
+        assertEq(limit.allowance, 20_000_000);
+        assertEq(billing.spendingNonces(alice), 1);
+        assertEq(billing.spendingNonces(stranger), 0);
+
+        // The next update carries the next nonce; the operator may relay too.
+        update = _update(alice, 0, type(uint256).max, 1, deadline);
+        sig = _signUpdate(aliceKey, update);
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+        assertFalse(_limit(alice).enabled);
+        assertEq(billing.spendingNonces(alice), 2);
+    }
+
+    function test_setSpendingLimitWithSig_acceptsSmartAccount() public {
+        ERC1271Wallet wallet = new ERC1271Wallet(alice);
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(address(wallet), 0, 1_000_000, 0, uint64(block.timestamp));
+        billing.setSpendingLimitWithSig(update, _signUpdate(aliceKey, update));
+        assertEq(_limit(address(wallet)).allowance, 1_000_000);
+
+        update.nonce = 1;
+        bytes memory bobSig = _signUpdate(bobKey, update);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidSignature.selector, address(wallet)));
+        billing.setSpendingLimitWithSig(update, bobSig);
+    }
+
+    function test_setSpendingLimitWithSig_revertsOnReplay() public {
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(alice, 0, 1_000_000, 0, uint64(block.timestamp + 1 hours));
+        bytes memory sig = _signUpdate(aliceKey, update);
+        billing.setSpendingLimitWithSig(update, sig);
+
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidNonce.selector, alice, 1, 0));
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+    }
+
+    function test_setSpendingLimitWithSig_revertsOnFutureNonce() public {
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(alice, 0, 1_000_000, 1, uint64(block.timestamp + 1 hours));
+        bytes memory sig = _signUpdate(aliceKey, update);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidNonce.selector, alice, 0, 1));
+        billing.setSpendingLimitWithSig(update, sig);
+    }
+
+    function test_setSpendingLimitWithSig_revertsOnWrongSigner() public {
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(alice, 0, type(uint256).max - 1, 0, uint64(block.timestamp + 1 hours));
+        bytes memory sig = _signUpdate(bobKey, update);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidSignature.selector, alice));
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+        assertEq(billing.spendingNonces(alice), 0);
+        assertFalse(_limit(alice).enabled);
+    }
+
+    function test_setSpendingLimitWithSig_revertsOnTamperedUpdate() public {
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(alice, 300_000, 1_000_000, 0, uint64(block.timestamp + 1 hours));
+        bytes memory sig = _signUpdate(aliceKey, update);
+        update.allowance = 1_000_000_000; // the relayer raises the allowance
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidSignature.selector, alice));
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+    }
+
+    function test_setSpendingLimitWithSig_revertsOnMalformedSignature() public {
+        IEnergyBilling.SpendingLimitUpdate memory update = _update(alice, 0, 1, 0, uint64(block.timestamp + 1 hours));
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidSignature.selector, alice));
+        billing.setSpendingLimitWithSig(update, hex"deadbeef");
+    }
+
+    function test_setSpendingLimitWithSig_revertsWhenExpired() public {
+        uint64 deadline = uint64(block.timestamp + 1 hours);
+        IEnergyBilling.SpendingLimitUpdate memory update = _update(alice, 0, 1_000_000, 0, deadline);
+        bytes memory sig = _signUpdate(aliceKey, update);
+        vm.warp(deadline + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(IEnergyBilling.EnergyBillingExpired.selector, alice, deadline, deadline + 1)
+        );
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+
+        // The deadline itself is still in time.
+        vm.warp(deadline);
+        billing.setSpendingLimitWithSig(update, sig);
+        assertEq(_limit(alice).allowance, 1_000_000);
+    }
+
+    function test_setSpendingLimit_voidsUnrelayedSignedUpdate() public {
+        // Alice signs a generous limit; the relayer holds it back, and she sets a tight one herself.
+        IEnergyBilling.SpendingLimitUpdate memory update =
+            _update(alice, 0, 100_000_000, 0, uint64(block.timestamp + 1 days));
+        bytes memory sig = _signUpdate(aliceKey, update);
+        _setLimit(alice, 0, 1_000_000);
+        vm.expectRevert(abi.encodeWithSelector(IEnergyBilling.EnergyBillingInvalidNonce.selector, alice, 1, 0));
+        vm.prank(operator);
+        billing.setSpendingLimitWithSig(update, sig);
+        assertEq(_limit(alice).allowance, 1_000_000);
+    }
+
+    function test_hashSpendingLimitUpdate_isEip712Digest() public view {
+        IEnergyBilling.SpendingLimitUpdate memory update = _update(alice, 350_000, 20_000_000, 7, 1_700_000_000);
+        bytes32 typeHash = keccak256(
+            "SpendingLimitUpdate(address user,uint64 maxPriceMicroEurPerKwh,uint256 allowance,uint256 nonce,uint64 deadline)"
+        );
+        assertEq(billing.SPENDING_LIMIT_TYPEHASH(), typeHash);
+        bytes32 structHash = keccak256(
+            abi.encode(typeHash, alice, uint64(350_000), uint256(20_000_000), uint256(7), uint64(1_700_000_000))
+        );
+        assertEq(
+            billing.hashSpendingLimitUpdate(update),
+            keccak256(abi.encodePacked("\x19\x01", billing.domainSeparator(), structHash))
+        );
+    }
+
+    function testFuzz_settle_neverDebitsMoreThanAllowance(uint256 allowance, uint64[4] memory energies, uint64 price)
+        public
+    {
+        allowance = bound(allowance, 0, 20_000_000);
+        price = uint64(bound(price, 1, 2_000_000));
+        _fund(alice, 1_000_000_000);
+        _setLimit(alice, 0, allowance);
+
+        uint256 debited;
+        for (uint256 i = 0; i < energies.length; ++i) {
+            IEnergyBilling.Bill memory bill = _bill(keccak256(abi.encode(i)), alice, 0, 0);
+            bill.energyWh = uint64(bound(energies[i], 0, 10_000));
+            bill.priceMicroEurPerKwh = price;
+            uint256 cost = billing.costOf(bill);
+            uint256 left = allowance - debited;
+            bytes4 err = _trySettle(bill);
+            if (cost > left) {
+                assertEq(err, IEnergyBilling.EnergyBillingAllowanceExceeded.selector);
+            } else {
+                assertEq(err, bytes4(0));
+                debited += cost;
+            }
+            assertEq(_limit(alice).allowance, allowance - debited);
+        }
+        assertLe(debited, allowance);
+        assertEq(1_000_000_000 - billing.balanceOf(alice), debited);
+        assertEq(billing.cpoBalanceOf(cpoAdmin), debited);
+    }
+
+    function testFuzz_settle_respectsPriceCap(uint64 maxPrice, uint64 price) public {
+        maxPrice = uint64(bound(maxPrice, 1, 2_000_000));
+        price = uint64(bound(price, 0, 2_000_000));
+        _fund(alice, 1_000_000_000);
+        _setLimit(alice, maxPrice, type(uint256).max);
+        IEnergyBilling.Bill memory bill = _bill(SESSION, alice, 1000, 0);
+        bill.priceMicroEurPerKwh = price;
+        bytes4 err = _trySettle(bill);
+        assertEq(err, price > maxPrice ? IEnergyBilling.EnergyBillingPriceAboveLimit.selector : bytes4(0));
+        assertEq(billing.settled(SESSION), price <= maxPrice);
     }
 
     // ---------------------------------------------------------------------------------------------------------

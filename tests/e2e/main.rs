@@ -131,8 +131,9 @@ async fn check_day(day: &Day<'_>) {
         .filter(|v| v.cp.is_some() && !v.opted_in)
         .collect();
     assert!(!uncontrolled.is_empty(), "{summary}");
-    // (Where evflex curtails an uncontrolled session to keep an accepted guarantee it sends
-    // that session a profile; those are left to the summary's count below.)
+    // (Where evflex curtails an uncontrolled session, to keep an accepted guarantee or because
+    // earlier uncontrolled cars fill the connection (first come, first served, in plug-in
+    // order), it sends that session a profile; those are checked below.)
     for v in uncontrolled.iter().filter(|v| v.profiles == 0) {
         let mut delivered = 0.0;
         for k in v.plugged_steps(cfg.end_step()) {
@@ -147,7 +148,17 @@ async fn check_day(day: &Day<'_>) {
             delivered += v.power_w[k] / 4.0;
         }
     }
-    assert_eq!(summary.uncontrolled_full_power, summary.uncontrolled);
+    // Every uncontrolled car below full power at its plug-in step was told so by a profile.
+    for v in &uncontrolled {
+        let k = v.arrival.arrival_step;
+        let full = (v.max_w as f64).min(v.arrival.wanted_wh as f64 * 4.0);
+        assert!(
+            (v.power_w[k] - full).abs() < 0.5 || v.profiles > 0,
+            "{}: {} W at plug-in, full power is {full} W, and no profile said so",
+            v.session_id,
+            v.power_w[k]
+        );
+    }
 
     // 4. Every tick of every group committed on chain exactly once, hashes as stored.
     let chain = harness::chain_reader(day.rpc_url).await;

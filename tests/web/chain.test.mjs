@@ -51,11 +51,12 @@ test('sign in with a browser wallet: the page signs the challenge and shows the 
 });
 
 test('a finished session is settled on chain: the history shows energy, cost, FLEX and the transaction', async () => {
-  // A registered, topped-up user (custodial e-wallet) charges 5 kWh with card CARD-9.
-  const user = await call(s.base, 'POST', '/api/v1/users', { name: 'Dana', token_uid: 'CARD-9', opted_in: true });
+  // A registered, topped-up user (custodial e-wallet) charges 5 kWh with the token evflex
+  // issued to her.
+  const user = await call(s.base, 'POST', '/api/v1/users', { name: 'Dana', opted_in: true });
   const bearer = `Bearer ${user.token}`;
   await call(s.base, 'POST', '/api/v1/users/me/wallet/top-up', { amount_eur: 20 }, bearer);
-  const ses = { evse: 'EVSE-1', session: 'S9', card: 'CARD-9' };
+  const ses = { evse: 'EVSE-1', session: 'S9', card: user.token_uid };
   await startSession(s.base, s.auth, ses);
   await meter(s.base, s.auth, { ...ses, powerKw: 11, soc: 55, energyWh: 5000 });
   await finishWithCdr(s.base, s.auth, { ...ses, kwh: 5, cdr: 'CDR-9' });

@@ -13,18 +13,17 @@ let page;
 
 before(async () => {
   s = await site([
-    { evse: 'EVSE-1', session: 'S1', card: 'CARD-1' },
-    { evse: 'EVSE-2', session: 'S2', card: 'CARD-2' },
+    { evse: 'EVSE-1', session: 'S1', user: 'Ann' },
+    { evse: 'EVSE-2', session: 'S2', user: 'Ben' },
     { evse: 'EVSE-3', session: 'S3', card: 'CARD-3' },
-  ]);
+  ], { users: ['Ann', 'Ben'] });
   await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 7.2, soc: 40, energyWh: 1200 });
   await meter(s.base, s.auth, { evse: 'EVSE-2', session: 'S2', powerKw: 11, soc: 62, energyWh: 4000 });
   await meter(s.base, s.auth, { evse: 'EVSE-3', session: 'S3', powerKw: 0, soc: 80, energyWh: 9000 });
   // Two opted-in drivers with requests, one uncontrolled session: a busy 22 kW group.
-  for (const [card, evse, kwh, hours] of [['CARD-1', 'EVSE-1', 18, 5], ['CARD-2', 'EVSE-2', 25, 8]]) {
-    const u = await call(s.base, 'POST', '/api/v1/users', { name: card, token_uid: card, opted_in: true });
+  for (const [name, session, kwh, hours] of [['Ann', 'S1', 18, 5], ['Ben', 'S2', 25, 8]]) {
     const departure = new Date(Date.now() + hours * 3600_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const r = await call(s.base, 'POST', '/api/v1/requests', { evse_uid: evse, energy_kwh: kwh, departure }, `Bearer ${u.token}`);
+    const r = await call(s.base, 'POST', '/api/v1/requests', { session_id: session, energy_kwh: kwh, departure }, `Bearer ${s.users[name].token}`);
     assert.equal(r.decision, 'accepted');
   }
   await s.restart(); // the start-up tick plans the group

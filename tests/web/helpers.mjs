@@ -285,18 +285,24 @@ export const TOPOLOGY = {
  * Starts the fake CPO and evflex, does the handshake and seeds the site. With `chain: true`
  * evflex runs against its own local anvil and loads the topology at start, so its start-up
  * tick commits group 1's plan on chain (restarting would start a fresh anvil: not offered).
- * @param {{evse: string, session: string, card: string}[]} sessions
- * @param {{chain?: boolean}} [opts]
+ * `users` sign up (opted in) before the sessions start: a session naming `user` instead of
+ * `card` starts with the token evflex issued to that user, so it is theirs.
+ * @param {{evse: string, session: string, card?: string, user?: string}[]} sessions
+ * @param {{chain?: boolean, users?: string[]}} [opts]
  */
-export async function site(sessions, { chain = false } = {}) {
+export async function site(sessions, { chain = false, users: names = [] } = {}) {
   const dir = tempDir('evflex-web-');
   const port = await freePort();
   const cpo = await fakeCpo();
   let server = await startServer({ port, dir, chain, topology: chain ? TOPOLOGY : undefined });
   const tokenC = await handshake(server.base, cpo);
-  const auth = await seedSite(server.base, tokenC, sessions);
+  /** @type {Record<string, {user_id: number, token: string, token_uid: string}>} */
+  const users = {};
+  for (const name of names) users[name] = await call(server.base, 'POST', '/api/v1/users', { name, opted_in: true });
+  const started = sessions.map((x) => (x.user ? { ...x, card: users[x.user].token_uid } : x));
+  const auth = await seedSite(server.base, tokenC, /** @type {any} */ (started));
   return {
-    dir, port, cpo, tokenC, auth,
+    dir, port, cpo, tokenC, auth, users,
     get base() { return server.base; },
     get server() { return server; },
     /** Restarts evflex on the same port and database: its start-up tick plans the current quarter hour. */

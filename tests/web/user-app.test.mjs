@@ -5,18 +5,15 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { browser, call, meter, screenshot, site, until } from './helpers.mjs';
+import { browser, call, meter, screenshot, site, startSession, until } from './helpers.mjs';
 
 let s;
 let ctx;
 let page;
 
 before(async () => {
-  s = await site([
-    { evse: 'EVSE-1', session: 'S1', card: 'CARD-1' },
-    { evse: 'EVSE-2', session: 'S2', card: 'CARD-2' },
-  ]);
-  await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 7.2, soc: 40, energyWh: 1200 });
+  // Someone else's session next door; Alice's starts once she has her evflex token.
+  s = await site([{ evse: 'EVSE-2', session: 'S2', card: 'CARD-2' }]);
   await meter(s.base, s.auth, { evse: 'EVSE-2', session: 'S2', powerKw: 11, soc: 62, energyWh: 4000 });
   ctx = await browser({ width: 375, height: 812 });
   page = await ctx.newPage();
@@ -33,7 +30,6 @@ test('a user registers, opts in, makes a request and sees it accepted', async ()
   await page.getByLabel('Your name').waitFor();
   await screenshot(page, 'user-app-signin-375.png');
   await page.getByLabel('Your name').fill('Alice');
-  await page.getByLabel(/Charging card ID/).fill('CARD-1');
   await page.getByLabel(/Join smart charging/).uncheck();
   await page.getByRole('button', { name: 'Create account' }).click();
 
@@ -45,12 +41,19 @@ test('a user registers, opts in, makes a request and sees it accepted', async ()
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByText('Smart charging is on').waitFor();
 
+  // evflex issued Alice a token (shown in her profile); the CPO starts her session with it.
+  const uid = await page.locator('[data-field="token-uid"]').textContent();
+  assert.match(uid, /^EVF[0-9A-F]{13}$/);
   await page.getByRole('link', { name: /Charge/ }).click();
-  // The live card of the user's session (linked by the charging card).
+  await page.getByText(uid).waitFor(); // "start charging with your evflex token …"
+  await startSession(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', card: uid });
+  await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 7.2, soc: 40, energyWh: 1200 });
+  // The live card of the user's session (linked by her token), and only hers: not S2.
   const card = page.locator('article.session');
   await card.getByText('Charging at EVSE-1').waitFor();
   assert.equal(await card.locator('[data-field="soc"]').textContent(), '40 %');
-  assert.equal(await page.getByLabel('Charge point', { exact: true }).inputValue(), 'EVSE-1');
+  assert.equal(await page.getByLabel('Charging session').inputValue(), 'S1');
+  assert.equal(await page.locator('#req-session option').count(), 1);
 
   await page.getByLabel('Energy to add').fill('10');
   await page.getByRole('button', { name: 'Request charging' }).click();
@@ -121,8 +124,13 @@ test('a request that cannot be guaranteed shows the guaranteed energy and can be
   await page.getByText('Request accepted').waitFor();
 });
 
-test('errors are explained: unknown charge point, chain features not available yet', async () => {
-  await page.getByLabel('Charge point', { exact: true }).fill('NO-SUCH-EVSE');
+test('errors are explained: a session that ended meanwhile, chain features not available yet', async () => {
+  // A page left open while the session ended: it still offers a session the server no longer
+  // has open for this user.
+  await page.locator('#req-session').evaluate((el) => {
+    el.append(new Option('Charge point gone', 'S-GONE'));
+    el.value = 'S-GONE';
+  });
   await page.getByLabel('Energy to add').fill('5');
   await page.getByRole('button', { name: 'Request charging' }).click();
   await page.getByText('Charging session not found').waitFor();
@@ -137,7 +145,6 @@ test('errors are explained: unknown charge point, chain features not available y
 test('desktop layout', async () => {
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.getByRole('link', { name: /Charge/ }).click();
-  await page.getByLabel('Charge point', { exact: true }).fill('EVSE-1');
   await page.locator('#request-result').evaluate((el) => { el.innerHTML = ''; });
   await page.locator('article.session canvas').waitFor({ state: 'visible' });
   await screenshot(page, 'user-app-desktop.png', { fullPage: true });

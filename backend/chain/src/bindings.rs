@@ -88,6 +88,10 @@ pub use test_euro::TestEuro;
 
 /// An EIP-712 bill of one charging session, signed by the CPO's meter key.
 pub type Bill = energy_billing::IEnergyBilling::Bill;
+/// A user's cap on what EnergyBilling's settlements may take (`enabled` false: none).
+pub type SpendingLimit = energy_billing::IEnergyBilling::SpendingLimit;
+/// An EIP-712 update of a user's [`SpendingLimit`], relayed by the operator.
+pub type SpendingLimitUpdate = energy_billing::IEnergyBilling::SpendingLimitUpdate;
 /// An EIP-712 consent of a user to a scope until an expiry.
 pub type Consent = consent_registry::IConsentRegistry::Consent;
 /// An EIP-712 revocation of a user's consent to a scope.

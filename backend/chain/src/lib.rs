@@ -27,7 +27,7 @@ pub mod wallet;
 pub mod work;
 
 pub use anvil::{LocalChain, LocalChainConfig};
-pub use bindings::{Bill, Consent, Revocation};
+pub use bindings::{Bill, Consent, Revocation, SpendingLimit, SpendingLimitUpdate};
 pub use client::{
     Battery, ChainClient, ChargePoint, CommitBatchOutcome, CommitState, Group, PendingTx,
     PvInverter, RegisteredChargePoint, SettleBatchOutcome, SettlementEvents, SettlementRecord,

@@ -24,7 +24,7 @@
 use alloy::primitives::{Bytes, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::{Bill, Consent, Revocation};
+use crate::bindings::{Bill, Consent, Revocation, SpendingLimitUpdate};
 use crate::error::ChainError;
 
 /// The kinds of chain work, as stored in `chain_outbox.kind`.
@@ -41,16 +41,19 @@ pub enum WorkKind {
     Consent,
     /// A user's signed revocation, relayed by the operator.
     Revocation,
+    /// A user's signed spending limit for settlements, relayed by the operator.
+    SpendingLimit,
 }
 
 impl WorkKind {
     /// Every kind.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::AssetUpsert,
         Self::StatusCommit,
         Self::Settlement,
         Self::Consent,
         Self::Revocation,
+        Self::SpendingLimit,
     ];
 
     /// The stored name, e.g. `status_commit`.
@@ -61,6 +64,7 @@ impl WorkKind {
             Self::Settlement => "settlement",
             Self::Consent => "consent",
             Self::Revocation => "revocation",
+            Self::SpendingLimit => "spending_limit",
         }
     }
 
@@ -80,7 +84,7 @@ impl WorkKind {
     pub const fn batch_limit(self) -> usize {
         match self {
             Self::StatusCommit | Self::Settlement => 50,
-            Self::AssetUpsert | Self::Consent | Self::Revocation => 1,
+            Self::AssetUpsert | Self::Consent | Self::Revocation | Self::SpendingLimit => 1,
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum ChainWork {
     Consent(ConsentWork),
     /// A signed revocation to relay.
     Revocation(ConsentWork),
+    /// A signed spending limit to relay.
+    SpendingLimit(SpendingLimitWork),
 }
 
 impl ChainWork {
@@ -116,6 +122,7 @@ impl ChainWork {
             Self::Settlement(_) => WorkKind::Settlement,
             Self::Consent(_) => WorkKind::Consent,
             Self::Revocation(_) => WorkKind::Revocation,
+            Self::SpendingLimit(_) => WorkKind::SpendingLimit,
         }
     }
 
@@ -126,6 +133,7 @@ impl ChainWork {
             Self::StatusCommit(w) => serde_json::to_string(w),
             Self::Settlement(w) => serde_json::to_string(w),
             Self::Consent(w) | Self::Revocation(w) => serde_json::to_string(w),
+            Self::SpendingLimit(w) => serde_json::to_string(w),
         };
         // Plain data (strings, integers, vectors): serialising it cannot fail.
         json.unwrap_or_else(|_| "null".to_owned())
@@ -375,6 +383,41 @@ impl SignedBill {
                 end: self.end,
             },
             self.signature.parse().map_err(|_| bad("signature"))?,
+        ))
+    }
+}
+
+/// Payload of kind `spending_limit`: the user's EIP-712 `SpendingLimitUpdate` for
+/// EnergyBilling and its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendingLimitWork {
+    /// The user's address.
+    pub user: String,
+    /// Highest price a settlement may charge (micro-EUR per kWh; 0: any).
+    pub max_price_micro_eur_per_kwh: u64,
+    /// What settlements may still debit (payment-token units, decimal; `u256::MAX`: no cap).
+    pub allowance: String,
+    /// The user's spending-limit nonce.
+    pub nonce: u64,
+    /// Last second the signature is valid (Unix seconds).
+    pub deadline: u64,
+    /// The user's signature (`0x`-hex).
+    pub signature: String,
+}
+
+impl SpendingLimitWork {
+    /// The contract's update and signature.
+    pub fn to_update(&self) -> Result<(SpendingLimitUpdate, Bytes), ChainError> {
+        let bad = |what: &str| ChainError::Invalid(format!("spending limit: bad {what}"));
+        Ok((
+            SpendingLimitUpdate {
+                user: self.user.parse().map_err(|_| bad("user address"))?,
+                maxPriceMicroEurPerKwh: self.max_price_micro_eur_per_kwh,
+                allowance: self.allowance.parse().map_err(|_| bad("allowance"))?,
+                nonce: U256::from(self.nonce),
+                deadline: self.deadline,
+            },
+            self.signature.parse().map_err(|_| bad("signature hex"))?,
         ))
     }
 }

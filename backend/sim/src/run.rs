@@ -124,6 +124,8 @@ pub struct SimRecord {
 
 struct Driver {
     bearer: String,
+    /// The token uid evflex issued at sign-up: the car's app token at the charge point.
+    token_uid: String,
 }
 
 struct World<'a> {
@@ -173,13 +175,18 @@ impl World<'_> {
         }
     }
 
-    fn token_uid(v: &VehicleRecord) -> String {
-        format!("DRV{:05}", v.arrival.id)
-    }
-
-    fn cdr_token(&self, v: &VehicleRecord) -> Value {
-        let uid = Self::token_uid(v);
-        json!({"uid": uid, "type": "APP_USER", "contract_id": format!("{}-{}-{uid}", self.cc(), self.pid())})
+    /// The token a car starts with: the app token evflex issued to its driver, or (a driver
+    /// whose sign-up failed) an RFID card of the CPO's own that links to no one.
+    fn cdr_token(&self, vi: usize) -> Value {
+        match &self.drivers[vi] {
+            Some(d) => json!({"uid": d.token_uid, "type": "APP_USER",
+                "contract_id": format!("EVF-{}", d.token_uid)}),
+            None => {
+                let uid = format!("DRV{:05}", self.vehicles[vi].arrival.id);
+                json!({"uid": uid, "type": "RFID",
+                    "contract_id": format!("{}-{}-{uid}", self.cc(), self.pid())})
+            }
+        }
     }
 
     fn pick_cp(&mut self, a: &Arrival) -> Option<usize> {
@@ -214,19 +221,20 @@ impl World<'_> {
             v.departure_ts = ts(self.cfg, a.departure_step);
         }
         let opted_in = self.vehicles[vi].opted_in;
-        let uid = Self::token_uid(&self.vehicles[vi]);
-        // The driver registers, then opts in through the consent endpoint.
+        // The driver registers (evflex issues the app token the car then starts with), then
+        // opts in through the consent endpoint.
         let reg = self
             .client
             .call(
                 Method::POST,
                 "/api/v1/users",
                 None,
-                Some(&json!({"name": format!("Driver {}", a.id), "token_uid": uid, "opted_in": false})),
+                Some(&json!({"name": format!("Driver {}", a.id), "opted_in": false})),
             )
             .await;
         if let Some(reg) = self.note(reg) {
             let bearer = format!("Bearer {}", reg["token"].as_str().unwrap_or_default());
+            let token_uid = reg["token_uid"].as_str().unwrap_or_default().to_owned();
             if opted_in {
                 let r = self
                     .client
@@ -239,7 +247,7 @@ impl World<'_> {
                     .await;
                 self.note(r);
             }
-            self.drivers[vi] = Some(Driver { bearer });
+            self.drivers[vi] = Some(Driver { bearer, token_uid });
             if self.chain {
                 self.top_up(vi).await;
             }
@@ -248,7 +256,7 @@ impl World<'_> {
         let t = format_rfc3339(now);
         let session = json!({
             "country_code": self.cc(), "party_id": self.pid(), "id": sid,
-            "start_date_time": t, "kwh": 0.0, "cdr_token": self.cdr_token(&self.vehicles[vi]),
+            "start_date_time": t, "kwh": 0.0, "cdr_token": self.cdr_token(vi),
             "auth_method": "WHITELIST", "location_id": c.location_id, "evse_uid": c.uid,
             "connector_id": "1", "currency": "EUR", "status": "ACTIVE", "last_updated": t
         });
@@ -359,7 +367,7 @@ impl World<'_> {
         let cdr = json!({
             "country_code": self.cc(), "party_id": self.pid(), "id": format!("CDR-{sid}"),
             "start_date_time": start, "end_date_time": t, "session_id": sid,
-            "cdr_token": self.cdr_token(&v), "auth_method": "WHITELIST",
+            "cdr_token": self.cdr_token(vi), "auth_method": "WHITELIST",
             "cdr_location": {"id": c.location_id, "name": "Simulated site",
                 "address": "Simulatieweg 1", "city": "Utrecht", "postal_code": "3511",
                 "country": "NLD", "coordinates": {"latitude": "52.089", "longitude": "5.110"},

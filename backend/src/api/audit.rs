@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Entries of the public audit lists (newest first).
-const AUDIT_LIST_LEN: i64 = 500;
+pub(super) const AUDIT_LIST_LEN: i64 = 500;
 
 const SOLVER_BUSY: &str = "every solver slot is busy; retry in a few seconds";
 
@@ -70,13 +70,27 @@ async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiE
     Ok(Json(out))
 }
 
-/// Every settlement with its on-chain receipt.
+/// The newest settlements with their on-chain receipts, as anyone may see them: the bill's
+/// on-chain session id (a hash), energy, price, cost, rewards and transaction. Nothing in it
+/// names a session, a CDR, a charge point or a user: a CPO sees its own with those in
+/// `GET /api/v1/cockpit/settlements`, a user theirs in the wallet.
 #[utoipa::path(get, path = "/api/v1/audit/settlements", tag = "audit", responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn settlements(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     require_chain(&state)?;
     let mut conn = state.db.conn().await?;
     let rows = bills::latest(&mut conn, AUDIT_LIST_LEN).await?;
-    Ok(Json(rows.iter().map(super::wallet::bill_json).collect()))
+    Ok(Json(rows.iter().map(public_bill_json).collect()))
+}
+
+/// A bill without what would let a stranger act: its session, CDR and user address.
+fn public_bill_json(b: &bills::BillRow) -> Value {
+    let mut v = super::wallet::bill_json(b);
+    if let Some(o) = v.as_object_mut() {
+        for private in ["session_id", "cdr", "user_address"] {
+            o.remove(private);
+        }
+    }
+    v
 }
 
 async fn record(

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/cockpit/groups", get(list))
         .route("/api/v1/cockpit/groups/{id}", get(group))
+        .route("/api/v1/cockpit/settlements", get(settlements))
 }
 
 /// One charge point in the cockpit.
@@ -51,7 +52,8 @@ pub struct ScheduleView {
     pub inputs_hash: String,
     /// Schedule hash.
     pub schedule_hash: String,
-    /// Vehicle (session) ids, row order of `power_w`.
+    /// The CPO's session ids of the planned vehicles, row order of `power_w` (the public
+    /// inputs name them only by an opaque vehicle id).
     #[schema(value_type = Object)]
     pub vehicle_ids: serde_json::Value,
     /// Planned power per vehicle per step (W).
@@ -120,24 +122,27 @@ async fn build(
     } else {
         Vec::new()
     };
-    let schedule = schedules::latest_before(&mut conn, id, i64::MAX)
-        .await?
-        .map(|s| {
-            let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
-            ScheduleView {
-                timestep: s.timestep,
-                start: format_rfc3339(s.timestep * s.time_step_s),
-                time_step_s: s.time_step_s,
-                status: s.status.clone(),
-                inputs_hash: s.inputs_hash.clone(),
-                schedule_hash: s.schedule_hash.clone(),
-                vehicle_ids: field(&s.schedule, "vehicle_ids"),
-                power_w: field(&s.schedule, "power_w"),
-                capacity_w: field(&s.inputs, "capacity_w"),
-                pv_w: field(&s.inputs, "pv_w"),
-                grid_import_w: field(&s.schedule, "grid_import_w"),
-            }
-        });
+    let latest = schedules::latest_before(&mut conn, id, i64::MAX).await?;
+    let session_ids = match &latest {
+        Some(s) => session_ids_of(&mut conn, &s.schedule).await?,
+        None => serde_json::Value::Null,
+    };
+    let schedule = latest.map(|s| {
+        let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
+        ScheduleView {
+            timestep: s.timestep,
+            start: format_rfc3339(s.timestep * s.time_step_s),
+            time_step_s: s.time_step_s,
+            status: s.status.clone(),
+            inputs_hash: s.inputs_hash.clone(),
+            schedule_hash: s.schedule_hash.clone(),
+            vehicle_ids: session_ids,
+            power_w: field(&s.schedule, "power_w"),
+            capacity_w: field(&s.inputs, "capacity_w"),
+            pv_w: field(&s.inputs, "pv_w"),
+            grid_import_w: field(&s.schedule, "grid_import_w"),
+        }
+    });
     Ok(CockpitGroup {
         group_id: g.id,
         name: g.name,
@@ -179,4 +184,45 @@ async fn group(
     Path(id): Path<i64>,
 ) -> Result<Json<CockpitGroup>, ApiError> {
     Ok(Json(build(&state, &cpo, id, 96).await?))
+}
+
+/// The session ids of a schedule's vehicles (`engine::snapshot::vehicle_id`), in its row
+/// order; an id that names no stored session is kept as it is.
+async fn session_ids_of(
+    conn: &mut crate::store::Conn,
+    schedule: &serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let mut out = Vec::new();
+    for v in schedule["vehicle_ids"].as_array().into_iter().flatten() {
+        let id = v.as_str().unwrap_or_default();
+        let session = match crate::engine::snapshot::session_row_of(id) {
+            Some(row) => crate::store::sessions::get_by_row(conn, row).await?,
+            None => None,
+        };
+        out.push(serde_json::Value::from(
+            session.map_or_else(|| id.to_owned(), |s| s.record.session_id),
+        ));
+    }
+    Ok(serde_json::Value::Array(out))
+}
+
+/// The caller's newest settlements (bills of CDRs under its party codes), with their
+/// sessions, CDRs and users' addresses, and their on-chain receipts.
+#[utoipa::path(get, path = "/api/v1/cockpit/settlements", tag = "cockpit",
+    security(("ocpi_token" = [])),
+    responses((status = 200, body = serde_json::Value), (status = 401, body = super::error::ErrorBody),
+        (status = 503, description = "No chain configured", body = super::error::ErrorBody)))]
+async fn settlements(
+    State(state): State<AppState>,
+    cpo: AuthCpo,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    super::audit::require_chain(&state)?;
+    let mut conn = state.db.conn().await?;
+    let rows = crate::store::bills::latest_of_codes(
+        &mut conn,
+        &cpo.0.codes(),
+        super::audit::AUDIT_LIST_LEN,
+    )
+    .await?;
+    Ok(Json(rows.iter().map(super::wallet::bill_json).collect()))
 }

@@ -1,5 +1,6 @@
-//! OCPI 2.2.1 over HTTP: versions, credentials, and the receiver interfaces of Locations,
-//! Sessions and CDRs, plus the `response_url` for asynchronous charging-profile results.
+//! OCPI 2.2.1 over HTTP: versions, credentials, the receiver interfaces of Locations,
+//! Sessions and CDRs, the eMSP's Tokens sender interface (evflex's users' tokens, see
+//! `engine::tokens`), plus the `response_url` for asynchronous charging-profile results.
 //!
 //! Every response is the OCPI envelope (`data`, `status_code`, `status_message`, `timestamp`).
 //! `Authorization: Token <token>` carries the token base64-encoded as OCPI 2.2.1 specifies; a
@@ -283,6 +284,11 @@ fn routes() -> Router<AppState> {
             "/ocpi/2.2.1/sessions/{cc}/{pid}/{session_id}",
             get(get_session).put(write_session).patch(write_session),
         )
+        .route("/ocpi/2.2.1/tokens", get(list_tokens))
+        .route(
+            "/ocpi/2.2.1/tokens/{token_uid}/authorize",
+            post(authorize_token),
+        )
         .route("/ocpi/2.2.1/cdrs", post(post_cdr))
         .route("/ocpi/2.2.1/cdrs/{cdr_id}", get(get_cdr))
         .route(
@@ -315,6 +321,7 @@ async fn version_details(State(state): State<AppState>, _caller: OcpiCaller) -> 
             endpoint("sessions", "RECEIVER"),
             endpoint("cdrs", "RECEIVER"),
             endpoint("chargingprofiles", "SENDER"),
+            endpoint("tokens", "SENDER"),
         ],
     };
     ok(&state, Some(data))
@@ -356,6 +363,9 @@ async fn register(
     )
     .await?;
     state.tokens.clear();
+    // The party's tokens receiver learns every user's token now, not at the next tick.
+    let engine = state.engine.clone();
+    tokio::spawn(async move { crate::engine::tokens::push_pending(&engine).await });
     Ok(ok(&state, Some(creds)))
 }
 
@@ -458,7 +468,7 @@ async fn write_session(
     body: Bytes,
 ) -> Result<Response, OcpiError> {
     let codes = (path.cc.as_str(), path.pid.as_str());
-    write_object(
+    let response = write_object(
         &state,
         &party,
         "sessions",
@@ -473,8 +483,23 @@ async fn write_session(
             }
         },
     )
-    .await
-    .inspect(|_| state.engine.events.session(&body))
+    .await?;
+    if state.engine.events.receivers() > 0 {
+        let group = session_group(&state, &path.cc, &path.pid, &path.session_id).await;
+        state.engine.events.meter([group], "session");
+    }
+    Ok(response)
+}
+
+/// The group of a stored session's charge point (for the event stream).
+async fn session_group(state: &AppState, cc: &str, pid: &str, session_id: &str) -> Option<i64> {
+    let mut conn = state.db.conn().await.ok()?;
+    let session = crate::store::sessions::get(&mut conn, cc, pid, session_id)
+        .await
+        .ok()??;
+    crate::store::groups::group_of_evse(&mut conn, cc, pid, &session.record.evse_uid)
+        .await
+        .ok()?
 }
 
 async fn post_cdr(
@@ -513,6 +538,96 @@ async fn get_cdr(
     // Scoped to the caller's own CDRs: another party's CDR id is as unknown as a missing one.
     let data = receiver::get_cdr(&state.db, party.party_row, &cdr_id).await?;
     Ok(ok(&state, Some(data)))
+}
+
+/// Largest page of [`list_tokens`] (`X-Limit`).
+const TOKENS_PAGE: i64 = 1_000;
+
+/// Query of an OCPI list (`date_from`, `date_to`, `offset`, `limit`).
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    date_from: Option<String>,
+    date_to: Option<String>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /tokens`: the Tokens sender interface, every token evflex issued to its users, paged
+/// with `X-Total-Count`, `X-Limit` and a `Link` to the next page. Any registered party may
+/// read it: a CPO needs every user's token to let them charge.
+async fn list_tokens(
+    State(state): State<AppState>,
+    _party: RegisteredParty,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Result<Response, OcpiError> {
+    let instant = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| {
+                crate::domain::parse_rfc3339(t)
+                    .ok_or_else(|| OcpiError::invalid(format!("{field}: invalid DateTime {t:?}")))
+            })
+            .transpose()
+    };
+    let (from, to) = (
+        instant("date_from", &q.date_from)?,
+        instant("date_to", &q.date_to)?,
+    );
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(OcpiError::invalid("offset: must not be negative"));
+    }
+    let limit = q.limit.unwrap_or(TOKENS_PAGE).clamp(1, TOKENS_PAGE);
+    let mut conn = state.db.conn().await?;
+    let (total, page) =
+        crate::store::users::issued_tokens(&mut conn, from, to, offset, limit).await?;
+    let identity = &state.identity;
+    let data: Vec<Value> = page
+        .iter()
+        .map(|(uid, at)| crate::engine::tokens::token_object(identity, uid, *at))
+        .collect();
+    let next = offset + page.len() as i64;
+    let mut response = ok(&state, Some(data));
+    let headers = response.headers_mut();
+    headers.insert("X-Total-Count", HeaderValue::from(total));
+    headers.insert("X-Limit", HeaderValue::from(limit));
+    if next < total {
+        let mut url = format!(
+            "{}/ocpi/2.2.1/tokens?offset={next}&limit={limit}",
+            state.public_url
+        );
+        for (name, v) in [("date_from", &q.date_from), ("date_to", &q.date_to)] {
+            if let Some(v) = v {
+                url.push_str(&format!("&{name}={}", v.replace('+', "%2B")));
+            }
+        }
+        if let Ok(link) = HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")) {
+            headers.insert("Link", link);
+        }
+    }
+    Ok(response)
+}
+
+/// `POST /tokens/{token_uid}/authorize`: real-time authorisation of an evflex token. A token
+/// evflex issued is `ALLOWED`; any other is 2004 (unknown token), as the spec says.
+async fn authorize_token(
+    State(state): State<AppState>,
+    _party: RegisteredParty,
+    Path(token_uid): Path<String>,
+) -> Result<Response, OcpiError> {
+    let mut conn = state.db.conn().await?;
+    let user = match crate::store::users::is_issued_shape(&token_uid) {
+        true => crate::store::users::by_token_uid(&mut conn, &token_uid).await?,
+        false => None,
+    };
+    let Some(user) = user else {
+        return Err(OcpiError::new(StatusCode::NOT_FOUND, 2004, "unknown token"));
+    };
+    let uid = user.token_uid.unwrap_or(token_uid);
+    let token = crate::engine::tokens::token_object(&state.identity, &uid, user.created_at);
+    Ok(ok(
+        &state,
+        Some(serde_json::json!({"allowed": "ALLOWED", "token": token})),
+    ))
 }
 
 /// An object that names its `country_code` and `party_id` (a CDR) must name one of the caller's

@@ -1,5 +1,10 @@
 //! Charging requests: admission control at once; a rejected request carries the largest
 //! guaranteed energy, which the user may accept instead.
+//!
+//! A request names one of the caller's own sessions: one the CPO started with the token uid
+//! evflex issued to the caller (`engine::tokens`), or, when it names none, the caller's only
+//! open session. Nobody can claim a session by its EVSE uid or session id: another user's
+//! session, and one linked to no one, are 404 alike.
 
 use super::auth::AuthUser;
 use super::error::{ApiError, parse_body};
@@ -24,14 +29,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/requests/{id}/accept-offer", post(accept_offer))
 }
 
-/// A charging request: which session (by id, or the open session on an EVSE), how much
-/// energy (kWh, or a target SoC with the battery size), by when.
+/// A charging request: which of the caller's sessions (by id, or the caller's only open
+/// session), how much energy (kWh, or a target SoC with the battery size), by when.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewChargingRequest {
-    /// OCPI session id.
+    /// OCPI session id of one of the caller's sessions; without it, the caller's open session.
     pub session_id: Option<String>,
-    /// EVSE uid (its open session), when the session id is not known.
-    pub evse_uid: Option<String>,
     /// Energy wanted (kWh).
     pub energy_kwh: Option<f64>,
     /// Target state of charge (%), with `battery_capacity_kwh`.
@@ -92,6 +96,8 @@ fn kwh(field: &str, v: f64) -> Result<i64, ApiError> {
 #[utoipa::path(post, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
     request_body = NewChargingRequest,
     responses((status = 201, body = RequestView), (status = 400, body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, description = "No such session of the caller's", body = super::error::ErrorBody),
         (status = 409, body = super::error::ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
@@ -120,24 +126,33 @@ async fn create(
         })
         .transpose()?;
     let mut conn = state.db.conn().await?;
-    let session = match (&req.session_id, &req.evse_uid) {
-        (Some(id), _) => sessions::find_by_session_id(&mut conn, id).await?,
-        (None, Some(uid)) => sessions::open_session_on_evse_uid(&mut conn, uid).await?,
-        (None, None) => {
-            return Err(ApiError::BadRequest(
-                "session_id: give session_id or evse_uid".to_owned(),
-            ));
+    let session = match &req.session_id {
+        Some(id) => sessions::of_user_by_session_id(&mut conn, user.id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no session {id} of yours")))?,
+        None => {
+            let mut open = sessions::open_of_user(&mut conn, user.id, 2).await?;
+            match (open.pop(), open.is_empty()) {
+                (Some(s), true) => s,
+                (Some(_), false) => {
+                    return Err(ApiError::Conflict(
+                        "session_id: you have more than one open session; name one".to_owned(),
+                    ));
+                }
+                (None, _) => {
+                    return Err(ApiError::NotFound(
+                        "no open session of yours: start charging with your evflex token"
+                            .to_owned(),
+                    ));
+                }
+            }
         }
-    }
-    .ok_or_else(|| ApiError::NotFound("no such session".to_owned()))?;
+    };
     if !matches!(session.record.status.as_str(), "ACTIVE" | "PENDING") {
         return Err(ApiError::Conflict(format!(
             "session is {}",
             session.record.status
         )));
-    }
-    if session.user_id.is_some_and(|u| u != user.id) {
-        return Err(ApiError::NotFound("no such session".to_owned()));
     }
     let (energy_wh, battery_capacity_wh) = match (req.energy_kwh, req.target_soc_percent) {
         (Some(e), _) => (kwh("energy_kwh", e)?, None),

@@ -27,14 +27,13 @@ pub fn router(limits: &RateLimits) -> Router<AppState> {
         .route("/api/v1/users/me/status", get(status))
 }
 
-/// Registration.
+/// Registration. evflex issues the user's token uid (it is in the answer), so the body cannot
+/// name one: a `token_uid` here is refused as an unknown field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Display name.
     pub name: String,
-    /// The OCPI token uid (RFID card / app token) the user charges with: sessions with it are
-    /// linked to the user.
-    pub token_uid: Option<String>,
     /// Opt into smart charging now (default false).
     #[serde(default)]
     pub opted_in: bool,
@@ -47,6 +46,9 @@ pub struct Registered {
     pub user_id: i64,
     /// Bearer token for `Authorization: Bearer …`.
     pub token: String,
+    /// The OCPI token uid evflex issued to the user (`EVF` and 13 hex digits), pushed to every
+    /// CPO: a session the CPO starts with it is the user's.
+    pub token_uid: String,
     /// Smart-charging consent.
     pub opted_in: bool,
 }
@@ -58,7 +60,7 @@ pub struct UserView {
     pub user_id: i64,
     /// Display name.
     pub name: String,
-    /// OCPI token uid.
+    /// The OCPI token uid evflex issued to the user.
     pub token_uid: Option<String>,
     /// Smart-charging consent.
     pub opted_in: bool,
@@ -83,16 +85,8 @@ async fn register(
     if new.name.trim().is_empty() || new.name.len() > 200 {
         return Err(ApiError::BadRequest("name: 1 to 200 characters".to_owned()));
     }
-    if new
-        .token_uid
-        .as_deref()
-        .is_some_and(|t| t.is_empty() || t.len() > 36)
-    {
-        return Err(ApiError::BadRequest(
-            "token_uid: 1 to 36 characters".to_owned(),
-        ));
-    }
     let token = new_token();
+    let token_uid = users::issue_token_uid();
     let now = state.clock.now();
     // Sealing the new wallet's keystore runs scrypt: one of the few slots for that work.
     let _key_work = match &state.engine.chain {
@@ -103,15 +97,12 @@ async fn register(
     let id = users::create(
         &mut tx,
         new.name.trim(),
-        new.token_uid.as_deref(),
+        &token_uid,
         new.opted_in,
         &token,
         now,
     )
     .await?;
-    if let Some(uid) = &new.token_uid {
-        sessions::link_token_uid(&mut tx, uid, id).await?;
-    }
     if let Some(chain) = &state.engine.chain {
         crate::wallet::create_for_user(&mut tx, chain, id, now)
             .await
@@ -123,11 +114,15 @@ async fn register(
         }
     }
     tx.commit().await?;
+    // Make the new token known to the CPOs now rather than at the next tick.
+    let engine = state.engine.clone();
+    tokio::spawn(async move { crate::engine::tokens::push_pending(&engine).await });
     Ok((
         StatusCode::CREATED,
         Json(Registered {
             user_id: id,
             token,
+            token_uid,
             opted_in: new.opted_in,
         }),
     ))
@@ -186,6 +181,8 @@ pub struct SessionStatus {
     pub session_id: String,
     /// EVSE uid.
     pub evse_uid: String,
+    /// The charging group of the EVSE, if it is in one (the event stream names groups).
+    pub group_id: Option<i64>,
     /// OCPI session status.
     pub status: String,
     /// Energy added so far (kWh).
@@ -229,14 +226,15 @@ async fn status(
         .filter(|l| l.session_id.as_deref().is_none_or(|id| id == r.session_id));
         let request = requests::accepted_for_session(&mut conn, s.id).await?;
         let open = matches!(r.status.as_str(), "ACTIVE" | "PENDING");
+        let group_id =
+            groups::group_of_evse(&mut conn, &r.country_code, &r.party_id, &r.evse_uid).await?;
         let mut planned_profile = Vec::new();
         let mut expected = None;
         if open
-            && let Some(gid) =
-                groups::group_of_evse(&mut conn, &r.country_code, &r.party_id, &r.evse_uid).await?
+            && let Some(gid) = group_id
             && let Some(sched) = schedules::latest_before(&mut conn, gid, i64::MAX).await?
         {
-            let vid = vehicle_id(&r.country_code, &r.party_id, &r.session_id);
+            let vid = vehicle_id(s.id);
             let ids = sched.schedule.get("vehicle_ids").and_then(|v| v.as_array());
             let rows = sched.schedule.get("power_w").and_then(|v| v.as_array());
             if let (Some(ids), Some(rows)) = (ids, rows)
@@ -263,6 +261,7 @@ async fn status(
         out.push(SessionStatus {
             session_id: r.session_id.clone(),
             evse_uid: r.evse_uid.clone(),
+            group_id,
             status: r.status.clone(),
             energy_added_kwh: wh_to_kwh(r.energy_wh),
             soc_percent: live

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -41,6 +41,7 @@ pub fn router(limits: &RateLimits) -> Router<AppState> {
             ),
         )
         .route("/api/v1/users/me/settlements", get(settlements))
+        .route("/api/v1/users/me/spending-limit", put(set_spending_limit))
 }
 
 fn chain(state: &AppState) -> Result<Arc<ChainContext>, ApiError> {
@@ -140,12 +141,16 @@ async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Response, 
         None => {
             let short = address.to_string();
             let name = format!("{}…{}", &short[..6], &short[short.len() - 4..]);
-            let id = users::create(&mut tx, &name, None, false, &token, now).await?;
+            let uid = users::issue_token_uid();
+            let id = users::create(&mut tx, &name, &uid, false, &token, now).await?;
             wallets::insert(&mut tx, id, &address.to_string(), None, now).await?;
             id
         }
     };
     tx.commit().await?;
+    // A new user's token goes to the CPOs now (`engine::tokens`); a known one's is there.
+    let engine = state.engine.clone();
+    tokio::spawn(async move { crate::engine::tokens::push_pending(&engine).await });
     Ok(Json(SignedIn {
         token,
         user_id,
@@ -190,7 +195,13 @@ async fn wallet(
     let billing = op.billing_balance(address).await.map_err(chain_err)?;
     let token = op.payment_token_balance(address).await.map_err(chain_err)?;
     let flex = op.flex_balance(address).await.map_err(chain_err)?;
+    let limit = op.spending_limit(address).await.map_err(chain_err)?;
     Ok(Json(json!({
+        "spending_limit": limit.enabled.then(|| json!({
+            "max_price_micro_eur_per_kwh":
+                (limit.maxPriceMicroEurPerKwh != 0).then_some(limit.maxPriceMicroEurPerKwh),
+            "allowance_micro": (limit.allowance != U256::MAX).then(|| micro(limit.allowance)),
+        })),
         "address": address.to_string(),
         "custodial": row.keystore_json.is_some(),
         "chain_id": ctx.deployment.chain_id,
@@ -293,6 +304,79 @@ async fn export(
     Ok(Json(keystore))
 }
 
+/// A spending limit on the user's settlements (`null`: no cap on that part).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpendingLimitReq {
+    /// Highest price a settlement may charge (EUR per kWh), more than 0 and at most 10.
+    pub max_price_eur_per_kwh: Option<f64>,
+    /// What settlements may debit in all from now on (EUR), 0 to 1,000,000.
+    pub allowance_eur: Option<f64>,
+}
+
+/// Sets a cap on what EnergyBilling's settlements may take from the user's balance: a highest
+/// price per kWh and an allowance that each settlement uses up. The contract enforces it, so
+/// not even evflex's operator can settle past it. evflex signs the update with the user's
+/// custodial key and relays it (202: on chain within the next writer round); a user with their
+/// own wallet calls `setSpendingLimit` on EnergyBilling (409). Settlements held back by the
+/// old limit are retried once the new one is on chain.
+#[utoipa::path(put, path = "/api/v1/users/me/spending-limit", tag = "wallet", request_body = SpendingLimitReq,
+    security(("bearer" = [])),
+    responses((status = 202, body = serde_json::Value), (status = 400, body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody),
+        (status = 429, description = "Busy; the message says when to retry", body = super::error::ErrorBody),
+        (status = 503, description = "No chain configured", body = super::error::ErrorBody)))]
+async fn set_spending_limit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = chain(&state)?;
+    let req: SpendingLimitReq = parse_body(&body)?;
+    let price = match req.max_price_eur_per_kwh {
+        None => 0,
+        Some(p) if p.is_finite() && p > 0.0 && p <= 10.0 => (p * 1e6).round() as u64,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "max_price_eur_per_kwh: more than 0, at most 10".to_owned(),
+            ));
+        }
+    };
+    let allowance = match req.allowance_eur {
+        None => U256::MAX,
+        Some(a) if a.is_finite() && (0.0..=1e6).contains(&a) => {
+            U256::from((a * 1e6).round() as u64)
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "allowance_eur: 0 to 1000000".to_owned(),
+            ));
+        }
+    };
+    let now = state.clock.now();
+    // Unsealing the custodial key runs scrypt: one of the few slots for that work.
+    let _key_work = state.caps.key_work().await?;
+    let mut tx = state.db.begin().await?;
+    let queued =
+        crate::wallet::enqueue_spending_limit(&mut tx, &ctx, user.id, price, allowance, now)
+            .await
+            .map_err(internal)?;
+    if !queued {
+        return Err(ApiError::Conflict(
+            "your wallet is your own: call setSpendingLimit on EnergyBilling with it".to_owned(),
+        ));
+    }
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "pending",
+            "max_price_micro_eur_per_kwh": (price != 0).then_some(price),
+            "allowance_micro": (allowance != U256::MAX).then(|| micro(allowance)),
+        })),
+    ))
+}
+
 /// The user's bills: energy, cost, FLEX, status and settlement transaction.
 #[utoipa::path(get, path = "/api/v1/users/me/settlements", tag = "wallet", security(("bearer" = [])), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn settlements(
@@ -309,6 +393,7 @@ async fn settlements(
 pub(crate) fn bill_json(b: &bills::BillRow) -> Value {
     let status = match b.status.as_str() {
         "awaiting_funds" => "awaiting funds",
+        "over_limit" => "over your spending limit",
         s => s,
     };
     json!({

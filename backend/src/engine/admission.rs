@@ -12,7 +12,7 @@ use super::snapshot::{self, min_power_w, steps_until};
 use crate::domain::{TIME_STEP_S, step_start, timestep_of};
 use crate::store::requests::{self, ChargingRequest, Decision};
 use crate::store::sessions::StoredSession;
-use crate::store::{StoreError, groups, locations, sessions};
+use crate::store::{StoreError, groups, locations};
 use evflex_schedule::{Admission, Vehicle, VehicleClass};
 
 /// Errors of admission control.
@@ -40,7 +40,7 @@ impl From<sqlx::Error> for AdmissionError {
 pub struct NewRequest {
     /// The user asking.
     pub user_id: i64,
-    /// The session it is for.
+    /// The session it is for: one linked to `user_id`.
     pub session: StoredSession,
     /// Energy wanted from now (Wh).
     pub energy_wh: i64,
@@ -54,7 +54,8 @@ pub struct NewRequest {
     pub departure_ts: i64,
 }
 
-/// Decides a request and stores it (linking the session to the user).
+/// Decides a request for one of the user's own sessions (linked by its token, see
+/// `engine::tokens`) and stores it.
 #[tracing::instrument(skip_all, fields(session = %req.session.record.session_id, energy_wh = req.energy_wh))]
 pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest, AdmissionError> {
     let now = engine.clock.now();
@@ -97,7 +98,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         let pad_wh = ((max_power_w as i128 * lost_s as i128 + 3_599) / 3_600) as i64;
         let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
         let vehicle = Vehicle {
-            id: snapshot::vehicle_id(&s.country_code, &s.party_id, &s.session_id),
+            id: snapshot::vehicle_id(req.session.id),
             arrival: 0,
             departure,
             max_power_w,
@@ -190,9 +191,6 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
     };
     let mut tx = engine.db.begin().await?;
     request.id = requests::insert(&mut tx, &request, now).await?;
-    if req.session.user_id.is_none() {
-        sessions::set_user(&mut tx, req.session.id, req.user_id).await?;
-    }
     tx.commit().await?;
     Ok(request)
 }

@@ -6,8 +6,9 @@
 //! holds an `Engine` in its state and passes it in; nothing in this module imports the HTTP
 //! layer (the `app` and `api` modules), so the arrows point one way: HTTP → engine → store.
 //!
-//! "Run one step" entry points: [`run_tick`] for a timestep and
-//! [`setpoints::deliver_pending`] for set-point delivery. [`run_wall_clock`] calls `run_tick`
+//! "Run one step" entry points: [`run_tick`] for a timestep,
+//! [`setpoints::deliver_pending`] for set-point delivery and [`tokens::push_pending`] for
+//! users' tokens. [`run_wall_clock`] calls `run_tick`
 //! at every quarter hour; tests and the demo call it with a simulated clock.
 //!
 //! Several `evflex serve` replicas may share one PostgreSQL database: each runs the same tick,
@@ -22,6 +23,7 @@ pub mod report;
 pub mod setpoints;
 pub mod snapshot;
 pub mod tick;
+pub mod tokens;
 
 pub use error::TickError;
 pub use report::{GroupOutcome, GroupReport, SkipReason, TickReport};
@@ -65,8 +67,13 @@ pub struct Engine {
     pub http: crate::outbound::Outbound,
     /// Public base URL (no trailing slash): set-points name their `response_url` under it.
     pub public_url: Arc<str>,
+    /// How evflex presents itself in OCPI: the issuer of the tokens [`tokens`] pushes.
+    pub identity: Arc<crate::ingest::ocpi::credentials::Identity>,
     /// Bounds parallel solves (ticks and admission) to the cores.
     pub solve_slots: Arc<Semaphore>,
+    /// One token push round at a time ([`tokens::push_pending`]), so rounds started by sign-ups
+    /// at once do not push the same token twice.
+    pub token_pushes: Arc<tokio::sync::Mutex<()>>,
     /// This replica's name in group leases and tick reports (see [`replica_id`]).
     pub replica: Arc<str>,
     /// Fault injection for tests.
@@ -84,16 +91,19 @@ impl Engine {
         chain: Option<Arc<ChainContext>>,
         http: crate::outbound::Outbound,
         public_url: Arc<str>,
+        identity: crate::ingest::ocpi::credentials::Identity,
     ) -> Self {
         Self {
             db,
             clock,
             solve_slots: Arc::new(Semaphore::new(config.parallel_solves())),
+            token_pushes: Arc::default(),
             config: Arc::new(config),
             chain,
             events: Events::default(),
             http,
             public_url,
+            identity: Arc::new(identity),
             replica: replica_id().into(),
             faults: Arc::new(Faults::default()),
         }

@@ -73,6 +73,8 @@ pub struct TickReport {
     pub groups: Vec<GroupReport>,
     /// Set-point delivery after the commit.
     pub delivery: super::setpoints::DeliveryReport,
+    /// Users' tokens pushed to CPOs after the delivery.
+    pub tokens: super::tokens::TokenPushReport,
     /// Wall time of the tick (ms).
     pub duration_ms: f64,
 }

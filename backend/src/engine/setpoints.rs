@@ -27,13 +27,24 @@ pub struct DeliveryReport {
     pub retries: usize,
 }
 
-enum Attempt {
+/// The outcome of one OCPI call to a CPO.
+pub(super) enum Attempt {
+    /// Answered with an OCPI 1xxx status; the body.
     Sent(String),
+    /// A network error, 5xx or 429: worth trying again later.
     Retry(String),
+    /// Any other answer: trying again will not help.
     Fatal(String),
 }
 
-async fn put_profile(http: &Outbound, url: &str, token: &str, body: &serde_json::Value) -> Attempt {
+/// `PUT url` with `body` and the party's token, read as an OCPI response (`status_code`
+/// 1000–1999 is success).
+pub(super) async fn put_ocpi(
+    http: &Outbound,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Attempt {
     let what = format!("PUT {url}");
     let request = match http.request(reqwest::Method::PUT, url) {
         Ok(r) => r.header("Authorization", authorization(token)).json(body),
@@ -137,7 +148,7 @@ async fn deliver_one(engine: &Engine, sp: StoredSetpoint, party: Option<Party>) 
             let mut backoff = Duration::from_millis(engine.config.setpoint_backoff_ms);
             loop {
                 attempts += 1;
-                let result = put_profile(&engine.http, &url, &token, &body).await;
+                let result = put_ocpi(&engine.http, &url, &token, &body).await;
                 match result {
                     Attempt::Retry(e) if attempts < i64::from(engine.config.setpoint_attempts) => {
                         tracing::debug!(setpoint = sp.id, error = %e, "set-point: retrying");

@@ -80,9 +80,20 @@ pub struct GroupSnapshot {
     pub measured_load_w: i64,
 }
 
-/// Vehicle id of a session.
-pub fn vehicle_id(country_code: &str, party_id: &str, session_id: &str) -> String {
-    format!("{country_code}*{party_id}*{session_id}")
+/// Vehicle id of a session in the optimiser's inputs: `V` and the session's row id.
+///
+/// Decision: the canonical inputs are public (the audit API serves them so anyone can re-run
+/// `evflex verify`), so a vehicle id must not be a handle a stranger could use: not the CPO's
+/// session id, not the EVSE uid, not a user. A row id is opaque outside evflex; the signed-in
+/// views (the cockpit, the user's status) map it back with [`session_row_of`]. Zero-padded,
+/// so the ids sort as the sessions arrived (the inputs list vehicles in id order).
+pub fn vehicle_id(session_row: i64) -> String {
+    format!("V{session_row:012}")
+}
+
+/// The session row a [`vehicle_id`] names.
+pub fn session_row_of(vehicle_id: &str) -> Option<i64> {
+    vehicle_id.strip_prefix('V')?.parse().ok()
 }
 
 /// Steps from `t0` until `ts` (rounded up), within `1..=horizon`.
@@ -213,7 +224,7 @@ pub async fn snapshot(
         ) {
             continue;
         }
-        let id = vehicle_id(&r.country_code, &r.party_id, &r.session_id);
+        let id = vehicle_id(s.id);
         if infos.iter().any(|v: &VehicleInfo| v.vehicle_id == id) {
             continue;
         }

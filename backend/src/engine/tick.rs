@@ -97,6 +97,7 @@ pub async fn run_tick(engine: &Engine, timestep: u64) -> TickReport {
         metrics::counter!("evflex_tick_groups_total", "outcome" => outcome).increment(1);
     }
     let delivery = super::setpoints::deliver_pending(engine).await;
+    let tokens = super::tokens::push_pending(engine).await;
     let elapsed = started.elapsed();
     metrics::histogram!("evflex_tick_duration_seconds").record(elapsed.as_secs_f64());
     metrics::counter!("evflex_ticks_total").increment(1);
@@ -105,6 +106,7 @@ pub async fn run_tick(engine: &Engine, timestep: u64) -> TickReport {
         replica: engine.replica.to_string(),
         groups: reports,
         delivery,
+        tokens,
         duration_ms: elapsed.as_secs_f64() * 1e3,
     };
     tracing::info!(

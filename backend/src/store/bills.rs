@@ -2,7 +2,8 @@
 //! `bills`.
 //!
 //! `status`: `pending` (settlement enqueued), `awaiting_funds` (the contract skipped it for an
-//! insufficient balance; retried after a top-up), `settled` (with the transaction), `failed`
+//! insufficient balance; retried after a top-up), `over_limit` (the user's spending limit on
+//! EnergyBilling refused it; retried after the user changes the limit), `settled` (with the transaction), `failed`
 //! (refused for good), `unbillable` (no wallet to bill: the CDR's user is unknown).
 
 use super::{Conn, StoreResult};
@@ -156,10 +157,41 @@ pub async fn all(conn: &mut Conn, limit: i64) -> StoreResult<Vec<BillRow>> {
 
 /// The newest `limit` bills, newest first (the public audit list).
 pub async fn latest(conn: &mut Conn, limit: i64) -> StoreResult<Vec<BillRow>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM bills ORDER BY id DESC LIMIT $1"
-    )))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?)
+    latest_where(conn, "", &[], limit).await
+}
+
+/// The newest `limit` bills of CDRs under these party codes (`(country code, party id)`,
+/// upper case), newest first.
+pub async fn latest_of_codes(
+    conn: &mut Conn,
+    codes: &[(String, String)],
+    limit: i64,
+) -> StoreResult<Vec<BillRow>> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prefixes: Vec<String> = codes
+        .iter()
+        .map(|(cc, pid)| format!("{cc}*{pid}*%"))
+        .collect();
+    let filter = (0..prefixes.len())
+        .map(|i| format!("UPPER(cdr_key) LIKE ${}", i + 2))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    latest_where(conn, &format!("WHERE {filter}"), &prefixes, limit).await
+}
+
+/// `latest` with a `WHERE` clause whose placeholders start at `$2` (`$1` is the limit).
+async fn latest_where(
+    conn: &mut Conn,
+    filter: &str,
+    binds: &[String],
+    limit: i64,
+) -> StoreResult<Vec<BillRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM bills {filter} ORDER BY id DESC LIMIT $1");
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit);
+    for b in binds {
+        query = query.bind(b.clone());
+    }
+    Ok(query.fetch_all(conn).await?)
 }

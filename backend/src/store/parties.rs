@@ -113,6 +113,14 @@ impl Party {
         })
     }
 
+    /// The party codes of its registered roles, upper case.
+    pub fn codes(&self) -> Vec<(String, String)> {
+        role_codes(&self.roles)
+            .into_iter()
+            .map(|(cc, pid)| (cc.to_ascii_uppercase(), pid.to_ascii_uppercase()))
+            .collect()
+    }
+
     /// The URL of one of the party's modules in a given role (`chargingprofiles`, `RECEIVER`).
     pub fn endpoint(&self, identifier: &str, role: &str) -> Option<&str> {
         self.endpoints

@@ -462,16 +462,6 @@ pub async fn set_user(conn: &mut Conn, session_row: i64, user_id: i64) -> StoreR
     Ok(())
 }
 
-/// Links every unlinked session whose token uid is `token_uid` to a user.
-pub async fn link_token_uid(conn: &mut Conn, token_uid: &str, user_id: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE sessions SET user_id = $2 WHERE token_uid = $1 AND user_id IS NULL")
-        .bind(token_uid)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Records the flexibility a session gives: the largest shift any tick's plan asked of it.
 ///
 /// Each tick plans over the rest of the plug-in window, so its figure shrinks as the window
@@ -601,34 +591,39 @@ pub async fn count_cdrs(conn: &mut Conn) -> StoreResult<i64> {
     Ok(n)
 }
 
-/// The newest session with this OCPI id (any party; for users who know only the id).
-pub async fn find_by_session_id(
+/// The caller's session with this OCPI session id (the newest, should two CPOs use one id).
+pub async fn of_user_by_session_id(
     conn: &mut Conn,
+    user_id: i64,
     session_id: &str,
 ) -> StoreResult<Option<StoredSession>> {
     let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = $1 ORDER BY id DESC LIMIT 1"
+        "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND session_id = $2
+         ORDER BY id DESC LIMIT 1"
     )))
+    .bind(user_id)
     .bind(session_id)
     .fetch_optional(conn)
     .await?;
     row.map(StoredSession::try_from).transpose()
 }
 
-/// The newest open session on an EVSE with this uid (any party).
-pub async fn open_session_on_evse_uid(
+/// The caller's open (ACTIVE or PENDING) sessions, newest first, at most `limit`.
+pub async fn open_of_user(
     conn: &mut Conn,
-    evse_uid: &str,
-) -> StoreResult<Option<StoredSession>> {
-    let row: Option<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    user_id: i64,
+    limit: i64,
+) -> StoreResult<Vec<StoredSession>> {
+    let rows: Vec<SessionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SESSION_COLUMNS} FROM sessions
-         WHERE evse_uid = $1 AND status IN ('ACTIVE', 'PENDING')
-         ORDER BY start_ts DESC, id DESC LIMIT 1"
+         WHERE user_id = $1 AND status IN ('ACTIVE', 'PENDING')
+         ORDER BY start_ts DESC, id DESC LIMIT $2"
     )))
-    .bind(evse_uid)
-    .fetch_optional(conn)
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(conn)
     .await?;
-    row.map(StoredSession::try_from).transpose()
+    rows.into_iter().map(StoredSession::try_from).collect()
 }
 
 #[cfg(test)]

@@ -95,6 +95,19 @@ pub async fn take_consent_nonce(conn: &mut Conn, user_id: i64) -> StoreResult<Op
     Ok(row.map(|(n,)| n))
 }
 
+/// Takes the user's next spending-limit nonce (returns it and advances the stored one). Call
+/// it in the transaction that enqueues the signed update.
+pub async fn take_spending_nonce(conn: &mut Conn, user_id: i64) -> StoreResult<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "UPDATE wallets SET spending_nonce = spending_nonce + 1 WHERE user_id = $1
+         RETURNING spending_nonce - 1",
+    )
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(n,)| n))
+}
+
 /// Stores a sign-in nonce issued to `address`, valid until `expires_at`.
 pub async fn insert_nonce(
     conn: &mut Conn,

@@ -12,7 +12,7 @@ use crate::store::{Conn, outbox, wallets};
 use alloy::primitives::{Address, B256, U256, keccak256};
 use evflex_chain::wallet::siwe::{SiweExpectation, SiweMessage, verify_sign_in};
 use evflex_chain::wallet::{self as cw, EncryptedWallet, eip712};
-use evflex_chain::work::{ChainWork, ConsentWork};
+use evflex_chain::work::{ChainWork, ConsentWork, SpendingLimitWork};
 use evflex_chain::{Consent, Revocation};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -124,6 +124,65 @@ pub async fn enqueue_consent(
         signature: signature.to_string(),
     });
     // Consents need the chain's wallets, so this runs only with a chain: always wanted.
+    let key = format!("{}:{}:{nonce}", work.kind(), row.address);
+    outbox::enqueue(conn, &key, &work, now).await?;
+    Ok(true)
+}
+
+/// How long a signed spending-limit update may wait in the outbox before the chain refuses it
+/// (s).
+pub const SPENDING_LIMIT_TTL_S: i64 = 86_400;
+
+/// Enqueues the user's spending limit on EnergyBilling settlements, signed with their
+/// custodial key, as outbox work (in the caller's transaction): settlements may charge at most
+/// `max_price_micro_eur_per_kwh` (0: any price) and debit at most `allowance` in all
+/// (`U256::MAX`: no cap) from now on. `false` when the user has no custodial wallet: a user
+/// with their own wallet calls `setSpendingLimit` on EnergyBilling themself.
+#[tracing::instrument(skip_all, fields(user_id))]
+pub async fn enqueue_spending_limit(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    user_id: i64,
+    max_price_micro_eur_per_kwh: u64,
+    allowance: U256,
+    now: i64,
+) -> Result<bool, Error> {
+    let Some(row) = wallets::of_user(conn, user_id).await? else {
+        return Ok(false);
+    };
+    let Some(enc) = stored(&row)? else {
+        return Ok(false);
+    };
+    let wallet = cw::open_wallet(&enc, &ctx.master)?;
+    let nonce = wallets::take_spending_nonce(conn, user_id)
+        .await?
+        .unwrap_or_default()
+        .max(0) as u64;
+    // The chain checks the deadline against block time: wall-clock time.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(now, |d| d.as_secs() as i64);
+    let deadline = (wall.max(now) + SPENDING_LIMIT_TTL_S).max(0) as u64;
+    let update = evflex_chain::SpendingLimitUpdate {
+        user: wallet.address(),
+        maxPriceMicroEurPerKwh: max_price_micro_eur_per_kwh,
+        allowance,
+        nonce: U256::from(nonce),
+        deadline,
+    };
+    let domain = eip712::billing_domain(
+        ctx.deployment.chain_id,
+        ctx.deployment.contracts.energy_billing,
+    );
+    let signature = eip712::sign_spending_limit(wallet.signer(), &update, &domain)?;
+    let work = ChainWork::SpendingLimit(SpendingLimitWork {
+        user: wallet.address().to_string(),
+        max_price_micro_eur_per_kwh,
+        allowance: allowance.to_string(),
+        nonce,
+        deadline,
+        signature: signature.to_string(),
+    });
     let key = format!("{}:{}:{nonce}", work.kind(), row.address);
     outbox::enqueue(conn, &key, &work, now).await?;
     Ok(true)

@@ -89,10 +89,10 @@ async fn assets_commits_settlements_audit_and_verify_on_a_real_chain() {
     // Site over OCPI + group → assets on chain.
     app.put_site("LOC-A", &["E1", "E2"]).await;
     app.put_group(1, 22_080, &["E1", "E2"]).await;
-    let (_, alice) = app.new_user("alice", Some("ALICE"), true).await;
-    let (_, bob) = app.new_user("bob", Some("BOB"), false).await;
-    app.put_session("S1", "E1", "ALICE", 0.0).await;
-    app.put_session("S2", "E2", "BOB", 0.0).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    let (_, bob, bob_uid) = app.new_user("bob", false).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
     app.tick().await;
     let w = writer(&app);
     let r = w.run_until_idle(10).await.unwrap();
@@ -432,8 +432,8 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
             "max_charge_w": 10_000, "max_discharge_w": 10_000, "efficiency_permille": 900}]});
     let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&spec)).await;
     assert_eq!(status, 200, "{body}");
-    let (_, bob) = app.new_user("bob", Some("BOB"), true).await;
-    app.put_session("S2", "E2", "BOB", 0.0).await;
+    let (_, bob, bob_uid) = app.new_user("bob", true).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
     app.tick().await;
     let w = writer(&app);
     let r = w.run_until_idle(10).await.unwrap();

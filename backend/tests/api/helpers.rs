@@ -347,25 +347,21 @@ impl TestApp {
         .await
     }
 
-    /// Registers a user; returns (id, bearer token).
-    pub async fn new_user(
-        &self,
-        name: &str,
-        token_uid: Option<&str>,
-        opted_in: bool,
-    ) -> (i64, String) {
+    /// Registers a user; returns (id, bearer token, the token uid evflex issued).
+    pub async fn new_user(&self, name: &str, opted_in: bool) -> (i64, String, String) {
         let (status, body) = self
             .send(
                 reqwest::Method::POST,
                 "/api/v1/users",
                 None,
-                Some(&json!({"name": name, "token_uid": token_uid, "opted_in": opted_in})),
+                Some(&json!({"name": name, "opted_in": opted_in})),
             )
             .await;
         assert_eq!(status, 201, "{body}");
         (
             body["user_id"].as_i64().unwrap(),
             body["token"].as_str().unwrap().to_owned(),
+            body["token_uid"].as_str().unwrap().to_owned(),
         )
     }
 
@@ -492,6 +488,8 @@ pub struct CpoLog {
     pub auth: Vec<String>,
     /// Answer 503 to this many profile PUTs first.
     pub fail_first: usize,
+    /// `PUT tokens/{cc}/{pid}/{uid}` as (path, query, body).
+    pub tokens: Vec<(String, String, Value)>,
 }
 
 /// A small axum server playing the CPO: versions, version details, and a chargingprofiles
@@ -525,7 +523,8 @@ pub async fn spawn_cpo() -> MockCpo {
                 envelope(json!({"version": "2.2.1", "endpoints": [
                     {"identifier": "locations", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/locations")},
                     {"identifier": "chargingprofiles", "role": "RECEIVER",
-                     "url": format!("{b2}/ocpi/2.2.1/chargingprofiles")}
+                     "url": format!("{b2}/ocpi/2.2.1/chargingprofiles")},
+                    {"identifier": "tokens", "role": "RECEIVER", "url": format!("{b2}/ocpi/2.2.1/tokens")}
                 ]}))
             }),
         )
@@ -550,6 +549,22 @@ pub async fn spawn_cpo() -> MockCpo {
                         Json(json!({"data": {"result": "ACCEPTED", "timeout": 30},
                                     "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"})),
                     )
+                },
+            ),
+        )
+        .route(
+            "/ocpi/2.2.1/tokens/{cc}/{pid}/{uid}",
+            put(
+                |State(log): State<Arc<Mutex<CpoLog>>>,
+                 Path((cc, pid, uid)): Path<(String, String, String)>,
+                 axum::extract::RawQuery(query): axum::extract::RawQuery,
+                 Json(body): Json<Value>| async move {
+                    log.lock().unwrap().tokens.push((
+                        format!("{cc}/{pid}/{uid}"),
+                        query.unwrap_or_default(),
+                        body,
+                    ));
+                    Json(json!({"status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"}))
                 },
             ),
         )

@@ -17,7 +17,7 @@ async fn two_cpos(backend: Backend) -> (TestApp, String) {
     app.register_cpo(&cpo_a).await;
     app.put_site("LOC-A", &["E1", "E2"]).await;
     app.put_group(1, 22_000, &["E1", "E2"]).await;
-    app.put_session("S1", "E1", "ALICE", 1.0).await;
+    app.put_session("S1", "E1", "CARD-A", 1.0).await;
     let cpo_b = spawn_cpo().await;
     let (status, body) = app
         .register_party(&cpo_b, "token-a-b", "token-b-b", &[("DE", "BBB")])
@@ -298,8 +298,9 @@ async fn a_registration_token_registers_one_party_even_when_two_race() {
 #[tokio::test]
 async fn a_set_point_result_is_only_its_own_cpos_to_give() {
     let (app, b) = two_cpos(Backend::Sqlite).await;
-    let (_, alice) = app.new_user("alice", Some("ALICE"), true).await;
-    let req = json!({"session_id": "S1", "energy_kwh": 10.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S2", "E2", &alice_uid, 1.0).await;
+    let req = json!({"session_id": "S2", "energy_kwh": 10.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
     let (status, body) = app
         .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
         .await;

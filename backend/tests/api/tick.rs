@@ -17,13 +17,13 @@ async fn two_groups(app: &mut TestApp) {
     app.put_site("LOC-A", &["E1", "E2", "E3", "E4"]).await;
     app.put_group(1, 15_000, &["E1", "E2"]).await;
     app.put_group(2, 30_000, &["E3", "E4"]).await;
-    app.new_user("alice", Some("ALICE"), true).await;
-    let (_, bob) = app.new_user("bob", Some("BOB"), true).await;
-    app.new_user("carol", Some("CAROL"), false).await;
-    app.put_session("S1", "E1", "ALICE", 0.0).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    let (_, bob, bob_uid) = app.new_user("bob", true).await;
+    let (_, _, carol_uid) = app.new_user("carol", false).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
     app.put_session("S2", "E2", "ANON", 0.0).await;
-    app.put_session("S3", "E3", "BOB", 2.0).await;
-    app.put_session("S4", "E4", "CAROL", 0.0).await;
+    app.put_session("S3", "E3", &bob_uid, 2.0).await;
+    app.put_session("S4", "E4", &carol_uid, 0.0).await;
     let req = json!({"session_id": "S3", "energy_kwh": 20.0, "departure": format_rfc3339(T0 + 6 * 3_600)});
     let (status, body) = app
         .user(&bob, Method::POST, "/api/v1/requests", Some(&req))
@@ -33,6 +33,16 @@ async fn two_groups(app: &mut TestApp) {
         (201, Some("accepted")),
         "{body}"
     );
+}
+
+/// The optimiser's (opaque) vehicle id of a session: `V` and its row id.
+async fn vid(app: &crate::helpers::TestApp, session_id: &str) -> String {
+    let (row,): (i64,) = sqlx::query_as("SELECT id FROM sessions WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    evflex::engine::snapshot::vehicle_id(row)
 }
 
 fn row<'a>(schedule: &'a Value, vehicle: &str) -> &'a Vec<Value> {
@@ -73,12 +83,12 @@ async fn full_tick(backend: Backend, chain: Option<&LocalChain>) {
     drop(conn);
     assert!(g1.inputs_hash.starts_with("0x") && g1.inputs_hash.len() == 66);
     // Uncontrolled sessions charge at full power from the start; the others share the rest.
-    assert_eq!(row(&g1.schedule, "NL*EXA*S2")[0], 11_040);
-    assert_eq!(row(&g2.schedule, "NL*EXA*S4")[0], 11_040);
-    let s1 = row(&g1.schedule, "NL*EXA*S1");
+    assert_eq!(row(&g1.schedule, &vid(&app, "S2").await)[0], 11_040);
+    assert_eq!(row(&g2.schedule, &vid(&app, "S4").await)[0], 11_040);
+    let s1 = row(&g1.schedule, &vid(&app, "S1").await);
     assert!(s1[0].as_i64().unwrap() <= 15_000 - 11_040);
     // The accepted request is met by its departure (6 h = 24 steps): 20 kWh.
-    let s3: i64 = row(&g2.schedule, "NL*EXA*S3")[..24]
+    let s3: i64 = row(&g2.schedule, &vid(&app, "S3").await)[..24]
         .iter()
         .map(|p| p.as_i64().unwrap() * 900 / 3_600)
         .sum();
@@ -335,9 +345,9 @@ async fn many_groups(app: &mut TestApp, n: usize) {
         app.put_group(g as i64 + 1, 15_000, &uids[2 * g..2 * g + 2])
             .await;
     }
-    app.new_user("alice", Some("ALICE"), true).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
     for g in 0..n {
-        app.put_session(&format!("S{}", g + 1), uids[2 * g], "ALICE", 0.0)
+        app.put_session(&format!("S{}", g + 1), uids[2 * g], &alice_uid, 0.0)
             .await;
     }
 }

@@ -28,8 +28,8 @@ async fn capacity_change_is_respected_by_the_next_tick(backend: Backend) {
     app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1"]).await;
     app.put_group(1, 7_000, &["E1"]).await;
-    app.new_user("alice", Some("ALICE"), true).await;
-    app.put_session("S1", "E1", "ALICE", 0.0).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
 
     let report = app.tick().await;
     assert_eq!(report.solved(), 1, "{report:?}");

@@ -91,7 +91,7 @@ async fn stored_private_keys(app: &TestApp) -> Vec<String> {
 async fn sign_in_with_ethereum_with_the_custodial_key_and_an_external_wallet() {
     let chain = LocalChain::start_from_repo().await.expect("anvil");
     let app = chain_app(&chain).await;
-    let (alice_id, alice_token) = app.new_user("alice", Some("ALICE"), true).await;
+    let (alice_id, alice_token, _) = app.new_user("alice", true).await;
     let alice_addr = wallet_address(&app, &alice_token).await;
     let (_, alice_key) = exported_key(&app, &alice_token, "correct horse battery").await;
     assert_eq!(alice_key.address(), alice_addr);
@@ -254,8 +254,8 @@ async fn sign_in_with_ethereum_with_the_custodial_key_and_an_external_wallet() {
 async fn key_export_gives_the_owner_a_standard_keystore_and_nobody_else_anything() {
     let chain = LocalChain::start_from_repo().await.expect("anvil");
     let app = chain_app(&chain).await;
-    let (_, alice) = app.new_user("alice", Some("ALICE"), true).await;
-    let (_, bob) = app.new_user("bob", Some("BOB"), false).await;
+    let (_, alice, _) = app.new_user("alice", true).await;
+    let (_, bob, _) = app.new_user("bob", false).await;
     let alice_addr = wallet_address(&app, &alice).await;
     let bob_addr = wallet_address(&app, &bob).await;
 
@@ -496,10 +496,10 @@ async fn log_scan_flow() {
     let token_c = app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1", "E2"]).await;
     app.put_group(1, 22_080, &["E1", "E2"]).await;
-    let (_, alice) = app.new_user("alice", Some("ALICE"), true).await;
-    let (_, bob) = app.new_user("bob", Some("BOB"), false).await;
-    app.put_session("S1", "E1", "ALICE", 0.0).await;
-    app.put_session("S2", "E2", "BOB", 0.0).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    let (_, bob, bob_uid) = app.new_user("bob", false).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
     app.tick().await;
     let w = writer(&app);
     w.run_until_idle(10).await.unwrap();
@@ -698,4 +698,117 @@ async fn log_scan_flow() {
         }
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+}
+
+/// A user's spending limit is the contract's to enforce: a settlement above the price cap or
+/// past the allowance waits (`over_limit`) and goes through once the user raises the limit;
+/// each settlement uses up the allowance.
+#[tokio::test]
+async fn a_spending_limit_holds_settlements_back_until_the_user_raises_it() {
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    let mut app = chain_app(&chain).await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 22_080, &["E1", "E2"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    let w = writer(&app);
+    let top_up = json!({"amount_eur": 50.0});
+    let (status, body) = app
+        .user(
+            &alice,
+            Method::POST,
+            "/api/v1/users/me/wallet/top-up",
+            Some(&top_up),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Malformed limits are refused and change nothing.
+    for bad in [
+        json!({"max_price_eur_per_kwh": -1.0}),
+        json!({"max_price_eur_per_kwh": 11.0}),
+        json!({"allowance_eur": 2e6}),
+        json!({"allowance": 5}),
+    ] {
+        let (status, body) = app
+            .user(
+                &alice,
+                Method::PUT,
+                "/api/v1/users/me/spending-limit",
+                Some(&bad),
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert!(app.outbox("spending_limit").await.is_empty());
+
+    // At most 0.20 €/kWh, 10 € in all: the CPO's 0.30 €/kWh is above it.
+    let limit = json!({"max_price_eur_per_kwh": 0.20, "allowance_eur": 10.0});
+    let (status, body) = app
+        .user(
+            &alice,
+            Method::PUT,
+            "/api/v1/users/me/spending-limit",
+            Some(&limit),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    w.run_until_idle(10).await.unwrap();
+    let (_, wallet) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/wallet", None)
+        .await;
+    assert_eq!(
+        wallet["spending_limit"],
+        json!({"max_price_micro_eur_per_kwh": 200_000, "allowance_micro": 10_000_000}),
+        "{wallet}"
+    );
+
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    let (status, body) = app
+        .cpo(
+            Method::POST,
+            "/ocpi/2.2.1/cdrs",
+            Some(&cdr("C1", "S1", "E1", &alice_uid, 8.0)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    w.run_until_idle(10).await.unwrap();
+    let (_, bills) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/settlements", None)
+        .await;
+    assert_eq!(bills[0]["status"], "over your spending limit", "{bills}");
+    let (_, before) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/wallet", None)
+        .await;
+
+    // Alice lifts the price cap and keeps the 10 € allowance: the 2.40 € bill goes through
+    // and uses up that much of it.
+    let limit = json!({"allowance_eur": 10.0});
+    let (status, body) = app
+        .user(
+            &alice,
+            Method::PUT,
+            "/api/v1/users/me/spending-limit",
+            Some(&limit),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    w.run_until_idle(10).await.unwrap();
+    w.run_until_idle(10).await.unwrap();
+    let (_, bills) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/settlements", None)
+        .await;
+    assert_eq!(bills[0]["status"], "settled", "{bills}");
+    let (_, after) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/wallet", None)
+        .await;
+    let paid = before["balances"]["payment_token_micro"].as_i64().unwrap()
+        - after["balances"]["payment_token_micro"].as_i64().unwrap();
+    assert_eq!(paid, 2_400_000, "8 kWh at 0.30 €/kWh");
+    assert_eq!(
+        after["spending_limit"]["allowance_micro"],
+        json!(10_000_000 - paid),
+        "{after}"
+    );
 }

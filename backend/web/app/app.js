@@ -13,7 +13,6 @@ import { $, notice, setLive, showBanner } from '/shared/page.js';
 
 const POLL_MS = 3000;
 const TOKEN_KEY = 'evflex.userToken';
-const EVSE_KEY = 'evflex.lastEvse';
 const ADDRESS_KEY = 'evflex.walletAddress';
 const OPEN = new Set(['ACTIVE', 'PENDING']);
 
@@ -102,7 +101,6 @@ function bindSignIn() {
     ev.preventDefault();
     const msg = $('#register-msg');
     const name = /** @type {HTMLInputElement} */ ($('#reg-name'));
-    const card = /** @type {HTMLInputElement} */ ($('#reg-token')).value.trim();
     if (!name.value.trim()) {
       name.setAttribute('aria-invalid', 'true');
       msg.innerHTML = notice('error', 'Please enter your name.');
@@ -113,7 +111,7 @@ function bindSignIn() {
     msg.innerHTML = '';
     try {
       const r = await api('/api/v1/users', {
-        body: { name: name.value.trim(), token_uid: card || null, opted_in: /** @type {HTMLInputElement} */ ($('#reg-optin')).checked },
+        body: { name: name.value.trim(), opted_in: /** @type {HTMLInputElement} */ ($('#reg-optin')).checked },
       });
       localStorage.removeItem(ADDRESS_KEY);
       await signedIn(r.token);
@@ -171,9 +169,10 @@ function startPolling() {
     onEvent: (name, data) => {
       state.eventLog.push(name);
       if (state.eventLog.length > 100) state.eventLog.shift();
-      // A session update may be a new session of this user's card, at any charge point.
-      const mine = name !== 'meter' || data.source === 'session' || !data.evse_uid
-        || state.status.some((s) => s.evse_uid === data.evse_uid);
+      // A session update may be a new session of this user's token, at any charge point; the
+      // public stream names only groups, so meter values count where one of ours is.
+      const mine = name !== 'meter' || data.source === 'session'
+        || state.status.some((s) => (s.group_id ?? null) === (data.group_id ?? null));
       if (mine) soon();
     },
   });
@@ -205,9 +204,10 @@ function renderSessions() {
   const open = state.status.filter((s) => OPEN.has(s.status));
   $('#optin-nudge').hidden = Boolean(state.user?.opted_in);
   $('#request-card').hidden = !state.user?.opted_in;
+  fillSessionChoice();
   if (open.length === 0) {
     box.innerHTML = `<div class="card" id="no-session"><h2>No active charging session</h2>
-      <p class="muted">Plug in and start charging with your card, then ask for the energy you need below.</p></div>`;
+      <p class="muted">Plug in and start charging with your evflex token (<code>${esc(state.user?.token_uid ?? '')}</code>), then ask for the energy you need below.</p></div>`;
     return;
   }
   box.querySelector('#no-session')?.remove();
@@ -231,8 +231,6 @@ function renderSessions() {
       box.append(card);
     }
     updateSessionCard(card, s);
-    const evse = /** @type {HTMLInputElement} */ ($('#req-evse'));
-    if (!evse.value) evse.value = s.evse_uid;
   }
   for (const el of box.querySelectorAll('[data-session]')) {
     if (!seen.has(/** @type {HTMLElement} */ (el).dataset.session)) el.remove();
@@ -328,6 +326,17 @@ function defaultDeparture() {
   return d;
 }
 
+/** Offers the user's open sessions in the request form (the newest first, kept if chosen). */
+function fillSessionChoice() {
+  const select = /** @type {HTMLSelectElement} */ ($('#req-session'));
+  const open = state.status.filter((s) => OPEN.has(s.status));
+  const chosen = select.value;
+  select.innerHTML = open.length
+    ? open.map((s) => `<option value="${esc(s.session_id)}">Charge point ${esc(s.evse_uid)}</option>`).join('')
+    : '<option value="">No open session</option>';
+  if (open.some((s) => s.session_id === chosen)) select.value = chosen;
+}
+
 /** `datetime-local` value of a Date, in local time. */
 function localInput(/** @type {Date} */ d) {
   const p = (/** @type {number} */ n) => String(n).padStart(2, '0');
@@ -338,8 +347,6 @@ function bindRequestForm() {
   const form = /** @type {HTMLFormElement} */ ($('#request-form'));
   const departure = /** @type {HTMLInputElement} */ ($('#req-departure'));
   departure.value = localInput(defaultDeparture());
-  const evse = /** @type {HTMLInputElement} */ ($('#req-evse'));
-  evse.value = new URLSearchParams(location.search).get('evse') ?? localStorage.getItem(EVSE_KEY) ?? '';
   for (const radio of form.querySelectorAll('input[name="mode"]')) {
     radio.addEventListener('change', () => {
       const mode = /** @type {HTMLInputElement} */ (form.querySelector('input[name="mode"]:checked')).value;
@@ -364,15 +371,14 @@ function readRequestForm() {
     field.setAttribute('aria-invalid', 'true');
     return { body: null, error, field };
   };
-  const evse = val('#req-evse');
-  if (!evse.value.trim()) return fail(evse, 'Enter the charge point ID.');
+  const session = /** @type {HTMLSelectElement} */ ($('#req-session'));
+  if (!session.value) return fail(/** @type {any} */ (session), 'No open charging session yet: start charging with your evflex token first.');
   const dep = val('#req-departure');
   const depDate = new Date(dep.value);
   if (!dep.value || Number.isNaN(depDate.getTime())) return fail(dep, 'Choose your departure time.');
   if (depDate.getTime() <= Date.now() + 5 * 60_000) return fail(dep, 'Departure must be at least a few minutes from now.');
-  const body = { evse_uid: evse.value.trim(), departure: depDate.toISOString().replace(/\.\d{3}Z$/, 'Z') };
-  const open = state.status.find((s) => OPEN.has(s.status) && s.evse_uid === body.evse_uid);
-  if (open) body.session_id = open.session_id;
+  /** @type {any} */
+  const body = { session_id: session.value, departure: depDate.toISOString().replace(/\.\d{3}Z$/, 'Z') };
   const mode = /** @type {HTMLInputElement} */ (form.querySelector('input[name="mode"]:checked')).value;
   if (mode === 'energy') {
     const e = val('#req-energy');
@@ -406,7 +412,6 @@ async function submitRequest(/** @type {any} */ override = null) {
   out.innerHTML = '<p class="muted" role="status">Checking what the site can guarantee…</p>';
   try {
     const r = await api('/api/v1/requests', { body, auth: auth() });
-    localStorage.setItem(EVSE_KEY, body.evse_uid ?? '');
     showDecision(r, body);
   } catch (e) {
     out.innerHTML = requestError(e, body);
@@ -417,7 +422,7 @@ async function submitRequest(/** @type {any} */ override = null) {
 /** An error of a request, in words for the user. */
 function requestError(/** @type {ApiError} */ e, /** @type {any} */ body) {
   if (e.kind === 'not_found') {
-    return notice('error', 'Charging session not found', `Charge point <b>${esc(body.evse_uid)}</b> has no open charging session for you. Plug in and start charging with your card, then try again.`);
+    return notice('error', 'Charging session not found', 'That session is not open any more, or it is not yours. Start charging with your evflex token, then try again.');
   }
   if (e.kind === 'conflict' && /opted/.test(e.message)) {
     return `${notice('error', 'Smart charging is off', 'Turn smart charging on to make a request with a departure time.')}<button type="button" class="secondary" data-goto="profile">Smart charging settings</button>`;
@@ -582,7 +587,7 @@ function renderProfile() {
   $('#account').innerHTML = `
     <div class="stat"><dt>Name</dt><dd>${esc(u.name)}</dd></div>
     <div class="stat"><dt>User ID</dt><dd>${esc(u.user_id)}</dd></div>
-    <div class="stat"><dt>Charging card</dt><dd>${esc(u.token_uid ?? '–')}</dd></div>
+    <div class="stat"><dt>Your evflex token</dt><dd><code data-field="token-uid">${esc(u.token_uid ?? '–')}</code></dd></div>
     ${localStorage.getItem(ADDRESS_KEY) ? `<div class="stat"><dt>Signed in with wallet</dt><dd><code data-field="signed-in-address">${esc(localStorage.getItem(ADDRESS_KEY))}</code></dd></div>` : ''}`;
 }
 

@@ -106,12 +106,14 @@ function start() {
     refreshAll: async () => all(),
     pollMs: POLL_MS,
     onEvent: (name, data) => {
-      state.eventLog.push(`${name} ${data.evse_uid ?? ''}`.trim());
+      state.eventLog.push(`${name} ${data.group_id ?? ''}`.trim());
       if (state.eventLog.length > 100) state.eventLog.shift();
-      if (name === 'meter' && data.evse_uid) {
-        const g = state.groups.find((x) => (x.charge_points ?? []).some((/** @type {any} */ c) => c.evse_uid === data.evse_uid));
-        dirty.add(g ? g.group_id : null);
-        soon();
+      if (name === 'meter') {
+        // The public stream names only the group; refetch its card if it is one of ours.
+        if (state.groups.some((g) => g.group_id === data.group_id)) {
+          dirty.add(data.group_id);
+          soon();
+        }
         return;
       }
       all();
@@ -375,7 +377,7 @@ async function loadAudit() {
   }
   const settlements = $('#settlements');
   try {
-    const rows = await api('/api/v1/audit/settlements', { auth });
+    const rows = await api('/api/v1/cockpit/settlements', { auth });
     renderSettlements(Array.isArray(rows) ? rows : rows?.settlements ?? []);
   } catch (e) {
     settlements.innerHTML = e instanceof ApiError && e.unavailable

@@ -9,6 +9,11 @@ pragma solidity ^0.8.24;
  * CPO's meter key signed as EIP-712 typed data: the energy cost moves from the user's balance to the CPO's,
  * and FLEX is minted to the user for the flexibility given. Users redeem FLEX against a CPO's balance at the
  * rate that CPO sets. Money is in payment-token units (on anvil, tEUR: 1 unit = 1 micro-EUR).
+ *
+ * Users may cap what settlements take from their balance with a {SpendingLimit}: a highest price per kWh and
+ * an allowance that each settlement uses up. The operator (the evflex backend) settles, so the cap is what
+ * stands between a compromised backend and a user's whole prepaid balance. A user who never set a limit is
+ * not capped.
  */
 interface IEnergyBilling {
     /**
@@ -48,6 +53,42 @@ interface IEnergyBilling {
         address treasury;
         uint256 rewardRate;
         uint256 redemptionRate;
+    }
+
+    /**
+     * @notice A user's cap on what settlements may take from its balance.
+     *
+     * The zero value, which every user starts with, is "no limit": `enabled` is false and settlements are
+     * capped only by the balance. Setting the limit `(0, type(uint256).max)` returns to that value; there is no
+     * separate call to clear a limit.
+     *
+     * @param enabled Whether the user has a limit; when false the other fields are zero and nothing is capped.
+     * @param maxPriceMicroEurPerKwh Highest `priceMicroEurPerKwh` of a bill the user accepts, payment-token units
+     * per kWh; zero accepts any price.
+     * @param allowance Payment-token units settlements may still debit; each settlement subtracts its cost.
+     * `type(uint256).max` is unlimited and never decreases.
+     */
+    struct SpendingLimit {
+        bool enabled;
+        uint64 maxPriceMicroEurPerKwh;
+        uint256 allowance;
+    }
+
+    /**
+     * @notice `user` sets its {SpendingLimit} to `maxPriceMicroEurPerKwh` and `allowance`, signed as EIP-712
+     * typed data so that anyone may relay it (the evflex backend relays for its custodial users).
+     * @param user The user whose limit is set; the signer.
+     * @param maxPriceMicroEurPerKwh The new highest price, payment-token units per kWh; zero accepts any price.
+     * @param allowance The new allowance, payment-token units; it replaces the remaining one.
+     * @param nonce The user's current nonce, {spendingNonces}.
+     * @param deadline Last unix second at which the update may be relayed.
+     */
+    struct SpendingLimitUpdate {
+        address user;
+        uint64 maxPriceMicroEurPerKwh;
+        uint256 allowance;
+        uint256 nonce;
+        uint64 deadline;
     }
 
     /// @dev The session `sessionId` is already settled.
@@ -98,6 +139,21 @@ interface IEnergyBilling {
     /// @dev {settleBatch} got `bills` bills but `signatures` signatures.
     error EnergyBillingLengthMismatch(uint256 bills, uint256 signatures);
 
+    /// @dev The bill's `price` is above `user`'s spending limit `max` (payment-token units per kWh).
+    error EnergyBillingPriceAboveLimit(address user, uint64 price, uint64 max);
+
+    /// @dev The bill's `cost` is more than `user`'s remaining spending `allowance`.
+    error EnergyBillingAllowanceExceeded(address user, uint256 allowance, uint256 cost);
+
+    /// @dev The signature of a {SpendingLimitUpdate} is not `user`'s.
+    error EnergyBillingInvalidSignature(address user);
+
+    /// @dev `nonce` is not `user`'s current spending-limit nonce `expected` (e.g. a replay).
+    error EnergyBillingInvalidNonce(address user, uint256 expected, uint256 nonce);
+
+    /// @dev `user`'s {SpendingLimitUpdate} had to be relayed by `deadline`; it is `now_`.
+    error EnergyBillingExpired(address user, uint64 deadline, uint256 now_);
+
     /// @notice Emitted when `payer` deposits `amount` into `user`'s balance.
     event Deposited(address indexed payer, address indexed user, uint256 amount);
 
@@ -144,6 +200,12 @@ interface IEnergyBilling {
     /// @notice Emitted when `user` burns `flexAmount` FLEX and gets `credit` from `cpo`'s balance.
     event FlexRedeemed(address indexed user, address indexed cpo, uint256 flexAmount, uint256 credit);
 
+    /**
+     * @notice Emitted when `user` sets its spending limit, itself or through a relayed signature;
+     * `(0, type(uint256).max)` means the limit was removed.
+     */
+    event SpendingLimitSet(address indexed user, uint64 maxPriceMicroEurPerKwh, uint256 allowance);
+
     /// @notice Deposits `amount` payment tokens of the caller into the caller's balance.
     function deposit(uint256 amount) external;
 
@@ -152,6 +214,17 @@ interface IEnergyBilling {
 
     /// @notice Withdraws `amount` from the caller's balance to the caller.
     function withdraw(uint256 amount) external;
+
+    /**
+     * @notice Sets the caller's spending limit: settlements may debit at most `allowance` in total from now on
+     * (`type(uint256).max`: unlimited), for bills priced at most `maxPriceMicroEurPerKwh` (zero: any price).
+     * `(0, type(uint256).max)` removes the limit. Also uses up the caller's current nonce, voiding any signed
+     * {SpendingLimitUpdate} not yet relayed.
+     */
+    function setSpendingLimit(uint64 maxPriceMicroEurPerKwh, uint256 allowance) external;
+
+    /// @notice Sets `update.user`'s spending limit as {setSpendingLimit} does, from the user's signature. Anyone.
+    function setSpendingLimitWithSig(SpendingLimitUpdate calldata update, bytes calldata signature) external;
 
     /// @notice Registers `cpo`. Only the admin.
     function registerCpo(address cpo, address meterSigner, address treasury, uint256 rewardRate) external;
@@ -206,6 +279,15 @@ interface IEnergyBilling {
 
     /// @notice The EIP-712 digest the meter key signs for `bill`.
     function hashBill(Bill calldata bill) external view returns (bytes32);
+
+    /// @notice `user`'s spending limit; the zero value (`enabled` false) if it has none.
+    function spendingLimitOf(address user) external view returns (SpendingLimit memory);
+
+    /// @notice The nonce the next {SpendingLimitUpdate} of `user` must carry.
+    function spendingNonces(address user) external view returns (uint256);
+
+    /// @notice The EIP-712 digest the user signs for `update`.
+    function hashSpendingLimitUpdate(SpendingLimitUpdate calldata update) external view returns (bytes32);
 
     /// @notice The EIP-712 domain separator.
     function domainSeparator() external view returns (bytes32);

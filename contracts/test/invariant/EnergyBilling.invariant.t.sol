@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IEnergyBilling} from "../../src/interfaces/IEnergyBilling.sol";
 import {Fixtures} from "../utils/Fixtures.sol";
 import {EnergyBillingHandler} from "./handlers/EnergyBillingHandler.sol";
 
@@ -15,7 +16,7 @@ contract EnergyBillingInvariantTest is Fixtures {
         users[2] = makeAddr("carol");
         handler = new EnergyBillingHandler(billing, flex, euro, admin, operator, cpoAdmin, meterKey, users);
 
-        bytes4[] memory selectors = new bytes4[](7);
+        bytes4[] memory selectors = new bytes4[](8);
         selectors[0] = EnergyBillingHandler.deposit.selector;
         selectors[1] = EnergyBillingHandler.withdraw.selector;
         selectors[2] = EnergyBillingHandler.settle.selector;
@@ -23,6 +24,7 @@ contract EnergyBillingInvariantTest is Fixtures {
         selectors[4] = EnergyBillingHandler.redeem.selector;
         selectors[5] = EnergyBillingHandler.burnFlex.selector;
         selectors[6] = EnergyBillingHandler.withdrawCpo.selector;
+        selectors[7] = EnergyBillingHandler.setSpendingLimit.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -51,6 +53,31 @@ contract EnergyBillingInvariantTest is Fixtures {
             sum += euro.balanceOf(users[i]);
         }
         assertEq(euro.totalSupply(), sum);
+    }
+
+    /**
+     * @dev A user with a finite allowance was debited at most the allowance it last set, and what is left of the
+     * allowance is exactly the rest; an unlimited allowance stays unlimited.
+     */
+    function invariant_settlementsStayWithinAllowance() public view {
+        address[] memory users = handler.users();
+        for (uint256 i = 0; i < users.length; ++i) {
+            IEnergyBilling.SpendingLimit memory limit = billing.spendingLimitOf(users[i]);
+            if (!limit.enabled) continue;
+            uint256 set = handler.ghostAllowanceSet(users[i]);
+            uint256 debited = handler.ghostDebitedSinceLimit(users[i]);
+            if (set == type(uint256).max) {
+                assertEq(limit.allowance, type(uint256).max);
+            } else {
+                assertLe(debited, set);
+                assertEq(limit.allowance, set - debited);
+            }
+        }
+    }
+
+    /// @dev No bill priced above its user's price cap ever settled.
+    function invariant_noSettlementAbovePriceCap() public view {
+        assertEq(handler.ghostPriceCapBreaches(), 0);
     }
 
     /// @dev No session settles twice, and every settled session was settled exactly once.

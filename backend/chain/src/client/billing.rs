@@ -27,11 +27,18 @@ impl SkippedSettlement {
 
     /// Why the bill was skipped, from the selector of the generated error it hit.
     pub fn reason_kind(&self) -> SkipReason {
-        use EnergyBilling::{EnergyBillingAlreadySettled, EnergyBillingInsufficientBalance};
+        use EnergyBilling::{
+            EnergyBillingAllowanceExceeded, EnergyBillingAlreadySettled,
+            EnergyBillingInsufficientBalance, EnergyBillingPriceAboveLimit,
+        };
         if self.reason == EnergyBillingAlreadySettled::SELECTOR {
             SkipReason::AlreadySettled
         } else if self.reason == EnergyBillingInsufficientBalance::SELECTOR {
             SkipReason::InsufficientBalance
+        } else if self.reason == EnergyBillingAllowanceExceeded::SELECTOR
+            || self.reason == EnergyBillingPriceAboveLimit::SELECTOR
+        {
+            SkipReason::OverSpendingLimit
         } else {
             SkipReason::Refused
         }
@@ -53,6 +60,9 @@ pub enum SkipReason {
     /// `EnergyBillingInsufficientBalance`: the user's prepaid balance is short; retry after a
     /// top-up.
     InsufficientBalance,
+    /// `EnergyBillingAllowanceExceeded` or `EnergyBillingPriceAboveLimit`: the user's spending
+    /// limit refuses it; retry after the user raises the limit.
+    OverSpendingLimit,
     /// Any other error: the bill is refused for good.
     Refused,
 }
@@ -327,4 +337,69 @@ fn skipped_settlement(session_id: B256, reason: [u8; 4]) -> SkippedSettlement {
         reason,
         reason_name: billing_error_name(reason).map(str::to_owned),
     }
+}
+
+impl ChainClient {
+    /// `user`'s spending limit on settlements (`enabled` false: none set).
+    pub async fn spending_limit(
+        &self,
+        user: Address,
+    ) -> Result<crate::bindings::SpendingLimit, ChainError> {
+        self.energy_billing
+            .spendingLimitOf(user)
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::EnergyBilling, "spendingLimitOf", e))
+    }
+
+    /// The nonce `user`'s next signed spending-limit update must carry.
+    pub async fn spending_nonce(&self, user: Address) -> Result<U256, ChainError> {
+        self.energy_billing
+            .spendingNonces(user)
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::EnergyBilling, "spendingNonces", e))
+    }
+
+    /// Relays a spending-limit update signed by `update.user`. A replay (nonce used, the
+    /// limit on chain is the update's) is [`WriteOutcome::AlreadyDone`].
+    #[tracing::instrument(skip_all, fields(user = %update.user))]
+    pub async fn set_spending_limit_with_sig(
+        &self,
+        update: &crate::bindings::SpendingLimitUpdate,
+        signature: &Bytes,
+    ) -> Result<WriteOutcome, ChainError> {
+        let call = self
+            .energy_billing
+            .setSpendingLimitWithSig(update.clone(), signature.clone());
+        match self
+            .send(Contract::EnergyBilling, "setSpendingLimitWithSig", call)
+            .await
+        {
+            Ok(tx) => Ok(WriteOutcome::Mined(tx)),
+            Err(e) if is_invalid_spending_nonce(&e) => {
+                let nonce = self.spending_nonce(update.user).await?;
+                let limit = self.spending_limit(update.user).await?;
+                if nonce > update.nonce
+                    && limit.maxPriceMicroEurPerKwh == update.maxPriceMicroEurPerKwh
+                {
+                    Ok(WriteOutcome::AlreadyDone)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Whether `e` is EnergyBilling's revert for a spending-limit nonce already used.
+fn is_invalid_spending_nonce(e: &ChainError) -> bool {
+    matches!(
+        e,
+        ChainError::Reverted {
+            error: ContractError::EnergyBilling(EnergyBillingErrors::EnergyBillingInvalidNonce(_)),
+            ..
+        }
+    )
 }

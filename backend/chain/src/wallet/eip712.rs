@@ -12,7 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolStruct, eip712_domain};
 
 use super::WalletError;
-use crate::bindings::{Bill, Consent, Revocation};
+use crate::bindings::{Bill, Consent, Revocation, SpendingLimitUpdate};
 
 /// The EIP-712 domain name of EnergyBilling.
 pub const BILLING_DOMAIN_NAME: &str = "evflex EnergyBilling";
@@ -58,6 +58,16 @@ pub fn sign_consent(
     domain: &Eip712Domain,
 ) -> Result<Bytes, WalletError> {
     sign_typed(wallet, consent, domain)
+}
+
+/// Signs a spending-limit `update` with the user's `wallet` (which must be `update.user`'s
+/// key), in EnergyBilling's domain ([`billing_domain`]).
+pub fn sign_spending_limit(
+    wallet: &PrivateKeySigner,
+    update: &SpendingLimitUpdate,
+    domain: &Eip712Domain,
+) -> Result<Bytes, WalletError> {
+    sign_typed(wallet, update, domain)
 }
 
 /// Signs `revocation` with the user's `wallet` (which must be `revocation.user`'s key).

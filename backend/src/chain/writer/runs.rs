@@ -164,6 +164,14 @@ impl Writer {
                     self.bill_status(&session, "awaiting_funds", None).await?;
                     report.awaiting_funds += 1;
                 }
+                Some((SkipReason::OverSpendingLimit, reason)) => {
+                    // Waits like a short balance; a new limit from the user wakes it.
+                    let next = self.clock.now() + self.ctx.config.writer_max_backoff_s.max(1);
+                    let note = Some(drain::AWAITING_FUNDS);
+                    self.later(row, Some(&reason), note, Some(next)).await?;
+                    self.bill_status(&session, "over_limit", None).await?;
+                    report.awaiting_funds += 1;
+                }
                 Some((SkipReason::AlreadySettled, _)) => {
                     self.settled_before(row, &session, report).await?;
                 }
@@ -244,6 +252,14 @@ impl Writer {
                 Err(e) => Err(e),
             }
             .map_err(Error::from),
+            ChainWork::SpendingLimit(w) => match w.to_update() {
+                Ok((u, sig)) => op
+                    .set_spending_limit_with_sig(&u, &sig)
+                    .await
+                    .map(|o| (o, None)),
+                Err(e) => Err(e),
+            }
+            .map_err(Error::from),
             ChainWork::StatusCommit(_) | ChainWork::Settlement(_) => Err(Error::Invalid(format!(
                 "{} work is sent in batches",
                 work.kind()
@@ -260,6 +276,11 @@ impl Writer {
                 let r = outcome.tx().map(receipt).unwrap_or_default();
                 self.done(row.id, &r, note).await?;
                 report.done += 1;
+                if matches!(work, ChainWork::SpendingLimit(_)) {
+                    // A new limit may let settlements through that the old one held back.
+                    let mut conn = self.db.conn().await?;
+                    drain::wake_awaiting_funds(&mut conn, self.clock.now()).await?;
+                }
                 Ok(Step::Continue)
             }
             Err(Error::Chain(e)) => self.on_error(&[row], *e, report).await,

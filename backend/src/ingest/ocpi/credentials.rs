@@ -4,7 +4,8 @@
 //! [`crate::store::parties::add_registration_token`]). With it, it may read evflex's versions
 //! and `POST` its credentials (its token B and versions URL). evflex then reads the CPO's
 //! versions and 2.2.1 endpoints with token B (so it knows where to send charging profiles),
-//! stores the party, issues token C, revokes token A and answers with its own credentials.
+//! stores the party, issues token C, revokes token A and answers with its own credentials;
+//! the API layer then pushes every user's token to the party (`engine::tokens`).
 //! `PUT` re-does this for a registered party (new token C); `DELETE` unregisters it.
 
 use super::model::{
@@ -15,6 +16,7 @@ use crate::ingest::{IngestError, IngestResult};
 use crate::outbound::Outbound;
 use crate::store::Db;
 use crate::store::parties::{self, PartyEndpoint, PartyRegistration};
+use crate::store::token_deliveries;
 use base64::Engine;
 use serde_json::Value;
 
@@ -194,6 +196,8 @@ pub async fn register(
         )));
     }
     parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
+    // The party gets every user's token again (`engine::tokens`): new, or it may have lost them.
+    token_deliveries::reset(&mut tx, party_row).await?;
     tx.commit().await?;
     Ok(me.credentials(token_c))
 }

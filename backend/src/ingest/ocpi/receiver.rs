@@ -562,8 +562,9 @@ fn energy_wh(field: &str, kwh: f64) -> IngestResult<i64> {
     ))
 }
 
-/// `PUT /sessions/{cc}/{party}/{session_id}`: a whole Session. Links it to the user who
-/// registered its token uid, if any.
+/// `PUT /sessions/{cc}/{party}/{session_id}`: a whole Session. Links it to the user evflex
+/// issued its `cdr_token.uid` to, if any (`engine::tokens`): the only way a session becomes a
+/// user's.
 #[tracing::instrument(skip_all, fields(session = session_id))]
 pub async fn put_session(
     db: &Db,

@@ -9,7 +9,8 @@ import {Test} from "forge-std/Test.sol";
 
 /**
  * @notice Drives EnergyBilling through the actions users, the operator and the CPO take, and keeps ghost
- * totals for the invariants. Session ids come from a small pool so replays are frequent.
+ * totals for the invariants. Session ids come from a small pool so replays are frequent. Bills vary in price
+ * and users set, change and remove spending limits, so some bills break a limit.
  */
 contract EnergyBillingHandler is Test {
     uint256 internal constant SESSION_POOL = 16;
@@ -28,6 +29,11 @@ contract EnergyBillingHandler is Test {
     uint256 public ghostFlexBurned;
     uint256 public ghostSettlements;
     mapping(bytes32 sessionId => uint256 count) public ghostSettleCount;
+    /// @dev The allowance `user` last set, and what settlements debited from it since.
+    mapping(address user => uint256) public ghostAllowanceSet;
+    mapping(address user => uint256) public ghostDebitedSinceLimit;
+    /// @dev Settlements of a bill priced above its user's price cap: must stay zero.
+    uint256 public ghostPriceCapBreaches;
 
     constructor(
         EnergyBilling billing_,
@@ -81,27 +87,39 @@ contract EnergyBillingHandler is Test {
         billing.withdraw(amount);
     }
 
-    function settle(uint256 userSeed, uint256 sessionSeed, uint64 energyWh, uint64 flexibilityWh, uint64 creditWh)
-        external
-    {
-        IEnergyBilling.Bill memory bill = _bill(userSeed, sessionSeed, energyWh, flexibilityWh, creditWh);
+    function settle(
+        uint256 userSeed,
+        uint256 sessionSeed,
+        uint64 energyWh,
+        uint64 flexibilityWh,
+        uint64 creditWh,
+        uint64 price
+    ) external {
+        IEnergyBilling.Bill memory bill = _bill(userSeed, sessionSeed, energyWh, flexibilityWh, creditWh, price);
         bytes memory sig = _signBill(bill);
+        IEnergyBilling.SpendingLimit memory limit = billing.spendingLimitOf(bill.user);
         uint256 flexBefore = flex.totalSupply();
         vm.prank(operator);
         try billing.settle(bill, sig) {
             _recordSettlement(bill.sessionId, flex.totalSupply() - flexBefore);
+            _recordDebit(bill, limit);
         } catch {}
     }
 
-    function settleBatch(uint256 userSeed, uint256 sessionSeed, uint64 energyWh, uint64 flexibilityWh) external {
+    function settleBatch(uint256 userSeed, uint256 sessionSeed, uint64 energyWh, uint64 flexibilityWh, uint64 price)
+        external
+    {
         IEnergyBilling.Bill[] memory bills = new IEnergyBilling.Bill[](2);
         bytes[] memory sigs = new bytes[](2);
         bool[] memory before = new bool[](2);
+        IEnergyBilling.SpendingLimit[] memory limits = new IEnergyBilling.SpendingLimit[](2);
         for (uint256 i = 0; i < 2; ++i) {
-            // Distinct sessions: the pool is larger than the batch.
-            bills[i] = _bill(userSeed % _users.length + i, sessionSeed % SESSION_POOL + i, energyWh, flexibilityWh, 0);
+            // Distinct sessions (the pool is larger than the batch) and distinct users (there are more than two).
+            bills[i] =
+                _bill(userSeed % _users.length + i, sessionSeed % SESSION_POOL + i, energyWh, flexibilityWh, 0, price);
             sigs[i] = _signBill(bills[i]);
             before[i] = billing.settled(bills[i].sessionId);
+            limits[i] = billing.spendingLimitOf(bills[i].user);
         }
         uint256 flexBefore = flex.totalSupply();
         vm.prank(operator);
@@ -111,8 +129,21 @@ contract EnergyBillingHandler is Test {
             if (!before[i] && billing.settled(bills[i].sessionId)) {
                 ++ghostSettleCount[bills[i].sessionId];
                 ++ghostSettlements;
+                _recordDebit(bills[i], limits[i]);
             }
         }
+    }
+
+    /// @dev Sets a random limit: none, a price cap only, or a price cap (or none) and a finite allowance.
+    function setSpendingLimit(uint256 userSeed, uint256 mode, uint64 maxPrice, uint256 allowance) external {
+        address user = _user(userSeed);
+        mode %= 4;
+        maxPrice = mode == 0 ? 0 : uint64(bound(maxPrice, 0, 500_000));
+        allowance = mode < 2 ? type(uint256).max : bound(allowance, 0, 100_000_000);
+        vm.prank(user);
+        billing.setSpendingLimit(maxPrice, allowance);
+        ghostAllowanceSet[user] = allowance;
+        ghostDebitedSinceLimit[user] = 0;
     }
 
     function redeem(uint256 userSeed, uint256 amount) external {
@@ -152,18 +183,32 @@ contract EnergyBillingHandler is Test {
         ++ghostSettlements;
     }
 
-    function _bill(uint256 userSeed, uint256 sessionSeed, uint64 energyWh, uint64 flexibilityWh, uint64 creditWh)
-        private
-        view
-        returns (IEnergyBilling.Bill memory bill)
-    {
+    /// @dev Records that `bill` settled while its user's limit was `limit`.
+    function _recordDebit(IEnergyBilling.Bill memory bill, IEnergyBilling.SpendingLimit memory limit) private {
+        ghostDebitedSinceLimit[bill.user] += billing.costOf(bill);
+        if (
+            limit.enabled && limit.maxPriceMicroEurPerKwh != 0
+                && bill.priceMicroEurPerKwh > limit.maxPriceMicroEurPerKwh
+        ) {
+            ++ghostPriceCapBreaches;
+        }
+    }
+
+    function _bill(
+        uint256 userSeed,
+        uint256 sessionSeed,
+        uint64 energyWh,
+        uint64 flexibilityWh,
+        uint64 creditWh,
+        uint64 price
+    ) private view returns (IEnergyBilling.Bill memory bill) {
         energyWh = uint64(bound(energyWh, 0, 100_000));
         bill = IEnergyBilling.Bill({
             sessionId: sessionId(sessionSeed % SESSION_POOL),
             user: _user(userSeed),
             cpo: cpo,
             energyWh: energyWh,
-            priceMicroEurPerKwh: 300_000,
+            priceMicroEurPerKwh: uint64(bound(price, 100_000, 500_000)),
             creditWh: uint64(bound(creditWh, 0, energyWh)),
             flexibilityWh: uint64(bound(flexibilityWh, 0, energyWh)),
             start: 1_700_000_000,
