@@ -238,7 +238,8 @@ impl Application {
                     ctx,
                     self.state.db.clone(),
                     self.state.clock.clone(),
-                );
+                )
+                .with_http(self.state.http.clone());
                 let mut rx = stop_rx.clone();
                 tokio::spawn(w.run(async move {
                     let _ = rx.wait_for(|stop| *stop).await;

@@ -45,7 +45,7 @@ test('a user registers, opts in, makes a request and sees it accepted', async ()
   const uid = await page.locator('[data-field="token-uid"]').textContent();
   assert.match(uid, /^EVF[0-9A-F]{13}$/);
   await page.getByRole('link', { name: /Charge/ }).click();
-  await page.getByText(uid).waitFor(); // "start charging with your evflex token …"
+  await page.locator('#no-session').getByText(uid).waitFor(); // "start charging with your evflex token …"
   await startSession(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', card: uid });
   await meter(s.base, s.auth, { evse: 'EVSE-1', session: 'S1', powerKw: 7.2, soc: 40, energyWh: 1200 });
   // The live card of the user's session (linked by her token), and only hers: not S2.

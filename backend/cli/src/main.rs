@@ -29,6 +29,8 @@ enum Command {
     Audit(evflex::chain::audit::AuditArgs),
     /// Verify one committed schedule from the public API and the chain (exit 1 on failure).
     Verify(evflex::chain::audit::VerifyArgs),
+    /// A CPO's meter signer: signs that CPO's bills with its own key, which evflex never holds.
+    MeterSigner(Box<evflex::billing::signer::SignerArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +48,10 @@ fn main() -> anyhow::Result<()> {
             let clean =
                 tokio::runtime::Runtime::new()?.block_on(evflex::chain::audit::run_audit(&args))?;
             std::process::exit(if clean { 0 } else { 1 })
+        }
+        Command::MeterSigner(args) => {
+            evflex::telemetry::init_tracing();
+            tokio::runtime::Runtime::new()?.block_on(evflex::billing::signer::run(*args))
         }
         Command::Verify(args) => {
             let ok = tokio::runtime::Runtime::new()?

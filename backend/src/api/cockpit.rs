@@ -54,19 +54,19 @@ pub struct ScheduleView {
     pub schedule_hash: String,
     /// The CPO's session ids of the planned vehicles, row order of `power_w` (the public
     /// inputs name them only by an opaque vehicle id).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub vehicle_ids: serde_json::Value,
     /// Planned power per vehicle per step (W).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<Vec<i64>>>)]
     pub power_w: serde_json::Value,
     /// Capacity per step (W).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<i64>>)]
     pub capacity_w: serde_json::Value,
     /// PV forecast per step (W).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<i64>>)]
     pub pv_w: serde_json::Value,
     /// Planned grid import per step (W).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Vec<i64>>)]
     pub grid_import_w: serde_json::Value,
 }
 

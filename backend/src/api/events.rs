@@ -33,9 +33,23 @@ pub fn router() -> Router<AppState> {
 ///
 /// Public, not scoped to a user or CPO: events carry no personal data (only timesteps, group
 /// ids and EVSE uids, which the audit API and the chain publish anyway).
+/// One server-sent event as the OpenAPI document describes it (the stream's fields).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the wire format only
+pub(super) struct SseEvent {
+    /// `ready`, `tick`, `meter` or `resync`.
+    event: String,
+    /// The event's JSON.
+    data: String,
+    /// The event id, where there is one.
+    id: Option<String>,
+    /// Reconnection delay (ms), where the server sets one.
+    retry: Option<u64>,
+}
+
 #[utoipa::path(get, path = "/api/v1/events", tag = "live",
     responses((status = 429, description = "Too many open event streams", body = super::error::ErrorBody),
-        (status = 200, description = "A stream of server-sent events (`text/event-stream`): `ready`, `tick` {timestep, groups_solved, group_ids}, `meter` {evse_uid, source}, `resync`. No personal data.", content_type = "text/event-stream", body = String)))]
+        (status = 200, description = "A stream of server-sent events (`text/event-stream`): `ready`, `tick` {timestep, groups_solved, group_ids}, `meter` {group_id, source}, `resync`. Nothing a stranger could act on: no session, EVSE, user or address.", content_type = "text/event-stream", body = SseEvent)))]
 pub(super) async fn events(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<sse::Event, Infallible>>>, ApiError> {

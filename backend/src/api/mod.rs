@@ -19,6 +19,7 @@ pub mod ocpi;
 mod openapi;
 pub mod operator;
 mod requests;
+mod settlement;
 mod users;
 mod wallet;
 mod web;
@@ -41,12 +42,14 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router())
         .merge(meter::router())
         .merge(cockpit::router())
+        .merge(settlement::router())
         .merge(wallet::router(&state.limits))
         .merge(audit::router(&state.limits))
         .merge(events::router())
         .merge(operator::router())
         .merge(openapi::router())
         .merge(web::router())
+        .layer(axum::middleware::map_response(plain_rejections_as_json))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()
@@ -55,4 +58,39 @@ pub fn router(state: AppState) -> Router {
             tracing::debug_span!("http", method = %req.method(), route = %route)
         }))
         .with_state(state)
+}
+
+/// axum's own extractor rejections (a path segment that is no number, a body that is not
+/// JSON) answer in plain text; on `/api/v1` every 4xx is an [`error::ErrorBody`], as the
+/// OpenAPI document says. OCPI routes keep their envelope and the pages their HTML.
+async fn plain_rejections_as_json(
+    uri: axum::http::Uri,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(uri.path().starts_with("/api/v1/") && plain && status.is_client_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let error = match status {
+        axum::http::StatusCode::BAD_REQUEST => ApiError::BadRequest(message),
+        axum::http::StatusCode::NOT_FOUND => ApiError::NotFound(message),
+        axum::http::StatusCode::UNAUTHORIZED => ApiError::Unauthorized,
+        axum::http::StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(message),
+        _ => ApiError::BadRequest(format!("{status}: {message}")),
+    };
+    let mut out = error.into_response();
+    if out.status() != status {
+        *out.status_mut() = status;
+    }
+    out
 }

@@ -32,6 +32,8 @@
 //!   (what the optimiser saved against the uncontrolled profile); `saving` = uncontrolled cost −
 //!   cost.
 
+pub mod signer;
+
 use crate::chain::{ChainContext, Compensation};
 use crate::store::bills::{self, BillRow};
 use crate::store::outbox;
@@ -225,13 +227,14 @@ async fn bill_cdr(
     let user_address = wallet
         .as_ref()
         .and_then(|w| w.address.parse::<Address>().ok());
-    let signed = match user_address {
-        Some(user) => {
+    let payee = payee(conn, ctx, cdr).await?;
+    let signed = match (user_address, payee) {
+        (Some(user), Some((cpo, sign_here))) => {
             let u64c = |v: i64| v.max(0) as u64;
             let bill = Bill {
                 sessionId: session_id,
                 user,
-                cpo: ctx.cpo,
+                cpo,
                 energyWh: u64c(figures.energy_wh),
                 priceMicroEurPerKwh: u64c(config.tariff_micro_eur_per_kwh),
                 creditWh: u64c(figures.credit_wh),
@@ -243,18 +246,24 @@ async fn bill_cdr(
                 ctx.deployment.chain_id,
                 ctx.deployment.contracts.energy_billing,
             );
-            let signature = sign_bill(ctx.meter.signer(), &bill, &domain)
-                .map_err(|e| StoreError::Corrupt(format!("signing the bill: {e}")))?;
+            // The CPO's own signer signs when the writer settles (`signer`); only the demo
+            // CPO's bills are signed here, with the backend-held key.
+            let signature = if sign_here {
+                sign_bill(ctx.meter.signer(), &bill, &domain)
+                    .map_err(|e| StoreError::Corrupt(format!("signing the bill: {e}")))?
+            } else {
+                alloy::primitives::Bytes::new()
+            };
             Some(SignedBill::new(&bill, &signature))
         }
-        None => None,
+        _ => None,
     };
     let row = BillRow {
         id: 0,
         cdr_key,
         user_id: cdr.user_id,
         user_address: user_address.map(|a| a.to_string()),
-        cpo_address: ctx.cpo.to_string(),
+        cpo_address: signed.as_ref().map_or_else(String::new, |s| s.cpo.clone()),
         session_id: cdr.session_id.clone(),
         chain_session_id: session_id.to_string(),
         start_ts: cdr.start_ts,
@@ -269,7 +278,10 @@ async fn bill_cdr(
         cost_micro_eur: figures.cost_micro_eur,
         uncontrolled_cost_micro_eur: figures.uncontrolled_cost_micro_eur,
         saving_micro_eur: figures.saving_micro_eur,
-        meter_signature: signed.as_ref().map(|s| s.signature.clone()),
+        meter_signature: signed
+            .as_ref()
+            .map(|s| s.signature.clone())
+            .filter(|s| s != "0x"),
         status: if signed.is_some() {
             "pending"
         } else {
@@ -283,6 +295,31 @@ async fn bill_cdr(
     };
     bills::insert(conn, &row).await?;
     Ok(signed)
+}
+
+/// Who a CDR's bill pays, and whether evflex signs it here: the CDR's CPO's own settlement
+/// address (its signer signs later), or on the demo chain, for a CPO that set none, the demo
+/// CPO with the backend-held meter key. `None`: nobody can be paid (the bill is unbillable).
+async fn payee(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    cdr: &CdrFacts,
+) -> StoreResult<Option<(Address, bool)>> {
+    let party =
+        crate::store::parties::party_of_codes(conn, &cdr.country_code, &cdr.party_id).await?;
+    let settlement = match party {
+        Some(p) => crate::store::parties::settlement_of(conn, p).await?,
+        None => None,
+    };
+    Ok(match settlement {
+        Some(s) => s.cpo_address.parse().ok().map(|a| (a, false)),
+        None if ctx.demo => Some((ctx.cpo, true)),
+        None => {
+            tracing::warn!(cpo = %format!("{}*{}", cdr.country_code, cdr.party_id),
+                "the CPO set no settlement address: its CDR cannot be billed");
+            None
+        }
+    })
 }
 
 #[cfg(test)]

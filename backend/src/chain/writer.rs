@@ -74,6 +74,8 @@ pub struct Writer {
     clock: Arc<dyn Clock>,
     algorithms: KnownAlgorithms,
     abandon_after_send: bool,
+    /// Calls to CPOs' meter signers (`billing::signer`).
+    http: crate::outbound::Outbound,
 }
 
 impl std::fmt::Debug for Writer {
@@ -124,7 +126,15 @@ impl Writer {
             clock,
             algorithms: KnownAlgorithms::default(),
             abandon_after_send: false,
+            http: crate::outbound::Outbound::new(false)
+                .expect("an HTTP client with the default TLS settings"),
         }
+    }
+
+    /// Calls CPOs' meter signers through `http` (the service's client, with its address rules).
+    pub fn with_http(mut self, http: crate::outbound::Outbound) -> Self {
+        self.http = http;
+        self
     }
 
     /// Test hook simulating a crash between broadcast and receipt: after marking rows `sent`,

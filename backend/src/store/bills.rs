@@ -110,6 +110,20 @@ pub async fn insert(conn: &mut Conn, b: &BillRow) -> StoreResult<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// Stores the meter signature a CPO's own signer gave a bill (`billing::signer`).
+pub async fn set_signature(
+    conn: &mut Conn,
+    chain_session_id: &str,
+    signature: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE bills SET meter_signature = $2 WHERE chain_session_id = $1")
+        .bind(chain_session_id)
+        .bind(signature)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Sets a bill's status (and settlement transaction, when given).
 pub async fn set_status(
     conn: &mut Conn,

@@ -1,5 +1,5 @@
 //! OCPI parties (CPOs), the tokens they present to evflex and the party codes each holds. Owns
-//! `ocpi_parties`, `ocpi_tokens`, `party_codes`.
+//! `ocpi_parties`, `ocpi_tokens`, `party_codes` and `party_settlement` (where each is paid).
 
 use super::{Conn, StoreResult, from_json, to_json, token_hash};
 use crate::domain::PartyKey;
@@ -386,4 +386,87 @@ pub async fn list_registered(conn: &mut Conn) -> StoreResult<Vec<Party>> {
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(Party::try_from).collect()
+}
+
+/// Where a CPO is paid and who signs its bills (`billing::signer`).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
+pub struct Settlement {
+    /// The party.
+    pub party_row: i64,
+    /// Its address in EnergyBilling (lower-case `0x`-hex): bills pay it.
+    pub cpo_address: String,
+    /// The meter signer EnergyBilling checks its bills against (lower-case `0x`-hex).
+    pub meter_signer: String,
+    /// The signer's URL.
+    pub signer_url: String,
+    /// Set at (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// Sets a party's settlement identity. `false` when another party holds the address.
+pub async fn set_settlement(conn: &mut Conn, s: &Settlement) -> StoreResult<bool> {
+    let taken: Option<(i64,)> =
+        sqlx::query_as("SELECT party_row FROM party_settlement WHERE cpo_address = $1")
+            .bind(&s.cpo_address)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if taken.is_some_and(|(row,)| row != s.party_row) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO party_settlement (party_row, cpo_address, meter_signer, signer_url, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (party_row) DO UPDATE SET cpo_address = excluded.cpo_address,
+             meter_signer = excluded.meter_signer, signer_url = excluded.signer_url,
+             updated_at = excluded.updated_at",
+    )
+    .bind(s.party_row)
+    .bind(&s.cpo_address)
+    .bind(&s.meter_signer)
+    .bind(&s.signer_url)
+    .bind(s.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(true)
+}
+
+const SETTLEMENT_COLUMNS: &str = "party_row, cpo_address, meter_signer, signer_url, updated_at";
+
+/// A party's settlement identity, if it set one.
+pub async fn settlement_of(conn: &mut Conn, party_row: i64) -> StoreResult<Option<Settlement>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETTLEMENT_COLUMNS} FROM party_settlement WHERE party_row = $1"
+    )))
+    .bind(party_row)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The settlement identity with this EnergyBilling address (lower-case `0x`-hex), if any.
+pub async fn settlement_by_address(
+    conn: &mut Conn,
+    cpo_address: &str,
+) -> StoreResult<Option<Settlement>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETTLEMENT_COLUMNS} FROM party_settlement WHERE cpo_address = $1"
+    )))
+    .bind(cpo_address)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// The registered party holding these codes (upper case), if any.
+pub async fn party_of_codes(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+) -> StoreResult<Option<i64>> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT party_row FROM party_codes WHERE country_code = $1 AND party_id = $2",
+    )
+    .bind(country_code.to_ascii_uppercase())
+    .bind(party_id.to_ascii_uppercase())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(r,)| r))
 }

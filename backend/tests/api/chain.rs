@@ -36,6 +36,7 @@ pub(crate) fn writer(app: &TestApp) -> Writer {
         app.state.db.clone(),
         Arc::new(app.clock.clone()),
     )
+    .with_http(app.state.http.clone())
 }
 
 pub(crate) fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) -> Value {
@@ -705,4 +706,169 @@ async fn audit_reports_every_tampered_field_on_its_own_line() {
 
     let clean = audit::audit(&app.state.db, &op).await.unwrap();
     assert!(clean.is_empty(), "restored: {clean:#?}");
+}
+
+/// A meter signer serving `parties` for `cpo` with `key`, on a free local port; its URL.
+async fn spawn_signer(
+    app: &TestApp,
+    parties: &[&str],
+    cpo: Address,
+    key: evflex_chain::alloy_types::PrivateKeySigner,
+) -> String {
+    let ctx = app.state.engine.chain.clone().unwrap();
+    let policy = evflex::billing::signer::SignerPolicy {
+        parties: parties.iter().map(|p| p.to_string()).collect(),
+        cpo,
+        chain_id: ctx.deployment.chain_id,
+        billing_contract: ctx.deployment.contracts.energy_billing,
+        max_price_micro_eur_per_kwh: 1_000_000,
+        max_energy_wh: 500_000,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sign", listener.local_addr().unwrap());
+    let router = evflex::billing::signer::router(policy, key);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// Finding 10 and 11 of issue 13: each CPO is paid at its own EnergyBilling address, and its
+/// bills are signed by its own meter signer, a process holding a key evflex never sees. evflex
+/// takes an address only with proof (registered on chain, and the signer signs a probe with the
+/// meter key on record), and one address is one party's only.
+#[tokio::test]
+async fn a_cpo_is_paid_at_its_own_address_and_signs_with_its_own_key() {
+    use evflex_chain::alloy_types::PrivateKeySigner;
+    let chain = LocalChain::start_from_repo().await.expect("anvil");
+    let mut app = chain_app(&chain).await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    let (status, body) = app
+        .register_party(&cpo, "token-a-b", "token-b-b", &[("DE", "BBB")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b = crate::helpers::token_header(body["data"]["token"].as_str().unwrap());
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 22_080, &["E1"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    let (status, body) = app
+        .user(
+            &alice,
+            Method::POST,
+            "/api/v1/users/me/wallet/top-up",
+            Some(&json!({"amount_eur": 20.0})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The operator registers the CPO's own identity in EnergyBilling: its address, the meter
+    // key only its signer holds, and its treasury.
+    let ctx = app.state.engine.chain.clone().unwrap();
+    let admin = evflex_chain::client::ChainClient::connect(
+        &chain.endpoint(),
+        ctx.deployment.clone(),
+        Accounts::from_repo().unwrap().admin().unwrap(),
+    )
+    .await
+    .unwrap();
+    let (cpo_key, meter_key) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    let address = cpo_key.address();
+    admin
+        .register_billing_cpo(address, meter_key.address(), cpo_key.address(), U256::ZERO)
+        .await
+        .unwrap();
+    let signer_url = spawn_signer(&app, &["NL*EXA"], address, meter_key.clone()).await;
+    let put = |cc: Option<&str>, body: Value| {
+        let app = &app;
+        let auth = cc.map(str::to_owned);
+        async move {
+            match auth {
+                None => {
+                    app.cpo(Method::PUT, "/api/v1/cpo/settlement", Some(&body))
+                        .await
+                }
+                Some(h) => {
+                    app.send(Method::PUT, "/api/v1/cpo/settlement", Some(&h), Some(&body))
+                        .await
+                }
+            }
+        }
+    };
+
+    // Without proof nothing is taken: an address that is no CPO, a signer with another key,
+    // and CPO B pointing at A's signer (which serves A only).
+    let stranger = PrivateKeySigner::random().address();
+    let wrong_key = spawn_signer(&app, &["NL*EXA"], address, PrivateKeySigner::random()).await;
+    for (who, body, why) in [
+        (
+            None,
+            json!({"cpo_address": stranger.to_string(), "meter_signer_url": signer_url}),
+            "no CPO",
+        ),
+        (
+            None,
+            json!({"cpo_address": address.to_string(), "meter_signer_url": wrong_key}),
+            "not from",
+        ),
+        (
+            Some(b.as_str()),
+            json!({"cpo_address": address.to_string(), "meter_signer_url": signer_url}),
+            "DE*BBB",
+        ),
+    ] {
+        let (status, resp) = put(who, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {resp}");
+        assert!(
+            resp["message"].as_str().unwrap().contains(why),
+            "{why}: {resp}"
+        );
+    }
+    assert_eq!(app.count("party_settlement").await, 0);
+
+    let ok = json!({"cpo_address": address.to_string(), "meter_signer_url": signer_url});
+    let (status, resp) = put(None, ok.clone()).await;
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(
+        resp["meter_signer"],
+        meter_key.address().to_string().to_lowercase()
+    );
+    // B, even with a signer of its own for that address, cannot take A's address.
+    let b_signer = spawn_signer(&app, &["DE*BBB"], address, meter_key.clone()).await;
+    let (status, resp) = put(
+        Some(b.as_str()),
+        json!({"cpo_address": address.to_string(), "meter_signer_url": b_signer}),
+    )
+    .await;
+    assert_eq!(status, 409, "{resp}");
+
+    // A's session is billed to A's own address, signed by A's signer, and settled there.
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    let (status, body) = app
+        .cpo(
+            Method::POST,
+            "/ocpi/2.2.1/cdrs",
+            Some(&cdr("C1", "S1", "E1", &alice_uid, 8.0)),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    writer(&app).run_until_idle(10).await.unwrap();
+    let (_, bills) = app
+        .user(&alice, Method::GET, "/api/v1/users/me/settlements", None)
+        .await;
+    assert_eq!(bills[0]["status"], "settled", "{bills}");
+    let (cpo_address, signature): (String, Option<String>) =
+        sqlx::query_as("SELECT cpo_address, meter_signature FROM bills")
+            .fetch_one(app.state.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(cpo_address, address.to_string());
+    assert!(
+        signature.is_some_and(|s| s.len() == 132),
+        "the signer's signature is kept"
+    );
+    let paid = ctx.operator.cpo_balance(address).await.unwrap();
+    assert_eq!(
+        paid,
+        U256::from(2_400_000u64),
+        "8 kWh at 0.30 €/kWh, to A's own address"
+    );
 }

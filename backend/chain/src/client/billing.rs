@@ -403,3 +403,42 @@ fn is_invalid_spending_nonce(e: &ChainError) -> bool {
         }
     )
 }
+
+impl ChainClient {
+    /// The meter-signer address EnergyBilling checks `cpo`'s bills against, `None` when `cpo`
+    /// is no registered CPO.
+    pub async fn billing_meter_signer(&self, cpo: Address) -> Result<Option<Address>, ChainError> {
+        let known = self
+            .energy_billing
+            .isCpo(cpo)
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::EnergyBilling, "isCpo", e))?;
+        if !known {
+            return Ok(None);
+        }
+        let c = self
+            .energy_billing
+            .cpo(cpo)
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::EnergyBilling, "cpo", e))?;
+        Ok(Some(c.meterSigner))
+    }
+
+    /// Admin only: registers `cpo` in EnergyBilling with its meter signer and treasury.
+    #[tracing::instrument(skip_all, fields(cpo = %cpo))]
+    pub async fn register_billing_cpo(
+        &self,
+        cpo: Address,
+        meter_signer: Address,
+        treasury: Address,
+        reward_rate: U256,
+    ) -> Result<TxInfo, ChainError> {
+        let call = self
+            .energy_billing
+            .registerCpo(cpo, meter_signer, treasury, reward_rate);
+        self.send(Contract::EnergyBilling, "registerCpo", call)
+            .await
+    }
+}

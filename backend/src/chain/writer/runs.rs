@@ -117,13 +117,32 @@ impl Writer {
                 self.fail(row, why, report).await?;
                 continue;
             };
-            let (bill, sig) = match signed.to_bill() {
+            let (bill, mut sig) = match signed.to_bill() {
                 Ok(b) => b,
                 Err(e) => {
                     self.fail(row, &e.to_string(), report).await?;
                     continue;
                 }
             };
+            if sig.is_empty() {
+                // The CPO's own meter signer signs now (`billing::signer`); until it does, the
+                // bill waits like one for a chain that is down.
+                match self.cpo_signature(&bill, signed).await? {
+                    Ok(s) => sig = s,
+                    Err(why) => {
+                        let next = self.clock.now() + self.ctx.config.writer_max_backoff_s.max(1);
+                        self.later(
+                            row,
+                            Some(&why),
+                            Some("awaiting the CPO's signature"),
+                            Some(next),
+                        )
+                        .await?;
+                        report.retried += 1;
+                        continue;
+                    }
+                }
+            }
             match op.is_settled(bill.sessionId).await {
                 Ok(true) => self.settled_before(row, &bill.sessionId, report).await?,
                 Ok(false) => todo.push((row, (bill, sig))),
@@ -202,6 +221,67 @@ impl Writer {
         self.bill_status(session, "settled", None).await?;
         report.done += 1;
         Ok(())
+    }
+
+    /// The signature of `bill` from its CPO's meter signer, checked against the signer address
+    /// evflex verified, and stored on the bill; `Err` says why there is none yet.
+    async fn cpo_signature(
+        &self,
+        bill: &evflex_chain::Bill,
+        signed: &evflex_chain::work::SignedBill,
+    ) -> Result<Result<alloy::primitives::Bytes, String>, Error> {
+        let settlement = {
+            let mut conn = self.db.conn().await?;
+            crate::store::parties::settlement_by_address(&mut conn, &signed.cpo.to_lowercase())
+                .await?
+        };
+        let Some(settlement) = settlement else {
+            return Ok(Err(format!(
+                "no settlement identity for CPO {}",
+                signed.cpo
+            )));
+        };
+        let party = {
+            let mut conn = self.db.conn().await?;
+            crate::store::parties::get_party(&mut conn, settlement.party_row).await?
+        };
+        let party = party.map_or_else(String::new, |p| {
+            format!("{}*{}", p.country_code, p.party_id)
+        });
+        let request = crate::billing::signer::SignRequest {
+            party,
+            chain_id: self.ctx.deployment.chain_id,
+            billing_contract: self.ctx.deployment.contracts.energy_billing,
+            bill: signed.clone(),
+        };
+        let sig = match crate::billing::signer::request_signature(
+            &self.http,
+            &settlement.signer_url,
+            &request,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(why) => return Ok(Err(why)),
+        };
+        let domain = evflex_chain::wallet::eip712::billing_domain(
+            self.ctx.deployment.chain_id,
+            self.ctx.deployment.contracts.energy_billing,
+        );
+        let digest = evflex_chain::wallet::eip712::bill_signing_hash(bill, &domain);
+        let recovered = alloy::primitives::Signature::try_from(sig.as_ref())
+            .ok()
+            .and_then(|s| s.recover_address_from_prehash(&digest).ok());
+        if recovered.map(|a| a.to_string().to_lowercase()) != Some(settlement.meter_signer.clone())
+        {
+            return Ok(Err(format!(
+                "the meter signer's signature is not from {}",
+                settlement.meter_signer
+            )));
+        }
+        let mut conn = self.db.conn().await?;
+        bills::set_signature(&mut conn, &bill.sessionId.to_string(), &sig.to_string()).await?;
+        Ok(Ok(sig))
     }
 
     async fn bill_status(
