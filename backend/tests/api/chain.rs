@@ -871,4 +871,39 @@ async fn a_cpo_is_paid_at_its_own_address_and_signs_with_its_own_key() {
         U256::from(2_400_000u64),
         "8 kWh at 0.30 €/kWh, to A's own address"
     );
+
+    // A sees its bill with its session; B sees none of it; the public list names no session,
+    // CDR or user.
+    let (_, mine) = app
+        .cpo(Method::GET, "/api/v1/cockpit/settlements", None)
+        .await;
+    assert_eq!(
+        (mine.as_array().unwrap().len(), &mine[0]["session_id"]),
+        (1, &json!("S1"))
+    );
+    let (_, theirs) = app
+        .send(
+            Method::GET,
+            "/api/v1/cockpit/settlements",
+            Some(b.as_str()),
+            None,
+        )
+        .await;
+    assert_eq!(theirs, json!([]));
+    let (_, public) = app
+        .send(Method::GET, "/api/v1/audit/settlements", None, None)
+        .await;
+    assert_eq!(public.as_array().unwrap().len(), 1, "{public}");
+    for private in ["session_id", "cdr", "user_address"] {
+        assert!(public[0].get(private).is_none(), "{private} in {public}");
+    }
+    let (status, _) = app
+        .send(
+            Method::GET,
+            "/api/v1/cpo/settlement",
+            Some(b.as_str()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "B set none, and does not see A's");
 }

@@ -338,6 +338,20 @@ async fn a_session_is_a_users_only_through_the_token_evflex_issued_and_pushed() 
         (201, Some("S1")),
         "{resp}"
     );
+    // Her request is hers: to mallory it does not exist, and it stays as it was.
+    let id = resp["request_id"].as_i64().unwrap();
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/requests/{id}")),
+        (Method::POST, format!("/api/v1/requests/{id}/accept-offer")),
+    ] {
+        let (status, body) = app.user(&mallory, method, &path, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (_, mine) = app
+        .user(&alice, Method::GET, &format!("/api/v1/requests/{id}"), None)
+        .await;
+    assert_eq!(mine["decision"], resp["decision"], "{mine}");
+    assert_eq!(app.count("charging_requests").await, 1);
 
     // The Tokens sender interface lists evflex's tokens, paged.
     let (status, page) = app
