@@ -96,6 +96,11 @@ impl Resolve for PublicOnly {
     }
 }
 
+/// OCPI's request id header: unique per request, echoed in the answer.
+pub const REQUEST_ID: &str = "x-request-id";
+/// OCPI's correlation id header: the same over every request of one exchange, echoed.
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
 /// The outbound client and its address policy. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbound {
@@ -151,13 +156,19 @@ impl Outbound {
         Ok(parsed)
     }
 
-    /// A request to `url`, if evflex may call it.
+    /// A request to `url`, if evflex may call it, with a new `X-Request-ID` and
+    /// `X-Correlation-ID` (OCPI 2.2.1 transport: every request carries both; evflex starts a new
+    /// correlation for each call it makes on its own, as set-points and token pushes are).
     pub fn request(
         &self,
         method: reqwest::Method,
         url: &str,
     ) -> Result<reqwest::RequestBuilder, OutboundError> {
-        Ok(self.client.request(method, self.check(url)?))
+        Ok(self
+            .client
+            .request(method, self.check(url)?)
+            .header(REQUEST_ID, uuid::Uuid::new_v4().to_string())
+            .header(CORRELATION_ID, uuid::Uuid::new_v4().to_string()))
     }
 
     /// Sends `request` and reads at most [`MAX_BODY_BYTES`] of the answer: (status, body).

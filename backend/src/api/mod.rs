@@ -28,8 +28,11 @@ pub use error::ApiError;
 pub use web::web_dir;
 
 use crate::app::AppState;
+use crate::outbound::{CORRELATION_ID, REQUEST_ID};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderName;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// The whole HTTP surface.
@@ -55,8 +58,33 @@ pub fn router(state: AppState) -> Router {
                 .extensions()
                 .get::<MatchedPath>()
                 .map_or(req.uri().path(), MatchedPath::as_str);
-            tracing::debug_span!("http", method = %req.method(), route = %route)
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            tracing::debug_span!("http", method = %req.method(), route = %route,
+                request_id = %header(REQUEST_ID), correlation_id = %header(CORRELATION_ID))
         }))
+        // OCPI 2.2.1 transport (and every other route): each request has an `X-Request-ID` and
+        // an `X-Correlation-ID`, generated where the caller sent none, logged in the span and
+        // echoed in the answer.
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            REQUEST_ID,
+        )))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            CORRELATION_ID,
+        )))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID),
+            MakeRequestUuid,
+        ))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(CORRELATION_ID),
+            MakeRequestUuid,
+        ))
         .with_state(state)
 }
 

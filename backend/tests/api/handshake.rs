@@ -270,3 +270,46 @@ async fn discovery_errors_do_not_tell_which_ports_are_open_and_bodies_are_capped
     assert!(message.contains("larger than 1024 KiB"), "{message}");
     assert_eq!(app.count("ocpi_parties").await, 0);
 }
+
+/// OCPI 2.2.1 transport: evflex echoes the caller's `X-Request-ID` and `X-Correlation-ID`,
+/// makes them up where the caller sent none, and sends both on every call it makes (token
+/// pushes here; set-points go through the same client).
+#[tokio::test]
+async fn request_and_correlation_ids_are_echoed_and_sent() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    let token = app.register_cpo(&cpo).await;
+    let get = |ids: Option<(&str, &str)>| {
+        let mut r = reqwest::Client::new()
+            .get(format!("{}/ocpi/2.2.1", app.address))
+            .header("Authorization", token_header(&token));
+        if let Some((request, correlation)) = ids {
+            r = r
+                .header("X-Request-ID", request)
+                .header("X-Correlation-ID", correlation);
+        }
+        r.send()
+    };
+    let echoed = get(Some(("req-1", "corr-1"))).await.unwrap();
+    assert_eq!(echoed.status(), 200);
+    assert_eq!(echoed.headers()["x-request-id"], "req-1");
+    assert_eq!(echoed.headers()["x-correlation-id"], "corr-1");
+    let made_up = get(None).await.unwrap();
+    for h in ["x-request-id", "x-correlation-id"] {
+        let v = made_up.headers()[h].to_str().unwrap().to_owned();
+        assert_eq!(v.len(), 36, "{h}: a UUID, not {v}");
+    }
+
+    app.new_user("alice", false).await;
+    for _ in 0..100 {
+        if !cpo.log.lock().unwrap().ids.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ids = cpo.log.lock().unwrap().ids.clone();
+    assert_eq!(ids.len(), 1, "one token push: {ids:?}");
+    let (request, correlation) = &ids[0];
+    assert_eq!((request.len(), correlation.len()), (36, 36), "{ids:?}");
+    assert_ne!(request, correlation);
+}

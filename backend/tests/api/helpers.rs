@@ -490,6 +490,19 @@ pub struct CpoLog {
     pub fail_first: usize,
     /// `PUT tokens/{cc}/{pid}/{uid}` as (path, query, body).
     pub tokens: Vec<(String, String, Value)>,
+    /// (`X-Request-ID`, `X-Correlation-ID`) of every profile and token PUT.
+    pub ids: Vec<(String, String)>,
+}
+
+fn ocpi_ids(headers: &axum::http::HeaderMap) -> (String, String) {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (h("x-request-id"), h("x-correlation-id"))
 }
 
 /// A small axum server playing the CPO: versions, version details, and a chargingprofiles
@@ -536,6 +549,7 @@ pub async fn spawn_cpo() -> MockCpo {
                  headers: axum::http::HeaderMap,
                  Json(body): Json<Value>| async move {
                     let mut log = log.lock().unwrap();
+                    log.ids.push(ocpi_ids(&headers));
                     log.auth.push(
                         headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
                     );
@@ -558,7 +572,9 @@ pub async fn spawn_cpo() -> MockCpo {
                 |State(log): State<Arc<Mutex<CpoLog>>>,
                  Path((cc, pid, uid)): Path<(String, String, String)>,
                  axum::extract::RawQuery(query): axum::extract::RawQuery,
+                 headers: axum::http::HeaderMap,
                  Json(body): Json<Value>| async move {
+                    log.lock().unwrap().ids.push(ocpi_ids(&headers));
                     log.lock().unwrap().tokens.push((
                         format!("{cc}/{pid}/{uid}"),
                         query.unwrap_or_default(),
