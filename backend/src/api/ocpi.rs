@@ -651,11 +651,13 @@ async fn post_charging_profile_result(
         .parse()
         .map_err(|_| OcpiError::invalid("id: not a set-point id"))?;
     let body = json_body(&body)?;
-    let _: ChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
+    let result: ChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
+    let accepted = result.result == crate::ingest::ocpi::model::ChargingProfileResultType::Accepted;
     let mut conn = state.db.conn().await?;
     let now = state.clock.now();
     // Only the party the set-point was sent to may answer it; another party's id is unknown.
-    if !schedules::record_result(&mut conn, id, party.party_row, &body.to_string(), now).await? {
+    let text = body.to_string();
+    if !schedules::record_result(&mut conn, id, party.party_row, &text, accepted, now).await? {
         return Err(OcpiError::new(
             StatusCode::NOT_FOUND,
             2000,

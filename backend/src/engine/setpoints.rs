@@ -4,6 +4,13 @@
 //! `ChargingProfileResult` arrives at our `response_url`
 //! (`{public_url}/ocpi/2.2.1/chargingprofiles/{setpoint_id}`) and is stored with the set-point.
 //!
+//! A set-point's `status` follows the CPO's answers (the `ChargingProfileResponse` `result`,
+//! then the asynchronous result): `sent` (the CPO took the request: `ACCEPTED`), `in_force`
+//! (its result said `ACCEPTED`), `rejected` (`REJECTED`, `NOT_SUPPORTED` or `UNKNOWN_SESSION`,
+//! or a result other than `ACCEPTED`: given up, the reason in `error`; the next tick's plan is
+//! a new set-point), and `pending` again on `TOO_OFTEN`: not retried in this round, but at
+//! the next one.
+//!
 //! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
 //! group's transaction, only where the schedule curtails them (`engine::tick`).
 
@@ -21,8 +28,12 @@ use std::time::Duration;
 pub struct DeliveryReport {
     /// Accepted by the CPO's endpoint.
     pub sent: usize,
-    /// Given up on.
+    /// Given up on (not delivered, or refused by the CPO).
     pub failed: usize,
+    /// Of those, refused by the CPO (`REJECTED`, `NOT_SUPPORTED`, `UNKNOWN_SESSION`).
+    pub rejected: usize,
+    /// Answered `TOO_OFTEN`: left pending for the next round.
+    pub deferred: usize,
     /// Extra attempts made.
     pub retries: usize,
 }
@@ -96,11 +107,15 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
         });
     }
     while let Some(joined) = set.join_next().await {
-        if let Ok((sent, retries)) = joined {
-            if sent {
-                report.sent += 1;
-            } else {
-                report.failed += 1;
+        if let Ok((delivered, retries)) = joined {
+            match delivered {
+                Delivered::Sent => report.sent += 1,
+                Delivered::Deferred => report.deferred += 1,
+                Delivered::Rejected => {
+                    report.failed += 1;
+                    report.rejected += 1;
+                }
+                Delivered::Failed => report.failed += 1,
             }
             report.retries += retries;
         }
@@ -127,7 +142,11 @@ async fn load(
     Ok((pending, parties))
 }
 
-async fn deliver_one(engine: &Engine, sp: StoredSetpoint, party: Option<Party>) -> (bool, usize) {
+async fn deliver_one(
+    engine: &Engine,
+    sp: StoredSetpoint,
+    party: Option<Party>,
+) -> (Delivered, usize) {
     let mut attempts = sp.attempts;
     let outcome = match party
         .as_ref()
@@ -162,9 +181,32 @@ async fn deliver_one(engine: &Engine, sp: StoredSetpoint, party: Option<Party>) 
     };
     let retries = (attempts - sp.attempts - 1).max(0) as usize;
     let now = engine.clock.now();
-    let (sent, status, response, error) = match &outcome {
-        Attempt::Sent(body) => (true, "sent", Some(body.as_str()), None),
-        Attempt::Retry(e) | Attempt::Fatal(e) => (false, "failed", None, Some(e.as_str())),
+    let refused;
+    let (delivered, status, response, error) = match &outcome {
+        Attempt::Sent(body) => match answer_of(body) {
+            Answer::Accepted => (Delivered::Sent, "sent", Some(body.as_str()), None),
+            Answer::TooOften => {
+                refused = "the CPO answered TOO_OFTEN: sent again at the next round".to_owned();
+                (
+                    Delivered::Deferred,
+                    "pending",
+                    Some(body.as_str()),
+                    Some(refused.as_str()),
+                )
+            }
+            Answer::Refused(result) => {
+                refused = format!("the CPO answered {result}");
+                (
+                    Delivered::Rejected,
+                    "rejected",
+                    Some(body.as_str()),
+                    Some(refused.as_str()),
+                )
+            }
+        },
+        Attempt::Retry(e) | Attempt::Fatal(e) => {
+            (Delivered::Failed, "failed", None, Some(e.as_str()))
+        }
     };
     if let Some(e) = error {
         tracing::warn!(setpoint = sp.id, session = %sp.record.session_id, error = %e, "set-point failed");
@@ -176,5 +218,34 @@ async fn deliver_one(engine: &Engine, sp: StoredSetpoint, party: Option<Party>) 
     {
         tracing::error!(error = ?e, setpoint = sp.id, "set-point: cannot record attempt");
     }
-    (sent, retries)
+    (delivered, retries)
+}
+
+/// How one delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Sent,
+    Deferred,
+    Rejected,
+    Failed,
+}
+
+/// The CPO's `ChargingProfileResponse`, as far as delivery cares.
+enum Answer {
+    Accepted,
+    TooOften,
+    Refused(String),
+}
+
+/// Reads `data.result` of the CPO's answer; an answer without one counts as accepted (the OCPI
+/// envelope said success).
+fn answer_of(body: &str) -> Answer {
+    let result = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["data"]["result"].as_str().map(str::to_owned));
+    match result.as_deref() {
+        None | Some("ACCEPTED") => Answer::Accepted,
+        Some("TOO_OFTEN") => Answer::TooOften,
+        Some(other) => Answer::Refused(other.chars().take(40).collect()),
+    }
 }

@@ -225,7 +225,8 @@ pub struct StoredSetpoint {
     pub id: i64,
     /// The record.
     pub record: SetpointRecord,
-    /// `pending`, `sent`, `failed` or `superseded`.
+    /// `pending`, `sent`, `in_force`, `rejected`, `failed` or `superseded`
+    /// (`engine::setpoints`).
     pub status: String,
     /// Delivery attempts so far.
     pub attempts: i64,
@@ -371,22 +372,27 @@ pub async fn record_attempt(
     Ok(())
 }
 
-/// Stores the CPO's asynchronous result for its own set-point `id` (sent to `owner_party`);
-/// `false` when there is no such set-point of that party.
+/// Stores the CPO's asynchronous result for its own set-point `id` (sent to `owner_party`),
+/// and its consequence: `in_force` when `accepted`, else `rejected` (a superseded set-point
+/// stays superseded); `false` when there is no such set-point of that party.
 pub async fn record_result(
     conn: &mut Conn,
     id: i64,
     owner_party: i64,
     result: &str,
+    accepted: bool,
     now: i64,
 ) -> StoreResult<bool> {
     let r = sqlx::query(
-        "UPDATE setpoints SET result = $3, updated_at = $4 WHERE id = $1 AND owner_party = $2",
+        "UPDATE setpoints SET result = $3, updated_at = $4,
+             status = CASE WHEN status IN ('pending', 'sent') THEN $5 ELSE status END
+         WHERE id = $1 AND owner_party = $2",
     )
     .bind(id)
     .bind(owner_party)
     .bind(result)
     .bind(now)
+    .bind(if accepted { "in_force" } else { "rejected" })
     .execute(conn)
     .await?;
     Ok(r.rows_affected() > 0)

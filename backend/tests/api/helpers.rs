@@ -492,6 +492,8 @@ pub struct CpoLog {
     pub tokens: Vec<(String, String, Value)>,
     /// (`X-Request-ID`, `X-Correlation-ID`) of every profile and token PUT.
     pub ids: Vec<(String, String)>,
+    /// The `ChargingProfileResponse` result to answer profile PUTs with (`ACCEPTED` if unset).
+    pub answer: Option<&'static str>,
 }
 
 fn ocpi_ids(headers: &axum::http::HeaderMap) -> (String, String) {
@@ -558,9 +560,10 @@ pub async fn spawn_cpo() -> MockCpo {
                         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
                     }
                     log.profiles.push((session_id, body));
+                    let result = log.answer.unwrap_or("ACCEPTED");
                     (
                         axum::http::StatusCode::OK,
-                        Json(json!({"data": {"result": "ACCEPTED", "timeout": 30},
+                        Json(json!({"data": {"result": result, "timeout": 30},
                                     "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"})),
                     )
                 },

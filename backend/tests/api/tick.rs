@@ -570,3 +570,75 @@ async fn sqlite_ticks_record_the_lease_without_row_locks() {
         0
     );
 }
+
+/// The status of a set-point follows what the CPO answered: `REJECTED` is given up with the
+/// reason, `TOO_OFTEN` stays pending for the next round, `ACCEPTED` is sent, and the
+/// asynchronous result decides whether it is in force.
+#[tokio::test]
+async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    let status_of = |session: &'static str| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            sqlx::query_as::<_, (i64, String, Option<String>)>(
+                "SELECT id, status, error FROM setpoints WHERE session_id = $1 ORDER BY id DESC",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    cpo.log.lock().unwrap().answer = Some("REJECTED");
+    let report = app.tick().await;
+    assert_eq!(
+        (
+            report.delivery.sent,
+            report.delivery.rejected,
+            report.delivery.failed
+        ),
+        (0, 2, 2),
+        "{report:?}"
+    );
+    let (_, status, error) = status_of("S3").await;
+    assert_eq!(
+        (status.as_str(), error.as_deref()),
+        ("rejected", Some("the CPO answered REJECTED"))
+    );
+
+    // The next tick plans again; the CPO is busy: the set-points wait for the next round.
+    app.clock.advance(900);
+    cpo.log.lock().unwrap().answer = Some("TOO_OFTEN");
+    let report = app.tick().await;
+    assert_eq!(
+        (report.delivery.deferred, report.delivery.sent),
+        (2, 0),
+        "{report:?}"
+    );
+    let (id, status, error) = status_of("S3").await;
+    assert_eq!(status, "pending");
+    assert!(error.unwrap().contains("TOO_OFTEN"));
+
+    // Next round it takes them; the asynchronous result puts one in force and refuses the other.
+    cpo.log.lock().unwrap().answer = None;
+    let delivery = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert_eq!((delivery.sent, delivery.deferred), (2, 0), "{delivery:?}");
+    assert_eq!(status_of("S3").await.1, "sent");
+    let path = format!("/ocpi/2.2.1/chargingprofiles/{id}");
+    let (status, _) = app
+        .cpo(Method::POST, &path, Some(&json!({"result": "ACCEPTED"})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of("S3").await.1, "in_force");
+    let (s1, _, _) = status_of("S1").await;
+    let path = format!("/ocpi/2.2.1/chargingprofiles/{s1}");
+    let (status, _) = app
+        .cpo(Method::POST, &path, Some(&json!({"result": "UNKNOWN"})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of("S1").await.1, "rejected");
+}
