@@ -60,6 +60,31 @@ fn stored(row: &wallets::WalletRow) -> Result<Option<EncryptedWallet>, Error> {
     }))
 }
 
+/// The user's custodial wallet row and opened key; `None` without a custodial wallet.
+async fn custodial(
+    conn: &mut Conn,
+    ctx: &ChainContext,
+    user_id: i64,
+) -> Result<Option<(wallets::WalletRow, cw::Wallet)>, Error> {
+    let Some(row) = wallets::of_user(conn, user_id).await? else {
+        return Ok(None);
+    };
+    let Some(enc) = stored(&row)? else {
+        return Ok(None);
+    };
+    let wallet = cw::open_wallet(&enc, &ctx.master)?;
+    Ok(Some((row, wallet)))
+}
+
+/// `ttl_s` after now as the chain counts it: block time is wall-clock time, while the
+/// service's clock may be simulated (the later of the two).
+fn chain_time_after(now: i64, ttl_s: i64) -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(now, |d| d.as_secs() as i64);
+    (wall.max(now) + ttl_s).max(0) as u64
+}
+
 /// Enqueues the user's signed consent (`opted_in`) or revocation as outbox work (in the caller's
 /// transaction). `false` when the user has no custodial wallet (nothing to sign with).
 #[tracing::instrument(skip_all, fields(user_id, opted_in))]
@@ -70,13 +95,9 @@ pub async fn enqueue_consent(
     opted_in: bool,
     now: i64,
 ) -> Result<bool, Error> {
-    let Some(row) = wallets::of_user(conn, user_id).await? else {
+    let Some((row, wallet)) = custodial(conn, ctx, user_id).await? else {
         return Ok(false);
     };
-    let Some(enc) = stored(&row)? else {
-        return Ok(false);
-    };
-    let wallet = cw::open_wallet(&enc, &ctx.master)?;
     let nonce = wallets::take_consent_nonce(conn, user_id)
         .await?
         .unwrap_or_default()
@@ -87,12 +108,7 @@ pub async fn enqueue_consent(
     );
     let scope = smart_charging_scope();
     let (make, expiry, signature): (fn(ConsentWork) -> ChainWork, _, _) = if opted_in {
-        // The chain checks the expiry against block time, which is wall-clock time (the
-        // service's clock may be simulated).
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(now, |d| d.as_secs() as i64);
-        let expiry = (wall.max(now) + CONSENT_TTL_S).max(0) as u64;
+        let expiry = chain_time_after(now, CONSENT_TTL_S);
         let consent = Consent {
             user: wallet.address(),
             scope,
@@ -147,22 +163,14 @@ pub async fn enqueue_spending_limit(
     allowance: U256,
     now: i64,
 ) -> Result<bool, Error> {
-    let Some(row) = wallets::of_user(conn, user_id).await? else {
+    let Some((row, wallet)) = custodial(conn, ctx, user_id).await? else {
         return Ok(false);
     };
-    let Some(enc) = stored(&row)? else {
-        return Ok(false);
-    };
-    let wallet = cw::open_wallet(&enc, &ctx.master)?;
     let nonce = wallets::take_spending_nonce(conn, user_id)
         .await?
         .unwrap_or_default()
         .max(0) as u64;
-    // The chain checks the deadline against block time: wall-clock time.
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(now, |d| d.as_secs() as i64);
-    let deadline = (wall.max(now) + SPENDING_LIMIT_TTL_S).max(0) as u64;
+    let deadline = chain_time_after(now, SPENDING_LIMIT_TTL_S);
     let update = evflex_chain::SpendingLimitUpdate {
         user: wallet.address(),
         maxPriceMicroEurPerKwh: max_price_micro_eur_per_kwh,

@@ -700,6 +700,16 @@ async fn log_scan_flow() {
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
 }
 
+async fn set_limit(app: &TestApp, token: &str, limit: Value) -> (u16, Value) {
+    app.user(
+        token,
+        Method::PUT,
+        "/api/v1/users/me/spending-limit",
+        Some(&limit),
+    )
+    .await
+}
+
 /// A user's spending limit is the contract's to enforce: a settlement above the price cap or
 /// past the allowance waits (`over_limit`) and goes through once the user raises the limit;
 /// each settlement uses up the allowance.
@@ -731,28 +741,14 @@ async fn a_spending_limit_holds_settlements_back_until_the_user_raises_it() {
         json!({"allowance_eur": 2e6}),
         json!({"allowance": 5}),
     ] {
-        let (status, body) = app
-            .user(
-                &alice,
-                Method::PUT,
-                "/api/v1/users/me/spending-limit",
-                Some(&bad),
-            )
-            .await;
+        let (status, body) = set_limit(&app, &alice, bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     assert!(app.outbox("spending_limit").await.is_empty());
 
     // At most 0.20 €/kWh, 10 € in all: the CPO's 0.30 €/kWh is above it.
     let limit = json!({"max_price_eur_per_kwh": 0.20, "allowance_eur": 10.0});
-    let (status, body) = app
-        .user(
-            &alice,
-            Method::PUT,
-            "/api/v1/users/me/spending-limit",
-            Some(&limit),
-        )
-        .await;
+    let (status, body) = set_limit(&app, &alice, limit).await;
     assert_eq!(status, 202, "{body}");
     w.run_until_idle(10).await.unwrap();
     let (_, wallet) = app
@@ -784,15 +780,7 @@ async fn a_spending_limit_holds_settlements_back_until_the_user_raises_it() {
 
     // Alice lifts the price cap and keeps the 10 € allowance: the 2.40 € bill goes through
     // and uses up that much of it.
-    let limit = json!({"allowance_eur": 10.0});
-    let (status, body) = app
-        .user(
-            &alice,
-            Method::PUT,
-            "/api/v1/users/me/spending-limit",
-            Some(&limit),
-        )
-        .await;
+    let (status, body) = set_limit(&app, &alice, json!({"allowance_eur": 10.0})).await;
     assert_eq!(status, 202, "{body}");
     w.run_until_idle(10).await.unwrap();
     w.run_until_idle(10).await.unwrap();
