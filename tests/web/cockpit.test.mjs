@@ -56,6 +56,8 @@ test('the cockpit shows every charge point with its power against its rating', a
     assert.equal(await cp.getByRole('meter').getAttribute('aria-valuemax'), '11');
   }
   assert.match(await page.locator('li.cp[data-evse="EVSE-2"] .session').textContent(), /S2/);
+  // The last profile of Ann's controlled session: the fake CPO took it (ACCEPTED), no result yet.
+  assert.match(await page.locator('li.cp[data-evse="EVSE-1"] [data-field="profile"]').textContent(), /^Profile .+: sent, awaiting the result, /);
 });
 
 test('the planned load stays under the capacity line, and the heatmap has every vehicle', async () => {

@@ -33,8 +33,24 @@ pub struct ChargePointView {
     pub power_w: Option<i64>,
     /// Rated power (W).
     pub rated_power_w: Option<i64>,
-    /// Session of the latest meter value.
+    /// Session of the latest meter value, or else the open session on the EVSE.
     pub session_id: Option<String>,
+    /// The last profile evflex sent that session, and what the CPO made of it.
+    pub profile: Option<ProfileView>,
+}
+
+/// The state of the last profile of a charge point's session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProfileView {
+    /// `pending` (not sent yet, or the CPO answered `TOO_OFTEN`), `sent` (the CPO took it),
+    /// `in_force` (its result was `ACCEPTED`), `rejected`, `failed` or `superseded`.
+    pub status: String,
+    /// Why it was refused or failed, as the CPO or the network said.
+    pub reason: Option<String>,
+    /// Its first limit (W).
+    pub limit_w: i64,
+    /// When its state last changed (RFC 3339).
+    pub updated_at: String,
 }
 
 /// The latest schedule of a group.
@@ -104,19 +120,38 @@ async fn build(
     let evses = locations::evses_of_group(&mut conn, id).await?;
     let uids: Vec<String> = evses.iter().map(|e| e.record.uid.clone()).collect();
     let live = meter::live_of(&mut conn, &g.country_code, &g.party_id, &uids).await?;
-    let charge_points: Vec<ChargePointView> = evses
-        .iter()
-        .map(|e| {
-            let l = live.iter().find(|l| l.evse_uid == e.record.uid);
-            ChargePointView {
-                evse_uid: e.record.uid.clone(),
-                status: e.record.status.clone(),
-                power_w: l.and_then(|l| l.power_w),
-                rated_power_w: e.record.rated_power_w,
-                session_id: l.and_then(|l| l.session_id.clone()),
-            }
-        })
-        .collect();
+    let mut charge_points = Vec::with_capacity(evses.len());
+    for e in &evses {
+        let l = live.iter().find(|l| l.evse_uid == e.record.uid);
+        let session_id = match l.and_then(|l| l.session_id.clone()) {
+            Some(s) => Some(s),
+            None => crate::store::sessions::open_session_on_evse(
+                &mut conn,
+                &g.country_code,
+                &g.party_id,
+                &e.record.uid,
+            )
+            .await?
+            .map(|s| s.record.session_id),
+        };
+        let profile = match &session_id {
+            Some(s) => schedules::last_profile(&mut conn, id, s).await?,
+            None => None,
+        };
+        charge_points.push(ChargePointView {
+            evse_uid: e.record.uid.clone(),
+            status: e.record.status.clone(),
+            power_w: l.and_then(|l| l.power_w),
+            rated_power_w: e.record.rated_power_w,
+            session_id,
+            profile: profile.map(|p| ProfileView {
+                status: p.status,
+                reason: p.error,
+                limit_w: p.power_w,
+                updated_at: format_rfc3339(p.updated_at),
+            }),
+        });
+    }
     let load_history = if history > 0 {
         schedules::load_history(&mut conn, id, history).await?
     } else {

@@ -397,3 +397,32 @@ pub async fn record_result(
     .await?;
     Ok(r.rows_affected() > 0)
 }
+
+/// The state of the last profile sent (or to be sent) for a session, as the cockpit shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ProfileState {
+    /// `pending`, `sent`, `in_force`, `rejected`, `failed` or `superseded`.
+    pub status: String,
+    /// Why it was refused or failed.
+    pub error: Option<String>,
+    /// Its first limit (W).
+    pub power_w: i64,
+    /// When its state last changed (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// The newest set-point of a session in a group, if any.
+pub async fn last_profile(
+    conn: &mut Conn,
+    group_id: i64,
+    session_id: &str,
+) -> StoreResult<Option<ProfileState>> {
+    Ok(sqlx::query_as(
+        "SELECT status, error, power_w, updated_at FROM setpoints
+         WHERE group_id = $1 AND session_id = $2 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(group_id)
+    .bind(session_id)
+    .fetch_optional(conn)
+    .await?)
+}

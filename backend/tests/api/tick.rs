@@ -609,6 +609,17 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
         (status.as_str(), error.as_deref()),
         ("rejected", Some("the CPO answered REJECTED"))
     );
+    // The cockpit shows it on the charge point, with the reason.
+    let (_, g2) = app.cpo(Method::GET, "/api/v1/cockpit/groups/2", None).await;
+    let e3 = g2["charge_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["evse_uid"] == "E3")
+        .unwrap();
+    assert_eq!(e3["session_id"], "S3");
+    assert_eq!(e3["profile"]["status"], "rejected", "{e3}");
+    assert_eq!(e3["profile"]["reason"], "the CPO answered REJECTED");
 
     // The next tick plans again; the CPO is busy: the set-points wait for the next round.
     app.clock.advance(900);

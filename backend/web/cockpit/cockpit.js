@@ -10,6 +10,16 @@
 import { api, ApiError, coalesced, every, live } from '/shared/api.js';
 import { clock, dateTime, esc, eur, kw, kwh, shortHex, token as tokenAmount } from '/shared/format.js';
 import { chartLib, colors, gnbuGradient, heatmapConfig, stepLabels, upsertChart } from '/shared/charts.js';
+
+/** How the cockpit names a set-point's state (`ProfileView.status`). */
+const PROFILE_STATES = {
+  pending: 'waiting to be sent',
+  sent: 'sent, awaiting the result',
+  in_force: 'in force',
+  rejected: 'rejected',
+  failed: 'not delivered',
+  superseded: 'replaced by a newer plan',
+};
 import { $, notice, setLive, showBanner } from '/shared/page.js';
 
 const POLL_MS = 4000;
@@ -247,6 +257,7 @@ function renderGroup(card, g) {
       <span class="power"><b data-field="power">${esc(kw(c.power_w))}</b> / ${esc(kw(c.rated_power_w))}</span>
       <div class="bar ${s > 100 ? 'over' : ''}" role="meter" aria-label="${esc(c.evse_uid)} power against rated power" aria-valuemin="0" aria-valuemax="${rated / 1000}" aria-valuenow="${p / 1000}" aria-valuetext="${esc(kw(p))} of ${esc(kw(rated))}"><span style="width:${Math.min(100, s)}%"></span></div>
       <span class="session">${c.session_id ? `Session <code>${esc(c.session_id)}</code>` : 'No session'}</span>
+      ${c.profile ? `<span class="profile" data-field="profile" title="${esc(c.profile.reason ?? '')}">Profile ${esc(kw(c.profile.limit_w))}: ${esc(PROFILE_STATES[c.profile.status] ?? c.profile.status)}${c.profile.reason ? ` (${esc(c.profile.reason)})` : ''}, ${esc(clock(c.profile.updated_at))}</span>` : ''}
     </li>`;
   }).join('') || '<li class="muted">No charge points in this group.</li>';
 
