@@ -490,3 +490,75 @@ async fn the_day_survives_a_server_killed_and_restarted_mid_day() {
 async fn the_day_survives_anvil_stopped_and_restarted_mid_day() {
     run_day(Fault::RestartAnvil(3, 5), false).await;
 }
+
+/// `evflex parties` on a database a CPO then registers on: `create-token-a` prints the token
+/// alone on its last line, `list` shows the party the handshake made, `revoke` takes it off.
+#[test]
+fn the_parties_cli_onboards_and_revokes_a_cpo() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("evflex.sqlite").display()
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(harness::evflex_bin())
+            .args(["parties"])
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = run(&["create-token-a"]);
+    let token = out.lines().last().unwrap().to_owned();
+    assert_eq!(token.len(), 64, "{out}");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{out}");
+    // The token is stored: a party registered with it shows in `list`, then `revoke` ends it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(async {
+        let db = evflex::store::Db::connect(&url, 1).await.unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let grant = evflex::store::parties::find_token(&mut conn, &token)
+            .await
+            .unwrap();
+        assert!(grant.is_some(), "token A is in the database");
+        let reg = evflex::store::parties::PartyRegistration {
+            country_code: "NL".into(),
+            party_id: "CLI".into(),
+            name: "CLI CPO".into(),
+            roles: serde_json::json!([{"role": "CPO", "country_code": "NL", "party_id": "CLI",
+                "business_details": {"name": "CLI CPO"}}]),
+            versions_url: "https://cpo.example/ocpi/versions".into(),
+            token_b: "b".into(),
+            version: Some("2.2.1".into()),
+            endpoints: vec![],
+        };
+        evflex::store::parties::insert_party(&mut conn, &reg, 0)
+            .await
+            .unwrap();
+        drop(conn);
+        db
+    });
+    let listed = run(&["list"]);
+    assert!(
+        listed.contains("NL*CLI") && listed.contains("registered"),
+        "{listed}"
+    );
+    let revoked = run(&["revoke", "1"]);
+    assert!(revoked.contains("unregistered"), "{revoked}");
+    assert!(run(&["list"]).contains("unregistered"));
+    let status = Command::new(harness::evflex_bin())
+        .args(["parties", "revoke", "99"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stderr).contains("no party 99"));
+    drop(db);
+}

@@ -1,5 +1,6 @@
 //! The `evflex` command line: parses flags and hands over to the library.
 
+mod parties;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     Audit(evflex::chain::audit::AuditArgs),
     /// Verify one committed schedule from the public API and the chain (exit 1 on failure).
     Verify(evflex::chain::audit::VerifyArgs),
+    /// Onboard CPOs at run time (token A, the handshake towards a CPO) and take one off.
+    #[command(subcommand)]
+    Parties(parties::PartiesCommand),
     /// A CPO's meter signer: signs that CPO's bills with its own key, which evflex never holds.
     MeterSigner(Box<evflex::billing::signer::SignerArgs>),
 }
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
                 tokio::runtime::Runtime::new()?.block_on(evflex::chain::audit::run_audit(&args))?;
             std::process::exit(if clean { 0 } else { 1 })
         }
+        Command::Parties(command) => parties::run(command),
         Command::MeterSigner(args) => {
             evflex::telemetry::init_tracing();
             tokio::runtime::Runtime::new()?.block_on(evflex::billing::signer::run(*args))

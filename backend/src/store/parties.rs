@@ -388,6 +388,16 @@ pub async fn list_registered(conn: &mut Conn) -> StoreResult<Vec<Party>> {
     rows.into_iter().map(Party::try_from).collect()
 }
 
+/// Every party, registered or not, in registration order.
+pub async fn list_all(conn: &mut Conn) -> StoreResult<Vec<Party>> {
+    let rows: Vec<PartyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PARTY_COLUMNS} FROM ocpi_parties ORDER BY id"
+    )))
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Party::try_from).collect()
+}
+
 /// Where a CPO is paid and who signs its bills (`billing::signer`).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, Serialize)]
 pub struct Settlement {

@@ -313,3 +313,46 @@ async fn request_and_correlation_ids_are_echoed_and_sent() {
     assert_eq!((request.len(), correlation.len()), (36, 36), "{ids:?}");
     assert_ne!(request, correlation);
 }
+
+/// The other direction (`evflex parties register`): a CPO gave evflex a token A; evflex reads
+/// its endpoints with it, posts its own credentials with a new token for the CPO, and stores
+/// the party with the token the CPO answered. The CPO can then call evflex with that token.
+#[tokio::test]
+async fn evflex_starts_the_handshake_with_a_token_a_from_the_cpo() {
+    let app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    let versions = format!("{}/ocpi/versions", cpo.address);
+    let row = evflex::ingest::ocpi::credentials::register_with(
+        &app.state.db,
+        &app.state.http,
+        &app.state.identity,
+        &versions,
+        "token-a-from-cpo",
+        crate::helpers::T0,
+    )
+    .await
+    .unwrap();
+    let posted = cpo.log.lock().unwrap().credentials.clone();
+    assert_eq!(posted.len(), 1);
+    let (auth, ours) = &posted[0];
+    assert_eq!(auth, &token_header("token-a-from-cpo"));
+    assert_eq!(ours["url"], format!("{}/ocpi/versions", app.address));
+    let token_c = ours["token"].as_str().unwrap();
+    let (status, body) = app
+        .send(
+            Method::GET,
+            "/ocpi/2.2.1/credentials",
+            Some(&token_header(token_c)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the CPO's new token works: {body}");
+    let mut conn = app.state.db.conn().await.unwrap();
+    let party = evflex::store::parties::get_party(&mut conn, row)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(party.token_b, "cpo-token-for-evflex");
+    assert!(party.owns_codes("DE", "REG"));
+    assert_eq!(party.status, "registered");
+}

@@ -494,6 +494,8 @@ pub struct CpoLog {
     pub ids: Vec<(String, String)>,
     /// The `ChargingProfileResponse` result to answer profile PUTs with (`ACCEPTED` if unset).
     pub answer: Option<&'static str>,
+    /// Credentials POSTed to it (evflex starting the handshake) as (Authorization, body).
+    pub credentials: Vec<(String, Value)>,
 }
 
 fn ocpi_ids(headers: &axum::http::HeaderMap) -> (String, String) {
@@ -539,7 +541,8 @@ pub async fn spawn_cpo() -> MockCpo {
                     {"identifier": "locations", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/locations")},
                     {"identifier": "chargingprofiles", "role": "RECEIVER",
                      "url": format!("{b2}/ocpi/2.2.1/chargingprofiles")},
-                    {"identifier": "tokens", "role": "RECEIVER", "url": format!("{b2}/ocpi/2.2.1/tokens")}
+                    {"identifier": "tokens", "role": "RECEIVER", "url": format!("{b2}/ocpi/2.2.1/tokens")},
+                    {"identifier": "credentials", "role": "RECEIVER", "url": format!("{b2}/ocpi/2.2.1/credentials")}
                 ]}))
             }),
         )
@@ -568,6 +571,26 @@ pub async fn spawn_cpo() -> MockCpo {
                     )
                 },
             ),
+        )
+        .route(
+            "/ocpi/2.2.1/credentials",
+            axum::routing::post({
+                let versions = format!("{base}/ocpi/versions");
+                move |State(log): State<Arc<Mutex<CpoLog>>>,
+                      headers: axum::http::HeaderMap,
+                      Json(body): Json<Value>| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    log.lock().unwrap().credentials.push((auth, body));
+                    Json(json!({"status_code": 1000, "timestamp": "2024-05-01T10:00:00Z",
+                        "data": {"token": "cpo-token-for-evflex", "url": versions,
+                            "roles": [{"role": "CPO", "country_code": "DE", "party_id": "REG",
+                                       "business_details": {"name": "Registered CPO"}}]}}))
+                }
+            }),
         )
         .route(
             "/ocpi/2.2.1/tokens/{cc}/{pid}/{uid}",

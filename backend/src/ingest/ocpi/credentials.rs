@@ -201,3 +201,82 @@ pub async fn register(
     tx.commit().await?;
     Ok(me.credentials(token_c))
 }
+
+/// evflex starts the handshake (the other direction of [`register`]): a CPO issued evflex a
+/// token A and named its versions URL. evflex reads the CPO's 2.2.1 endpoints with token A,
+/// `POST`s its own credentials (with a new token C for the CPO) to the CPO's credentials
+/// endpoint, and stores the party with the token the CPO answers (which evflex then presents).
+/// Returns the party's row. The party's codes must be free, as in [`register`].
+#[tracing::instrument(skip_all, fields(url = versions_url))]
+pub async fn register_with(
+    db: &Db,
+    http: &Outbound,
+    me: &Identity,
+    versions_url: &str,
+    token_a: &str,
+    now: i64,
+) -> IngestResult<i64> {
+    let (version, endpoints) = discover(http, versions_url, token_a)
+        .await
+        .map_err(IngestError::PartyUnreachable)?;
+    let url = endpoints
+        .iter()
+        .find(|e| e.identifier == "credentials")
+        .map(|e| e.url.clone())
+        .ok_or_else(|| {
+            IngestError::PartyUnreachable("the party has no credentials endpoint".to_owned())
+        })?;
+    let token_c = new_token();
+    let what = format!("POST {url}");
+    let request = http
+        .request(reqwest::Method::POST, &url)
+        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?
+        .header("Authorization", authorization(token_a))
+        .json(&me.credentials(token_c.clone()));
+    let (status, body) = http
+        .send(&what, request)
+        .await
+        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?;
+    let envelope: Value = serde_json::from_slice(&body)
+        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: not JSON: {e}")))?;
+    if !status.is_success() || envelope["status_code"].as_i64() != Some(1000) {
+        return Err(IngestError::PartyUnreachable(format!(
+            "{what}: HTTP {status}, OCPI {}: {}",
+            envelope["status_code"],
+            envelope["status_message"].as_str().unwrap_or("")
+        )));
+    }
+    let theirs: Credentials = parse(envelope["data"].clone())
+        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: {e}")))?;
+    let first = theirs
+        .roles
+        .first()
+        .ok_or_else(|| IngestError::PartyUnreachable(format!("{what}: the answer has no roles")))?;
+    let codes = theirs
+        .roles
+        .iter()
+        .map(|r| PartyKey::parse(&r.country_code, &r.party_id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: roles: {e}")))?;
+    let registration = PartyRegistration {
+        country_code: first.country_code.clone(),
+        party_id: first.party_id.clone(),
+        name: first.business_details.name.clone(),
+        roles: serde_json::to_value(&theirs.roles).unwrap_or(Value::Null),
+        versions_url: theirs.url.clone(),
+        token_b: theirs.token.clone(),
+        version: Some(version),
+        endpoints,
+    };
+    let mut tx = db.begin().await?;
+    let party_row = parties::insert_party(&mut tx, &registration, now).await?;
+    if let Some(taken) = parties::claim_codes(&mut tx, party_row, &codes).await? {
+        return Err(IngestError::Invalid(format!(
+            "roles: {taken} is registered by another party; a party's codes are its own"
+        )));
+    }
+    parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
+    token_deliveries::reset(&mut tx, party_row).await?;
+    tx.commit().await?;
+    Ok(party_row)
+}
