@@ -204,6 +204,24 @@ async fn set_profile(
     )
 }
 
+/// `DELETE chargingprofiles/{session_id}` (ClearProfile): the car may draw its maximum again.
+async fn clear_profile(
+    State(s): State<CpoState>,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let mut inbox = s.inbox.lock().unwrap_or_else(|p| p.into_inner());
+    *inbox.received.entry(session_id.clone()).or_default() += 1;
+    inbox.profiles.remove(&session_id);
+    (
+        StatusCode::OK,
+        envelope(json!({"result": "ACCEPTED", "timeout": 30})),
+    )
+}
+
 /// Starts the CPO server with token B `token_b`.
 pub async fn spawn(token_b: &str) -> SimResult<CpoServer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -224,7 +242,7 @@ pub async fn spawn(token_b: &str) -> SimResult<CpoServer> {
         .route("/ocpi/2.2.1", get(details))
         .route(
             "/ocpi/2.2.1/chargingprofiles/{session_id}",
-            put(set_profile),
+            put(set_profile).delete(clear_profile),
         )
         .with_state(state);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -6,8 +6,10 @@
 //!
 //! Set-points: every controlled vehicle (opted in) gets its schedule row as an OCPI charging
 //! profile. An uncontrolled vehicle (not opted in) gets one only where the schedule curtails it,
-//! and once more at its maximum when it was curtailed at the previous timestep and no longer is
-//! (see [`uncontrolled_setpoint`]).
+//! and, when it was curtailed at the previous timestep and no longer is, a clear set-point
+//! (`profile` null): delivery sends the CPO OCPI's ClearProfile (`DELETE`), so the charge point
+//! returns to its own default rather than to a limit evflex made up (see
+//! [`uncontrolled_setpoint`]).
 
 use super::TickError;
 use super::report::GroupOutcome;
@@ -104,7 +106,19 @@ pub fn plan(
         let (limits, min_rate) = if v.class == VehicleClass::Uncontrolled {
             let curtailed = curtailed_before.contains(&v.session_row);
             match uncontrolled_setpoint(&snap.inputs, &v.vehicle_id, row, curtailed) {
-                Some(limits) => (limits, None),
+                Some(UncontrolledSetpoint::Limit(limits)) => (limits, None),
+                Some(UncontrolledSetpoint::Clear { max_power_w }) => {
+                    setpoints.push(SetpointRecord {
+                        group_id,
+                        timestep: timestep as i64,
+                        session_row: v.session_row,
+                        session_id: v.session_id.clone(),
+                        owner_party: v.owner_party,
+                        power_w: max_power_w,
+                        profile: serde_json::Value::Null,
+                    });
+                    continue;
+                }
                 None => continue,
             }
         } else {
@@ -214,23 +228,37 @@ fn encode<T: serde::Serialize + ?Sized>(
     serde_json::to_value(value).map_err(|source| TickError::Encode { what, source })
 }
 
-/// The limits sent to an uncontrolled session (a user who did not opt in), or `None` for no
-/// profile. Such a car charges as fast as possible, but an accepted guarantee outranks it
-/// (`backend/schedule/DESIGN.md`): where the schedule curtails it, it gets a profile with the
+/// What an uncontrolled vehicle is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UncontrolledSetpoint {
+    /// A profile with these limits (W per step).
+    Limit(Vec<i64>),
+    /// Clear the profile evflex set before (OCPI ClearProfile); it may draw its maximum again.
+    Clear {
+        /// Its maximum power (W).
+        max_power_w: i64,
+    },
+}
+
+/// The set-point of an uncontrolled session (a user who did not opt in), `None` for none. Such
+/// a car charges as fast as possible, but an accepted guarantee outranks it
+/// (`backend/schedule/DESIGN.md`): where the schedule curtails it, it gets a profile with its
 /// planned power in the curtailed steps and its maximum elsewhere
 /// ([`evflex_schedule::profile::uncontrolled_limits`]); a car curtailed at the previous
-/// timestep and no longer curtailed gets one profile at its maximum, lifting the limit. Cars
-/// that are never curtailed get no profile.
+/// timestep and no longer curtailed gets its profile cleared. Cars that are never curtailed get
+/// nothing.
 pub fn uncontrolled_setpoint(
     inputs: &GroupInputs,
     vehicle_id: &str,
     row: &[i64],
     curtailed_before: bool,
-) -> Option<Vec<i64>> {
+) -> Option<UncontrolledSetpoint> {
     let vehicle = inputs.vehicles.iter().find(|x| x.id == vehicle_id)?;
     match evflex_schedule::profile::uncontrolled_limits(vehicle, row, inputs.time_step_s) {
-        Some(limits) => Some(limits),
-        None if curtailed_before => Some(vec![vehicle.max_power_w; row.len()]),
+        Some(limits) => Some(UncontrolledSetpoint::Limit(limits)),
+        None if curtailed_before => Some(UncontrolledSetpoint::Clear {
+            max_power_w: vehicle.max_power_w,
+        }),
         None => None,
     }
 }
@@ -442,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vehicle_curtailed_at_the_previous_timestep_gets_its_limit_lifted() {
+    fn a_vehicle_curtailed_at_the_previous_timestep_gets_its_profile_cleared() {
         let curtailed = evflex_schedule::profile::ocpi_charging_profile(
             &[4_000; 4],
             900,
@@ -469,6 +497,10 @@ mod tests {
         assert_eq!(
             rows(&plan.setpoints),
             vec![(1, 5_000), (2, 4_000), (3, 11_000)]
+        );
+        assert!(
+            plan.setpoints[2].profile.is_null(),
+            "a ClearProfile, not a made-up limit"
         );
     }
 

@@ -12,7 +12,9 @@
 //! the next one.
 //!
 //! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
-//! group's transaction, only where the schedule curtails them (`engine::tick`).
+//! group's transaction, only where the schedule curtails them (`engine::tick`); a set-point
+//! whose profile is null clears the previous one: `DELETE {url}/{session_id}?response_url=…`
+//! (ClearProfile), with the same answers as a `PUT`.
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
@@ -56,9 +58,26 @@ pub(super) async fn put_ocpi(
     token: &str,
     body: &serde_json::Value,
 ) -> Attempt {
-    let what = format!("PUT {url}");
-    let request = match http.request(reqwest::Method::PUT, url) {
-        Ok(r) => r.header("Authorization", authorization(token)).json(body),
+    call_ocpi(http, reqwest::Method::PUT, url, token, Some(body)).await
+}
+
+/// `method url` (with `body`, if any) and the party's token, read as an OCPI response.
+async fn call_ocpi(
+    http: &Outbound,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> Attempt {
+    let what = format!("{method} {url}");
+    let request = match http.request(method, url) {
+        Ok(r) => {
+            let r = r.header("Authorization", authorization(token));
+            match body {
+                Some(b) => r.json(b),
+                None => r,
+            }
+        }
         Err(e) => return Attempt::Fatal(e.to_string()),
     };
     let (status, text) = match http.send(&what, request).await {
@@ -158,16 +177,32 @@ async fn deliver_one(
         None => Attempt::Fatal("the CPO has no chargingprofiles endpoint".to_owned()),
         Some((base, token)) => {
             let url = format!("{}/{}", base.trim_end_matches('/'), sp.record.session_id);
+            let response_url = format!(
+                "{}/ocpi/2.2.1/chargingprofiles/{}",
+                engine.public_url, sp.id
+            );
+            // A null profile clears the one evflex set (OCPI ClearProfile).
+            let clear = sp.record.profile.is_null();
+            let clear_url = format!("{url}?response_url={response_url}");
             let body = serde_json::json!({
                 "charging_profile": sp.record.profile,
-                "response_url": format!(
-                    "{}/ocpi/2.2.1/chargingprofiles/{}", engine.public_url, sp.id
-                ),
+                "response_url": response_url,
             });
             let mut backoff = Duration::from_millis(engine.config.setpoint_backoff_ms);
             loop {
                 attempts += 1;
-                let result = put_ocpi(&engine.http, &url, &token, &body).await;
+                let result = if clear {
+                    call_ocpi(
+                        &engine.http,
+                        reqwest::Method::DELETE,
+                        &clear_url,
+                        &token,
+                        None,
+                    )
+                    .await
+                } else {
+                    put_ocpi(&engine.http, &url, &token, &body).await
+                };
                 match result {
                     Attempt::Retry(e) if attempts < i64::from(engine.config.setpoint_attempts) => {
                         tracing::debug!(setpoint = sp.id, error = %e, "set-point: retrying");

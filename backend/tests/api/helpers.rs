@@ -496,6 +496,8 @@ pub struct CpoLog {
     pub answer: Option<&'static str>,
     /// Credentials POSTed to it (evflex starting the handshake) as (Authorization, body).
     pub credentials: Vec<(String, Value)>,
+    /// `DELETE chargingprofiles/{session_id}` (ClearProfile) as (session id, query).
+    pub clears: Vec<(String, String)>,
 }
 
 fn ocpi_ids(headers: &axum::http::HeaderMap) -> (String, String) {
@@ -569,6 +571,15 @@ pub async fn spawn_cpo() -> MockCpo {
                         Json(json!({"data": {"result": result, "timeout": 30},
                                     "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"})),
                     )
+                },
+            )
+            .delete(
+                |State(log): State<Arc<Mutex<CpoLog>>>,
+                 Path(session_id): Path<String>,
+                 axum::extract::RawQuery(query): axum::extract::RawQuery| async move {
+                    log.lock().unwrap().clears.push((session_id, query.unwrap_or_default()));
+                    Json(json!({"data": {"result": "ACCEPTED", "timeout": 30},
+                                "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"}))
                 },
             ),
         )

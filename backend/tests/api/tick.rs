@@ -653,3 +653,47 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
     assert_eq!(status, 200);
     assert_eq!(status_of("S1").await.1, "rejected");
 }
+
+/// A set-point without a profile clears the one evflex set: OCPI ClearProfile, a `DELETE` of
+/// the session's profile with the `response_url` for the result.
+#[tokio::test]
+async fn a_lifted_limit_is_a_clear_profile_request() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    let (row,): (i64,) = sqlx::query_as("SELECT id FROM sessions WHERE session_id = 'S4'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let clear = evflex::store::schedules::SetpointRecord {
+        group_id: 2,
+        timestep: evflex::domain::timestep_of(T0, 900) as i64,
+        session_row: row,
+        session_id: "S4".to_owned(),
+        owner_party: Some(1),
+        power_w: 11_040,
+        profile: Value::Null,
+    };
+    let mut conn = app.state.db.conn().await.unwrap();
+    evflex::store::schedules::insert_setpoint(&mut conn, &clear, T0)
+        .await
+        .unwrap();
+    drop(conn);
+    let delivery = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert_eq!(delivery.sent, 1, "{delivery:?}");
+    let clears = cpo.log.lock().unwrap().clears.clone();
+    assert_eq!(clears.len(), 1, "{clears:?}");
+    assert_eq!(clears[0].0, "S4");
+    assert!(
+        clears[0].1.starts_with(&format!(
+            "response_url={}/ocpi/2.2.1/chargingprofiles/",
+            app.address
+        )),
+        "{clears:?}"
+    );
+    assert!(
+        cpo.log.lock().unwrap().profiles.is_empty(),
+        "no PUT of a made-up limit"
+    );
+}
