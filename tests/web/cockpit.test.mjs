@@ -56,8 +56,10 @@ test('the cockpit shows every charge point with its power against its rating', a
     assert.equal(await cp.getByRole('meter').getAttribute('aria-valuemax'), '11');
   }
   assert.match(await page.locator('li.cp[data-evse="EVSE-2"] .session').textContent(), /S2/);
-  // The last profile of Ann's controlled session: the fake CPO took it (ACCEPTED), no result yet.
-  assert.match(await page.locator('li.cp[data-evse="EVSE-1"] [data-field="profile"]').textContent(), /^Profile .+: sent, awaiting the result, /);
+  // The last profile of Ann's controlled session: the fake CPO took it (ACCEPTED), no result
+  // yet (the start-up tick sends it; the page refetches on its event).
+  const profile = page.locator('li.cp[data-evse="EVSE-1"] [data-field="profile"]');
+  await until(async () => /^Profile .+: sent, awaiting the result, /.test((await profile.textContent({ timeout: 1000 }).catch(() => '')) ?? ''), 10_000, 'the profile sent');
 });
 
 test('the planned load stays under the capacity line, and the heatmap has every vehicle', async () => {
