@@ -89,6 +89,7 @@ impl From<crate::ingest::IngestError> for ApiError {
             E::Forbidden(m) => Self::Forbidden(m),
             E::UnknownLocation(m) | E::NotFound(m) => Self::NotFound(m),
             E::Conflict(m) | E::PartyUnreachable(m) => Self::Conflict(m),
+            E::PartyIncompatible { message, .. } => Self::Conflict(message),
             E::Store(s) => s.into(),
         }
     }

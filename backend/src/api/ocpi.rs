@@ -101,6 +101,11 @@ impl From<IngestError> for OcpiError {
                 3001,
                 format!("unable to use the client's API: {m}"),
             ),
+            IngestError::PartyIncompatible { code, message } => Self::new(
+                StatusCode::BAD_REQUEST,
+                code,
+                format!("unable to work with the client's API: {message}"),
+            ),
             IngestError::Store(e) => {
                 tracing::error!(error = ?e, "OCPI: store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, 3000, "internal error")

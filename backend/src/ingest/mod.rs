@@ -65,6 +65,15 @@ pub enum IngestError {
     /// The other party's OCPI API could not be used (handshake).
     #[error("{0}")]
     PartyUnreachable(String),
+    /// The other party's OCPI API answers, but cannot work with evflex: no version in common
+    /// (OCPI 3002) or a module evflex needs missing (3003).
+    #[error("{message}")]
+    PartyIncompatible {
+        /// The OCPI status code.
+        code: u16,
+        /// What is missing.
+        message: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

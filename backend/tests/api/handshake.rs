@@ -356,3 +356,70 @@ async fn evflex_starts_the_handshake_with_a_token_a_from_the_cpo() {
     assert!(party.owns_codes("DE", "REG"));
     assert_eq!(party.status, "registered");
 }
+
+/// A CPO evflex cannot work with is refused at the handshake, with the OCPI code that says why:
+/// no 2.2.1 among its versions is 3002, no `chargingprofiles` receiver (so no set-point could
+/// ever reach it) is 3003. Nothing is registered.
+#[tokio::test]
+async fn a_cpo_without_2_2_1_or_a_profiles_receiver_is_refused_with_3002_or_3003() {
+    let app = spawn_app_on(Backend::Sqlite).await;
+    let serve = |versions: serde_json::Value, endpoints: serde_json::Value| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let envelope = |data| {
+            axum::Json(
+                json!({"data": data, "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"}),
+            )
+        };
+        let (v, d) = (versions.clone(), endpoints.clone());
+        let b = base.clone();
+        let router = axum::Router::new()
+            .route(
+                "/ocpi/versions",
+                axum::routing::get(move || {
+                    let v = v.clone();
+                    let b = b.clone();
+                    async move {
+                        let list: Vec<serde_json::Value> = v
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|n| json!({"version": n, "url": format!("{b}/ocpi/details")}))
+                            .collect();
+                        envelope(json!(list))
+                    }
+                }),
+            )
+            .route(
+                "/ocpi/details",
+                axum::routing::get(move || {
+                    let d = d.clone();
+                    async move { envelope(json!({"version": "2.2.1", "endpoints": d})) }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("{base}/ocpi/versions")
+    };
+    let only_211 = serve(json!(["2.1.1"]), json!([])).await;
+    let no_profiles = serve(
+        json!(["2.2.1"]),
+        json!([{"identifier": "locations", "role": "SENDER", "url": "https://cpo.example/l"}]),
+    )
+    .await;
+    for (url, code, says) in [
+        (only_211, 3002, "2.1.1"),
+        (no_profiles, 3003, "chargingprofiles"),
+    ] {
+        let (status, body) = register_at(&app, &url).await;
+        assert_eq!(
+            (status, body["status_code"].as_i64()),
+            (400, Some(code)),
+            "{body}"
+        );
+        assert!(
+            body["status_message"].as_str().unwrap().contains(says),
+            "{body}"
+        );
+    }
+    assert_eq!(app.count("ocpi_parties").await, 0);
+}

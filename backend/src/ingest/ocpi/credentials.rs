@@ -86,19 +86,48 @@ async fn get_ocpi_data(http: &Outbound, url: &str, token: &str) -> Result<Value,
         .ok_or_else(|| format!("{what}: no data in the response"))
 }
 
-/// Reads a party's versions and its 2.2.1 endpoints.
+/// Reads a party's versions and its 2.2.1 endpoints: unreachable (3001) when they cannot be
+/// read, incompatible when it offers no 2.2.1 (3002) or no `chargingprofiles` receiver (3003),
+/// without which evflex could never send it a set-point.
 #[tracing::instrument(skip_all, fields(url = versions_url))]
 pub async fn discover(
     http: &Outbound,
     versions_url: &str,
     token_b: &str,
-) -> Result<(String, Vec<PartyEndpoint>), String> {
-    let versions: Vec<Version> = parse(get_ocpi_data(http, versions_url, token_b).await?)?;
+) -> IngestResult<(String, Vec<PartyEndpoint>)> {
+    let unreachable = IngestError::PartyUnreachable;
+    let versions: Vec<Version> = parse(
+        get_ocpi_data(http, versions_url, token_b)
+            .await
+            .map_err(unreachable)?,
+    )
+    .map_err(unreachable)?;
+    let offered: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
     let v = versions
         .iter()
         .find(|v| v.version == "2.2.1")
-        .ok_or_else(|| "the party does not offer OCPI 2.2.1".to_owned())?;
-    let details: VersionDetails = parse(get_ocpi_data(http, &v.url, token_b).await?)?;
+        .ok_or_else(|| IngestError::PartyIncompatible {
+            code: 3002,
+            message: format!("the party offers OCPI {offered:?}, evflex speaks 2.2.1"),
+        })?;
+    let details: VersionDetails = parse(
+        get_ocpi_data(http, &v.url, token_b)
+            .await
+            .map_err(unreachable)?,
+    )
+    .map_err(unreachable)?;
+    if !details
+        .endpoints
+        .iter()
+        .any(|e| e.identifier == "chargingprofiles" && e.role.eq_ignore_ascii_case("RECEIVER"))
+    {
+        return Err(IngestError::PartyIncompatible {
+            code: 3003,
+            message: "the party has no chargingprofiles RECEIVER endpoint: evflex could not \
+                      send it set-points"
+                .to_owned(),
+        });
+    }
     let endpoints = details
         .endpoints
         .into_iter()
@@ -151,9 +180,7 @@ pub async fn register(
     if creds.token.is_empty() {
         return Err(IngestError::Invalid("token: must not be empty".to_owned()));
     }
-    let (version, endpoints) = discover(http, &creds.url, &creds.token)
-        .await
-        .map_err(IngestError::PartyUnreachable)?;
+    let (version, endpoints) = discover(http, &creds.url, &creds.token).await?;
     let registration = PartyRegistration {
         country_code: first.country_code.clone(),
         party_id: first.party_id.clone(),
@@ -216,9 +243,7 @@ pub async fn register_with(
     token_a: &str,
     now: i64,
 ) -> IngestResult<i64> {
-    let (version, endpoints) = discover(http, versions_url, token_a)
-        .await
-        .map_err(IngestError::PartyUnreachable)?;
+    let (version, endpoints) = discover(http, versions_url, token_a).await?;
     let url = endpoints
         .iter()
         .find(|e| e.identifier == "credentials")
