@@ -217,16 +217,29 @@ pub async fn register(
             ));
         }
     };
-    if let Some(taken) = parties::claim_codes(&mut tx, party_row, &codes).await? {
+    finish_registration(&mut tx, party_row, &codes, &token_c, now).await?;
+    tx.commit().await?;
+    Ok(me.credentials(token_c))
+}
+
+/// The end of a registration, in its transaction: the party takes its codes (refused when
+/// another party holds one), gets `token_c` for calling evflex, and every user's token is
+/// pushed to it again (`engine::tokens`: a new party, or one that may have lost them).
+async fn finish_registration(
+    tx: &mut crate::store::Conn,
+    party_row: i64,
+    codes: &[PartyKey],
+    token_c: &str,
+    now: i64,
+) -> IngestResult<()> {
+    if let Some(taken) = parties::claim_codes(tx, party_row, codes).await? {
         return Err(IngestError::Invalid(format!(
             "roles: {taken} is registered by another party; a party's codes are its own"
         )));
     }
-    parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
-    // The party gets every user's token again (`engine::tokens`): new, or it may have lost them.
-    token_deliveries::reset(&mut tx, party_row).await?;
-    tx.commit().await?;
-    Ok(me.credentials(token_c))
+    parties::issue_credentials_token(tx, party_row, token_c, now).await?;
+    token_deliveries::reset(tx, party_row).await?;
+    Ok(())
 }
 
 /// evflex starts the handshake (the other direction of [`register`]): a CPO issued evflex a
@@ -295,13 +308,7 @@ pub async fn register_with(
     };
     let mut tx = db.begin().await?;
     let party_row = parties::insert_party(&mut tx, &registration, now).await?;
-    if let Some(taken) = parties::claim_codes(&mut tx, party_row, &codes).await? {
-        return Err(IngestError::Invalid(format!(
-            "roles: {taken} is registered by another party; a party's codes are its own"
-        )));
-    }
-    parties::issue_credentials_token(&mut tx, party_row, &token_c, now).await?;
-    token_deliveries::reset(&mut tx, party_row).await?;
+    finish_registration(&mut tx, party_row, &codes, &token_c, now).await?;
     tx.commit().await?;
     Ok(party_row)
 }
