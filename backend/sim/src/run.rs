@@ -189,6 +189,20 @@ impl World<'_> {
         }
     }
 
+    /// The CPO reports an EVSE's status (`CHARGING`, `AVAILABLE`) at `t` (RFC 3339).
+    async fn set_evse_status(&mut self, c: &ChargePoint, status: &str, t: &str) {
+        let evse = format!(
+            "/ocpi/2.2.1/locations/{}/{}/{}/{}",
+            self.cc(),
+            self.pid(),
+            c.location_id,
+            c.uid
+        );
+        let body = json!({"status": status, "last_updated": t});
+        let r = self.cpo_call(Method::PATCH, &evse, &body).await;
+        self.note(r);
+    }
+
     fn pick_cp(&mut self, a: &Arrival) -> Option<usize> {
         let free: Vec<usize> = (0..self.occupied.len())
             .filter(|i| self.occupied[*i].is_none())
@@ -263,21 +277,7 @@ impl World<'_> {
         let path = format!("/ocpi/2.2.1/sessions/{}/{}/{sid}", self.cc(), self.pid());
         let r = self.cpo_call(Method::PUT, &path, &session).await;
         self.note(r);
-        let evse = format!(
-            "/ocpi/2.2.1/locations/{}/{}/{}/{}",
-            self.cc(),
-            self.pid(),
-            c.location_id,
-            c.uid
-        );
-        let r = self
-            .cpo_call(
-                Method::PATCH,
-                &evse,
-                &json!({"status": "CHARGING", "last_updated": t}),
-            )
-            .await;
-        self.note(r);
+        self.set_evse_status(&c, "CHARGING", &t).await;
         if opted_in && let Some(d) = &self.drivers[vi] {
             let bearer = d.bearer.clone();
             let departure = format_rfc3339(self.vehicles[vi].departure_ts);
@@ -383,21 +383,7 @@ impl World<'_> {
         });
         let r = self.cpo_call(Method::POST, "/ocpi/2.2.1/cdrs", &cdr).await;
         self.note(r);
-        let evse = format!(
-            "/ocpi/2.2.1/locations/{}/{}/{}/{}",
-            self.cc(),
-            self.pid(),
-            c.location_id,
-            c.uid
-        );
-        let r = self
-            .cpo_call(
-                Method::PATCH,
-                &evse,
-                &json!({"status": "AVAILABLE", "last_updated": t}),
-            )
-            .await;
-        self.note(r);
+        self.set_evse_status(&c, "AVAILABLE", &t).await;
     }
 }
 

@@ -82,26 +82,29 @@ pub async fn all(conn: &mut Conn) -> StoreResult<Vec<WalletRow>> {
     .await?)
 }
 
-/// Takes the user's next consent nonce (returns it and advances the stored one). Call it in the
-/// transaction that enqueues the signed consent or revocation.
-pub async fn take_consent_nonce(conn: &mut Conn, user_id: i64) -> StoreResult<Option<i64>> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "UPDATE wallets SET consent_nonce = consent_nonce + 1 WHERE user_id = $1
-         RETURNING consent_nonce - 1",
-    )
-    .bind(user_id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(n,)| n))
+/// A counter of the EIP-712 messages evflex signs with a custodial key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceKind {
+    /// ConsentRegistry consents and revocations (`consent_nonce`).
+    Consent,
+    /// EnergyBilling spending-limit updates (`spending_nonce`).
+    SpendingLimit,
 }
 
-/// Takes the user's next spending-limit nonce (returns it and advances the stored one). Call
-/// it in the transaction that enqueues the signed update.
-pub async fn take_spending_nonce(conn: &mut Conn, user_id: i64) -> StoreResult<Option<i64>> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "UPDATE wallets SET spending_nonce = spending_nonce + 1 WHERE user_id = $1
-         RETURNING spending_nonce - 1",
-    )
+/// Takes the user's next nonce of `kind` (returns it and advances the stored one). Call it in
+/// the transaction that enqueues the signed message.
+pub async fn take_nonce(
+    conn: &mut Conn,
+    user_id: i64,
+    kind: NonceKind,
+) -> StoreResult<Option<i64>> {
+    let column = match kind {
+        NonceKind::Consent => "consent_nonce",
+        NonceKind::SpendingLimit => "spending_nonce",
+    };
+    let row: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE wallets SET {column} = {column} + 1 WHERE user_id = $1 RETURNING {column} - 1"
+    )))
     .bind(user_id)
     .fetch_optional(conn)
     .await?;

@@ -98,7 +98,7 @@ pub async fn enqueue_consent(
     let Some((row, wallet)) = custodial(conn, ctx, user_id).await? else {
         return Ok(false);
     };
-    let nonce = wallets::take_consent_nonce(conn, user_id)
+    let nonce = wallets::take_nonce(conn, user_id, wallets::NonceKind::Consent)
         .await?
         .unwrap_or_default()
         .max(0) as u64;
@@ -166,7 +166,7 @@ pub async fn enqueue_spending_limit(
     let Some((row, wallet)) = custodial(conn, ctx, user_id).await? else {
         return Ok(false);
     };
-    let nonce = wallets::take_spending_nonce(conn, user_id)
+    let nonce = wallets::take_nonce(conn, user_id, wallets::NonceKind::SpendingLimit)
         .await?
         .unwrap_or_default()
         .max(0) as u64;
