@@ -45,8 +45,13 @@ pub enum PartiesCommand {
         /// The token A the CPO issued to evflex.
         #[arg(long, env = "EVFLEX_CPO_TOKEN_A", hide_env_values = true)]
         token_a: String,
-        /// evflex's public base URL (its versions URL is `{public_url}/ocpi/versions`).
-        #[arg(long, env = "EVFLEX_PUBLIC_URL")]
+        /// evflex's public base URL (its versions URL is `{public_url}/ocpi/versions`); by
+        /// default that of an `evflex serve` on its default listen address.
+        #[arg(
+            long,
+            env = "EVFLEX_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         public_url: String,
         /// evflex's OCPI country code.
         #[arg(long, env = "EVFLEX_OCPI_COUNTRY_CODE", default_value = "NL")]
