@@ -78,6 +78,8 @@ pub struct AppState {
     pub session_patches: crate::store::sessions::PatchQueue,
     /// The operator routes' simulated clock and token (`--sim-clock` only).
     pub operator: Option<Arc<crate::api::operator::OperatorAccess>>,
+    /// The admin API's credential (`EVFLEX_ADMIN_TOKEN`); no admin API without one.
+    pub admin_token: Option<crate::config::Secret>,
     /// Per-IP and per-account rate limits (`api::limits`).
     pub limits: crate::api::limits::RateLimits,
     /// Caps on event streams and key derivations (`api::limits`).
@@ -103,6 +105,7 @@ impl AppState {
             tokens: Arc::new(TokenCache::default()),
             metrics: crate::telemetry::metrics_handle(),
             operator,
+            admin_token: None,
             limits,
             caps,
             engine,
@@ -140,6 +143,13 @@ impl Application {
             .trim_end_matches('/')
             .to_owned();
         let (clock, operator) = crate::api::operator::sim_clock(&config, clock)?;
+        if config
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            anyhow::bail!("EVFLEX_ADMIN_TOKEN must be at least 16 characters");
+        }
         let now = clock.now();
         if let Some(token) = &config.ocpi_registration_token {
             let mut conn = db.conn().await?;
@@ -190,12 +200,13 @@ impl Application {
             public_url.into(),
             identity,
         );
-        let state = AppState::new(
+        let mut state = AppState::new(
             engine,
             operator,
             crate::api::limits::RateLimits::new(!config.no_rate_limits),
             crate::api::limits::Caps::new(config.max_event_streams),
         );
+        state.admin_token = config.admin_token.clone();
         Ok(Self {
             listener,
             state,

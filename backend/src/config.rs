@@ -121,6 +121,10 @@ pub struct ServeConfig {
     /// Most event streams (`/api/v1/events`) open at once; more are refused with 429.
     #[arg(long, env = "EVFLEX_MAX_EVENT_STREAMS", default_value_t = 512)]
     pub max_event_streams: usize,
+    /// Bearer token of the admin API (`/api/v1/admin`, onboarding CPOs at run time); at least
+    /// 16 characters. Without it the admin API does not exist (404).
+    #[arg(long, env = "EVFLEX_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
     /// Bearer token of the operator routes (required with `--sim-clock`).
     #[arg(long, env = "EVFLEX_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<Secret>,
@@ -154,6 +158,7 @@ impl ServeConfig {
             no_rate_limits: true,
             max_event_streams: 512,
             operator_token: None,
+            admin_token: None,
             engine: EngineConfig::default(),
             chain: crate::chain::ChainConfig::disabled(),
         }

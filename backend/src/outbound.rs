@@ -101,6 +101,42 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// OCPI's correlation id header: the same over every request of one exchange, echoed.
 pub const CORRELATION_ID: &str = "x-correlation-id";
 
+/// OCPI's routing headers (transport_and_format.asciidoc, "Message routing"): whom a request of
+/// a functional module is from and to, as party codes. Configuration modules (versions,
+/// credentials) carry none.
+pub mod routing {
+    /// Country code of the party a message is from.
+    pub const FROM_COUNTRY_CODE: &str = "ocpi-from-country-code";
+    /// Party id of the party a message is from.
+    pub const FROM_PARTY_ID: &str = "ocpi-from-party-id";
+    /// Country code of the party a message is to.
+    pub const TO_COUNTRY_CODE: &str = "ocpi-to-country-code";
+    /// Party id of the party a message is to.
+    pub const TO_PARTY_ID: &str = "ocpi-to-party-id";
+}
+
+/// Whom an OCPI request of a functional module is from and to: `(country_code, party_id)` for
+/// the [`routing`] headers. evflex sends them on every such call, peer to peer as through a
+/// hub (where `to` is the party behind the hub).
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// evflex's own codes.
+    pub from: (&'a str, &'a str),
+    /// The party the message is for.
+    pub to: (&'a str, &'a str),
+}
+
+impl Route<'_> {
+    /// `request` with the four routing headers.
+    pub fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .header(routing::FROM_COUNTRY_CODE, self.from.0)
+            .header(routing::FROM_PARTY_ID, self.from.1)
+            .header(routing::TO_COUNTRY_CODE, self.to.0)
+            .header(routing::TO_PARTY_ID, self.to.1)
+    }
+}
+
 /// The outbound client and its address policy. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbound {

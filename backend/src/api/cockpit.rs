@@ -6,6 +6,7 @@ use super::auth::AuthCpo;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::format_rfc3339;
+use crate::engine::setpoints::{self, Standing};
 use crate::ingest::topology;
 use crate::store::schedules::{self, LoadPoint};
 use crate::store::{locations, meter};
@@ -43,8 +44,15 @@ pub struct ChargePointView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileView {
     /// `pending` (not sent yet, or the CPO answered `TOO_OFTEN`), `sent` (the CPO took it),
-    /// `in_force` (its result was `ACCEPTED`), `rejected`, `failed` or `superseded`.
+    /// `in_force` (its result was `ACCEPTED`), `timed_out` (sent, but its result is overdue),
+    /// `rejected`, `failed` or `superseded`.
     pub status: String,
+    /// Whether the planner controls the charge point: `false` when the profile is not in force
+    /// (rejected, failed, backing off after TOO_OFTEN), and the charge point is planned at its
+    /// measured draw.
+    pub controlled: bool,
+    /// When the CPO last answered it (RFC 3339).
+    pub sent_at: Option<String>,
     /// Why it was refused or failed, as the CPO or the network said.
     pub reason: Option<String>,
     /// Its first limit (W).
@@ -144,11 +152,22 @@ async fn build(
             power_w: l.and_then(|l| l.power_w),
             rated_power_w: e.record.rated_power_w,
             session_id,
-            profile: profile.map(|p| ProfileView {
-                status: p.status,
-                reason: p.error,
-                limit_w: p.power_w,
-                updated_at: format_rfc3339(p.updated_at),
+            profile: profile.map(|p| {
+                let now = state.clock.now();
+                let controlled = setpoints::standing(Some(&p), now) == Standing::Controlled;
+                let timed_out = setpoints::timed_out(&p, now);
+                ProfileView {
+                    status: if timed_out {
+                        "timed_out".to_owned()
+                    } else {
+                        p.status
+                    },
+                    controlled,
+                    reason: p.error,
+                    limit_w: p.power_w,
+                    updated_at: format_rfc3339(p.updated_at),
+                    sent_at: p.sent_at.map(format_rfc3339),
+                }
             }),
         });
     }

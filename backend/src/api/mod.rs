@@ -6,6 +6,7 @@
 //!   (CPO credentials, `Authorization: Token <base64>`).
 //! - `/healthz`, `/metrics`.
 
+mod admin;
 mod audit;
 mod auth;
 mod cockpit;
@@ -39,7 +40,7 @@ use tower_http::trace::TraceLayer;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
-        .merge(ocpi::router())
+        .merge(ocpi::router(state.clone()))
         .merge(users::router(&state.limits))
         .merge(requests::router())
         .merge(groups::router())
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router(&state.limits))
         .merge(events::router())
         .merge(operator::router())
+        .merge(admin::router())
         .merge(openapi::router())
         .merge(web::router())
         .layer(axum::middleware::map_response(plain_rejections_as_json))

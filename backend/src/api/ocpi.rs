@@ -8,12 +8,15 @@
 
 use crate::app::AppState;
 use crate::domain::{PartyKey, format_rfc3339};
-use crate::ingest::IngestError;
+use crate::ingest::{IngestError, Written};
 use crate::ingest::ocpi::credentials::{self, Caller};
-use crate::ingest::ocpi::model::{ChargingProfileResult, Endpoint, Version, VersionDetails, parse};
+use crate::ingest::ocpi::model::{
+    ActiveChargingProfile, ActiveChargingProfileResult, ChargingProfileResult,
+    ChargingProfileResultType, Endpoint, Version, VersionDetails, parse,
+};
 use crate::ingest::ocpi::{self as receiver, LocationRef, Origin};
 use crate::store::parties::{self, TokenGrant, TokenKind};
-use crate::store::schedules;
+use crate::store::{active_profiles, schedules};
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -51,6 +54,16 @@ fn ok<T: Serialize>(state: &AppState, data: Option<T>) -> Response {
 }
 
 /// An OCPI error: HTTP status, OCPI status code and a message (never internal details).
+///
+/// The HTTP status follows OCPI 2.2.1's rule (status_codes.asciidoc): a request that is valid
+/// JSON, addresses an existing resource and comes from an authenticated sender has reached the
+/// OCPI layer, and "an HTTP error status code MUST NOT be returned" to it: such errors are HTTP
+/// 200 with the OCPI status code (2001 invalid field, 2003 unknown location, 3001–3003 at the
+/// handshake, 3000 an internal failure). HTTP errors are left for the transport layer: 400 for a
+/// body that is not JSON, 401 for an unknown token, 404 for a resource that does not exist (and,
+/// as transport_and_format.asciidoc allows, for party codes that are not the caller's own, so
+/// another tenant's objects cannot even be probed), 405 for a registration that exists, 413 for
+/// an oversized body.
 #[derive(Debug)]
 pub struct OcpiError {
     http: StatusCode,
@@ -71,8 +84,20 @@ impl OcpiError {
         Self::new(StatusCode::UNAUTHORIZED, 2000, "unknown or missing token")
     }
 
+    /// 2001 at the OCPI layer: the body is JSON but a field is invalid or missing.
     fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::OK, 2001, message)
+    }
+
+    /// 2001 at the transport layer: the body is not JSON at all (HTTP 400, as the spec says).
+    fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, 2001, message)
+    }
+
+    /// Party codes in the URL or body that are not the caller's: HTTP 404 (transport_and_format
+    /// "Errors"), so nothing tells a CPO whether another party's object exists.
+    fn not_yours(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, 2000, message)
     }
 }
 
@@ -92,23 +117,23 @@ impl From<IngestError> for OcpiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::Invalid(m) => Self::invalid(m),
-            IngestError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, 2000, m),
-            IngestError::UnknownLocation(m) => Self::new(StatusCode::NOT_FOUND, 2003, m),
+            IngestError::Forbidden(m) => Self::not_yours(m),
+            IngestError::UnknownLocation(m) => Self::new(StatusCode::OK, 2003, m),
             IngestError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, 2000, m),
             IngestError::Conflict(m) => Self::new(StatusCode::METHOD_NOT_ALLOWED, 2000, m),
             IngestError::PartyUnreachable(m) => Self::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 3001,
                 format!("unable to use the client's API: {m}"),
             ),
             IngestError::PartyIncompatible { code, message } => Self::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 code,
                 format!("unable to work with the client's API: {message}"),
             ),
             IngestError::Store(e) => {
                 tracing::error!(error = ?e, "OCPI: store error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, 3000, "internal error")
+                Self::new(StatusCode::OK, 3000, "internal error")
             }
         }
     }
@@ -184,6 +209,116 @@ impl FromRequestParts<AppState> for OcpiCaller {
     }
 }
 
+/// One side of a request's routing headers: `(country_code, party_id)`, or none if absent.
+/// Both headers of a pair or neither; each a CiString of the spec's length (2 and 3).
+fn routing_pair(
+    headers: &HeaderMap,
+    (cc_header, pid_header): (&str, &str),
+) -> Result<Option<(String, String)>, OcpiError> {
+    let value = |name: &str| -> Result<Option<String>, OcpiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.is_ascii())
+                    .map(str::to_owned)
+                    .ok_or_else(|| OcpiError::invalid(format!("{name}: not a party code")))
+            })
+            .transpose()
+    };
+    match (value(cc_header)?, value(pid_header)?) {
+        (None, None) => Ok(None),
+        (Some(cc), Some(pid)) => {
+            let key = PartyKey::parse(&cc, &pid)
+                .map_err(|e| OcpiError::invalid(format!("{cc_header}/{pid_header}: {e}")))?;
+            Ok(Some((key.country_code, key.party_id)))
+        }
+        (Some(_), None) => Err(OcpiError::invalid(format!("{pid_header}: missing header"))),
+        (None, Some(_)) => Err(OcpiError::invalid(format!("{cc_header}: missing header"))),
+    }
+}
+
+/// The routing headers of a request to a functional module, checked against the caller:
+/// - `OCPI-to-*`, when present, must name evflex (a message for another party is not ours to
+///   process: 2000);
+/// - `OCPI-from-*`, when present, must be one of the caller's roles (404 otherwise, like any
+///   other party's codes). A hub (a party that registered the `HUB` role) forwards for the
+///   parties behind it: their codes become the hub's unless another party holds them
+///   ([`parties::claim_code_for_hub`]), and the request may then act under them, and only them.
+///
+/// Peer to peer, a CPO may omit the headers; its token's roles then apply as before.
+async fn routed_grant(
+    parts: &Parts,
+    state: &AppState,
+    party_row: i64,
+    mut grant: TokenGrant,
+) -> Result<TokenGrant, OcpiError> {
+    use crate::outbound::routing::*;
+    if let Some((cc, pid)) = routing_pair(&parts.headers, (TO_COUNTRY_CODE, TO_PARTY_ID))? {
+        let us = &state.identity;
+        if !(cc.eq_ignore_ascii_case(&us.country_code) && pid.eq_ignore_ascii_case(&us.party_id)) {
+            return Err(OcpiError::new(
+                StatusCode::OK,
+                2000,
+                format!(
+                    "OCPI-to: the message is for {cc}*{pid}, this is {}*{}",
+                    us.country_code, us.party_id
+                ),
+            ));
+        }
+    }
+    let Some((cc, pid)) = routing_pair(&parts.headers, (FROM_COUNTRY_CODE, FROM_PARTY_ID))? else {
+        return Ok(grant);
+    };
+    if grant.owns_codes(&cc, &pid) {
+        // Through a hub, the request acts for the one party it names.
+        if grant.hub {
+            grant.party_codes = vec![(cc, pid)];
+        }
+        return Ok(grant);
+    }
+    if grant.hub {
+        let mut conn = state.db.conn().await?;
+        if parties::claim_code_for_hub(&mut conn, party_row, &cc, &pid).await? {
+            grant.party_codes = vec![(cc, pid)];
+            return Ok(grant);
+        }
+    }
+    Err(OcpiError::not_yours(format!(
+        "OCPI-from: {cc}*{pid} is not one of the roles this token registered"
+    )))
+}
+
+/// The routing headers of an answer (transport_and_format, "Party to Party"): `OCPI-from-*`
+/// names evflex, `OCPI-to-*` the party the request came from (its `OCPI-from-*`). On every
+/// functional module's answer, errors included.
+async fn route_answer(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::outbound::routing::*;
+    let from = routing_pair(request.headers(), (FROM_COUNTRY_CODE, FROM_PARTY_ID))
+        .ok()
+        .flatten();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set(FROM_COUNTRY_CODE, &state.identity.country_code);
+    set(FROM_PARTY_ID, &state.identity.party_id);
+    if let Some((cc, pid)) = from {
+        set(TO_COUNTRY_CODE, &cc);
+        set(TO_PARTY_ID, &pid);
+    }
+    response
+}
+
 /// A caller holding a credentials token (token C) of a registered party.
 pub struct RegisteredParty {
     /// The party row.
@@ -197,19 +332,23 @@ impl FromRequestParts<AppState> for RegisteredParty {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OcpiError> {
         let caller = resolve_token(parts, state).await?;
-        caller
+        let party_row = caller
             .registered_party()
-            .map(|party_row| Self {
-                party_row,
-                grant: caller.grant.clone(),
-            })
-            .ok_or_else(OcpiError::unauthorized)
+            .ok_or_else(OcpiError::unauthorized)?;
+        // Configuration modules are not routed (transport_and_format): their headers, if any,
+        // are ignored.
+        let grant = if parts.uri.path().ends_with("/credentials") {
+            caller.grant
+        } else {
+            routed_grant(parts, state, party_row, caller.grant).await?
+        };
+        Ok(Self { party_row, grant })
     }
 }
 
 fn json_body(bytes: &Bytes) -> Result<Value, OcpiError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| OcpiError::invalid(format!("body: invalid JSON: {e}")))
+        .map_err(|e| OcpiError::malformed(format!("body: invalid JSON: {e}")))
 }
 
 /// The object's origin from the URL's party codes, which must be one of the caller's own roles:
@@ -217,11 +356,9 @@ fn json_body(bytes: &Bytes) -> Result<Value, OcpiError> {
 fn origin(party: &RegisteredParty, cc: &str, pid: &str) -> Result<Origin, OcpiError> {
     let key = PartyKey::parse(cc, pid).map_err(OcpiError::invalid)?;
     if !party.grant.owns_codes(&key.country_code, &key.party_id) {
-        return Err(OcpiError::new(
-            StatusCode::FORBIDDEN,
-            2000,
-            format!("{cc}*{pid} is not one of the roles this token registered"),
-        ));
+        return Err(OcpiError::not_yours(format!(
+            "{cc}*{pid} is not one of the roles this token registered"
+        )));
     }
     Ok(Origin {
         country_code: key.country_code,
@@ -258,11 +395,11 @@ async fn envelope_too_large(response: Response) -> Response {
 }
 
 /// OCPI routes.
-pub fn router() -> Router<AppState> {
-    routes().layer(axum::middleware::map_response(envelope_too_large))
+pub fn router(state: AppState) -> Router<AppState> {
+    routes(state).layer(axum::middleware::map_response(envelope_too_large))
 }
 
-fn routes() -> Router<AppState> {
+fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/ocpi/versions", get(versions))
         .route("/ocpi/2.2.1", get(version_details))
@@ -273,6 +410,12 @@ fn routes() -> Router<AppState> {
                 .put(register)
                 .delete(delete_credentials),
         )
+        .merge(module_routes().layer(axum::middleware::from_fn_with_state(state, route_answer)))
+}
+
+/// The functional modules: routed (OCPI-from/to headers on every answer).
+fn module_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}",
             get(get_location).put(write_location).patch(write_location),
@@ -299,6 +442,10 @@ fn routes() -> Router<AppState> {
         .route(
             "/ocpi/2.2.1/chargingprofiles/{id}",
             post(post_charging_profile_result).put(put_active_charging_profile),
+        )
+        .route(
+            "/ocpi/2.2.1/chargingprofiles/{id}/active",
+            post(post_active_profile_result),
         )
 }
 
@@ -402,20 +549,24 @@ struct SessionPath {
 }
 
 /// A `PUT` or `PATCH` of an OCPI object: the origin check, the JSON body, the receiver's
-/// `write` (which validates, naming the field, and stores nothing partial), the envelope;
-/// counted per module.
+/// `write` (which validates, naming the field, and stores nothing partial), the envelope (HTTP
+/// 201 for an object that is new, 200 for an update); counted per module.
 async fn write_object(
     state: &AppState,
     party: &RegisteredParty,
     module: &'static str,
     (cc, pid): (&str, &str),
     body: &Bytes,
-    write: impl AsyncFnOnce(Origin, Value) -> Result<(), IngestError>,
+    write: impl AsyncFnOnce(Origin, Value) -> Result<Written, IngestError>,
 ) -> Result<Response, OcpiError> {
     let result = async {
         let origin = origin(party, cc, pid)?;
-        write(origin, json_body(body)?).await?;
-        Ok(ok::<()>(state, None))
+        let written = write(origin, json_body(body)?).await?;
+        let status = match written {
+            Written::Created => StatusCode::CREATED,
+            Written::Updated => StatusCode::OK,
+        };
+        Ok((status, ok::<()>(state, None)).into_response())
     }
     .await;
     count(module, &result);
@@ -482,7 +633,9 @@ async fn write_session(
         async |origin, body| {
             let id = path.session_id.as_str();
             if method == Method::PATCH {
-                receiver::patch_session(&state.db, &state.session_patches, &origin, id, body).await
+                receiver::patch_session(&state.db, &state.session_patches, &origin, id, body)
+                    .await
+                    .map(|()| Written::Updated)
             } else {
                 receiver::put_session(&state.db, &origin, id, body).await
             }
@@ -657,7 +810,7 @@ async fn post_charging_profile_result(
         .map_err(|_| OcpiError::invalid("id: not a set-point id"))?;
     let body = json_body(&body)?;
     let result: ChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
-    let accepted = result.result == crate::ingest::ocpi::model::ChargingProfileResultType::Accepted;
+    let accepted = result.result == ChargingProfileResultType::Accepted;
     let mut conn = state.db.conn().await?;
     let now = state.clock.now();
     // Only the party the set-point was sent to may answer it; another party's id is unknown.
@@ -672,18 +825,81 @@ async fn post_charging_profile_result(
     Ok(ok::<()>(&state, None))
 }
 
-/// `PUT` of an `ActiveChargingProfile` by the CPO (the profile in force changed): accepted and
-/// logged.
+/// `PUT /chargingprofiles/{session_id}`: the CPO's `ActiveChargingProfile` (the profile in
+/// force at the session's charge point changed). Stored (`store::active_profiles`); where it
+/// shows the session's newest profile applied, that profile is in force. Only for the caller's
+/// own sessions: another party's session id is as unknown as a missing one.
 async fn put_active_charging_profile(
     State(state): State<AppState>,
-    _party: RegisteredParty,
+    party: RegisteredParty,
     Path(session_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, OcpiError> {
     let body = json_body(&body)?;
-    if body.get("charging_profile").is_none() {
-        return Err(OcpiError::invalid("charging_profile: missing field"));
+    let active: ActiveChargingProfile = parse(body.clone()).map_err(OcpiError::invalid)?;
+    let mut conn = state.db.conn().await?;
+    let mut session = None;
+    for (cc, pid) in &party.grant.party_codes {
+        if let Some(s) = crate::store::sessions::get(&mut conn, cc, pid, &session_id).await? {
+            session = Some(s);
+            break;
+        }
     }
-    tracing::info!(session = %session_id, "active charging profile changed at the CPO");
+    let session = session
+        .ok_or_else(|| OcpiError::new(StatusCode::NOT_FOUND, 2000, "unknown session"))?;
+    let now = state.clock.now();
+    let source = active_profiles::Source::Put;
+    crate::engine::setpoints::record_active(
+        &mut conn,
+        session.id,
+        party.party_row,
+        &active,
+        &body,
+        source,
+        now,
+    )
+    .await?;
+    tracing::info!(session = %session_id, "active charging profile reported by the CPO");
+    Ok(ok::<()>(&state, None))
+}
+
+/// The `response_url` of evflex's `GET` of the profile in force behind set-point `{id}`: the
+/// CPO's `ActiveChargingProfileResult`. Only the party the set-point went to may answer it.
+async fn post_active_profile_result(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| OcpiError::invalid("id: not a set-point id"))?;
+    let body = json_body(&body)?;
+    let result: ActiveChargingProfileResult = parse(body.clone()).map_err(OcpiError::invalid)?;
+    let mut conn = state.db.conn().await?;
+    let setpoint = schedules::get_setpoint(&mut conn, id)
+        .await?
+        .filter(|sp| sp.record.owner_party == Some(party.party_row))
+        .ok_or_else(|| {
+            OcpiError::new(StatusCode::NOT_FOUND, 2000, format!("unknown set-point {id}"))
+        })?;
+    match (&result.result, &result.profile) {
+        (ChargingProfileResultType::Accepted, Some(active)) => {
+            let profile = body.get("profile").cloned().unwrap_or_default();
+            crate::engine::setpoints::record_active(
+                &mut conn,
+                setpoint.record.session_row,
+                party.party_row,
+                active,
+                &profile,
+                active_profiles::Source::Get,
+                state.clock.now(),
+            )
+            .await?;
+        }
+        (other, _) => {
+            tracing::info!(setpoint = id, result = ?other, "the CPO could not report the profile in force");
+        }
+    }
     Ok(ok::<()>(&state, None))
 }

@@ -85,7 +85,7 @@ impl Modify for CommonResponses {
 /// The `/api/v1` OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "evflex API", description = "EV smart charging: wallet sign-in, users, charging requests, site topology, meter values, CPO cockpit, wallets and settlements, audit. OCPI 2.2.1 lives under /ocpi."),
+    info(title = "evflex API", description = "EV smart charging: wallet sign-in, users, charging requests, site topology, meter values, CPO cockpit, wallets and settlements, audit, and the admin API (onboarding CPOs). OCPI lives under /ocpi."),
     paths(
         super::users::register, super::users::me, super::users::set_smart_charging,
         super::users::status,
@@ -104,6 +104,8 @@ impl Modify for CommonResponses {
         super::audit::verify_commit,
         super::audit::transaction,
         super::events::events,
+        super::admin::create_token_a, super::admin::list, super::admin::register,
+        super::admin::revoke,
     ),
     modifiers(&Security, &CommonResponses)
 )]

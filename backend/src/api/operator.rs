@@ -78,7 +78,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Constant-time comparison (the token is a secret).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

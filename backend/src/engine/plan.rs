@@ -367,6 +367,7 @@ mod tests {
                 info("F", 3, VehicleClass::Uncontrolled),
             ],
             measured_load_w: 9_000,
+            fixed: Vec::new(),
         }
     }
 

@@ -6,10 +6,14 @@
 //!
 //! A set-point's `status` follows the CPO's answers (the `ChargingProfileResponse` `result`,
 //! then the asynchronous result): `sent` (the CPO took the request: `ACCEPTED`), `in_force`
-//! (its result said `ACCEPTED`), `rejected` (`REJECTED`, `NOT_SUPPORTED` or `UNKNOWN_SESSION`,
-//! or a result other than `ACCEPTED`: given up, the reason in `error`; the next tick's plan is
-//! a new set-point), and `pending` again on `TOO_OFTEN`: not retried in this round, but at
-//! the next one.
+//! (its result said `ACCEPTED`), `rejected` (`REJECTED` or `NOT_SUPPORTED`, or a result other
+//! than `ACCEPTED`: given up, the reason in `error`; the next tick's plan is a new set-point),
+//! and `pending` again on `TOO_OFTEN`, backing off: not sent before 60 s, doubling with each
+//! `TOO_OFTEN` up to an hour (`not_before`; a newer set-point of the session inherits the
+//! back-off, so re-planning does not flood a CPO that asked for less). `UNKNOWN_SESSION` is
+//! tried three times with the same back-off (the CPO's session PUT and our profile may have
+//! crossed), then given up. Delivery rounds run at every tick, so a wait ends at the first tick
+//! after `not_before`.
 //!
 //! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
 //! group's transaction, only where the schedule curtails them (`engine::tick`); a set-point
@@ -18,8 +22,10 @@
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Route};
 use crate::store::parties::{self, Party};
+use crate::ingest::ocpi::model::{ActiveChargingProfile, ChargingRateUnit};
+use crate::store::active_profiles;
 use crate::store::schedules::{self, StoredSetpoint};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -38,6 +44,8 @@ pub struct DeliveryReport {
     pub deferred: usize,
     /// Extra attempts made.
     pub retries: usize,
+    /// Profiles in force asked for (GET ActiveChargingProfile), because a result was overdue.
+    pub active_queries: usize,
 }
 
 /// The outcome of one OCPI call to a CPO.
@@ -56,9 +64,10 @@ pub(super) async fn put_ocpi(
     http: &Outbound,
     url: &str,
     token: &str,
+    route: Route<'_>,
     body: &serde_json::Value,
 ) -> Attempt {
-    call_ocpi(http, reqwest::Method::PUT, url, token, Some(body)).await
+    call_ocpi(http, reqwest::Method::PUT, url, token, route, Some(body)).await
 }
 
 /// `method url` (with `body`, if any) and the party's token, read as an OCPI response.
@@ -67,12 +76,13 @@ async fn call_ocpi(
     method: reqwest::Method,
     url: &str,
     token: &str,
+    route: Route<'_>,
     body: Option<&serde_json::Value>,
 ) -> Attempt {
     let what = format!("{method} {url}");
     let request = match http.request(method, url) {
         Ok(r) => {
-            let r = r.header("Authorization", authorization(token));
+            let r = route.apply(r.header("Authorization", authorization(token)));
             match body {
                 Some(b) => r.json(b),
                 None => r,
@@ -113,7 +123,7 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
     };
     let mut set = tokio::task::JoinSet::new();
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
-    for sp in pending {
+    for Pending { sp, to } in pending {
         let party = sp
             .record
             .owner_party
@@ -122,7 +132,7 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
         let limit = limit.clone();
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            deliver_one(&engine, sp, party).await
+            deliver_one(&engine, sp, party, to).await
         });
     }
     while let Some(joined) = set.join_next().await {
@@ -139,19 +149,27 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
             report.retries += retries;
         }
     }
+    report.active_queries = query_overdue(engine).await;
     metrics::counter!("evflex_setpoints_total", "result" => "sent").increment(report.sent as u64);
     metrics::counter!("evflex_setpoints_total", "result" => "failed")
         .increment(report.failed as u64);
     report
 }
 
-async fn load(
-    engine: &Engine,
-) -> crate::store::StoreResult<(Vec<StoredSetpoint>, HashMap<i64, Party>)> {
+/// Pending set-points, the parties they go to, and the party codes of each one's session (the
+/// `OCPI-to-*` of its call: the CPO itself, or the CPO behind a hub).
+async fn load(engine: &Engine) -> crate::store::StoreResult<(Vec<Pending>, HashMap<i64, Party>)> {
     let mut conn = engine.db.conn().await?;
-    let pending = schedules::pending(&mut conn, 10_000).await?;
+    let setpoints = schedules::pending(&mut conn, engine.clock.now(), 10_000).await?;
+    let mut pending = Vec::with_capacity(setpoints.len());
+    for sp in setpoints {
+        let to = crate::store::sessions::get_by_row(&mut conn, sp.record.session_row)
+            .await?
+            .map(|s| (s.record.country_code, s.record.party_id));
+        pending.push(Pending { sp, to });
+    }
     let mut parties = HashMap::new();
-    for id in pending.iter().filter_map(|s| s.record.owner_party) {
+    for id in pending.iter().filter_map(|p| p.sp.record.owner_party) {
         if let std::collections::hash_map::Entry::Vacant(e) = parties.entry(id)
             && let Some(p) = parties::get_party(&mut conn, id).await?
         {
@@ -161,10 +179,17 @@ async fn load(
     Ok((pending, parties))
 }
 
+/// A pending set-point and the party codes of its session.
+struct Pending {
+    sp: StoredSetpoint,
+    to: Option<(String, String)>,
+}
+
 async fn deliver_one(
     engine: &Engine,
     sp: StoredSetpoint,
     party: Option<Party>,
+    to: Option<(String, String)>,
 ) -> (Delivered, usize) {
     let mut attempts = sp.attempts;
     let outcome = match party
@@ -172,10 +197,19 @@ async fn deliver_one(
         .filter(|p| p.status == "registered")
         .and_then(|p| {
             p.endpoint("chargingprofiles", "RECEIVER")
-                .map(|url| (url.to_owned(), p.token_b.clone()))
+                .map(|url| {
+                    let codes = (p.country_code.clone(), p.party_id.clone());
+                    (url.to_owned(), p.token_b.clone(), codes)
+                })
         }) {
         None => Attempt::Fatal("the CPO has no chargingprofiles endpoint".to_owned()),
-        Some((base, token)) => {
+        Some((base, token, party_codes)) => {
+            let to = to.unwrap_or(party_codes);
+            let identity = &engine.identity;
+            let route = Route {
+                from: (&identity.country_code, &identity.party_id),
+                to: (&to.0, &to.1),
+            };
             let url = format!("{}/{}", base.trim_end_matches('/'), sp.record.session_id);
             let response_url = format!(
                 "{}/ocpi/2.2.1/chargingprofiles/{}",
@@ -197,11 +231,12 @@ async fn deliver_one(
                         reqwest::Method::DELETE,
                         &clear_url,
                         &token,
+                        route,
                         None,
                     )
                     .await
                 } else {
-                    put_ocpi(&engine.http, &url, &token, &body).await
+                    put_ocpi(&engine.http, &url, &token, route, &body).await
                 };
                 match result {
                     Attempt::Retry(e) if attempts < i64::from(engine.config.setpoint_attempts) => {
@@ -217,14 +252,41 @@ async fn deliver_one(
     let retries = (attempts - sp.attempts - 1).max(0) as usize;
     let now = engine.clock.now();
     let refused;
+    let wait = |why: &str| {
+        let delay = back_off_s(sp.deferrals);
+        (
+            now + delay,
+            format!("the CPO answered {why}: sent again in {delay} s at the earliest"),
+        )
+    };
     let (delivered, status, response, error) = match &outcome {
         Attempt::Sent(body) => match answer_of(body) {
             Answer::Accepted => (Delivered::Sent, "sent", Some(body.as_str()), None),
-            Answer::TooOften => {
-                refused = "the CPO answered TOO_OFTEN: sent again at the next round".to_owned();
+            answer @ (Answer::TooOften | Answer::UnknownSession)
+                if answer == Answer::TooOften || sp.deferrals + 1 < UNKNOWN_SESSION_TRIES =>
+            {
+                let (not_before, error) = wait(answer.name());
+                tracing::info!(setpoint = sp.id, session = %sp.record.session_id, %error, "set-point deferred");
+                let deferred = match engine.db.conn().await {
+                    Ok(mut conn) => {
+                        schedules::defer(&mut conn, sp.id, attempts, not_before, body, &error, now)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = deferred {
+                    tracing::error!(error = ?e, setpoint = sp.id, "set-point: cannot record deferral");
+                }
+                return (Delivered::Deferred, retries);
+            }
+            answer @ (Answer::TooOften | Answer::UnknownSession) => {
+                refused = format!(
+                    "the CPO answered {} {UNKNOWN_SESSION_TRIES} times: given up",
+                    answer.name()
+                );
                 (
-                    Delivered::Deferred,
-                    "pending",
+                    Delivered::Rejected,
+                    "rejected",
                     Some(body.as_str()),
                     Some(refused.as_str()),
                 )
@@ -266,10 +328,41 @@ enum Delivered {
 }
 
 /// The CPO's `ChargingProfileResponse`, as far as delivery cares.
+#[derive(Debug, PartialEq, Eq)]
 enum Answer {
     Accepted,
     TooOften,
+    UnknownSession,
     Refused(String),
+}
+
+impl Answer {
+    /// The OCPI `ChargingProfileResponseType`.
+    fn name(&self) -> &str {
+        match self {
+            Self::Accepted => "ACCEPTED",
+            Self::TooOften => "TOO_OFTEN",
+            Self::UnknownSession => "UNKNOWN_SESSION",
+            Self::Refused(other) => other,
+        }
+    }
+}
+
+/// How often `UNKNOWN_SESSION` is tried before evflex gives up: the CPO may learn of a session
+/// a moment after evflex planned it (its session PUT and our profile crossed), but not later.
+const UNKNOWN_SESSION_TRIES: i64 = 3;
+
+/// First wait after a `TOO_OFTEN` or `UNKNOWN_SESSION` (s); it doubles with each one, up to
+/// [`MAX_BACK_OFF_S`].
+const FIRST_BACK_OFF_S: i64 = 60;
+/// Longest wait between two tries of one session's profile (s).
+const MAX_BACK_OFF_S: i64 = 3_600;
+
+/// The wait after the CPO asked to wait `deferrals` times already.
+fn back_off_s(deferrals: i64) -> i64 {
+    FIRST_BACK_OFF_S
+        .saturating_mul(1_i64 << deferrals.clamp(0, 20))
+        .min(MAX_BACK_OFF_S)
 }
 
 /// Reads `data.result` of the CPO's answer; an answer without one counts as accepted (the OCPI
@@ -281,6 +374,209 @@ fn answer_of(body: &str) -> Answer {
     match result.as_deref() {
         None | Some("ACCEPTED") => Answer::Accepted,
         Some("TOO_OFTEN") => Answer::TooOften,
+        Some("UNKNOWN_SESSION") => Answer::UnknownSession,
         Some(other) => Answer::Refused(other.chars().take(40).collect()),
     }
+}
+
+/// Where a session's last profile stands, for the planner and the cockpit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No profile yet, or one the CPO took: `pending` (due), `sent` (even past its result's
+    /// timeout), `in_force`, `superseded`. The planner controls the charge point.
+    Controlled,
+    /// The CPO will not take profiles for this session (`REJECTED`, `NOT_SUPPORTED`, or
+    /// `UNKNOWN_SESSION` given up): planned at its measured draw for the rest of the session.
+    GivenUp(String),
+    /// The last profile is not in force for now (the CPO could not be reached, its result did
+    /// not come in time, or it asked to wait): planned at its measured draw until the cause
+    /// passes (see [`standing`]).
+    NotInForce(String),
+}
+
+/// How long a CPO may take to post the result of a profile it took, beyond the `timeout` it
+/// gave in its answer (s), and the wait assumed when it gave none.
+pub const RESULT_GRACE_S: i64 = 60;
+/// The wait for a result when the answer named no `timeout` (s).
+pub const DEFAULT_RESULT_TIMEOUT_S: i64 = 300;
+
+/// When the result of a profile sent at `sent_at` with answer `response` is overdue.
+pub fn result_due_by(sent_at: i64, response: Option<&str>) -> i64 {
+    let timeout = response
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .and_then(|v| v["data"]["timeout"].as_i64())
+        .filter(|t| (0..=86_400).contains(t))
+        .unwrap_or(DEFAULT_RESULT_TIMEOUT_S);
+    sent_at + timeout + RESULT_GRACE_S
+}
+
+fn sent_at(state: &schedules::ProfileState) -> i64 {
+    state.sent_at.unwrap_or(state.updated_at)
+}
+
+/// Whether a profile that was `sent` waits for its result past the time it was due.
+pub fn timed_out(state: &schedules::ProfileState, now: i64) -> bool {
+    state.status == "sent" && now > result_due_by(sent_at(state), state.response.as_deref())
+}
+
+/// Where the session whose last profile is `last` stands at `now`.
+///
+/// Rule: a refusal for the session (`rejected`) is final; a failure to deliver (`failed`) takes
+/// the charge point out of control for one timestep, after which the next plan sends it a new
+/// profile; a `TOO_OFTEN` (or early `UNKNOWN_SESSION`) keeps it out until the back-off ends. A
+/// profile the CPO took whose result is overdue ([`timed_out`]) stays controlled: the CPO
+/// accepted the request, evflex asks it for the profile in force (`query_overdue`), and the
+/// cockpit shows it as timed out.
+pub fn standing(last: Option<&schedules::ProfileState>, now: i64) -> Standing {
+    let Some(state) = last else {
+        return Standing::Controlled;
+    };
+    let reason = || state.error.clone().unwrap_or_else(|| state.status.clone());
+    let recent = now - state.updated_at < i64::from(crate::domain::TIME_STEP_S);
+    match state.status.as_str() {
+        "rejected" => Standing::GivenUp(reason()),
+        "failed" if recent => Standing::NotInForce(reason()),
+        "pending" if state.not_before > now => Standing::NotInForce(reason()),
+        _ => Standing::Controlled,
+    }
+}
+
+/// Asks the CPO, once per set-point, for the profile in force (OCPI `GET
+/// {chargingprofiles}/{session_id}?duration=…&response_url=…`) where it took a set-point but
+/// its result is overdue. The answer comes to the `response_url` as an
+/// `ActiveChargingProfileResult` ([`record_active`]). Returns how many were asked.
+async fn query_overdue(engine: &Engine) -> usize {
+    let now = engine.clock.now();
+    let overdue: Vec<(StoredSetpoint, Party)> = match async {
+        let mut conn = engine.db.conn().await?;
+        let mut overdue = Vec::new();
+        for (sp, sent_at) in schedules::sent_unqueried(&mut conn, 1_000).await? {
+            let sent_at = sent_at.unwrap_or(0);
+            if now <= result_due_by(sent_at, sp.response.as_deref()) {
+                continue;
+            }
+            if let Some(party) = match sp.record.owner_party {
+                Some(id) => parties::get_party(&mut conn, id).await?,
+                None => None,
+            } {
+                overdue.push((sp, party));
+            }
+        }
+        Ok::<_, crate::store::StoreError>(overdue)
+    }
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = ?e, "set-points: cannot read overdue results");
+            return 0;
+        }
+    };
+    let mut asked = 0;
+    for (sp, party) in overdue {
+        let Some(base) = party.endpoint("chargingprofiles", "RECEIVER") else {
+            continue;
+        };
+        let response_url = format!(
+            "{}/ocpi/2.2.1/chargingprofiles/{}/active",
+            engine.public_url, sp.id
+        );
+        let url = format!(
+            "{}/{}?duration={}&response_url={response_url}",
+            base.trim_end_matches('/'),
+            sp.record.session_id,
+            crate::domain::TIME_STEP_S
+        );
+        let identity = &engine.identity;
+        let route = Route {
+            from: (&identity.country_code, &identity.party_id),
+            to: (&party.country_code, &party.party_id),
+        };
+        let outcome = call_ocpi(
+            &engine.http,
+            reqwest::Method::GET,
+            &url,
+            &party.token_b,
+            route,
+            None,
+        )
+        .await;
+        match outcome {
+            Attempt::Sent(body) => {
+                if let Answer::Accepted = answer_of(&body) {
+                    asked += 1;
+                } else {
+                    tracing::info!(setpoint = sp.id, answer = %body, "active profile: the CPO declined the GET");
+                }
+            }
+            Attempt::Retry(e) | Attempt::Fatal(e) => {
+                tracing::info!(setpoint = sp.id, error = %e, "active profile: GET failed");
+            }
+        }
+        if let Ok(mut conn) = engine.db.conn().await
+            && let Err(e) = schedules::mark_active_queried(&mut conn, sp.id, now).await
+        {
+            tracing::error!(error = ?e, setpoint = sp.id, "active profile: cannot record the GET");
+        }
+    }
+    asked
+}
+
+/// The tolerance of a limit in force against the set-point it should be (W).
+const IN_FORCE_TOLERANCE_W: i64 = 100;
+
+/// A profile in force the CPO reported for `session_row` (its `PUT`, or the result of our
+/// `GET`): stored, and where its limit now is at most the session's newest set-point (which the
+/// CPO took), that set-point is `in_force`. Limits in A are per phase: W = A × 230 V × phases
+/// of the EVSE (one when unknown). Returns whether a set-point was confirmed.
+pub async fn record_active(
+    conn: &mut crate::store::Conn,
+    session_row: i64,
+    owner_party: i64,
+    active: &ActiveChargingProfile,
+    body: &serde_json::Value,
+    source: active_profiles::Source,
+    now: i64,
+) -> crate::store::StoreResult<bool> {
+    let unit = active.charging_profile.charging_rate_unit;
+    let limit = active.limit_at(now);
+    active_profiles::put(
+        conn,
+        session_row,
+        owner_party,
+        body,
+        limit,
+        unit.as_str(),
+        source,
+        now,
+    )
+    .await?;
+    let Some(limit) = limit else {
+        return Ok(false);
+    };
+    let limit_w = match unit {
+        ChargingRateUnit::W => limit,
+        ChargingRateUnit::A => {
+            let phases = match crate::store::sessions::get_by_row(conn, session_row).await? {
+                Some(s) => crate::store::locations::get_evse(
+                    conn,
+                    &s.record.country_code,
+                    &s.record.party_id,
+                    &s.record.evse_uid,
+                )
+                .await?
+                .and_then(|e| e.record.phases),
+                None => None,
+            };
+            limit * 230.0 * phases.unwrap_or(1) as f64
+        }
+    };
+    schedules::confirm_in_force(
+        conn,
+        session_row,
+        limit_w.round() as i64,
+        IN_FORCE_TOLERANCE_W,
+        now,
+    )
+    .await
 }

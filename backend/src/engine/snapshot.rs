@@ -19,6 +19,13 @@
 //!   when its accepted request gives a lower one; minimum power (MILP) 6 A × 230 V ×
 //!   phases for AC, 0 for DC.
 //!
+//! - A session whose last profile is not in force (`engine::setpoints::standing`: the CPO
+//!   rejected it, could not be reached, did not confirm it in time, or asked to wait) is not a
+//!   vehicle of the plan: its charge point draws what it draws, so it is planned as fixed load
+//!   at its measured power (its rating when no meter value came), added to the other load of
+//!   every step; the other vehicles share the rest. It gets no new profile until it is back in
+//!   control ([`GroupSnapshot::fixed`] says which and why).
+//!
 //! Per step: capacity is the group's, overridden by the last scheduled capacity change that
 //! covers the step; other load and PV come from stored forecasts (else the group's flat other
 //! load, and no PV); the price is the last price-table entry at or before the step (else the
@@ -27,7 +34,10 @@
 use crate::config::EngineConfig;
 use crate::domain::step_start;
 use crate::store::groups::{self, SeriesKind, StoredGroup};
-use crate::store::{Conn, StoreResult, locations, meter, prices, requests, sessions, users};
+use super::setpoints::{self, Standing};
+use crate::store::{
+    Conn, StoreResult, locations, meter, prices, requests, schedules, sessions, users,
+};
 use evflex_schedule::{Battery, GroupInputs, Vehicle, VehicleClass};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +77,19 @@ pub struct MemberInfo {
     pub measured_w: i64,
 }
 
+/// A charge point planned at its measured draw, because its profile is not in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedLoad {
+    /// Session row id.
+    pub session_row: i64,
+    /// EVSE uid.
+    pub evse_uid: String,
+    /// The power planned for it in every step (W).
+    pub power_w: i64,
+    /// Why its profile is not in force.
+    pub reason: String,
+}
+
 /// A group's state at the start of a timestep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSnapshot {
@@ -78,6 +101,8 @@ pub struct GroupSnapshot {
     pub vehicles: Vec<VehicleInfo>,
     /// Sum of measured member power (W).
     pub measured_load_w: i64,
+    /// Charge points planned at their measured draw (included in `inputs.other_load_w`).
+    pub fixed: Vec<FixedLoad>,
 }
 
 /// Vehicle id of a session in the optimiser's inputs: `V` and the session's row id.
@@ -163,7 +188,7 @@ pub async fn snapshot(
         })
         .collect();
     let other = groups::series(conn, g.id, SeriesKind::OtherLoad, t0, t_end).await?;
-    let other_load_w = per_step(&other, t0, time_step_s, h, g.other_load_w);
+    let mut other_load_w = per_step(&other, t0, time_step_s, h, g.other_load_w);
     let pv = groups::series(conn, g.id, SeriesKind::Pv, t0, t_end).await?;
     let pv_w = per_step(&pv, t0, time_step_s, h, 0);
     let price_rows = prices::in_range(conn, t0, t_end).await?;
@@ -194,12 +219,12 @@ pub async fn snapshot(
     let evses = locations::evses_of_group(conn, g.id).await?;
     let uids: Vec<String> = evses.iter().map(|e| e.record.uid.clone()).collect();
     let live = meter::live_of(conn, &g.country_code, &g.party_id, &uids).await?;
-    let measured = |uid: &str| {
+    let measured_power = |uid: &str| {
         live.iter()
             .find(|l| l.evse_uid == uid)
             .and_then(|l| l.power_w)
-            .unwrap_or(0)
     };
+    let measured = |uid: &str| measured_power(uid).unwrap_or(0);
     let members: Vec<MemberInfo> = evses
         .iter()
         .map(|e| MemberInfo {
@@ -213,6 +238,7 @@ pub async fn snapshot(
 
     let mut vehicles = Vec::new();
     let mut infos = Vec::new();
+    let mut fixed = Vec::new();
     for s in sessions::open_sessions_of_group(conn, g.id).await? {
         let r = &s.record;
         let Some(evse) = evses.iter().find(|e| e.record.uid == r.evse_uid) else {
@@ -226,6 +252,25 @@ pub async fn snapshot(
         }
         let id = vehicle_id(s.id);
         if infos.iter().any(|v: &VehicleInfo| v.vehicle_id == id) {
+            continue;
+        }
+        let last = schedules::last_profile_of_session(conn, s.id).await?;
+        let reason = match setpoints::standing(last.as_ref(), t0) {
+            Standing::Controlled => None,
+            Standing::GivenUp(r) | Standing::NotInForce(r) => Some(r),
+        };
+        if let Some(reason) = reason {
+            let rated = evse.record.rated_power_w.unwrap_or(cfg.default_evse_power_w);
+            let power_w = measured_power(&r.evse_uid).unwrap_or(rated).clamp(0, rated.max(0));
+            for load in &mut other_load_w {
+                *load += power_w;
+            }
+            fixed.push(FixedLoad {
+                session_row: s.id,
+                evse_uid: r.evse_uid.clone(),
+                power_w,
+                reason,
+            });
             continue;
         }
         let opted_in = match s.user_id {
@@ -321,6 +366,7 @@ pub async fn snapshot(
         members,
         vehicles: infos,
         measured_load_w,
+        fixed,
     })
 }
 

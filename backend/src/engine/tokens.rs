@@ -122,7 +122,11 @@ async fn push_one(engine: &Engine, party: &Party, base: &str, user: &Undelivered
         identity.country_code, identity.party_id, user.token_uid
     );
     let body = token_object(identity, &user.token_uid, user.created_at);
-    let error = match put_ocpi(&engine.http, &url, &party.token_b, &body).await {
+    let route = crate::outbound::Route {
+        from: (&identity.country_code, &identity.party_id),
+        to: (&party.country_code, &party.party_id),
+    };
+    let error = match put_ocpi(&engine.http, &url, &party.token_b, route, &body).await {
         Attempt::Sent(_) => None,
         Attempt::Retry(e) | Attempt::Fatal(e) => Some(e),
     };

@@ -87,3 +87,20 @@ impl From<sqlx::Error> for IngestError {
 
 /// Result alias of the ingestion layer.
 pub type IngestResult<T> = Result<T, IngestError>;
+
+/// What a `PUT` did: OCPI answers HTTP 201 for an object it did not have and 200 for an update
+/// (OCPI 2.2.1 status codes: "201 Created when the object has been newly created").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The object is new.
+    Created,
+    /// An object with this id was stored already and is replaced (or patched).
+    Updated,
+}
+
+impl Written {
+    /// `Created` if nothing was stored before.
+    pub fn new_if(existed: bool) -> Self {
+        if existed { Self::Updated } else { Self::Created }
+    }
+}

@@ -20,6 +20,7 @@
 //! another (`SQLITE_BUSY` cannot happen). Code must therefore never hold a connection or a
 //! transaction while acquiring another one; every function here takes the connection it uses.
 
+pub mod active_profiles;
 pub mod bills;
 pub mod groups;
 pub mod leases;

@@ -35,6 +35,10 @@ pub struct TokenGrant {
     /// The `(country_code, party_id)` of every role the party registered: the only codes it may
     /// write objects under.
     pub party_codes: Vec<(String, String)>,
+    /// Whether the party registered the `HUB` role: a hub forwards the objects of the parties
+    /// behind it, which it names in the `OCPI-from-*` routing headers (see
+    /// [`claim_code_for_hub`]).
+    pub hub: bool,
 }
 
 impl TokenGrant {
@@ -211,10 +215,16 @@ pub async fn find_token(conn: &mut Conn, token: &str) -> StoreResult<Option<Toke
     .fetch_optional(conn)
     .await?;
     row.map(|r| {
-        let party_codes = match &r.roles {
-            Some(roles) => role_codes(&from_json(roles, "ocpi_parties.roles")?),
-            None => Vec::new(),
+        let roles = match &r.roles {
+            Some(roles) => from_json(roles, "ocpi_parties.roles")?,
+            None => serde_json::Value::Null,
         };
+        let party_codes = role_codes(&roles);
+        let hub = roles
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r.get("role").and_then(serde_json::Value::as_str) == Some("HUB"));
         Ok(TokenGrant {
             kind: if r.kind == "credentials" {
                 TokenKind::Credentials
@@ -223,6 +233,7 @@ pub async fn find_token(conn: &mut Conn, token: &str) -> StoreResult<Option<Toke
             },
             party_row: r.party_row,
             party_codes,
+            hub,
         })
     })
     .transpose()
@@ -479,4 +490,29 @@ pub async fn party_of_codes(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(r,)| r))
+}
+
+/// A party code that a hub forwards objects for (`OCPI-from-*`), claimed for the hub: the code
+/// becomes the hub's in `party_codes` unless a party already holds it. Returns whether the code
+/// is the hub's now. So a hub can never act under the codes of a party registered directly (or
+/// through another hub), and the ownership checks stay those of `party_codes`. A hub's claims go
+/// with its codes when it registers again or unregisters, and are claimed again by its next
+/// request.
+pub async fn claim_code_for_hub(
+    conn: &mut Conn,
+    hub_row: i64,
+    country_code: &str,
+    party_id: &str,
+) -> StoreResult<bool> {
+    let (cc, pid) = (country_code.to_ascii_uppercase(), party_id.to_ascii_uppercase());
+    sqlx::query(
+        "INSERT INTO party_codes (country_code, party_id, party_row) VALUES ($1, $2, $3) \
+         ON CONFLICT (country_code, party_id) DO NOTHING",
+    )
+    .bind(&cc)
+    .bind(&pid)
+    .bind(hub_row)
+    .execute(&mut *conn)
+    .await?;
+    Ok(party_of_codes(conn, &cc, &pid).await? == Some(hub_row))
 }

@@ -234,6 +234,9 @@ pub struct StoredSetpoint {
     pub response: Option<String>,
     /// The CPO's asynchronous result (JSON), when received.
     pub result: Option<String>,
+    /// How often the CPO asked it to wait (`TOO_OFTEN`, `UNKNOWN_SESSION`), with the back-off
+    /// of the set-points it superseded.
+    pub deferrals: i64,
 }
 
 #[derive(FromRow)]
@@ -250,6 +253,7 @@ struct SetpointRow {
     attempts: i64,
     response: Option<String>,
     result: Option<String>,
+    deferrals: i64,
 }
 
 impl TryFrom<SetpointRow> for StoredSetpoint {
@@ -270,16 +274,26 @@ impl TryFrom<SetpointRow> for StoredSetpoint {
             attempts: r.attempts,
             response: r.response,
             result: r.result,
+            deferrals: r.deferrals,
         })
     }
 }
 
 const SETPOINT_COLUMNS: &str = "id, group_id, timestep, session_row, session_id, owner_party, \
-    power_w, profile, status, attempts, response, result";
+    power_w, profile, status, attempts, response, result, deferrals";
 
 /// Stores a set-point as `pending`; older pending set-points of the same session are
 /// superseded (only the newest profile is worth sending).
+///
+/// The new one inherits the back-off of the ones it supersedes (see [`defer`]).
 pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> StoreResult<()> {
+    let (not_before, deferrals): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT MAX(not_before), MAX(deferrals) FROM setpoints
+         WHERE session_row = $1 AND status = 'pending'",
+    )
+    .bind(s.session_row)
+    .fetch_one(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE setpoints SET status = 'superseded', updated_at = $2
          WHERE session_row = $1 AND status = 'pending'",
@@ -290,8 +304,8 @@ pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> S
     .await?;
     sqlx::query(
         "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
-             power_w, profile, status, attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8)
+             power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $9, $10)
          ON CONFLICT (group_id, timestep, session_row) DO NOTHING",
     )
     .bind(s.group_id)
@@ -302,17 +316,21 @@ pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> S
     .bind(s.power_w)
     .bind(to_json(&s.profile))
     .bind(now)
+    .bind(not_before.unwrap_or(0))
+    .bind(deferrals.unwrap_or(0))
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Pending set-points, oldest first.
-pub async fn pending(conn: &mut Conn, limit: i64) -> StoreResult<Vec<StoredSetpoint>> {
+/// Pending set-points due at `now` (not backing off), oldest first.
+pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<StoredSetpoint>> {
     let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE status = 'pending' ORDER BY id LIMIT $1"
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE status = 'pending' AND not_before <= $2
+         ORDER BY id LIMIT $1"
     )))
     .bind(limit)
+    .bind(now)
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(StoredSetpoint::try_from).collect()
@@ -359,7 +377,9 @@ pub async fn record_attempt(
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE setpoints SET status = $2, attempts = $3, response = COALESCE($4, response),
-             error = $5, updated_at = $6 WHERE id = $1",
+             error = $5, updated_at = $6,
+             sent_at = CASE WHEN $4 IS NULL THEN sent_at ELSE $6 END
+         WHERE id = $1",
     )
     .bind(id)
     .bind(status)
@@ -370,6 +390,92 @@ pub async fn record_attempt(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Leaves set-point `id` pending after an answer that asks to wait (`TOO_OFTEN`, or
+/// `UNKNOWN_SESSION` while the CPO may not have the session yet), not to be sent before
+/// `not_before`; counts the deferral. Returns the deferrals so far.
+pub async fn defer(
+    conn: &mut Conn,
+    id: i64,
+    attempts: i64,
+    not_before: i64,
+    response: &str,
+    error: &str,
+    now: i64,
+) -> StoreResult<i64> {
+    let (deferrals,): (i64,) = sqlx::query_as(
+        "UPDATE setpoints SET status = 'pending', attempts = $2, response = $3, error = $4,
+             not_before = $5, deferrals = deferrals + 1, updated_at = $6, sent_at = $6
+         WHERE id = $1 RETURNING deferrals",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(response)
+    .bind(error)
+    .bind(not_before)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(deferrals)
+}
+
+/// Set-points the CPO took (`sent`) that evflex has not yet asked about the profile in force
+/// (GET ActiveChargingProfile), oldest first: `(set-point, when the CPO answered it)`.
+pub async fn sent_unqueried(
+    conn: &mut Conn,
+    limit: i64,
+) -> StoreResult<Vec<(StoredSetpoint, Option<i64>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        setpoint: SetpointRow,
+        sent_at: Option<i64>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETPOINT_COLUMNS}, sent_at FROM setpoints
+         WHERE status = 'sent' AND active_queried_at IS NULL ORDER BY id LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| Ok((StoredSetpoint::try_from(r.setpoint)?, r.sent_at)))
+        .collect()
+}
+
+/// Notes that evflex asked the CPO for the profile in force behind set-point `id`.
+pub async fn mark_active_queried(conn: &mut Conn, id: i64, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE setpoints SET active_queried_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The CPO reported a profile in force for `session_row` whose limit is `limit_w` (W): the
+/// newest set-point of the session, if the CPO took it (`sent`) and the limit in force is no
+/// higher than the set-point's (with `tolerance_w`), is `in_force`. Returns whether one was.
+pub async fn confirm_in_force(
+    conn: &mut Conn,
+    session_row: i64,
+    limit_w: i64,
+    tolerance_w: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE setpoints SET status = 'in_force', updated_at = $4
+         WHERE id = (SELECT MAX(id) FROM setpoints WHERE session_row = $1)
+           AND status = 'sent' AND $2 <= power_w + $3",
+    )
+    .bind(session_row)
+    .bind(limit_w)
+    .bind(tolerance_w)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
 }
 
 /// Stores the CPO's asynchronous result for its own set-point `id` (sent to `owner_party`),
@@ -409,6 +515,30 @@ pub struct ProfileState {
     pub power_w: i64,
     /// When its state last changed (Unix seconds).
     pub updated_at: i64,
+    /// Not sent again before (Unix seconds; the CPO asked to wait).
+    pub not_before: i64,
+    /// When the CPO last answered it (Unix seconds).
+    pub sent_at: Option<i64>,
+    /// The CPO's synchronous answer (JSON), when sent: its `timeout` says how long the result
+    /// may take.
+    pub response: Option<String>,
+}
+
+const PROFILE_STATE_COLUMNS: &str =
+    "status, error, power_w, updated_at, not_before, sent_at, response";
+
+/// The newest set-point of a session (by session row), in any group.
+pub async fn last_profile_of_session(
+    conn: &mut Conn,
+    session_row: i64,
+) -> StoreResult<Option<ProfileState>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PROFILE_STATE_COLUMNS} FROM setpoints
+         WHERE session_row = $1 ORDER BY id DESC LIMIT 1"
+    )))
+    .bind(session_row)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// The newest set-point of a session in a group, if any.
@@ -417,10 +547,10 @@ pub async fn last_profile(
     group_id: i64,
     session_id: &str,
 ) -> StoreResult<Option<ProfileState>> {
-    Ok(sqlx::query_as(
-        "SELECT status, error, power_w, updated_at FROM setpoints
-         WHERE group_id = $1 AND session_id = $2 ORDER BY id DESC LIMIT 1",
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PROFILE_STATE_COLUMNS} FROM setpoints
+         WHERE group_id = $1 AND session_id = $2 ORDER BY id DESC LIMIT 1"
+    )))
     .bind(group_id)
     .bind(session_id)
     .fetch_optional(conn)

@@ -171,7 +171,7 @@ async fn set_points_and_rerun(
     let (status, body) = app
         .cpo(Method::POST, &path, Some(&json!({"result": "MAYBE"})))
         .await;
-    assert_eq!((status, body["status_code"].as_i64()), (400, Some(2001)));
+    assert_eq!((status, body["status_code"].as_i64()), (200, Some(2001)));
 
     // Re-running the same timestep is a no-op: both groups are committed, by this replica.
     let again = app.tick().await;
@@ -572,8 +572,8 @@ async fn sqlite_ticks_record_the_lease_without_row_locks() {
 }
 
 /// The status of a set-point follows what the CPO answered: `REJECTED` is given up with the
-/// reason, `TOO_OFTEN` stays pending for the next round, `ACCEPTED` is sent, and the
-/// asynchronous result decides whether it is in force.
+/// reason, shown in the cockpit, and the session is then planned at its draw without further
+/// profiles (its charge point is not controlled).
 #[tokio::test]
 async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
     let mut app = spawn_app().await;
@@ -604,7 +604,7 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
         (0, 2, 2),
         "{report:?}"
     );
-    let (_, status, error) = status_of("S3").await;
+    let (id_rejected, status, error) = status_of("S3").await;
     assert_eq!(
         (status.as_str(), error.as_deref()),
         ("rejected", Some("the CPO answered REJECTED"))
@@ -621,8 +621,67 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
     assert_eq!(e3["profile"]["status"], "rejected", "{e3}");
     assert_eq!(e3["profile"]["reason"], "the CPO answered REJECTED");
 
-    // The next tick plans again; the CPO is busy: the set-points wait for the next round.
+    assert_eq!(e3["profile"]["controlled"], false, "{e3}");
+
+    // REJECTED is final for the session: the next tick plans E3 at its draw (no meter value
+    // came, so its full rating) as fixed load, sends it nothing, and plans the rest around it.
     app.clock.advance(900);
+    let puts = cpo.log.lock().unwrap().profiles.len();
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    assert_eq!(
+        status_of("S3").await,
+        (id_rejected, "rejected".to_owned(), Some("the CPO answered REJECTED".to_owned())),
+        "no new set-point for a session whose CPO refused its profile"
+    );
+    let rated = e3["rated_power_w"].as_i64().unwrap();
+    let mut conn = app.state.db.conn().await.unwrap();
+    let ts = evflex::domain::timestep_of(T0 + 900, 900) as i64;
+    let stored = evflex::store::schedules::get(&mut conn, 2, ts)
+        .await
+        .unwrap()
+        .expect("group 2 planned");
+    drop(conn);
+    assert_eq!(stored.inputs["other_load_w"][0], rated, "E3 at its full draw");
+    let s3 = vid(&app, "S3").await;
+    assert!(
+        !stored.inputs["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == s3.as_str()),
+        "S3 is no vehicle of the plan"
+    );
+    let profiles = cpo.log.lock().unwrap().profiles.clone();
+    assert!(
+        profiles[puts..].iter().all(|(s, _)| s != "S3" && s != "S1"),
+        "{profiles:?}"
+    );
+}
+
+/// `TOO_OFTEN` leaves a set-point pending and backs off: not sent before 60 s, then 120 s, …;
+/// a newer set-point of the session keeps the back-off. The asynchronous result then decides
+/// whether the profile is in force. `UNKNOWN_SESSION` is tried three times, then given up.
+#[tokio::test]
+async fn too_often_backs_off_and_unknown_session_is_given_up_after_three_tries() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    let state_of = |session: &'static str| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            sqlx::query_as::<_, (i64, String, Option<String>, i64)>(
+                "SELECT id, status, error, not_before FROM setpoints WHERE session_id = $1
+                 ORDER BY id DESC",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let engine = &app.state.engine;
     cpo.log.lock().unwrap().answer = Some("TOO_OFTEN");
     let report = app.tick().await;
     assert_eq!(
@@ -630,28 +689,85 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
         (2, 0),
         "{report:?}"
     );
-    let (id, status, error) = status_of("S3").await;
+    let (id, status, error, not_before) = state_of("S3").await;
     assert_eq!(status, "pending");
     assert!(error.unwrap().contains("TOO_OFTEN"));
+    assert_eq!(not_before, T0 + 60);
+    // Within the back-off nothing is sent.
+    let puts = cpo.log.lock().unwrap().profiles.len();
+    let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
+    assert_eq!((delivery.sent, delivery.deferred), (0, 0), "{delivery:?}");
+    assert_eq!(cpo.log.lock().unwrap().profiles.len(), puts);
+    // After it, tried again; a second TOO_OFTEN doubles the wait.
+    app.clock.advance(61);
+    let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
+    assert_eq!(delivery.deferred, 2, "{delivery:?}");
+    assert_eq!(state_of("S3").await.3, T0 + 61 + 120);
+    // A new plan's set-point for the session inherits the back-off.
+    let (row,): (i64,) = sqlx::query_as("SELECT session_row FROM setpoints WHERE id = $1")
+        .bind(id)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let replan = evflex::store::schedules::SetpointRecord {
+        group_id: 2,
+        timestep: evflex::domain::timestep_of(T0, 900) as i64 + 1,
+        session_row: row,
+        session_id: "S3".to_owned(),
+        owner_party: Some(1),
+        power_w: 5_000,
+        profile: json!({"charging_rate_unit": "W", "charging_profile_period": [
+            {"start_period": 0, "limit": 5000.0}]}),
+    };
+    let mut conn = app.state.db.conn().await.unwrap();
+    evflex::store::schedules::insert_setpoint(&mut conn, &replan, T0 + 61)
+        .await
+        .unwrap();
+    drop(conn);
+    let (newest, status, _, not_before) = state_of("S3").await;
+    assert!(newest > id);
+    assert_eq!((status.as_str(), not_before), ("pending", T0 + 61 + 120));
 
-    // Next round it takes them; the asynchronous result puts one in force and refuses the other.
+    // The CPO takes them once the wait is over; the asynchronous result puts one in force and
+    // refuses the other.
     cpo.log.lock().unwrap().answer = None;
-    let delivery = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    app.clock.advance(121);
+    let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
     assert_eq!((delivery.sent, delivery.deferred), (2, 0), "{delivery:?}");
-    assert_eq!(status_of("S3").await.1, "sent");
-    let path = format!("/ocpi/2.2.1/chargingprofiles/{id}");
+    assert_eq!(state_of("S3").await.1, "sent");
+    let path = format!("/ocpi/2.2.1/chargingprofiles/{newest}");
     let (status, _) = app
         .cpo(Method::POST, &path, Some(&json!({"result": "ACCEPTED"})))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(status_of("S3").await.1, "in_force");
-    let (s1, _, _) = status_of("S1").await;
+    assert_eq!(state_of("S3").await.1, "in_force");
+    let all: Vec<(i64, String, String)> = sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    eprintln!("DEBUG {all:?} newest={newest}");
+    let (s1, _, _, _) = state_of("S1").await;
     let path = format!("/ocpi/2.2.1/chargingprofiles/{s1}");
     let (status, _) = app
         .cpo(Method::POST, &path, Some(&json!({"result": "UNKNOWN"})))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(status_of("S1").await.1, "rejected");
+    assert_eq!(state_of("S1").await.1, "rejected");
+
+    // UNKNOWN_SESSION: the CPO may learn of the session a moment later, so it is tried three
+    // times with the back-off, then given up.
+    app.clock.advance(900);
+    cpo.log.lock().unwrap().answer = Some("UNKNOWN_SESSION");
+    let report = app.tick().await;
+    assert_eq!(report.delivery.deferred, 1, "S3 (S1 was refused): {report:?}");
+    app.clock.advance(61);
+    let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
+    assert_eq!(delivery.deferred, 1, "{delivery:?}");
+    app.clock.advance(121);
+    let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
+    assert_eq!((delivery.deferred, delivery.rejected), (0, 1), "{delivery:?}");
+    let all: Vec<(i64, String, String)> = sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    eprintln!("DEBUG2 {all:?}");
+    let (_, status, error, _) = state_of("S3").await;
+    assert_eq!(status, "rejected");
+    assert!(error.unwrap().contains("UNKNOWN_SESSION 3 times"));
 }
 
 /// A set-point without a profile clears the one evflex set: OCPI ClearProfile, a `DELETE` of

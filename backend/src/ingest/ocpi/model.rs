@@ -578,6 +578,86 @@ pub struct ChargingProfileResult {
     pub result: ChargingProfileResultType,
 }
 
+/// OCPI `ChargingRateUnit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChargingRateUnit {
+    /// Watts.
+    W,
+    /// Amperes (per phase).
+    A,
+}
+
+impl ChargingRateUnit {
+    /// `W` or `A`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::W => "W",
+            Self::A => "A",
+        }
+    }
+}
+
+/// OCPI `ChargingProfilePeriod`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChargingProfilePeriod {
+    /// Start of the period, seconds from the profile's start.
+    pub start_period: i64,
+    /// The limit, in the profile's `charging_rate_unit`.
+    pub limit: f64,
+}
+
+/// OCPI `ChargingProfile` (as a CPO reports one in force).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ChargingProfile {
+    /// Start of the profile, if absolute.
+    pub start_date_time: Option<DateTime>,
+    /// Duration (s).
+    pub duration: Option<i64>,
+    /// Unit of the limits.
+    pub charging_rate_unit: ChargingRateUnit,
+    /// Minimum charging rate.
+    pub min_charging_rate: Option<f64>,
+    /// The periods, in order of `start_period`.
+    #[serde(default)]
+    pub charging_profile_period: Vec<ChargingProfilePeriod>,
+}
+
+/// OCPI `ActiveChargingProfile`: the profile in force at a charge point, sent by the CPO when it
+/// changes (`PUT`) or as the answer to evflex's `GET`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ActiveChargingProfile {
+    /// When the profile's periods start.
+    pub start_date_time: DateTime,
+    /// The profile.
+    pub charging_profile: ChargingProfile,
+}
+
+impl ActiveChargingProfile {
+    /// The limit in force at `now` (Unix s): that of the last period started by then, unless
+    /// the profile is over (`duration`) or has not begun.
+    pub fn limit_at(&self, now: i64) -> Option<f64> {
+        let elapsed = now - self.start_date_time.0;
+        let p = &self.charging_profile;
+        if elapsed < 0 || p.duration.is_some_and(|d| elapsed >= d) {
+            return None;
+        }
+        p.charging_profile_period
+            .iter()
+            .filter(|period| period.start_period <= elapsed)
+            .max_by_key(|period| period.start_period)
+            .map(|period| period.limit)
+    }
+}
+
+/// OCPI `ActiveChargingProfileResult`: the CPO's asynchronous answer to a `GET`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ActiveChargingProfileResult {
+    /// Result.
+    pub result: ChargingProfileResultType,
+    /// The profile in force, when `ACCEPTED`.
+    pub profile: Option<ActiveChargingProfile>,
+}
+
 /// Parses JSON into `T`, naming the offending field (`evses[0].status: unknown variant …`).
 pub fn parse<T: de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {

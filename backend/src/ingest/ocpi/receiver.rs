@@ -9,7 +9,7 @@
 use super::model::{self, Cdr, Connector, Evse, Location, Session, SessionPatch, parse};
 use crate::domain::WattHours;
 use crate::domain::bounds;
-use crate::ingest::{IngestError, IngestResult, assets};
+use crate::ingest::{IngestError, IngestResult, Written, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
 use crate::store::sessions::{self, CdrRecord, KeyedPatch, PatchQueue, SessionRecord};
 use crate::store::{Conn, Db, users};
@@ -274,7 +274,7 @@ pub async fn write_location_object(
     body: Value,
     is_patch: bool,
     now: i64,
-) -> IngestResult<()> {
+) -> IngestResult<Written> {
     let location_id = target.location_id.as_str();
     match (target.evse_uid.as_deref(), target.connector_id.as_deref()) {
         (None, _) => write_location_level(db, origin, location_id, body, is_patch, now).await,
@@ -335,9 +335,12 @@ async fn write_location_level(
     body: Value,
     is_patch: bool,
     now: i64,
-) -> IngestResult<()> {
+) -> IngestResult<Written> {
     let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
     let mut tx = db.begin().await?;
+    let existed = locations::get_location(&mut tx, cc, pid, location_id)
+        .await?
+        .is_some();
     let stored = async |conn: &mut Conn| {
         let stored = locations::get_location(conn, cc, pid, location_id)
             .await?
@@ -352,7 +355,7 @@ async fn write_location_level(
     let (loc, raw) = incoming(&mut tx, body, is_patch, "Location", stored, check).await?;
     write_location(&mut tx, origin, &loc, raw, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Written::new_if(existed))
 }
 
 /// A whole EVSE (of a stored location), or some fields of a stored one.
@@ -365,9 +368,12 @@ async fn write_evse_level(
     body: Value,
     is_patch: bool,
     now: i64,
-) -> IngestResult<()> {
+) -> IngestResult<Written> {
     let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
     let mut tx = db.begin().await?;
+    let existed = locations::get_evse(&mut tx, cc, pid, evse_uid)
+        .await?
+        .is_some_and(|e| e.record.location_id == location_id);
     let stored = async |conn: &mut Conn| {
         let (stored, connectors) = load_evse(conn, origin, location_id, evse_uid).await?;
         Ok(evse_json(&stored, &connectors))
@@ -383,7 +389,7 @@ async fn write_evse_level(
     }
     write_evse(&mut tx, cc, pid, location_id, &evse, raw, now).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(Written::new_if(existed))
 }
 
 async fn load_evse(
@@ -414,7 +420,7 @@ async fn write_connector(
     body: Value,
     is_patch: bool,
     now: i64,
-) -> IngestResult<()> {
+) -> IngestResult<Written> {
     let incoming = object(body, "Connector")?;
     if is_patch {
         require_last_updated(&incoming)?;
@@ -440,6 +446,7 @@ async fn write_connector(
     let connector: Connector =
         parse(Value::Object(new_connector.clone())).map_err(IngestError::Invalid)?;
     same("id", &connector.id, connector_id)?;
+    let written = Written::new_if(position.is_some());
     match position {
         Some(i) => raw_connectors[i] = Value::Object(new_connector),
         None => raw_connectors.push(Value::Object(new_connector)),
@@ -458,7 +465,7 @@ async fn write_connector(
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(written)
 }
 
 /// `GET` of a stored location (with EVSEs and connectors), EVSE or connector.
@@ -571,7 +578,7 @@ pub async fn put_session(
     origin: &Origin,
     session_id: &str,
     body: Value,
-) -> IngestResult<()> {
+) -> IngestResult<Written> {
     let s: Session = parse(body.clone()).map_err(IngestError::Invalid)?;
     same("country_code", &s.country_code, &origin.country_code)?;
     same("party_id", &s.party_id, &origin.party_id)?;
@@ -600,6 +607,9 @@ pub async fn put_session(
             open.record.status
         )));
     }
+    let existed = sessions::get(&mut tx, &origin.country_code, &origin.party_id, &s.id)
+        .await?
+        .is_some();
     let row = sessions::upsert(&mut tx, &record).await?;
     if let Some(user) = users::by_token_uid(&mut tx, &record.token_uid).await? {
         let stored = sessions::get_by_row(&mut tx, row).await?;
@@ -608,7 +618,7 @@ pub async fn put_session(
         }
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Written::new_if(existed))
 }
 
 /// `PATCH /sessions/{cc}/{party}/{session_id}`: validated here, then applied by the
