@@ -25,7 +25,9 @@ OCPI 2.2.1 itself, the schema field is replaced, before the app is built, by the
 specification defines, and nothing else. Each correction names the specification's text; the
 tests check separately that evflex's real bodies fail the uncorrected library schema at exactly
 those fields and nowhere else (tests/ocpi-peer/test_conformance.py), so a correction can
-neither hide an evflex defect nor outlive a library fix unnoticed.
+neither hide an evflex defect nor outlive a library fix unnoticed. OCPI_PEER_NO_SPEC_CORRECTIONS=1
+runs with the library exactly as shipped (then the envelope check refuses evflex's first answer
+without `data`, and the flow stops there).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import secrets
 import socket
@@ -75,7 +78,7 @@ from pydantic.fields import ModelField  # noqa: E402
 import py_ocpi  # noqa: E402
 from py_ocpi import get_application  # noqa: E402
 from py_ocpi.core.authentication.authenticator import Authenticator  # noqa: E402
-from py_ocpi.core.config import settings  # noqa: E402
+from py_ocpi.core.config import logger as library_logger, settings  # noqa: E402
 from py_ocpi.core.data_types import CiString, Number  # noqa: E402
 from py_ocpi.core.enums import Action, ModuleID, RoleEnum  # noqa: E402
 from py_ocpi.core.schemas import OCPIResponse  # noqa: E402
@@ -96,6 +99,8 @@ from py_ocpi.modules.tokens.v_2_2_1.schemas import AuthorizationInfo, Token  # n
 from py_ocpi.modules.versions.enums import VersionNumber  # noqa: E402
 
 LIBRARY_VERSION = py_ocpi.__version__
+# The library logs every request at INFO on its own handler; its warnings are enough here.
+logging.getLogger(library_logger.name).setLevel(logging.WARNING)
 
 # --- spec corrections -------------------------------------------------------------------------
 

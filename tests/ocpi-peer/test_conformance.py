@@ -404,6 +404,33 @@ def planned_wh(body: dict, until_s: int) -> float:
                for p, end in zip(periods, bounds))
 
 
+# --- the harness can fail ----------------------------------------------------------------------
+
+
+def test_the_cpo_records_what_the_library_refuses(cpo_server):
+    """Without evflex: a ChargingProfile PUT the library's schema refuses (unknown
+    charging_rate_unit, a period without limit) is recorded as not validated, with the
+    library's errors, so the checks on evflex's requests can fail."""
+    cpo.reset()
+    token = secrets.token_hex(8)
+    cpo.STATE.tokens_c.add(token)
+    cpo.STATE.sessions["S-9"] = {"id": "S-9"}
+    bad = {"charging_profile": {"charging_rate_unit": "kW",
+                                "charging_profile_period": [{"start_period": 0}]},
+           "response_url": "http://127.0.0.1:9/ocpi/2.2.1/chargingprofiles/1"}
+    r = httpx.put(f"{cpo.BASE}/ocpi/cpo/2.2.1/chargingprofiles/S-9", json=bad,
+                  headers={"Authorization": f"Token {b64(token)}"})
+    assert r.status_code == 422, r.text
+    (ex,) = exchanges("PUT", "/chargingprofiles/S-9")
+    assert not ex.validated
+    locs = {e["loc"] for e in ex.validation_errors}
+    assert ("body", "charging_profile", "charging_rate_unit") in locs, locs
+    assert ("body", "charging_profile", "charging_profile_period", 0, "limit") in locs, locs
+    with pytest.raises(AssertionError):
+        assert_validated(ex)
+    cpo.reset()
+
+
 # --- direction 1: the CPO registers with evflex -----------------------------------------------
 
 
@@ -687,10 +714,13 @@ class TestEvflexRegistersWithCpo:
         assert_only_library_deviations(Credentials, ex.body, "evflex's credentials POST")
         assert ex.body["url"] == f"{evflex.base}/ocpi/versions", ex.body
         # The library (the CPO) reads evflex's versions with the token in evflex's body before
-        # it answers: OCPI credentials.asciidoc, registration.
-        assert ex.status == 200 and ex.response.get("status_code") == 1000, (
-            f"the CPO's answer to evflex's credentials POST: HTTP {ex.status} {ex.response}; "
-            f"evflex: {out.stdout}{out.stderr}")
+        # it answers (OCPI 2.2.1 credentials.asciidoc, registration: the receiver of the POST
+        # fetches the sender's versions and endpoints with that token first): evflex must
+        # already accept the token it sends when it POSTs.
+        answer = ex.response if isinstance(ex.response, dict) else {}
+        ok = ex.status == 200 and answer.get("status_code") == 1000
+        assert ok, (f"the CPO's answer to evflex's credentials POST: HTTP {ex.status} {answer}; "
+                    f"evflex: {out.stdout}{out.stderr}")
         assert out.returncode == 0, f"evflex parties register failed: {out.stdout}{out.stderr}"
         assert token_a not in cpo.STATE.tokens_a
         (party,) = cpo.STATE.parties.values()
