@@ -483,6 +483,30 @@ class TestCpoRegistersWithEvflex:
                             "GET /ocpi/2.2.1/credentials", Credentials)
         assert ours["token"] == token_c
 
+    def test_credentials_put(self, evflex, world):
+        """The CPO updates its credentials (new token B'): evflex reads its endpoints with B'
+        and answers a new token C; the old token C stops working."""
+        token_c, details = require(world, "token_c", "details")
+        token_b2 = secrets.token_hex(16)
+        cpo.STATE.tokens_c.add(token_b2)
+        before = len(exchanges("GET", "/ocpi/versions"))
+        body = cpo.SchemaAdapter.credentials_adapter(cpo._our_credentials(token_b2)).dict()
+        ours = check_answer(
+            evflex.call("PUT", endpoint(details, "credentials", "RECEIVER"), ocpi=token_c, json=body),
+            "PUT /ocpi/2.2.1/credentials", Credentials)
+        assert ours["token"] != token_c, ours
+        again = exchanges("GET", "/ocpi/versions")[before:]
+        assert again and all(e.headers.get("authorization") == f"Token {b64(token_b2)}" for e in again), again
+        for ex in again:
+            assert_validated(ex)
+        old_party = cpo.STATE.parties.pop(next(iter(cpo.STATE.parties)))
+        cpo.STATE.parties[token_b2] = dict(old_party, ours=ours["token"], ours_presented_by_them=token_b2)
+        world.token_c = ours["token"]
+        # evflex's token cache may hold the old token C for up to 10 s (README): wait it out.
+        wait_for("the old token C to stop working",
+                 lambda: evflex.call("GET", "/ocpi/2.2.1/credentials", ocpi=token_c).status_code == 401,
+                 timeout=15)
+
     def test_user_token_pushed(self, evflex, world):
         require(world, "token_c")
         user = evflex.api("POST", "/api/v1/users", json={"name": "OCPI peer driver", "opted_in": True})
@@ -498,6 +522,11 @@ class TestCpoRegistersWithEvflex:
         # OCPI 2.2.1 mod_tokens: PUT {url}/{country_code}/{party_id}/{token_uid}[?type={type}]
         assert ex.path.upper().endswith(f"/{token['country_code']}/{token['party_id']}/{uid}".upper())
         assert "type=APP_USER" in ex.query, ex.query
+        # evflex's Tokens SENDER interface (GET /tokens) lists it, each item a library Token.
+        listed = check_answer(evflex.call("GET", endpoint(world.details, "tokens", "SENDER"),
+                                          ocpi=world.token_c),
+                              "GET /ocpi/2.2.1/tokens", Token, many=True)
+        assert uid in {t["uid"] for t in listed}, listed
 
     def test_location_put_and_get(self, evflex, world):
         token_c, details = require(world, "token_c", "details")
@@ -681,6 +710,16 @@ class TestCpoRegistersWithEvflex:
                      ("PUT", "chargingprofiles"), ("GET", "chargingprofiles"),
                      ("DELETE", "chargingprofiles")]:
             assert kind in kinds, f"evflex never made {kind}: {sorted(kinds)}"
+
+
+    def test_credentials_delete(self, evflex, world):
+        """Last: the CPO unregisters; its token C stops working."""
+        token_c, details = require(world, "token_c", "details")
+        check_answer(evflex.call("DELETE", endpoint(details, "credentials", "RECEIVER"), ocpi=token_c),
+                     "DELETE /ocpi/2.2.1/credentials")
+        wait_for("token C to stop working after the DELETE",
+                 lambda: evflex.call("GET", "/ocpi/2.2.1/credentials", ocpi=token_c).status_code == 401,
+                 timeout=15)
 
 
 class _Fake:
