@@ -37,7 +37,7 @@ from pydantic import ValidationError
 import cpo  # first: sets the library's settings, then imports it
 from py_ocpi.core.enums import ModuleID
 from py_ocpi.core.push import request_data
-from py_ocpi.modules.cdrs.v_2_2_1.schemas import Cdr
+from py_ocpi.modules.cdrs.v_2_2_1.schemas import Cdr, CdrToken
 from py_ocpi.modules.chargingprofiles.v_2_2_1.schemas import (
     ChargingProfileResponse,
     SetChargingProfile,
@@ -558,6 +558,40 @@ class TestCpoRegistersWithEvflex:
             "id": 1, "name": "Garage A", "country_code": cpo.COUNTRY, "party_id": cpo.PARTY,
             "capacity_w": 22_000, "other_load_w": 2_000, "evses": ["EVSE-1", "EVSE-2"],
             "pv_inverters": [{"id": "roof", "peak_w": 10_000}]}]})
+
+    def test_cistring_token_uid_in_any_case(self, evflex, world):
+        """OCPI 2.2.1: Token.uid and CdrToken.uid are CiString(36). With its default setting
+        the library stores the Token evflex pushes with its uid in lower case ("EVF0…" becomes
+        "evf0…", as its answer to the Token PUT shows), so a CPO built on it reports the
+        user's sessions with that uid. evflex must still know the session is the user's: the
+        user's charging request for it is taken."""
+        token_c, details = require(world, "token_c", "details")
+        user = evflex.api("POST", "/api/v1/users", json={"name": "OCPI peer driver 3", "opted_in": True})
+        uid = user["token_uid"]
+        ex = wait_for(f"evflex's Token PUT for {uid}", lambda: [
+            e for e in exchanges("PUT", "/ocpi/cpo/2.2.1/tokens/") if e.path.upper().endswith(uid)])[-1]
+        with cpo.lowercase_cistrings():
+            stored = cpo.SchemaAdapter.token_adapter(ex.body).dict()  # as the library keeps it
+            token = CdrToken(country_code=stored["country_code"], party_id=stored["party_id"],
+                             uid=stored["uid"], type=stored["type"],
+                             contract_id=stored["contract_id"]).dict()
+        assert token["uid"] == uid.lower(), token
+        at = iso(NOW)
+        url = f"{endpoint(details, 'sessions', 'RECEIVER')}/{cpo.COUNTRY}/{cpo.PARTY}/S-3"
+        body = session(uid, "ACTIVE", at, id="S-3", evse_uid="EVSE-2")
+        body["cdr_token"] = token
+        check_answer(evflex.call("PUT", url, ocpi=token_c, json=body), "PUT session S-3 (lower-case uid)")
+        try:
+            r = evflex.call("POST", "/api/v1/requests", bearer=user["token"], json={
+                "session_id": "S-3", "energy_kwh": 5, "departure": iso(NOW + 4 * 3600)})
+            assert r.status_code in (200, 201) and r.json().get("decision") in ("accepted", "rejected"), (
+                f"evflex did not give the user the session the CPO reported with cdr_token.uid "
+                f"{token['uid']!r} (the user's {uid!r} in lower case): POST /api/v1/requests: "
+                f"HTTP {r.status_code} {r.text}")
+        finally:
+            done = session(uid, "COMPLETED", at, id="S-3", evse_uid="EVSE-2", end_date_time=at)
+            done["cdr_token"] = token
+            check_answer(evflex.call("PUT", url, ocpi=token_c, json=done), "PUT session S-3 (COMPLETED)")
 
     def test_session_put_patch_get(self, evflex, world):
         token_c, details, user = require(world, "token_c", "details", "user")
