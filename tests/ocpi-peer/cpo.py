@@ -85,7 +85,6 @@ from py_ocpi.core.schemas import OCPIResponse  # noqa: E402
 from py_ocpi.modules.cdrs.v_2_2_1.schemas import Cdr, CdrLocation  # noqa: E402
 from py_ocpi.modules.chargingprofiles.v_2_2_1 import background_tasks  # noqa: E402
 from py_ocpi.modules.chargingprofiles.v_2_2_1.schemas import (  # noqa: E402
-    ActiveChargingProfile,
     ActiveChargingProfileResult,
     ChargingProfile,
     ChargingProfilePeriod,
@@ -277,7 +276,7 @@ STATE = CpoState()
 
 
 def reset() -> None:
-    global STATE
+    """A fresh state, in place (the app's interfaces hold the module's STATE)."""
     with STATE.lock:
         fresh = CpoState()
         for name in fresh.__dataclass_fields__:

@@ -9,10 +9,18 @@ is validated with the library's response envelope (`OCPIResponse`) and the modul
 Two onboarding directions, each against a fresh evflex:
 
 - `TestCpoRegistersWithEvflex`: `evflex parties create-token-a`, the CPO reads evflex's versions
-  and POSTs its credentials; then the whole flow: the user's Token pushed to the CPO, Location
-  PUT, Session PUT and PATCH, a charging request, a tick, evflex's ChargingProfile PUT (and its
-  result back), the ActiveChargingProfile GET of a profile whose result never came, CDR POST.
-- `TestEvflexRegistersWithCpo`: the CPO issues a token A, `evflex parties register`.
+  and POSTs its credentials (then GET, and PUT with a new token); then the whole flow: the
+  user's Token pushed to the CPO (and listed by evflex's Tokens sender), Location PUT and GET,
+  CiStrings in lower case (ids, and the user's token uid as the library stores it), Session
+  PUT, PATCH and GET, a charging request, a tick, evflex's ChargingProfile PUT (its limits and
+  energy checked; the library's ChargingProfileResult back), the ActiveChargingProfile GET of
+  a profile whose result never came (and the library's result back), CDR POST and GET, the
+  ClearProfile DELETE of a no-longer-curtailed session of a user who did not opt in, and last
+  the credentials DELETE.
+- `TestEvflexRegistersWithCpo`: the CPO issues a token A, `evflex parties register`; evflex then
+  calls the CPO with the token the CPO answered, and the CPO calls evflex with its own.
+
+A first test, without evflex, shows that the CPO records a request the library refuses.
 
 Where the library's schemas contradict OCPI 2.2.1 itself, cpo.SPEC_CORRECTIONS replaces exactly
 those fields by the specification's; each use is checked: the body must fail the library's
