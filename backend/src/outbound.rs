@@ -213,6 +213,16 @@ impl Outbound {
         what: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), OutboundError> {
+        let answer = self.fetch(what, request).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// [`Outbound::send`], keeping the answer's headers (pagination: `Link`, `X-Total-Count`).
+    pub async fn fetch(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer, OutboundError> {
         let failed = |e: reqwest::Error| {
             tracing::info!(call = what, error = %e, "outbound call failed");
             OutboundError::Failed(if e.is_timeout() {
@@ -223,6 +233,7 @@ impl Outbound {
         };
         let mut response = request.send().await.map_err(failed)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -233,8 +244,47 @@ impl Outbound {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, body))
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
+}
+
+/// An answer read by [`Outbound::fetch`].
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: reqwest::StatusCode,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body (at most [`MAX_BODY_BYTES`]).
+    pub body: Vec<u8>,
+}
+
+/// The target of the `rel="next"` link of a `Link` header (RFC 8288; OCPI pagination), if any.
+pub fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            params
+                .split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .any(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("rel")
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r == "next")
+                })
+                .then(|| target.to_owned())
+        })
 }
 
 #[cfg(test)]
@@ -300,6 +350,38 @@ mod tests {
         let lax = Outbound::new(true).unwrap();
         assert!(lax.check("http://127.0.0.1:8080/ocpi/versions").is_ok());
         assert!(lax.check("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(next_link(&h), None);
+        h.append(
+            reqwest::header::LINK,
+            r#"<https://cpo.example/ocpi/sessions?offset=0>; rel="prev""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+        h.append(
+            reqwest::header::LINK,
+            r#"<https://cpo.example/ocpi/sessions?offset=50&limit=50>; rel="next", <https://x/>; rel=last"#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://cpo.example/ocpi/sessions?offset=50&limit=50")
+        );
+        let mut bare = reqwest::header::HeaderMap::new();
+        bare.insert(
+            reqwest::header::LINK,
+            "<https://cpo.example/next>; rel=next".parse().unwrap(),
+        );
+        assert_eq!(
+            next_link(&bare).as_deref(),
+            Some("https://cpo.example/next")
+        );
     }
 
     #[tokio::test]

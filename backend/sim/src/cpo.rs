@@ -4,6 +4,12 @@
 //! The receiver checks token B, records each session's latest profile and answers
 //! `ACCEPTED`; [`Profile::limit_at`] gives the limit in force at an instant, which is what the
 //! simulated charge point obeys.
+//!
+//! Like real CPO backends, it does not take every profile ([`Quirks`], on in the demo): some
+//! charge points' firmware cannot be smart-charged, so the CPO answers `REJECTED` to every
+//! profile for a session there (the car then draws what it wants), and its backend throttles,
+//! answering `TOO_OFTEN` to every n-th profile PUT (evflex backs off and sends it again). A
+//! profile that was not `ACCEPTED` is not in force: the car keeps its previous limit.
 
 use super::{SimError, SimResult};
 use axum::extract::{Path, State};
@@ -81,6 +87,45 @@ pub struct CpoInbox {
     pub received: HashMap<String, usize>,
     /// Requests refused for a wrong token.
     pub unauthorized: usize,
+    /// Profile PUTs answered per `ChargingProfileResponse` result (`ACCEPTED`, `TOO_OFTEN`,
+    /// `REJECTED`).
+    pub answers: std::collections::BTreeMap<&'static str, usize>,
+    /// Profile PUTs seen, for the throttle.
+    puts: usize,
+}
+
+/// How the simulated CPO departs from "accept every profile".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quirks {
+    /// One in this many sessions sits at a charge point that cannot be smart-charged: every
+    /// profile for it is `REJECTED` (0: none). The choice is a hash of the session id, so it is
+    /// the same in every run.
+    pub reject_one_in: u64,
+    /// Every n-th profile PUT is answered `TOO_OFTEN` (0: never).
+    pub too_often_every: usize,
+}
+
+impl Quirks {
+    /// Accepts every profile.
+    pub const NONE: Self = Self {
+        reject_one_in: 0,
+        too_often_every: 0,
+    };
+    /// The demo's CPO: one session in 12 at a charge point that rejects profiles, and every
+    /// 9th profile PUT throttled.
+    pub const DEMO: Self = Self {
+        reject_one_in: 12,
+        too_often_every: 9,
+    };
+
+    /// Whether every profile for `session_id` is rejected.
+    pub fn rejects(&self, session_id: &str) -> bool {
+        // FNV-1a: stable across runs and platforms (std's hasher is randomly seeded).
+        let hash = session_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.reject_one_in > 0 && hash % self.reject_one_in == 0
+    }
 }
 
 /// The running CPO server.
@@ -120,6 +165,7 @@ struct CpoState {
     base: String,
     token_b: String,
     inbox: Arc<Mutex<CpoInbox>>,
+    quirks: Quirks,
 }
 
 fn authorized(state: &CpoState, headers: &HeaderMap) -> bool {
@@ -196,11 +242,22 @@ async fn set_profile(
         );
     };
     let mut inbox = s.inbox.lock().unwrap_or_else(|p| p.into_inner());
-    *inbox.received.entry(session_id.clone()).or_default() += 1;
-    inbox.profiles.insert(session_id, profile);
+    inbox.puts += 1;
+    let result = if s.quirks.rejects(&session_id) {
+        "REJECTED"
+    } else if s.quirks.too_often_every > 0 && inbox.puts % s.quirks.too_often_every == 0 {
+        "TOO_OFTEN"
+    } else {
+        "ACCEPTED"
+    };
+    *inbox.answers.entry(result).or_default() += 1;
+    if result == "ACCEPTED" {
+        *inbox.received.entry(session_id.clone()).or_default() += 1;
+        inbox.profiles.insert(session_id, profile);
+    }
     (
         StatusCode::OK,
-        envelope(json!({"result": "ACCEPTED", "timeout": 30})),
+        envelope(json!({"result": result, "timeout": 30})),
     )
 }
 
@@ -222,8 +279,9 @@ async fn clear_profile(
     )
 }
 
-/// Starts the CPO server with token B `token_b`.
-pub async fn spawn(token_b: &str) -> SimResult<CpoServer> {
+/// Starts the CPO server with token B `token_b`, departing from "accept every profile" as
+/// `quirks` say.
+pub async fn spawn(token_b: &str, quirks: Quirks) -> SimResult<CpoServer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| SimError::Other(format!("binding the CPO server: {e}")))?;
@@ -236,6 +294,7 @@ pub async fn spawn(token_b: &str) -> SimResult<CpoServer> {
         base: address.clone(),
         token_b: token_b.to_owned(),
         inbox: inbox.clone(),
+        quirks,
     };
     let router = Router::new()
         .route("/ocpi/versions", get(versions))

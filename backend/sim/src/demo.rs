@@ -69,6 +69,11 @@ pub struct DemoArgs {
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// The simulated CPO accepts every profile. By default it behaves like real CPO backends:
+    /// one session in 12 is at a charge point that answers `REJECTED`, and every 9th profile
+    /// PUT is answered `TOO_OFTEN` (`evflex_sim::cpo::Quirks::DEMO`).
+    #[arg(long)]
+    pub cpo_accepts_all: bool,
     /// Folder for the plots (`report.html`).
     #[arg(long, default_value = "output/demo")]
     pub out: PathBuf,
@@ -100,6 +105,11 @@ impl DemoArgs {
                 .speed
                 .filter(|s| *s > 0.0)
                 .map(|s| Duration::from_secs_f64(900.0 / s)),
+            cpo_quirks: if self.cpo_accepts_all {
+                super::cpo::Quirks::NONE
+            } else {
+                super::cpo::Quirks::DEMO
+            },
             ..SimConfig::default()
         };
         cfg.demand = match &self.sessions_csv {

@@ -130,6 +130,9 @@ pub struct SimConfig {
     pub party_id: String,
     /// Wall-clock pause after each step (`evflex demo --speed`); `None`: as fast as possible.
     pub pace: Option<Duration>,
+    /// How the simulated CPO answers profiles ([`cpo::Quirks`]): it accepts every one by
+    /// default; the demo's CPO rejects some and throttles.
+    pub cpo_quirks: cpo::Quirks,
 }
 
 impl Default for SimConfig {
@@ -156,6 +159,7 @@ impl Default for SimConfig {
             country_code: "NL".to_owned(),
             party_id: "SIM".to_owned(),
             pace: None,
+            cpo_quirks: cpo::Quirks::NONE,
         }
     }
 }
@@ -183,6 +187,10 @@ pub struct TickFigures {
     pub setpoints_sent: usize,
     /// Set-points given up on.
     pub setpoints_failed: usize,
+    /// Of those, refused by the CPO (`REJECTED`, `NOT_SUPPORTED`, `UNKNOWN_SESSION`).
+    pub setpoints_rejected: usize,
+    /// Set-points the CPO answered `TOO_OFTEN` (sent again after a back-off).
+    pub setpoints_deferred: usize,
     /// Wall time of the tick (ms).
     pub duration_ms: f64,
 }
@@ -204,6 +212,8 @@ impl TickFigures {
             failed: count("failed"),
             setpoints_sent: n(&report["delivery"]["sent"]),
             setpoints_failed: n(&report["delivery"]["failed"]),
+            setpoints_rejected: n(&report["delivery"]["rejected"]),
+            setpoints_deferred: n(&report["delivery"]["deferred"]),
             duration_ms: report["duration_ms"].as_f64().unwrap_or(0.0),
         }
     }

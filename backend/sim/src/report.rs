@@ -255,6 +255,8 @@ pub struct Summary {
     pub uncontrolled_cost_eur: f64,
     /// Ticks, solves stored / failed, set-points sent / failed.
     pub ticks: (usize, usize, usize, usize, usize),
+    /// How the CPO answered evflex's profiles, and what evflex did about it.
+    pub profile_answers: ProfileAnswers,
     /// Mean tick time (ms).
     pub mean_tick_ms: f64,
     /// Meter readings and CDRs posted, calls refused.
@@ -265,6 +267,17 @@ pub struct Summary {
     pub chain: Option<ChainFigures>,
     /// Wall time (s).
     pub wall_s: f64,
+}
+
+/// How the CPO answered evflex's profile PUTs over the day, and what evflex did about it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileAnswers {
+    /// Answers per `ChargingProfileResponse` result, as the CPO counted them.
+    pub cpo: Vec<(String, usize)>,
+    /// Set-points evflex sent again after a `TOO_OFTEN` back-off.
+    pub deferred: usize,
+    /// Set-points evflex gave up on because the CPO refused them.
+    pub rejected: usize,
 }
 
 /// Per group and step of the day: the counterfactual EV load (W), and the energy it delivers
@@ -484,6 +497,15 @@ impl Summary {
                 t.setpoints_sent,
                 t.setpoints_failed,
             ),
+            profile_answers: ProfileAnswers {
+                cpo: rec
+                    .cpo_answers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                deferred: t.setpoints_deferred,
+                rejected: t.setpoints_rejected,
+            },
             mean_tick_ms: if t.ticks > 0 {
                 t.tick_ms / t.ticks as f64
             } else {
@@ -646,6 +668,19 @@ impl fmt::Display for Summary {
             "set-points sent / failed",
             format!("{sent} / {sp_failed}"),
         )?;
+        let a = &self.profile_answers;
+        if !a.cpo.is_empty() {
+            let answers: Vec<String> = a.cpo.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            row(f, "profile answers from the CPO", answers.join(" / "))?;
+            row(
+                f,
+                "  evflex backed off / gave up",
+                format!(
+                    "{} (TOO_OFTEN: sent again later) / {} (REJECTED: planned at measured draw)",
+                    a.deferred, a.rejected
+                ),
+            )?;
+        }
         let (mv, cdrs, errors) = self.posted;
         row(
             f,
@@ -691,6 +726,7 @@ mod tests {
             cost_eur: 1.5,
             uncontrolled_cost_eur: 2.0,
             ticks: (96, 96, 0, 40, 0),
+            profile_answers: ProfileAnswers::default(),
             mean_tick_ms: 12.0,
             posted: (5_760, 2, 0),
             extra: Vec::new(),

@@ -91,6 +91,10 @@ pub struct TickStats {
     pub setpoints_sent: usize,
     /// Set-points given up on.
     pub setpoints_failed: usize,
+    /// Of those, refused by the CPO.
+    pub setpoints_rejected: usize,
+    /// Set-points the CPO answered `TOO_OFTEN` (sent again after a back-off).
+    pub setpoints_deferred: usize,
     /// Wall time in ticks (ms).
     pub tick_ms: f64,
 }
@@ -120,6 +124,8 @@ pub struct SimRecord {
     pub cpo_token: String,
     /// Wall time of the run.
     pub wall: std::time::Duration,
+    /// The CPO's answers to evflex's profile PUTs, per `ChargingProfileResponse` result.
+    pub cpo_answers: std::collections::BTreeMap<&'static str, usize>,
 }
 
 struct Driver {
@@ -408,7 +414,8 @@ pub async fn run(
     let chain = target.setup(&price_rows, ts(cfg, first)).await?;
 
     // The CPO registers with evflex.
-    let server: CpoServer = cpo::spawn(&format!("sim-cpo-token-b-{}", cfg.seed)).await?;
+    let server: CpoServer =
+        cpo::spawn(&format!("sim-cpo-token-b-{}", cfg.seed), cfg.cpo_quirks).await?;
     let client = Client::new(target.base_url())?;
     let creds = json!({
         "token": server.token_b,
@@ -578,6 +585,8 @@ pub async fn run(
         stats.tick_ms += report.duration_ms;
         stats.setpoints_sent += report.setpoints_sent;
         stats.setpoints_failed += report.setpoints_failed;
+        stats.setpoints_rejected += report.setpoints_rejected;
+        stats.setpoints_deferred += report.setpoints_deferred;
         stats.solved += report.solved;
         stats.failed += report.failed;
         // 4. Charging.
@@ -673,12 +682,13 @@ pub async fn run(
             cdrs += 1;
         }
     }
-    {
+    let cpo_answers = {
         let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
         for v in &mut world.vehicles {
             v.profiles = inbox.received.get(&v.session_id).copied().unwrap_or(0);
         }
-    }
+        inbox.answers.clone()
+    };
     Ok(SimRecord {
         config: cfg.clone(),
         scenario: world.scenario,
@@ -691,5 +701,6 @@ pub async fn run(
         api_errors: world.errors,
         cpo_token,
         wall: started.elapsed(),
+        cpo_answers,
     })
 }

@@ -1,6 +1,8 @@
-//! OCPI 2.2.1 over HTTP: versions, credentials, the receiver interfaces of Locations,
-//! Sessions and CDRs, the eMSP's Tokens sender interface (evflex's users' tokens, see
-//! `engine::tokens`), plus the `response_url` for asynchronous charging-profile results.
+//! OCPI 2.2.1 and 2.3.0 over HTTP: versions, credentials, the receiver interfaces of
+//! Locations, Sessions and CDRs, the eMSP's Tokens sender interface (evflex's users' tokens,
+//! see `engine::tokens`), plus the `response_url` for asynchronous charging-profile results.
+//! Both versions are served side by side (`/ocpi/2.2.1/…`, `/ocpi/2.3.0/…`) by the same
+//! handlers; `ingest::ocpi::version` maps 2.3.0's wire differences to the internal model.
 //!
 //! Every response is the OCPI envelope (`data`, `status_code`, `status_message`, `timestamp`).
 //! `Authorization: Token <token>` carries the token base64-encoded as OCPI 2.2.1 specifies; a
@@ -8,13 +10,14 @@
 
 use crate::app::AppState;
 use crate::domain::{PartyKey, format_rfc3339};
-use crate::ingest::{IngestError, Written};
 use crate::ingest::ocpi::credentials::{self, Caller};
 use crate::ingest::ocpi::model::{
     ActiveChargingProfile, ActiveChargingProfileResult, ChargingProfileResult,
     ChargingProfileResultType, Endpoint, Version, VersionDetails, parse,
 };
+use crate::ingest::ocpi::version::{OcpiVersion, to_internal};
 use crate::ingest::ocpi::{self as receiver, LocationRef, Origin};
+use crate::ingest::{IngestError, Written};
 use crate::store::parties::{self, TokenGrant, TokenKind};
 use crate::store::{active_profiles, schedules};
 use axum::body::Bytes;
@@ -23,7 +26,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -191,7 +194,12 @@ pub async fn resolve_token(parts: &Parts, state: &AppState) -> Result<OcpiCaller
         }
         let mut conn = state.db.conn().await?;
         if let Some(grant) = parties::find_token(&mut conn, candidate).await? {
-            state.tokens.put(candidate, grant.clone());
+            // Only credentials tokens are cached: a registration token is used once, and the
+            // token C evflex lends a CPO during its own handshake becomes a credentials token
+            // in another process (`evflex parties register`) while this one serves.
+            if grant.kind == TokenKind::Credentials {
+                state.tokens.put(candidate, grant.clone());
+            }
             return Ok(OcpiCaller {
                 token: candidate.to_owned(),
                 grant,
@@ -400,72 +408,95 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 fn routes(state: AppState) -> Router<AppState> {
+    OcpiVersion::ALL.into_iter().fold(
+        Router::new().route("/ocpi/versions", get(versions)),
+        |router, version| router.merge(version_routes(state.clone(), version)),
+    )
+}
+
+/// One version's routes under `/ocpi/{version}`, each handler told the version (an
+/// [`Extension`]): 2.2.1 and 2.3.0 share the handlers, and [`to_internal`] maps what 2.3.0
+/// puts differently on the wire.
+fn version_routes(state: AppState, version: OcpiVersion) -> Router<AppState> {
+    let base = format!("/ocpi/{version}");
     Router::new()
-        .route("/ocpi/versions", get(versions))
-        .route("/ocpi/2.2.1", get(version_details))
+        .route(&base, get(version_details))
         .route(
-            "/ocpi/2.2.1/credentials",
+            &format!("{base}/credentials"),
             get(get_credentials)
                 .post(register)
                 .put(register)
                 .delete(delete_credentials),
         )
-        .merge(module_routes().layer(axum::middleware::from_fn_with_state(state, route_answer)))
+        .merge(
+            module_routes(&base).layer(axum::middleware::from_fn_with_state(state, route_answer)),
+        )
+        .layer(Extension(version))
 }
 
-/// The functional modules: routed (OCPI-from/to headers on every answer).
-fn module_routes() -> Router<AppState> {
+/// The functional modules under `base`: routed (OCPI-from/to headers on every answer).
+fn module_routes(base: &str) -> Router<AppState> {
     Router::new()
         .route(
-            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}",
+            &format!("{base}/locations/{{cc}}/{{pid}}/{{location_id}}"),
             get(get_location).put(write_location).patch(write_location),
         )
         .route(
-            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}",
+            &format!("{base}/locations/{{cc}}/{{pid}}/{{location_id}}/{{evse_uid}}"),
             get(get_location).put(write_location).patch(write_location),
         )
         .route(
-            "/ocpi/2.2.1/locations/{cc}/{pid}/{location_id}/{evse_uid}/{connector_id}",
+            &format!(
+                "{base}/locations/{{cc}}/{{pid}}/{{location_id}}/{{evse_uid}}/{{connector_id}}"
+            ),
             get(get_location).put(write_location).patch(write_location),
         )
         .route(
-            "/ocpi/2.2.1/sessions/{cc}/{pid}/{session_id}",
+            &format!("{base}/sessions/{{cc}}/{{pid}}/{{session_id}}"),
             get(get_session).put(write_session).patch(write_session),
         )
-        .route("/ocpi/2.2.1/tokens", get(list_tokens))
+        .route(&format!("{base}/tokens"), get(list_tokens))
         .route(
-            "/ocpi/2.2.1/tokens/{token_uid}/authorize",
+            &format!("{base}/tokens/{{token_uid}}/authorize"),
             post(authorize_token),
         )
-        .route("/ocpi/2.2.1/cdrs", post(post_cdr))
-        .route("/ocpi/2.2.1/cdrs/{cdr_id}", get(get_cdr))
+        .route(&format!("{base}/cdrs"), post(post_cdr))
+        .route(&format!("{base}/cdrs/{{cdr_id}}"), get(get_cdr))
         .route(
-            "/ocpi/2.2.1/chargingprofiles/{id}",
+            &format!("{base}/chargingprofiles/{{id}}"),
             post(post_charging_profile_result).put(put_active_charging_profile),
         )
         .route(
-            "/ocpi/2.2.1/chargingprofiles/{id}/active",
+            &format!("{base}/chargingprofiles/{{id}}/active"),
             post(post_active_profile_result),
         )
 }
 
+/// `GET /ocpi/versions`: every version evflex speaks, newest first.
 async fn versions(State(state): State<AppState>, _caller: OcpiCaller) -> Response {
-    let data = vec![Version {
-        version: "2.2.1".to_owned(),
-        url: format!("{}/ocpi/2.2.1", state.public_url),
-    }];
+    let data: Vec<Version> = OcpiVersion::ALL
+        .into_iter()
+        .map(|v| Version {
+            version: v.as_str().to_owned(),
+            url: format!("{}/ocpi/{v}", state.public_url),
+        })
+        .collect();
     ok(&state, Some(data))
 }
 
-async fn version_details(State(state): State<AppState>, _caller: OcpiCaller) -> Response {
-    let base = format!("{}/ocpi/2.2.1", state.public_url);
+async fn version_details(
+    State(state): State<AppState>,
+    Extension(version): Extension<OcpiVersion>,
+    _caller: OcpiCaller,
+) -> Response {
+    let base = format!("{}/ocpi/{version}", state.public_url);
     let endpoint = |identifier: &str, role: &str| Endpoint {
         identifier: identifier.to_owned(),
         role: role.to_owned(),
         url: format!("{base}/{identifier}"),
     };
     let data = VersionDetails {
-        version: "2.2.1".to_owned(),
+        version: version.as_str().to_owned(),
         endpoints: vec![
             endpoint("credentials", "SENDER"),
             endpoint("credentials", "RECEIVER"),
@@ -618,6 +649,7 @@ async fn get_session(
 
 async fn write_session(
     State(state): State<AppState>,
+    Extension(version): Extension<OcpiVersion>,
     party: RegisteredParty,
     method: Method,
     Path(path): Path<SessionPath>,
@@ -632,6 +664,7 @@ async fn write_session(
         &body,
         async |origin, body| {
             let id = path.session_id.as_str();
+            let body = to_internal(version, body);
             if method == Method::PATCH {
                 receiver::patch_session(&state.db, &state.session_patches, &origin, id, body)
                     .await
@@ -662,11 +695,12 @@ async fn session_group(state: &AppState, cc: &str, pid: &str, session_id: &str) 
 
 async fn post_cdr(
     State(state): State<AppState>,
+    Extension(version): Extension<OcpiVersion>,
     party: RegisteredParty,
     body: Bytes,
 ) -> Result<Response, OcpiError> {
     let result = async {
-        let body = json_body(&body)?;
+        let body = to_internal(version, json_body(&body)?);
         ensure_owned(&party, &body)?;
         let (_, _, id) = receiver::post_cdr(
             &state.db,
@@ -677,7 +711,7 @@ async fn post_cdr(
         )
         .await?;
         let mut headers = HeaderMap::new();
-        let location = format!("{}/ocpi/2.2.1/cdrs/{id}", state.public_url);
+        let location = format!("{}/ocpi/{version}/cdrs/{id}", state.public_url);
         if let Ok(v) = HeaderValue::from_str(&location) {
             headers.insert(axum::http::header::LOCATION, v);
         }
@@ -715,6 +749,7 @@ struct ListQuery {
 /// read it: a CPO needs every user's token to let them charge.
 async fn list_tokens(
     State(state): State<AppState>,
+    Extension(version): Extension<OcpiVersion>,
     _party: RegisteredParty,
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> Result<Response, OcpiError> {
@@ -750,7 +785,7 @@ async fn list_tokens(
     headers.insert("X-Limit", HeaderValue::from(limit));
     if next < total {
         let mut url = format!(
-            "{}/ocpi/2.2.1/tokens?offset={next}&limit={limit}",
+            "{}/ocpi/{version}/tokens?offset={next}&limit={limit}",
             state.public_url
         );
         for (name, v) in [("date_from", &q.date_from), ("date_to", &q.date_to)] {
@@ -773,6 +808,8 @@ async fn authorize_token(
     Path(token_uid): Path<String>,
 ) -> Result<Response, OcpiError> {
     let mut conn = state.db.conn().await?;
+    // A CiString: the CPO may spell the uid in any case; evflex issues it in upper case.
+    let token_uid = token_uid.to_ascii_uppercase();
     let user = match crate::store::users::is_issued_shape(&token_uid) {
         true => crate::store::users::by_token_uid(&mut conn, &token_uid).await?,
         false => None,
@@ -845,8 +882,8 @@ async fn put_active_charging_profile(
             break;
         }
     }
-    let session = session
-        .ok_or_else(|| OcpiError::new(StatusCode::NOT_FOUND, 2000, "unknown session"))?;
+    let session =
+        session.ok_or_else(|| OcpiError::new(StatusCode::NOT_FOUND, 2000, "unknown session"))?;
     let now = state.clock.now();
     let source = active_profiles::Source::Put;
     crate::engine::setpoints::record_active(
@@ -881,7 +918,11 @@ async fn post_active_profile_result(
         .await?
         .filter(|sp| sp.record.owner_party == Some(party.party_row))
         .ok_or_else(|| {
-            OcpiError::new(StatusCode::NOT_FOUND, 2000, format!("unknown set-point {id}"))
+            OcpiError::new(
+                StatusCode::NOT_FOUND,
+                2000,
+                format!("unknown set-point {id}"),
+            )
         })?;
     match (&result.result, &result.profile) {
         (ChargingProfileResultType::Accepted, Some(active)) => {

@@ -7,8 +7,8 @@
 //! layer (the `app` and `api` modules), so the arrows point one way: HTTP → engine → store.
 //!
 //! "Run one step" entry points: [`run_tick`] for a timestep,
-//! [`setpoints::deliver_pending`] for set-point delivery and [`tokens::push_pending`] for
-//! users' tokens. [`run_wall_clock`] calls `run_tick`
+//! [`setpoints::deliver_pending`] for set-point delivery, [`tokens::push_pending`] for
+//! users' tokens and [`sync::pull_all`] for what the CPOs pushed while evflex was down. [`run_wall_clock`] calls `run_tick`
 //! at every quarter hour; tests and the demo call it with a simulated clock.
 //!
 //! Several `evflex serve` replicas may share one PostgreSQL database: each runs the same tick,
@@ -22,6 +22,7 @@ pub mod plan;
 pub mod report;
 pub mod setpoints;
 pub mod snapshot;
+pub mod sync;
 pub mod tick;
 pub mod tokens;
 
@@ -121,12 +122,15 @@ pub fn seconds_to_next_step(now: i64) -> i64 {
     step - now.rem_euclid(step)
 }
 
-/// Runs a tick for the current quarter hour at once (catching up after a restart; idempotent),
-/// then one at every quarter hour of `engine.clock`, until `shutdown` resolves. Every replica
+/// Pulls the CPOs' sender interfaces ([`sync::pull_all`]) and runs a tick for the current
+/// quarter hour at once (catching up after a restart; idempotent), then both at every quarter hour of `engine.clock`, until `shutdown` resolves. Every replica
 /// runs this loop; group leases split each tick's groups between them.
 pub async fn run_wall_clock(engine: Engine, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
+        // What the CPOs pushed while evflex was down (or could not be reached) first, so the
+        // plan sees it.
+        sync::pull_all(&engine).await;
         let now = engine.clock.now();
         run_tick(&engine, timestep_of(now, TIME_STEP_S)).await;
         let wait = seconds_to_next_step(engine.clock.now());

@@ -2,7 +2,7 @@
 //! `chargingprofiles` endpoint as `PUT {url}/{session_id}` with the CPO's token (token B),
 //! retried with exponential back-off on network errors, 5xx and 429. The CPO's asynchronous
 //! `ChargingProfileResult` arrives at our `response_url`
-//! (`{public_url}/ocpi/2.2.1/chargingprofiles/{setpoint_id}`) and is stored with the set-point.
+//! (`{public_url}/ocpi/{version}/chargingprofiles/{setpoint_id}`, in the party's version) and is stored with the set-point.
 //!
 //! A set-point's `status` follows the CPO's answers (the `ChargingProfileResponse` `result`,
 //! then the asynchronous result): `sent` (the CPO took the request: `ACCEPTED`), `in_force`
@@ -22,10 +22,11 @@
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
-use crate::outbound::{Outbound, Route};
-use crate::store::parties::{self, Party};
 use crate::ingest::ocpi::model::{ActiveChargingProfile, ChargingRateUnit};
+use crate::ingest::ocpi::version::OcpiVersion;
+use crate::outbound::{Outbound, Route};
 use crate::store::active_profiles;
+use crate::store::parties::{self, Party};
 use crate::store::schedules::{self, StoredSetpoint};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -196,14 +197,14 @@ async fn deliver_one(
         .as_ref()
         .filter(|p| p.status == "registered")
         .and_then(|p| {
-            p.endpoint("chargingprofiles", "RECEIVER")
-                .map(|url| {
-                    let codes = (p.country_code.clone(), p.party_id.clone());
-                    (url.to_owned(), p.token_b.clone(), codes)
-                })
+            p.endpoint("chargingprofiles", "RECEIVER").map(|url| {
+                let codes = (p.country_code.clone(), p.party_id.clone());
+                let version = OcpiVersion::of_party(p.version.as_deref());
+                (url.to_owned(), p.token_b.clone(), codes, version)
+            })
         }) {
         None => Attempt::Fatal("the CPO has no chargingprofiles endpoint".to_owned()),
-        Some((base, token, party_codes)) => {
+        Some((base, token, party_codes, version)) => {
             let to = to.unwrap_or(party_codes);
             let identity = &engine.identity;
             let route = Route {
@@ -212,7 +213,7 @@ async fn deliver_one(
             };
             let url = format!("{}/{}", base.trim_end_matches('/'), sp.record.session_id);
             let response_url = format!(
-                "{}/ocpi/2.2.1/chargingprofiles/{}",
+                "{}/ocpi/{version}/chargingprofiles/{}",
                 engine.public_url, sp.id
             );
             // A null profile clears the one evflex set (OCPI ClearProfile).
@@ -365,12 +366,20 @@ fn back_off_s(deferrals: i64) -> i64 {
         .min(MAX_BACK_OFF_S)
 }
 
+/// The `ChargingProfileResponse` of the CPO's answer: its `data`, or the one item of a `data`
+/// list (some implementations, e.g. Python's extrawest-ocpi, wrap every answer in a list).
+fn response_of(body: &str) -> Option<serde_json::Value> {
+    let v = serde_json::from_str::<serde_json::Value>(body).ok()?;
+    match v.get("data")? {
+        serde_json::Value::Array(items) if items.len() == 1 => items.first().cloned(),
+        data => Some(data.clone()),
+    }
+}
+
 /// Reads `data.result` of the CPO's answer; an answer without one counts as accepted (the OCPI
 /// envelope said success).
 fn answer_of(body: &str) -> Answer {
-    let result = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["data"]["result"].as_str().map(str::to_owned));
+    let result = response_of(body).and_then(|d| d["result"].as_str().map(str::to_owned));
     match result.as_deref() {
         None | Some("ACCEPTED") => Answer::Accepted,
         Some("TOO_OFTEN") => Answer::TooOften,
@@ -403,8 +412,8 @@ pub const DEFAULT_RESULT_TIMEOUT_S: i64 = 300;
 /// When the result of a profile sent at `sent_at` with answer `response` is overdue.
 pub fn result_due_by(sent_at: i64, response: Option<&str>) -> i64 {
     let timeout = response
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
-        .and_then(|v| v["data"]["timeout"].as_i64())
+        .and_then(response_of)
+        .and_then(|d| d["timeout"].as_i64())
         .filter(|t| (0..=86_400).contains(t))
         .unwrap_or(DEFAULT_RESULT_TIMEOUT_S);
     sent_at + timeout + RESULT_GRACE_S
@@ -478,8 +487,10 @@ async fn query_overdue(engine: &Engine) -> usize {
             continue;
         };
         let response_url = format!(
-            "{}/ocpi/2.2.1/chargingprofiles/{}/active",
-            engine.public_url, sp.id
+            "{}/ocpi/{}/chargingprofiles/{}/active",
+            engine.public_url,
+            OcpiVersion::of_party(party.version.as_deref()),
+            sp.id
         );
         let url = format!(
             "{}/{}?duration={}&response_url={response_url}",
@@ -579,4 +590,50 @@ pub async fn record_active(
         now,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpos_answer_is_read_from_data_or_its_one_item_list() {
+        let answer = |data: &str| {
+            answer_of(&format!(
+                r#"{{"status_code": 1000, "timestamp": "2024-05-01T10:00:00Z", "data": {data}}}"#
+            ))
+        };
+        assert_eq!(
+            answer(r#"{"result": "ACCEPTED", "timeout": 30}"#),
+            Answer::Accepted
+        );
+        assert_eq!(
+            answer(r#"[{"result": "REJECTED", "timeout": 30}]"#),
+            Answer::Refused("REJECTED".into())
+        );
+        assert_eq!(answer(r#"[{"result": "TOO_OFTEN"}]"#), Answer::TooOften);
+        assert_eq!(
+            answer(r#"{"result": "UNKNOWN_SESSION"}"#),
+            Answer::UnknownSession
+        );
+        assert_eq!(answer("null"), Answer::Accepted);
+        let list = r#"{"status_code": 1000, "timestamp": "t", "data": [{"result": "ACCEPTED", "timeout": 90}]}"#;
+        assert_eq!(
+            result_due_by(1_000, Some(list)),
+            1_000 + 90 + RESULT_GRACE_S
+        );
+        assert_eq!(
+            result_due_by(1_000, None),
+            1_000 + DEFAULT_RESULT_TIMEOUT_S + RESULT_GRACE_S
+        );
+    }
+
+    #[test]
+    fn too_often_backs_off_doubling_up_to_an_hour() {
+        assert_eq!(back_off_s(0), 60);
+        assert_eq!(back_off_s(1), 120);
+        assert_eq!(back_off_s(5), 1_920);
+        assert_eq!(back_off_s(6), MAX_BACK_OFF_S);
+        assert_eq!(back_off_s(1_000), MAX_BACK_OFF_S);
+    }
 }

@@ -347,6 +347,18 @@ pub async fn consume_registration_token(conn: &mut Conn, token: &str) -> StoreRe
     Ok(r.rows_affected() == 1)
 }
 
+/// Deletes a registration token that was never handed out, such as the token C evflex lends
+/// to a CPO while evflex's own credentials POST to it is under way
+/// (`ingest::ocpi::credentials::register_with`), so the same token can then be issued as a
+/// credentials token (or is gone, when the POST failed).
+pub async fn withdraw_registration_token(conn: &mut Conn, token: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM ocpi_tokens WHERE token_hash = $1 AND kind = 'registration'")
+        .bind(token_hash(token))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Makes `codes` the party codes of `party_row`, replacing those it held. Returns the first
 /// code another party holds (then nothing is claimed past it: the caller rolls back).
 pub async fn claim_codes(
@@ -504,7 +516,10 @@ pub async fn claim_code_for_hub(
     country_code: &str,
     party_id: &str,
 ) -> StoreResult<bool> {
-    let (cc, pid) = (country_code.to_ascii_uppercase(), party_id.to_ascii_uppercase());
+    let (cc, pid) = (
+        country_code.to_ascii_uppercase(),
+        party_id.to_ascii_uppercase(),
+    );
     sqlx::query(
         "INSERT INTO party_codes (country_code, party_id, party_row) VALUES ($1, $2, $3) \
          ON CONFLICT (country_code, party_id) DO NOTHING",

@@ -112,7 +112,9 @@ pub async fn by_token_uid(conn: &mut Conn, token_uid: &str) -> StoreResult<Optio
     let row: Option<UserRow> = sqlx::query_as(
         "SELECT id, name, token_uid, opted_in, created_at FROM users WHERE token_uid = $1",
     )
-    .bind(token_uid)
+    // A token uid is an OCPI CiString: a CPO may report it in any case. evflex issues them in
+    // upper case only (`EVF` and hex digits), so that is the stored spelling.
+    .bind(token_uid.to_ascii_uppercase())
     .fetch_optional(conn)
     .await?;
     Ok(row.map(User::from))

@@ -502,6 +502,75 @@ pub struct CpoLog {
     pub active_gets: Vec<(String, String)>,
     /// The routing headers of every profile PUT: `OCPI-from-*` and `OCPI-to-*` as `CC*PID`.
     pub routes: Vec<(String, String)>,
+    /// What its sender interfaces hold, per module (`locations`, `sessions`, `cdrs`).
+    pub sender: std::collections::HashMap<String, Vec<Value>>,
+    /// Every GET of a sender interface as (module, query).
+    pub sender_gets: Vec<(String, String)>,
+    /// Answer HTTP 503 to sender GETs with a non-zero offset (a CPO that fails mid-pull).
+    pub sender_fail_after_first_page: bool,
+}
+
+/// Largest page the mock CPO's sender interfaces answer (`X-Limit`), so pulls need the `Link`.
+pub const MOCK_SENDER_PAGE: usize = 2;
+
+/// One page of a mock sender interface: OCPI pagination (`date_from` inclusive, `offset`,
+/// `limit` capped at [`MOCK_SENDER_PAGE`]) with `X-Total-Count`, `X-Limit` and `Link`.
+fn sender_page(
+    log: &Mutex<CpoLog>,
+    base: &str,
+    module: &str,
+    query: Option<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = query.unwrap_or_default();
+    let mut log = log.lock().unwrap();
+    log.sender_gets.push((module.to_owned(), query.clone()));
+    let parsed = reqwest::Url::parse(&format!("http://cpo/?{query}")).unwrap();
+    let param = |name: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let offset: usize = param("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if offset > 0 && log.sender_fail_after_first_page {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let limit = param("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MOCK_SENDER_PAGE)
+        .min(MOCK_SENDER_PAGE);
+    let from = param("date_from");
+    let matching: Vec<Value> = log
+        .sender
+        .get(module)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| {
+            from.as_deref()
+                .is_none_or(|f| o["last_updated"].as_str().unwrap_or("") >= f)
+        })
+        .collect();
+    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("X-Total-Count", matching.len().into());
+    headers.insert("X-Limit", limit.into());
+    if offset + page.len() < matching.len() {
+        let mut next = format!(
+            "{base}/ocpi/2.2.1/sender/{module}?offset={}&limit={limit}",
+            offset + limit
+        );
+        if let Some(f) = &from {
+            next.push_str(&format!("&date_from={f}"));
+        }
+        headers.insert("Link", format!("<{next}>; rel=\"next\"").parse().unwrap());
+    }
+    (
+        headers,
+        Json(json!({"data": page, "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"})),
+    )
+        .into_response()
 }
 
 /// The `OCPI-from-*` and `OCPI-to-*` headers of a request, as `CC*PID` each.
@@ -514,7 +583,11 @@ pub fn ocpi_route(headers: &axum::http::HeaderMap) -> (String, String) {
             .to_owned()
     };
     (
-        format!("{}*{}", h("ocpi-from-country-code"), h("ocpi-from-party-id")),
+        format!(
+            "{}*{}",
+            h("ocpi-from-country-code"),
+            h("ocpi-from-party-id")
+        ),
         format!("{}*{}", h("ocpi-to-country-code"), h("ocpi-to-party-id")),
     )
 }
@@ -539,8 +612,13 @@ pub struct MockCpo {
     pub log: Arc<Mutex<CpoLog>>,
 }
 
-/// Starts the mock CPO.
+/// Starts the mock CPO, offering OCPI 2.2.1.
 pub async fn spawn_cpo() -> MockCpo {
+    spawn_cpo_offering(&["2.2.1"]).await
+}
+
+/// Starts the mock CPO, offering the OCPI `versions` given (each lists the same endpoints).
+pub async fn spawn_cpo_offering(versions: &[&str]) -> MockCpo {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(CpoLog::default()));
@@ -548,18 +626,23 @@ pub async fn spawn_cpo() -> MockCpo {
     let envelope = |data: Value| {
         Json(json!({"data": data, "status_code": 1000, "timestamp": "2024-05-01T10:00:00Z"}))
     };
-    let b1 = base.clone();
+    let offered: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"version": v, "url": format!("{base}/ocpi/{v}")}))
+        .collect();
     let b2 = base.clone();
     let router = Router::new()
         .route(
             "/ocpi/versions",
-            get(move || async move { envelope(json!([{"version": "2.2.1", "url": format!("{b1}/ocpi/2.2.1")}])) }),
+            get(move || async move { envelope(Value::Array(offered)) }),
         )
         .route(
-            "/ocpi/2.2.1",
-            get(move || async move {
-                envelope(json!({"version": "2.2.1", "endpoints": [
-                    {"identifier": "locations", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/locations")},
+            "/ocpi/{version}",
+            get(move |Path(version): Path<String>| async move {
+                envelope(json!({"version": version, "endpoints": [
+                    {"identifier": "locations", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/sender/locations")},
+                    {"identifier": "sessions", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/sender/sessions")},
+                    {"identifier": "cdrs", "role": "SENDER", "url": format!("{b2}/ocpi/2.2.1/sender/cdrs")},
                     {"identifier": "chargingprofiles", "role": "RECEIVER",
                      "url": format!("{b2}/ocpi/2.2.1/chargingprofiles")},
                     {"identifier": "tokens", "role": "RECEIVER", "url": format!("{b2}/ocpi/2.2.1/tokens")},
@@ -629,6 +712,17 @@ pub async fn spawn_cpo() -> MockCpo {
                         "data": {"token": "cpo-token-for-evflex", "url": versions,
                             "roles": [{"role": "CPO", "country_code": "DE", "party_id": "REG",
                                        "business_details": {"name": "Registered CPO"}}]}}))
+                }
+            }),
+        )
+        .route(
+            "/ocpi/2.2.1/sender/{module}",
+            get({
+                let base = base.clone();
+                move |State(log): State<Arc<Mutex<CpoLog>>>,
+                      Path(module): Path<String>,
+                      axum::extract::RawQuery(query): axum::extract::RawQuery| async move {
+                    sender_page(&log, &base, &module, query)
                 }
             }),
         )

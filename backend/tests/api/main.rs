@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0 with a fresh database per test (PostgreSQL on
 //! 127.0.0.1:5432 by default; key tests also on SQLite). One binary, one module per feature.
 
+mod admin;
 mod chain;
 mod handshake;
 mod health;
@@ -12,7 +13,9 @@ mod meter_values;
 mod requests;
 mod sessions;
 mod sim;
+mod sync;
 mod tenancy;
 mod tick;
 mod topology;
+mod versions;
 mod wallet;

@@ -1,9 +1,10 @@
-//! The OCPI 2.2.1 credentials handshake, receiver side.
+//! The OCPI credentials handshake (2.2.1 and 2.3.0: the highest both sides speak), both
+//! directions.
 //!
 //! A CPO gets a registration token (token A) out of band (`--ocpi-registration-token`, or
 //! [`crate::store::parties::add_registration_token`]). With it, it may read evflex's versions
 //! and `POST` its credentials (its token B and versions URL). evflex then reads the CPO's
-//! versions and 2.2.1 endpoints with token B (so it knows where to send charging profiles),
+//! versions and the endpoints of the highest common version with token B (so it knows where to send charging profiles),
 //! stores the party, issues token C, revokes token A and answers with its own credentials;
 //! the API layer then pushes every user's token to the party (`engine::tokens`).
 //! `PUT` re-does this for a registered party (new token C); `DELETE` unregisters it.
@@ -11,6 +12,7 @@
 use super::model::{
     BusinessDetails, Credentials, CredentialsRole, Role, Version, VersionDetails, parse,
 };
+use super::version::OcpiVersion;
 use crate::domain::PartyKey;
 use crate::ingest::{IngestError, IngestResult};
 use crate::outbound::Outbound;
@@ -86,9 +88,10 @@ async fn get_ocpi_data(http: &Outbound, url: &str, token: &str) -> Result<Value,
         .ok_or_else(|| format!("{what}: no data in the response"))
 }
 
-/// Reads a party's versions and its 2.2.1 endpoints: unreachable (3001) when they cannot be
-/// read, incompatible when it offers no 2.2.1 (3002) or no `chargingprofiles` receiver (3003),
-/// without which evflex could never send it a set-point.
+/// Reads a party's versions and the endpoints of the highest version both sides speak (2.3.0,
+/// else 2.2.1; [`OcpiVersion::highest_common`]): unreachable (3001) when they cannot be read,
+/// incompatible when it offers neither version (3002) or no `chargingprofiles` receiver (3003),
+/// without which evflex could never send it a set-point. Returns the chosen version number.
 #[tracing::instrument(skip_all, fields(url = versions_url))]
 pub async fn discover(
     http: &Outbound,
@@ -103,13 +106,19 @@ pub async fn discover(
     )
     .map_err(unreachable)?;
     let offered: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
+    let chosen = OcpiVersion::highest_common(offered.iter().copied()).ok_or_else(|| {
+        IngestError::PartyIncompatible {
+            code: 3002,
+            message: format!(
+                "the party offers OCPI {offered:?}, evflex speaks {:?}",
+                OcpiVersion::ALL.map(OcpiVersion::as_str)
+            ),
+        }
+    })?;
     let v = versions
         .iter()
-        .find(|v| v.version == "2.2.1")
-        .ok_or_else(|| IngestError::PartyIncompatible {
-            code: 3002,
-            message: format!("the party offers OCPI {offered:?}, evflex speaks 2.2.1"),
-        })?;
+        .find(|v| OcpiVersion::parse(&v.version) == Some(chosen))
+        .ok_or_else(|| IngestError::PartyUnreachable("no version chosen".to_owned()))?;
     let details: VersionDetails = parse(
         get_ocpi_data(http, &v.url, token_b)
             .await
@@ -137,7 +146,7 @@ pub async fn discover(
             url: e.url,
         })
         .collect();
-    Ok((v.version.clone(), endpoints))
+    Ok((chosen.as_str().to_owned(), endpoints))
 }
 
 /// What the credentials module may do for the token presented.
@@ -243,7 +252,7 @@ async fn finish_registration(
 }
 
 /// evflex starts the handshake (the other direction of [`register`]): a CPO issued evflex a
-/// token A and named its versions URL. evflex reads the CPO's 2.2.1 endpoints with token A,
+/// token A and named its versions URL. evflex reads the CPO's endpoints (highest common version) with token A,
 /// `POST`s its own credentials (with a new token C for the CPO) to the CPO's credentials
 /// endpoint, and stores the party with the token the CPO answers (which evflex then presents).
 /// Returns the party's row. The party's codes must be free, as in [`register`].
@@ -265,27 +274,24 @@ pub async fn register_with(
             IngestError::PartyUnreachable("the party has no credentials endpoint".to_owned())
         })?;
     let token_c = new_token();
-    let what = format!("POST {url}");
-    let request = http
-        .request(reqwest::Method::POST, &url)
-        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?
-        .header("Authorization", authorization(token_a))
-        .json(&me.credentials(token_c.clone()));
-    let (status, body) = http
-        .send(&what, request)
-        .await
-        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?;
-    let envelope: Value = serde_json::from_slice(&body)
-        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: not JSON: {e}")))?;
-    if !status.is_success() || envelope["status_code"].as_i64() != Some(1000) {
-        return Err(IngestError::PartyUnreachable(format!(
-            "{what}: HTTP {status}, OCPI {}: {}",
-            envelope["status_code"],
-            envelope["status_message"].as_str().unwrap_or("")
-        )));
+    // The CPO reads evflex's versions with token C before it answers (OCPI 2.2.1 credentials:
+    // the receiver checks the sender's versions and endpoints), so token C works for those as a
+    // registration token does while the POST is under way; it becomes the party's credentials
+    // token below, or is withdrawn if the POST fails.
+    {
+        let mut conn = db.conn().await?;
+        parties::add_registration_token(&mut conn, &token_c, now).await?;
     }
-    let theirs: Credentials = parse(envelope["data"].clone())
-        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: {e}")))?;
+    let posted = post_credentials(http, me, &url, token_a, &token_c).await;
+    let theirs = match posted {
+        Ok(theirs) => theirs,
+        Err(e) => {
+            let mut conn = db.conn().await?;
+            parties::withdraw_registration_token(&mut conn, &token_c).await?;
+            return Err(e);
+        }
+    };
+    let what = format!("POST {url}");
     let first = theirs
         .roles
         .first()
@@ -307,8 +313,41 @@ pub async fn register_with(
         endpoints,
     };
     let mut tx = db.begin().await?;
+    parties::withdraw_registration_token(&mut tx, &token_c).await?;
     let party_row = parties::insert_party(&mut tx, &registration, now).await?;
     finish_registration(&mut tx, party_row, &codes, &token_c, now).await?;
     tx.commit().await?;
     Ok(party_row)
+}
+
+/// `POST`s evflex's credentials (with `token_c`) to the CPO's credentials `url` with its token
+/// A; returns the CPO's credentials from its answer.
+async fn post_credentials(
+    http: &Outbound,
+    me: &Identity,
+    url: &str,
+    token_a: &str,
+    token_c: &str,
+) -> IngestResult<Credentials> {
+    let what = format!("POST {url}");
+    let request = http
+        .request(reqwest::Method::POST, url)
+        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?
+        .header("Authorization", authorization(token_a))
+        .json(&me.credentials(token_c.to_owned()));
+    let (status, body) = http
+        .send(&what, request)
+        .await
+        .map_err(|e| IngestError::PartyUnreachable(e.to_string()))?;
+    let envelope: Value = serde_json::from_slice(&body)
+        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: not JSON: {e}")))?;
+    if !status.is_success() || envelope["status_code"].as_i64() != Some(1000) {
+        return Err(IngestError::PartyUnreachable(format!(
+            "{what}: HTTP {status}, OCPI {}: {}",
+            envelope["status_code"],
+            envelope["status_message"].as_str().unwrap_or("")
+        )));
+    }
+    parse(envelope["data"].clone())
+        .map_err(|e| IngestError::PartyUnreachable(format!("{what}: {e}")))
 }

@@ -287,6 +287,8 @@ pub enum TokenType {
     AdHocUser,
     /// App user.
     AppUser,
+    /// An eMobility Account Identifier used as the token (ISO 15118 Plug & Charge; OCPI 2.3.0).
+    Emaid,
     /// Other.
     Other,
     /// RFID card.

@@ -96,6 +96,25 @@ fn object(body: Value, what: &str) -> IngestResult<Map<String, Value>> {
     }
 }
 
+/// OCPI ids and party codes are CiStrings (case-insensitive): a body may spell them in another
+/// case than the URL that addresses it (Python's extrawest-ocpi, for one, lowercases every
+/// CiString it builds). Each `(field, in_url)` the body spells the same but for case takes the
+/// URL's spelling, so the object is stored and found under the one the URL used. Lookups
+/// themselves stay exact: a later URL must spell the id as the first one did.
+fn adopt_url_spelling(body: &mut Value, fields: &[(&str, &str)]) {
+    let Some(map) = body.as_object_mut() else {
+        return;
+    };
+    for (field, in_url) in fields {
+        if let Some(Value::String(v)) = map.get_mut(*field)
+            && v != in_url
+            && v.eq_ignore_ascii_case(in_url)
+        {
+            *v = (*in_url).to_owned();
+        }
+    }
+}
+
 fn same(field: &str, in_body: &str, in_url: &str) -> IngestResult<()> {
     if in_body == in_url {
         Ok(())
@@ -337,6 +356,11 @@ async fn write_location_level(
     now: i64,
 ) -> IngestResult<Written> {
     let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
+    let mut body = body;
+    adopt_url_spelling(
+        &mut body,
+        &[("country_code", cc), ("party_id", pid), ("id", location_id)],
+    );
     let mut tx = db.begin().await?;
     let existed = locations::get_location(&mut tx, cc, pid, location_id)
         .await?
@@ -370,6 +394,8 @@ async fn write_evse_level(
     now: i64,
 ) -> IngestResult<Written> {
     let (cc, pid) = (origin.country_code.as_str(), origin.party_id.as_str());
+    let mut body = body;
+    adopt_url_spelling(&mut body, &[("uid", evse_uid)]);
     let mut tx = db.begin().await?;
     let existed = locations::get_evse(&mut tx, cc, pid, evse_uid)
         .await?
@@ -421,6 +447,8 @@ async fn write_connector(
     is_patch: bool,
     now: i64,
 ) -> IngestResult<Written> {
+    let mut body = body;
+    adopt_url_spelling(&mut body, &[("id", connector_id)]);
     let incoming = object(body, "Connector")?;
     if is_patch {
         require_last_updated(&incoming)?;
@@ -579,6 +607,15 @@ pub async fn put_session(
     session_id: &str,
     body: Value,
 ) -> IngestResult<Written> {
+    let mut body = body;
+    adopt_url_spelling(
+        &mut body,
+        &[
+            ("country_code", &origin.country_code),
+            ("party_id", &origin.party_id),
+            ("id", session_id),
+        ],
+    );
     let s: Session = parse(body.clone()).map_err(IngestError::Invalid)?;
     same("country_code", &s.country_code, &origin.country_code)?;
     same("party_id", &s.party_id, &origin.party_id)?;
@@ -779,6 +816,13 @@ pub async fn post_cdr(
     body: Value,
     now: i64,
 ) -> IngestResult<(String, String, String)> {
+    // Party codes are CiStrings; evflex keeps them in upper case (`PartyKey`).
+    let mut body = body;
+    for field in ["country_code", "party_id"] {
+        if let Some(Value::String(code)) = body.get_mut(field) {
+            code.make_ascii_uppercase();
+        }
+    }
     let cdr: Cdr = parse(body.clone()).map_err(IngestError::Invalid)?;
     object(body.clone(), "CDR")?;
     let record = cdr_record(&cdr, owner_party, body)?;
