@@ -18,6 +18,16 @@ import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet
  *
  * Deactivation is final for writes: a deactivated asset keeps its record (and a deactivated charge point stays
  * listed in its group) but can no longer be updated; a deactivated group takes no new members.
+ *
+ * Site topology: limit nodes form a tree per site (a `CONNECTION` root, then transformers or main fuses, then
+ * cabinets), each with per-phase current limits and/or a watt limit. A group is *linked* to a limit node
+ * (`setGroupLimitNode`) rather than being one: groups keep their record, API, events and gas unchanged, and keep
+ * the capacity the scheduler shares among their members, while the node holds the electrical limits the
+ * electrician installed. Nodes have their own id space. Every active node's parent is active (a node with
+ * active children cannot be deactivated) and no node is its own ancestor (checked by walking the new parent's
+ * ancestors on every move, one storage read per level). Each charge point may carry a phase wiring (the node it
+ * hangs off, which node phase each of its phases is on, line-to-neutral or line-to-line, and its rate limits),
+ * set apart from `registerChargePoint` so the charge point API is unchanged.
  */
 contract AssetRegistry is IAssetRegistry, AccessControl {
     using EnumerableSet for EnumerableSet.UintSet;
@@ -33,6 +43,9 @@ contract AssetRegistry is IAssetRegistry, AccessControl {
     mapping(uint64 pvId => PvInverter) private _pvInverters;
     mapping(uint64 batteryId => Battery) private _batteries;
     mapping(uint64 groupId => EnumerableSet.UintSet) private _groupChargePoints;
+    mapping(uint64 nodeId => LimitNode) private _limitNodes;
+    mapping(uint64 groupId => uint64 nodeId) private _groupLimitNodes;
+    mapping(uint64 cpId => PhaseWiring) private _phaseWirings;
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE`, which grants the other roles.
     constructor(address admin) {
@@ -180,6 +193,87 @@ contract AssetRegistry is IAssetRegistry, AccessControl {
     }
 
     // ---------------------------------------------------------------------------------------------------------
+    // Site topology: limit nodes, group links, phase wiring
+    // ---------------------------------------------------------------------------------------------------------
+
+    /// @inheritdoc IAssetRegistry
+    function registerLimitNode(LimitNodeParams calldata params) external onlyRole(REGISTRAR_ROLE) {
+        uint64 nodeId = params.id;
+        if (nodeId == 0) revert AssetRegistryZeroId();
+        if (_limitNodes[nodeId].id != 0) revert AssetRegistryDuplicateLimitNode(nodeId);
+        _checkLimitNode(params);
+        if (params.parentId != 0) _activeParent(nodeId, params.parentId).activeChildren += 1;
+
+        LimitNode storage node = _limitNodes[nodeId];
+        node.id = nodeId;
+        node.active = true;
+        _writeLimitNode(node, params);
+        emit LimitNodeRegistered(nodeId, params.parentId, params);
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function updateLimitNode(LimitNodeParams calldata params) external onlyRole(REGISTRAR_ROLE) {
+        uint64 nodeId = params.id;
+        LimitNode storage node = _activeLimitNode(nodeId);
+        _checkLimitNode(params);
+        uint64 previousParentId = node.parentId;
+        if (params.parentId != previousParentId) {
+            if (params.parentId != 0) {
+                LimitNode storage parent = _activeParent(nodeId, params.parentId);
+                // Walk up from the new parent: finding the node itself means it would become its own ancestor.
+                // Ends at a root because the tree has no cycle (every move is checked here).
+                for (uint64 a = params.parentId; a != 0; a = _limitNodes[a].parentId) {
+                    if (a == nodeId) revert AssetRegistryLimitNodeCycle(nodeId, params.parentId);
+                }
+                parent.activeChildren += 1;
+            }
+            if (previousParentId != 0) {
+                // The node is active and counted in its parent's active children, so the count is at least 1.
+                unchecked {
+                    _limitNodes[previousParentId].activeChildren -= 1;
+                }
+            }
+        }
+        _writeLimitNode(node, params);
+        emit LimitNodeUpdated(nodeId, params.parentId, params);
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function deactivateLimitNode(uint64 nodeId) external onlyRole(REGISTRAR_ROLE) {
+        LimitNode storage node = _activeLimitNode(nodeId);
+        if (node.activeChildren != 0) revert AssetRegistryLimitNodeHasActiveChildren(nodeId, node.activeChildren);
+        node.active = false;
+        uint64 parentId = node.parentId;
+        if (parentId != 0) {
+            // The node was active and counted in its parent's active children, so the count is at least 1.
+            unchecked {
+                _limitNodes[parentId].activeChildren -= 1;
+            }
+        }
+        emit LimitNodeDeactivated(nodeId, parentId);
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function setGroupLimitNode(uint64 groupId, uint64 nodeId) external onlyRole(REGISTRAR_ROLE) {
+        _activeGroup(groupId);
+        if (nodeId != 0) _activeLimitNode(nodeId);
+        _groupLimitNodes[groupId] = nodeId;
+        emit GroupLimitNodeSet(groupId, nodeId);
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function setPhaseWiring(uint64 cpId, PhaseWiring calldata wiring) external onlyRole(REGISTRAR_ROLE) {
+        _activeChargePoint(cpId);
+        _activeLimitNode(wiring.nodeId);
+        _checkPhaseMap(cpId, wiring.phaseMap, wiring.lineToLine);
+        if (wiring.maxRate == 0 || wiring.rateStep == 0 || wiring.minRate > wiring.maxRate) {
+            revert AssetRegistryBadRateLimits(cpId, wiring.minRate, wiring.maxRate, wiring.rateStep);
+        }
+        _phaseWirings[cpId] = wiring;
+        emit PhaseWiringSet(cpId, wiring.nodeId, wiring);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
     // Reads
     // ---------------------------------------------------------------------------------------------------------
 
@@ -225,6 +319,30 @@ contract AssetRegistry is IAssetRegistry, AccessControl {
     /// @inheritdoc IAssetRegistry
     function isGroupRegistered(uint64 groupId) external view returns (bool) {
         return _groups[groupId].id != 0;
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function limitNode(uint64 nodeId) external view returns (LimitNode memory) {
+        LimitNode storage node = _limitNodes[nodeId];
+        if (node.id == 0) revert AssetRegistryUnknownLimitNode(nodeId);
+        return node;
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function isLimitNodeRegistered(uint64 nodeId) external view returns (bool) {
+        return _limitNodes[nodeId].id != 0;
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function groupLimitNode(uint64 groupId) external view returns (uint64) {
+        if (_groups[groupId].id == 0) revert AssetRegistryUnknownGroup(groupId);
+        return _groupLimitNodes[groupId];
+    }
+
+    /// @inheritdoc IAssetRegistry
+    function phaseWiring(uint64 cpId) external view returns (PhaseWiring memory) {
+        if (_chargePoints[cpId].id == 0) revert AssetRegistryUnknownChargePoint(cpId);
+        return _phaseWirings[cpId];
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -307,6 +425,49 @@ contract AssetRegistry is IAssetRegistry, AccessControl {
         b = _batteries[batteryId];
         if (b.id == 0) revert AssetRegistryUnknownBattery(batteryId);
         if (!b.active) revert AssetRegistryInactiveBattery(batteryId);
+    }
+
+    function _activeLimitNode(uint64 nodeId) private view returns (LimitNode storage node) {
+        node = _limitNodes[nodeId];
+        if (node.id == 0) revert AssetRegistryUnknownLimitNode(nodeId);
+        if (!node.active) revert AssetRegistryInactiveLimitNode(nodeId);
+    }
+
+    function _activeParent(uint64 nodeId, uint64 parentId) private view returns (LimitNode storage parent) {
+        parent = _limitNodes[parentId];
+        if (parent.id == 0) revert AssetRegistryUnknownParent(nodeId, parentId);
+        if (!parent.active) revert AssetRegistryInactiveParent(nodeId, parentId);
+    }
+
+    function _checkLimitNode(LimitNodeParams calldata params) private pure {
+        if ((params.parentId == 0) != (params.kind == LimitNodeKind.CONNECTION)) {
+            revert AssetRegistryBadRootKind(params.id, params.kind, params.parentId);
+        }
+        bool perPhase = params.limitL1dA != 0 || params.limitL2dA != 0 || params.limitL3dA != 0;
+        if (!perPhase && params.limitW == 0) revert AssetRegistryLimitNodeWithoutLimit(params.id);
+        if (perPhase && params.phaseVoltageV == 0) revert AssetRegistryLimitNodeWithoutVoltage(params.id);
+    }
+
+    function _writeLimitNode(LimitNode storage node, LimitNodeParams calldata params) private {
+        node.parentId = params.parentId;
+        node.kind = params.kind;
+        node.phaseVoltageV = params.phaseVoltageV;
+        node.limitL1dA = params.limitL1dA;
+        node.limitL2dA = params.limitL2dA;
+        node.limitL3dA = params.limitL3dA;
+        node.limitW = params.limitW;
+    }
+
+    /// @dev See `PhaseWiring`: three 2-bit node phases, L1 wired, wired phases contiguous from L1, distinct.
+    function _checkPhaseMap(uint64 cpId, uint8 phaseMap, bool lineToLine) private pure {
+        uint8 p1 = phaseMap & 3;
+        uint8 p2 = (phaseMap >> 2) & 3;
+        uint8 p3 = (phaseMap >> 4) & 3;
+        if (
+            phaseMap >> 6 != 0 || p1 == 0 || (p2 == 0 && p3 != 0) || (p2 != 0 && p2 == p1)
+                || (p3 != 0 && (p3 == p1 || p3 == p2))
+        ) revert AssetRegistryBadPhaseMap(cpId, phaseMap);
+        if (lineToLine && p2 == 0) revert AssetRegistryLineToLineNeedsTwoPhases(cpId, phaseMap);
     }
 
     function _checkBatteryCharge(uint64 batteryId, uint64 capacityWh, uint64 availableWh) private pure {

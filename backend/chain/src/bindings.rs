@@ -104,5 +104,11 @@ pub type PowerInfo = asset_registry::IAssetRegistry::PowerInfo;
 pub type ChargePointRecord = asset_registry::IAssetRegistry::ChargePoint;
 /// A registered group as the registry returns it.
 pub type GroupRecord = asset_registry::IAssetRegistry::Group;
+/// What a registrar supplies to register or update a limit node of the site's tree.
+pub type LimitNodeParams = asset_registry::IAssetRegistry::LimitNodeParams;
+/// A registered limit node as the registry returns it.
+pub type LimitNodeRecord = asset_registry::IAssetRegistry::LimitNode;
+/// A charge point's phase wiring and rate limits, as the registry stores and returns them.
+pub type PhaseWiringRecord = asset_registry::IAssetRegistry::PhaseWiring;
 /// One group's commit for `commitBatch`.
 pub type StatusCommit = status_ledger::IStatusLedger::Commit;

@@ -199,7 +199,7 @@ pub enum ChainError {
     /// An asset is registered with other values than the ones sent (update it instead).
     #[error("{what} {id} is registered with other values")]
     AssetConflict {
-        /// "group" or "charge point".
+        /// "group", "charge point" or "limit node".
         what: &'static str,
         /// The asset id.
         id: u64,

@@ -29,10 +29,11 @@ pub mod work;
 pub use anvil::{LocalChain, LocalChainConfig};
 pub use bindings::{Bill, Consent, Revocation, SpendingLimit, SpendingLimitUpdate};
 pub use client::{
-    Battery, ChainClient, ChargePoint, CommitBatchOutcome, CommitState, Group, PendingTx,
-    PvInverter, RegisteredChargePoint, SettleBatchOutcome, SettlementEvents, SettlementRecord,
-    SkipReason, SkippedSettlement, StatusBatchOutcome, StatusCommitInput, StatusCommitRecord,
-    TxInfo, TxStatus, WriteOutcome, bytes32_str, str_bytes32,
+    Battery, ChainClient, ChargePoint, CommitBatchOutcome, CommitState, Group, LimitNode,
+    LimitNodeKind, PendingTx, PhaseWiring, PvInverter, RateUnit, RegisteredChargePoint,
+    RegisteredLimitNode, SettleBatchOutcome, SettlementEvents, SettlementRecord, SkipReason,
+    SkippedSettlement, StatusBatchOutcome, StatusCommitInput, StatusCommitRecord, TxInfo, TxStatus,
+    WriteOutcome, bytes32_str, str_bytes32,
 };
 pub use deployment::{Accounts, AnvilSettings, Contracts, Deployment, DevAccount, repo_root};
 pub use error::{ChainError, Contract, ContractError, decode_call_error};

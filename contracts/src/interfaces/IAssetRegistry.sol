@@ -4,11 +4,12 @@ pragma solidity ^0.8.24;
 /**
  * @title IAssetRegistry
  * @notice Errors, events, types and functions of the evflex asset registry (SC1): groups (the cabinet or
- * transformer whose capacity their members share), charge points, PV inverters and batteries.
+ * transformer whose capacity their members share), charge points, PV inverters and batteries, plus the site's
+ * tree of limit nodes (connection, transformer or fuse, cabinets) and each charge point's phase wiring.
  *
- * Units are in the names: `W` watts, `Wh` watt-hours, `V` volts, `A` amperes. Every asset id is chosen by the
- * CPO (the evflex backend uses its database ids) and must be non-zero: an id of zero in a returned record means
- * "not registered".
+ * Units are in the names: `W` watts, `Wh` watt-hours, `V` volts, `A` amperes, `dA` deci-amperes (0.1 A). Every
+ * asset id is chosen by the CPO (the evflex backend uses its database ids) and must be non-zero: an id of zero
+ * in a returned record means "not registered". Limit nodes have their own id space, separate from groups.
  */
 interface IAssetRegistry {
     /// @notice OCPI 2.2.1 `PowerType`.
@@ -93,6 +94,78 @@ interface IAssetRegistry {
         bool active;
     }
 
+    /// @notice What a limit node of the site's tree is.
+    enum LimitNodeKind {
+        CONNECTION,
+        TRANSFORMER,
+        FUSE,
+        CABINET
+    }
+
+    /// @notice The unit of a charge point's rate limits: deci-amperes per phase or watts (OCPP `ChargingRateUnit`).
+    enum RateUnit {
+        DECI_AMPERE,
+        WATT
+    }
+
+    /**
+     * @notice What a registrar supplies to register or update a limit node: one node of the site's tree of
+     * limits (site connection, then transformer or main fuse, then cabinets).
+     * @dev `parentId` 0 makes the node a root; a root is a `CONNECTION` and a `CONNECTION` is a root. A limit of
+     * zero means "no limit of this kind"; at least one of the four limits is non-zero, and a per-phase limit
+     * needs `phaseVoltageV` (line-to-neutral) to be non-zero. `limitW` is for DC or balanced nodes (or a
+     * transformer's rating); a node may carry both.
+     */
+    struct LimitNodeParams {
+        uint64 id;
+        uint64 parentId;
+        LimitNodeKind kind;
+        uint16 phaseVoltageV;
+        uint32 limitL1dA;
+        uint32 limitL2dA;
+        uint32 limitL3dA;
+        uint64 limitW;
+    }
+
+    /**
+     * @notice A registered limit node.
+     * @dev Two storage slots: the first holds everything but `limitW` and `activeChildren`.
+     * `activeChildren` counts the active nodes whose parent this node is.
+     */
+    struct LimitNode {
+        uint64 id;
+        uint64 parentId;
+        LimitNodeKind kind;
+        bool active;
+        uint16 phaseVoltageV;
+        uint32 limitL1dA;
+        uint32 limitL2dA;
+        uint32 limitL3dA;
+        uint64 limitW;
+        uint32 activeChildren;
+    }
+
+    /**
+     * @notice How a charge point is wired to its limit node, and the rate limits it accepts. One storage slot.
+     * @dev `phaseMap` holds three 2-bit fields: bits 0-1 name the node phase (1 = L1, 2 = L2, 3 = L3, 0 = not
+     * wired) the charge point's phase L1 is wired to, bits 2-3 its L2, bits 4-5 its L3; bits 6-7 are zero.
+     * The charge point's L1 is wired, its wired phases are contiguous from L1 and no two share a node phase:
+     * `0x39` (1 | 2 << 2 | 3 << 4) is L1-L2-L3 straight, `0x1e` (2 | 3 << 2 | 1 << 4) is rotated to
+     * L2-L3-L1, `0x02` is single-phase on L2. `lineToLine` (e.g. a 208 V pair in a 120/208 V system) needs at
+     * least two wired phases. `minRate`, `maxRate` and `rateStep` are in `unit`: deci-amperes per phase (so a
+     * 1 A step is 10, a 0.1 A step is 1) or watts; `rateStep` is non-zero, `maxRate` is non-zero and at least
+     * `minRate`. `nodeId` 0 in a returned wiring means "no wiring set".
+     */
+    struct PhaseWiring {
+        uint64 nodeId;
+        uint8 phaseMap;
+        bool lineToLine;
+        RateUnit unit;
+        uint32 minRate;
+        uint32 maxRate;
+        uint32 rateStep;
+    }
+
     /// @dev An asset id of zero was given; zero means "not registered".
     error AssetRegistryZeroId();
 
@@ -137,6 +210,47 @@ interface IAssetRegistry {
 
     /// @dev The caller holds neither of the roles allowed to change a charge point's status.
     error AssetRegistryUnauthorizedStatusWriter(address account);
+
+    /// @dev A limit node with `nodeId` is already registered.
+    error AssetRegistryDuplicateLimitNode(uint64 nodeId);
+
+    /// @dev No limit node with `nodeId` is registered.
+    error AssetRegistryUnknownLimitNode(uint64 nodeId);
+
+    /// @dev The limit node `nodeId` is deactivated.
+    error AssetRegistryInactiveLimitNode(uint64 nodeId);
+
+    /// @dev The parent `parentId` of limit node `nodeId` is not registered.
+    error AssetRegistryUnknownParent(uint64 nodeId, uint64 parentId);
+
+    /// @dev The parent `parentId` of limit node `nodeId` is deactivated.
+    error AssetRegistryInactiveParent(uint64 nodeId, uint64 parentId);
+
+    /// @dev Making `parentId` the parent of limit node `nodeId` would make `nodeId` its own ancestor.
+    error AssetRegistryLimitNodeCycle(uint64 nodeId, uint64 parentId);
+
+    /// @dev Limit node `nodeId` of `kind` under `parentId`: a root must be a `CONNECTION` and a `CONNECTION`
+    /// must be a root.
+    error AssetRegistryBadRootKind(uint64 nodeId, LimitNodeKind kind, uint64 parentId);
+
+    /// @dev Limit node `nodeId` has no limit: all of its per-phase and watt limits are zero.
+    error AssetRegistryLimitNodeWithoutLimit(uint64 nodeId);
+
+    /// @dev Limit node `nodeId` has a per-phase limit but no phase voltage.
+    error AssetRegistryLimitNodeWithoutVoltage(uint64 nodeId);
+
+    /// @dev Limit node `nodeId` still has `activeChildren` active child nodes: deactivate or move them first.
+    error AssetRegistryLimitNodeHasActiveChildren(uint64 nodeId, uint32 activeChildren);
+
+    /// @dev `phaseMap` of charge point `cpId` is not a valid wiring (see `PhaseWiring`).
+    error AssetRegistryBadPhaseMap(uint64 cpId, uint8 phaseMap);
+
+    /// @dev Charge point `cpId` is wired line-to-line with fewer than two wired phases in `phaseMap`.
+    error AssetRegistryLineToLineNeedsTwoPhases(uint64 cpId, uint8 phaseMap);
+
+    /// @dev The rate limits of charge point `cpId` are inconsistent: zero `maxRate` or `rateStep`, or
+    /// `minRate` above `maxRate`.
+    error AssetRegistryBadRateLimits(uint64 cpId, uint32 minRate, uint32 maxRate, uint32 rateStep);
 
     /// @notice Emitted when group `groupId` is registered.
     event GroupRegistered(uint64 indexed groupId, bytes32 label, uint64 capacityW);
@@ -193,6 +307,21 @@ interface IAssetRegistry {
     /// @notice Emitted when battery `batteryId` is deactivated.
     event BatteryDeactivated(uint64 indexed batteryId, uint64 indexed groupId);
 
+    /// @notice Emitted when limit node `nodeId` is registered under `parentId` (0: a root).
+    event LimitNodeRegistered(uint64 indexed nodeId, uint64 indexed parentId, LimitNodeParams params);
+
+    /// @notice Emitted when limit node `nodeId` is updated; `parentId` is its (possibly new) parent.
+    event LimitNodeUpdated(uint64 indexed nodeId, uint64 indexed parentId, LimitNodeParams params);
+
+    /// @notice Emitted when limit node `nodeId` under `parentId` is deactivated.
+    event LimitNodeDeactivated(uint64 indexed nodeId, uint64 indexed parentId);
+
+    /// @notice Emitted when group `groupId` is linked to limit node `nodeId` (0: unlinked).
+    event GroupLimitNodeSet(uint64 indexed groupId, uint64 indexed nodeId);
+
+    /// @notice Emitted when the phase wiring of charge point `cpId` to limit node `nodeId` is set.
+    event PhaseWiringSet(uint64 indexed cpId, uint64 indexed nodeId, PhaseWiring wiring);
+
     /// @notice Registers group `groupId` with a `label` and a shared `capacityW`.
     function registerGroup(uint64 groupId, bytes32 label, uint64 capacityW) external;
 
@@ -237,6 +366,38 @@ interface IAssetRegistry {
 
     /// @notice Deactivates battery `batteryId`.
     function deactivateBattery(uint64 batteryId) external;
+
+    /// @notice Registers limit node `params.id` under the active node `params.parentId` (0: a root connection).
+    function registerLimitNode(LimitNodeParams calldata params) external;
+
+    /// @notice Replaces the kind, limits, voltage and parent of the active limit node `params.id`; moving it under
+    /// another active parent is allowed unless the parent is the node itself or one of its descendants.
+    function updateLimitNode(LimitNodeParams calldata params) external;
+
+    /// @notice Deactivates limit node `nodeId`, which must have no active children. Groups and phase wirings that
+    /// name it keep naming it.
+    function deactivateLimitNode(uint64 nodeId) external;
+
+    /// @notice Links the active group `groupId` to the active limit node `nodeId` (usually its cabinet), or
+    /// unlinks it with `nodeId` 0.
+    function setGroupLimitNode(uint64 groupId, uint64 nodeId) external;
+
+    /// @notice Sets how the active charge point `cpId` is wired to the active limit node `wiring.nodeId`, and the
+    /// rate limits it accepts. Replaces any previous wiring.
+    function setPhaseWiring(uint64 cpId, PhaseWiring calldata wiring) external;
+
+    /// @notice The limit node `nodeId`; reverts if unknown.
+    function limitNode(uint64 nodeId) external view returns (LimitNode memory);
+
+    /// @notice Whether limit node `nodeId` is registered (active or not).
+    function isLimitNodeRegistered(uint64 nodeId) external view returns (bool);
+
+    /// @notice The limit node group `groupId` is linked to, 0 if none; reverts if the group is unknown.
+    function groupLimitNode(uint64 groupId) external view returns (uint64);
+
+    /// @notice The phase wiring of charge point `cpId` (`nodeId` 0 if none was set); reverts if the charge point
+    /// is unknown.
+    function phaseWiring(uint64 cpId) external view returns (PhaseWiring memory);
 
     /// @notice The group `groupId`; reverts if unknown.
     function group(uint64 groupId) external view returns (Group memory);

@@ -39,7 +39,10 @@ pub mod consent;
 pub mod status;
 pub mod tokens;
 
-pub use assets::{Battery, ChargePoint, Group, PvInverter, RegisteredChargePoint};
+pub use assets::{
+    Battery, ChargePoint, Group, LimitNode, LimitNodeKind, PhaseWiring, PvInverter, RateUnit,
+    RegisteredChargePoint, RegisteredLimitNode,
+};
 pub use billing::{
     SettleBatchOutcome, SettlementEvents, SettlementRecord, SkipReason, SkippedSettlement,
 };

@@ -7,5 +7,6 @@ mod consent;
 mod helpers;
 mod restart;
 mod status;
+mod topology;
 mod wallet;
 mod work;
