@@ -1,5 +1,5 @@
 use crate::helpers::{
-    Backend, T0, TEST_METER_KEY, TEST_OPERATOR_KEY, TestApp, spawn_app, spawn_app_on,
+    Backend, NowS, T0, TEST_METER_KEY, TEST_OPERATOR_KEY, TestApp, spawn_app, spawn_app_on,
     spawn_app_on_chain, spawn_cpo, spawn_replica, token_header,
 };
 use evflex::chain::ChainConfig;
@@ -834,4 +834,108 @@ async fn a_lifted_limit_is_a_clear_profile_request() {
         cpo.log.lock().unwrap().profiles.is_empty(),
         "no PUT of a made-up limit"
     );
+}
+
+/// A profile the CPO took whose asynchronous result does not come in time: evflex asks the CPO
+/// for the profile in force (OCPI `GET {chargingprofiles}/{session_id}?duration=…&response_url=…`)
+/// once, and the `ActiveChargingProfileResult` that names a limit at most the set-point puts it
+/// in force. Only the party the set-point went to may answer; a CPO may also report a profile in
+/// force on its own (`PUT`).
+#[tokio::test]
+async fn an_overdue_result_is_asked_for_and_the_profile_in_force_confirms_the_set_point() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await;
+    let report = app.tick().await;
+    assert!(report.delivery.sent > 0, "{report:?}");
+    let latest = |session: &'static str| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            sqlx::query_as::<_, (i64, String, i64)>(
+                "SELECT id, status, power_w FROM setpoints WHERE session_id = $1
+                 ORDER BY id DESC",
+            )
+            .bind(session)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (id, status, power_w) = latest("S3").await;
+    assert_eq!(status, "sent");
+
+    // Within the CPO's timeout (30 s in the mock's answer) plus grace, nothing is asked.
+    app.clock.advance(60);
+    let delivery = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert_eq!(delivery.active_queries, 0, "{delivery:?}");
+    // Past it, the profile in force is asked for, once.
+    app.clock.advance(31);
+    let delivery = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert!(delivery.active_queries >= 1, "{delivery:?}");
+    let again = evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert_eq!(again.active_queries, 0, "asked once per set-point");
+    let gets = cpo.log.lock().unwrap().active_gets.clone();
+    let (_, query) = gets.iter().find(|(s, _)| s == "S3").expect("a GET for S3");
+    let response_path = format!("/ocpi/2.2.1/chargingprofiles/{id}/active");
+    assert!(query.contains("duration=900"), "{query}");
+    assert!(query.contains(&response_path), "{query}");
+
+    // The CPO's answer: the profile in force is the set-point.
+    let result = json!({"result": "ACCEPTED", "profile": {
+        "start_date_time": format_rfc3339(app.clock.now_s() - 90),
+        "charging_profile": {"charging_rate_unit": "W",
+            "charging_profile_period": [{"start_period": 0, "limit": power_w as f64}]}}});
+    // Another CPO may not answer for it.
+    let other = spawn_cpo().await;
+    let (status, body) = app
+        .register_party(&other, "token-a-2", "other-b", &[("DE", "OTH")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let other_c = body["data"]["token"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &response_path,
+            Some(&token_header(&other_c)),
+            Some(&result),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(latest("S3").await.1, "sent");
+    let (status, body) = app.cpo(Method::POST, &response_path, Some(&result)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(latest("S3").await.1, "in_force");
+
+    // The CPO reports S1's profile in force on its own: stored for the session.
+    let active = json!({"start_date_time": format_rfc3339(app.clock.now_s()),
+        "charging_profile": {"charging_rate_unit": "A",
+            "charging_profile_period": [{"start_period": 0, "limit": 10.0}]}});
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/ocpi/2.2.1/chargingprofiles/S1",
+            Some(&active),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (row,): (i64,) = sqlx::query_as("SELECT id FROM sessions WHERE session_id = 'S1'")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    let mut conn = app.state.db.conn().await.unwrap();
+    let stored = evflex::store::active_profiles::get(&mut conn, row)
+        .await
+        .unwrap()
+        .expect("S1's profile in force");
+    assert_eq!(stored.limit_milli, Some(10_000), "{stored:?}");
+    // An unknown session is refused.
+    let (status, _) = app
+        .cpo(
+            Method::PUT,
+            "/ocpi/2.2.1/chargingprofiles/NOPE",
+            Some(&active),
+        )
+        .await;
+    assert_eq!(status, 404);
 }
