@@ -137,7 +137,10 @@ async fn create_token_a(
 /// Every party, registered or not.
 #[utoipa::path(get, path = "/api/v1/admin/parties", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = [PartyView]), (status = 404, description = "No admin credential configured", body = super::error::ErrorBody)))]
-async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Vec<PartyView>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<Vec<PartyView>>, ApiError> {
     let mut conn = state.db.conn().await?;
     let all = parties::list_all(&mut conn).await?;
     Ok(Json(all.into_iter().map(PartyView::from).collect()))
@@ -157,7 +160,9 @@ async fn register(
 ) -> Result<(StatusCode, Json<PartyView>), ApiError> {
     let req: RegisterReq = parse_body(&body)?;
     if req.token_a.trim().is_empty() {
-        return Err(ApiError::BadRequest("token_a: must not be empty".to_owned()));
+        return Err(ApiError::BadRequest(
+            "token_a: must not be empty".to_owned(),
+        ));
     }
     let now = state.clock.now();
     let id = credentials::register_with(

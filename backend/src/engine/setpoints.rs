@@ -22,10 +22,10 @@
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
-use crate::outbound::{Outbound, Route};
-use crate::store::parties::{self, Party};
 use crate::ingest::ocpi::model::{ActiveChargingProfile, ChargingRateUnit};
+use crate::outbound::{Outbound, Route};
 use crate::store::active_profiles;
+use crate::store::parties::{self, Party};
 use crate::store::schedules::{self, StoredSetpoint};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -196,11 +196,10 @@ async fn deliver_one(
         .as_ref()
         .filter(|p| p.status == "registered")
         .and_then(|p| {
-            p.endpoint("chargingprofiles", "RECEIVER")
-                .map(|url| {
-                    let codes = (p.country_code.clone(), p.party_id.clone());
-                    (url.to_owned(), p.token_b.clone(), codes)
-                })
+            p.endpoint("chargingprofiles", "RECEIVER").map(|url| {
+                let codes = (p.country_code.clone(), p.party_id.clone());
+                (url.to_owned(), p.token_b.clone(), codes)
+            })
         }) {
         None => Attempt::Fatal("the CPO has no chargingprofiles endpoint".to_owned()),
         Some((base, token, party_codes)) => {

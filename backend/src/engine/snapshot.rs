@@ -31,10 +31,10 @@
 //! load, and no PV); the price is the last price-table entry at or before the step (else the
 //! flat tariff).
 
+use super::setpoints::{self, Standing};
 use crate::config::EngineConfig;
 use crate::domain::step_start;
 use crate::store::groups::{self, SeriesKind, StoredGroup};
-use super::setpoints::{self, Standing};
 use crate::store::{
     Conn, StoreResult, locations, meter, prices, requests, schedules, sessions, users,
 };
@@ -260,8 +260,13 @@ pub async fn snapshot(
             Standing::GivenUp(r) | Standing::NotInForce(r) => Some(r),
         };
         if let Some(reason) = reason {
-            let rated = evse.record.rated_power_w.unwrap_or(cfg.default_evse_power_w);
-            let power_w = measured_power(&r.evse_uid).unwrap_or(rated).clamp(0, rated.max(0));
+            let rated = evse
+                .record
+                .rated_power_w
+                .unwrap_or(cfg.default_evse_power_w);
+            let power_w = measured_power(&r.evse_uid)
+                .unwrap_or(rated)
+                .clamp(0, rated.max(0));
             for load in &mut other_load_w {
                 *load += power_w;
             }

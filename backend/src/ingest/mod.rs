@@ -101,6 +101,10 @@ pub enum Written {
 impl Written {
     /// `Created` if nothing was stored before.
     pub fn new_if(existed: bool) -> Self {
-        if existed { Self::Updated } else { Self::Created }
+        if existed {
+            Self::Updated
+        } else {
+            Self::Created
+        }
     }
 }

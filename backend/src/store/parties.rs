@@ -504,7 +504,10 @@ pub async fn claim_code_for_hub(
     country_code: &str,
     party_id: &str,
 ) -> StoreResult<bool> {
-    let (cc, pid) = (country_code.to_ascii_uppercase(), party_id.to_ascii_uppercase());
+    let (cc, pid) = (
+        country_code.to_ascii_uppercase(),
+        party_id.to_ascii_uppercase(),
+    );
     sqlx::query(
         "INSERT INTO party_codes (country_code, party_id, party_row) VALUES ($1, $2, $3) \
          ON CONFLICT (country_code, party_id) DO NOTHING",

@@ -245,7 +245,11 @@ async fn discovery_errors_do_not_tell_which_ports_are_open_and_bodies_are_capped
     let app = spawn_app_on(Backend::Sqlite).await;
     // A closed port: the answer says the server could not be reached, not "connection refused".
     let (status, body) = register_at(&app, "http://127.0.0.1:9/ocpi/versions").await;
-    assert_eq!((status, body["status_code"].as_i64()), (200, Some(3001)), "{body}");
+    assert_eq!(
+        (status, body["status_code"].as_i64()),
+        (200, Some(3001)),
+        "{body}"
+    );
     let message = body["status_message"].as_str().unwrap();
     assert!(
         message.ends_with("the party's server could not be reached"),

@@ -514,7 +514,11 @@ pub fn ocpi_route(headers: &axum::http::HeaderMap) -> (String, String) {
             .to_owned()
     };
     (
-        format!("{}*{}", h("ocpi-from-country-code"), h("ocpi-from-party-id")),
+        format!(
+            "{}*{}",
+            h("ocpi-from-country-code"),
+            h("ocpi-from-party-id")
+        ),
         format!("{}*{}", h("ocpi-to-country-code"), h("ocpi-to-party-id")),
     )
 }

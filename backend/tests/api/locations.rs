@@ -35,7 +35,11 @@ async fn official_examples_are_accepted(backend: Backend) {
     for name in LOCATION_EXAMPLES {
         let loc = example(name);
         // 201 for a location evflex did not have, 200 for one it updates (OCPI status codes).
-        let created = if locations.insert(path_of(&loc)) { 201 } else { 200 };
+        let created = if locations.insert(path_of(&loc)) {
+            201
+        } else {
+            200
+        };
         for e in loc["evses"].as_array().into_iter().flatten() {
             evse_uids.insert(e["uid"].as_str().unwrap().to_owned());
         }
@@ -249,7 +253,10 @@ async fn malformed_locations_are_rejected_whole() {
             Some(&json!({"status": "CHARGING"})),
         )
         .await;
-    assert_eq!(status, 200, "a PATCH needs last_updated (2001 at the OCPI layer)");
+    assert_eq!(
+        status, 200,
+        "a PATCH needs last_updated (2001 at the OCPI layer)"
+    );
     assert!(
         body["status_message"]
             .as_str()

@@ -631,7 +631,11 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
     assert_eq!(report.solved(), 2, "{report:?}");
     assert_eq!(
         status_of("S3").await,
-        (id_rejected, "rejected".to_owned(), Some("the CPO answered REJECTED".to_owned())),
+        (
+            id_rejected,
+            "rejected".to_owned(),
+            Some("the CPO answered REJECTED".to_owned())
+        ),
         "no new set-point for a session whose CPO refused its profile"
     );
     let rated = e3["rated_power_w"].as_i64().unwrap();
@@ -642,7 +646,10 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
         .unwrap()
         .expect("group 2 planned");
     drop(conn);
-    assert_eq!(stored.inputs["other_load_w"][0], rated, "E3 at its full draw");
+    assert_eq!(
+        stored.inputs["other_load_w"][0], rated,
+        "E3 at its full draw"
+    );
     let s3 = vid(&app, "S3").await;
     assert!(
         !stored.inputs["vehicles"]
@@ -741,7 +748,11 @@ async fn too_often_backs_off_and_unknown_session_is_given_up_after_three_tries()
         .await;
     assert_eq!(status, 200);
     assert_eq!(state_of("S3").await.1, "in_force");
-    let all: Vec<(i64, String, String)> = sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    let all: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
     eprintln!("DEBUG {all:?} newest={newest}");
     let (s1, _, _, _) = state_of("S1").await;
     let path = format!("/ocpi/2.2.1/chargingprofiles/{s1}");
@@ -756,14 +767,25 @@ async fn too_often_backs_off_and_unknown_session_is_given_up_after_three_tries()
     app.clock.advance(900);
     cpo.log.lock().unwrap().answer = Some("UNKNOWN_SESSION");
     let report = app.tick().await;
-    assert_eq!(report.delivery.deferred, 1, "S3 (S1 was refused): {report:?}");
+    assert_eq!(
+        report.delivery.deferred, 1,
+        "S3 (S1 was refused): {report:?}"
+    );
     app.clock.advance(61);
     let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
     assert_eq!(delivery.deferred, 1, "{delivery:?}");
     app.clock.advance(121);
     let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
-    assert_eq!((delivery.deferred, delivery.rejected), (0, 1), "{delivery:?}");
-    let all: Vec<(i64, String, String)> = sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    assert_eq!(
+        (delivery.deferred, delivery.rejected),
+        (0, 1),
+        "{delivery:?}"
+    );
+    let all: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT id, session_id, status FROM setpoints ORDER BY id")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
     eprintln!("DEBUG2 {all:?}");
     let (_, status, error, _) = state_of("S3").await;
     assert_eq!(status, "rejected");
