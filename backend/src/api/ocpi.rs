@@ -1,5 +1,5 @@
 //! OCPI 2.2.1 over HTTP: versions, credentials, the receiver interfaces of Locations,
-//! Sessions and CDRs, the eMSP's Tokens sender interface (evflex's users' tokens, see
+//! Sessions, CDRs and Tariffs, the eMSP's Tokens sender interface (evflex's users' tokens, see
 //! `engine::tokens`), plus the `response_url` for asynchronous charging-profile results.
 //!
 //! Every response is the OCPI envelope (`data`, `status_code`, `status_message`, `timestamp`).
@@ -8,13 +8,13 @@
 
 use crate::app::AppState;
 use crate::domain::{PartyKey, format_rfc3339};
-use crate::ingest::{IngestError, Written};
 use crate::ingest::ocpi::credentials::{self, Caller};
 use crate::ingest::ocpi::model::{
     ActiveChargingProfile, ActiveChargingProfileResult, ChargingProfileResult,
     ChargingProfileResultType, Endpoint, Version, VersionDetails, parse,
 };
-use crate::ingest::ocpi::{self as receiver, LocationRef, Origin};
+use crate::ingest::ocpi::{self as receiver, LocationRef, Origin, tariffs};
+use crate::ingest::{IngestError, Written};
 use crate::store::parties::{self, TokenGrant, TokenKind};
 use crate::store::{active_profiles, schedules};
 use axum::body::Bytes;
@@ -432,6 +432,10 @@ fn module_routes() -> Router<AppState> {
             "/ocpi/2.2.1/sessions/{cc}/{pid}/{session_id}",
             get(get_session).put(write_session).patch(write_session),
         )
+        .route(
+            "/ocpi/2.2.1/tariffs/{cc}/{pid}/{tariff_id}",
+            get(get_tariff).put(put_tariff).delete(delete_tariff),
+        )
         .route("/ocpi/2.2.1/tokens", get(list_tokens))
         .route(
             "/ocpi/2.2.1/tokens/{token_uid}/authorize",
@@ -472,6 +476,7 @@ async fn version_details(State(state): State<AppState>, _caller: OcpiCaller) -> 
             endpoint("locations", "RECEIVER"),
             endpoint("sessions", "RECEIVER"),
             endpoint("cdrs", "RECEIVER"),
+            endpoint("tariffs", "RECEIVER"),
             endpoint("chargingprofiles", "SENDER"),
             endpoint("tokens", "SENDER"),
         ],
@@ -604,6 +609,60 @@ async fn write_location(
         },
     )
     .await
+}
+
+/// The URL of a Tariff.
+#[derive(Debug, Deserialize)]
+struct TariffPath {
+    cc: String,
+    pid: String,
+    tariff_id: String,
+}
+
+/// `GET` of one of the caller's own tariffs (another party's codes: 404).
+async fn get_tariff(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &path.cc, &path.pid)?;
+    let data = tariffs::get_tariff(&state.db, &origin, &path.tariff_id).await?;
+    Ok(ok(&state, Some(data)))
+}
+
+/// `PUT` of a whole Tariff: 201 when new, 200 when it replaces the stored one.
+async fn put_tariff(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let codes = (path.cc.as_str(), path.pid.as_str());
+    write_object(
+        &state,
+        &party,
+        "tariffs",
+        codes,
+        &body,
+        async |origin, body| tariffs::put_tariff(&state.db, &origin, &path.tariff_id, body).await,
+    )
+    .await
+}
+
+/// `DELETE` of one of the caller's own tariffs.
+async fn delete_tariff(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &path.cc, &path.pid)?;
+        tariffs::delete_tariff(&state.db, &origin, &path.tariff_id).await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("tariffs", &result);
+    result
 }
 
 async fn get_session(
@@ -845,8 +904,8 @@ async fn put_active_charging_profile(
             break;
         }
     }
-    let session = session
-        .ok_or_else(|| OcpiError::new(StatusCode::NOT_FOUND, 2000, "unknown session"))?;
+    let session =
+        session.ok_or_else(|| OcpiError::new(StatusCode::NOT_FOUND, 2000, "unknown session"))?;
     let now = state.clock.now();
     let source = active_profiles::Source::Put;
     crate::engine::setpoints::record_active(
@@ -881,7 +940,11 @@ async fn post_active_profile_result(
         .await?
         .filter(|sp| sp.record.owner_party == Some(party.party_row))
         .ok_or_else(|| {
-            OcpiError::new(StatusCode::NOT_FOUND, 2000, format!("unknown set-point {id}"))
+            OcpiError::new(
+                StatusCode::NOT_FOUND,
+                2000,
+                format!("unknown set-point {id}"),
+            )
         })?;
     match (&result.result, &result.profile) {
         (ChargingProfileResultType::Accepted, Some(active)) => {

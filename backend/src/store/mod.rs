@@ -33,6 +33,7 @@ pub mod prices;
 pub mod requests;
 pub mod schedules;
 pub mod sessions;
+pub mod tariffs;
 pub mod token_deliveries;
 pub mod users;
 pub mod wallets;

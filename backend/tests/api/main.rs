@@ -12,6 +12,7 @@ mod meter_values;
 mod requests;
 mod sessions;
 mod sim;
+mod tariffs;
 mod tenancy;
 mod tick;
 mod topology;
