@@ -231,10 +231,12 @@ async fn check_day(day: &Day<'_>) {
         i64,
         String,
         Option<String>,
+        String,
     );
     let bills: Vec<BillRow> = sqlx::query_as(
         "SELECT COALESCE(session_id, ''), chain_session_id, energy_wh, credit_wh,
-                flexibility_wh, price_micro_eur_per_kwh, cost_micro_eur, status, user_address
+                flexibility_wh, price_micro_eur_per_kwh, cost_micro_eur, status, user_address,
+                price_source
          FROM bills",
     )
     .fetch_all(db)
@@ -274,10 +276,24 @@ async fn check_day(day: &Day<'_>) {
             .iter()
             .find(|b| b.0 == v.session_id)
             .unwrap_or_else(|| panic!("no bill for {}", v.session_id));
-        let (_, chain_id, energy, credit, flex, price, cost, status, _) = b;
+        let (_, chain_id, energy, credit, flex, price, cost, status, _, source) = b;
         assert_eq!(status, "settled", "{}", v.session_id);
         assert_eq!(*energy, v.delivered_wh.round() as i64, "{}", v.session_id);
-        assert_eq!(*price, TARIFF);
+        // The simulated CPO's CDRs carry their total (0.35 €/kWh incl. VAT, rounded to the
+        // cent), or leave it to its pushed tariff (exactly 0.35 €/kWh incl. VAT); the flat
+        // EVFLEX_CPO_TARIFF is the last resort (billing, "Price sources").
+        match source.as_str() {
+            "tariff" => assert_eq!(*price, 350_000, "{}", v.session_id),
+            "cdr_total_cost" if *energy >= 1_000 => {
+                assert!(
+                    (340_000..=360_000).contains(price),
+                    "{} {price}",
+                    v.session_id
+                )
+            }
+            "cdr_total_cost" => {}
+            other => assert_eq!((other, *price), ("flat", TARIFF), "{}", v.session_id),
+        }
         assert_eq!(*cost, (energy - credit) * price / 1_000, "{}", v.session_id);
         if !v.opted_in {
             assert_eq!((*credit, *flex), (0, 0), "{}", v.session_id);
@@ -295,7 +311,7 @@ async fn check_day(day: &Day<'_>) {
             "{}",
             v.session_id
         );
-        assert_eq!(e.price_micro_eur_per_kwh as i64, TARIFF);
+        assert_eq!(e.price_micro_eur_per_kwh as i64, *price);
         assert_eq!(e.cost, U256::from(*cost as u64), "{}", v.session_id);
         assert_eq!(
             e.flex_minted,

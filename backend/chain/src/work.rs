@@ -299,8 +299,8 @@ pub struct CdrFacts {
     pub end_ts: i64,
     /// Metered energy (Wh, `total_energy`).
     pub energy_wh: i64,
-    /// `total_cost.excl_vat` (micro-units of `currency`).
-    pub total_cost_excl_vat_micro: i64,
+    /// `total_cost.excl_vat` (micro-units of `currency`), when the CDR has a `total_cost`.
+    pub total_cost_excl_vat_micro: Option<i64>,
     /// `total_cost.incl_vat` (micro-units of `currency`).
     pub total_cost_incl_vat_micro: Option<i64>,
     /// ISO 4217 currency.

@@ -261,7 +261,7 @@ async fn wait_for_drain(db: &store::Db, timeout: Duration) -> (i64, Duration) {
 
 /// The chain's side of the day: waits for the outbox to drain, then transactions and gas
 /// (stored receipts), FLEX minted (settlement events and the token's supply), bills by status
-/// and what `evflex audit` finds.
+/// and by price source, and what `evflex audit` finds.
 async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) -> ChainFigures {
     let (left, waited) = wait_for_drain(db, timeout).await;
     let transactions = match db.conn().await {
@@ -300,6 +300,11 @@ async fn chain_figures(db: &store::Db, ctx: &ChainContext, timeout: Duration) ->
                 "pending" => bills.pending += 1,
                 "failed" => bills.failed += 1,
                 _ => bills.unbillable += 1,
+            }
+            match b.price_source.as_str() {
+                "cdr_total_cost" => bills.by_cdr_total_cost += 1,
+                "tariff" => bills.by_tariff += 1,
+                _ => bills.by_flat += 1,
             }
         }
     }

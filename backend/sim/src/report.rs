@@ -120,8 +120,14 @@ pub struct BillCounts {
     pub pending: usize,
     /// Refused for good.
     pub failed: usize,
-    /// No wallet to bill (unknown user).
+    /// Never signed or settled (`bills.status_reason` says why).
     pub unbillable: usize,
+    /// Priced by the CDR's `total_cost` (billing, "Price sources").
+    pub by_cdr_total_cost: usize,
+    /// Priced by the OCPI tariff the CDR or its session names.
+    pub by_tariff: usize,
+    /// Priced by the flat `EVFLEX_CPO_TARIFF`.
+    pub by_flat: usize,
 }
 
 /// How many audit differences the summary lists before "… and N more".
@@ -187,6 +193,14 @@ impl ChainFigures {
             format!(
                 "{} / {} / {} (failed {}, unbillable {})",
                 b.settled, b.awaiting_funds, b.pending, b.failed, b.unbillable
+            ),
+        )?;
+        row(
+            f,
+            "bills by source",
+            format!(
+                "CDR total_cost {} / tariff {} / flat {}",
+                b.by_cdr_total_cost, b.by_tariff, b.by_flat
             ),
         )?;
         match &self.audit {
@@ -758,6 +772,8 @@ mod tests {
             bills: BillCounts {
                 settled: 2,
                 awaiting_funds: 1,
+                by_cdr_total_cost: 2,
+                by_tariff: 1,
                 ..BillCounts::default()
             },
             audit,
@@ -791,6 +807,10 @@ mod tests {
         assert!(
             line(&text, "bills settled / awaiting funds / pending")
                 .ends_with("2 / 1 / 0 (failed 0, unbillable 0)")
+        );
+        assert!(
+            line(&text, "bills by source").ends_with("CDR total_cost 2 / tariff 1 / flat 0"),
+            "{text}"
         );
         assert!(line(&text, "evflex audit").ends_with(" clean"));
         // The chain rows come after the others, before the wall time.

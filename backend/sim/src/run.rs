@@ -37,8 +37,29 @@ use serde_json::{Value, json};
 use std::time::Instant;
 
 const STEP_S: i64 = TIME_STEP_S as i64;
-/// The simulated CPO's tariff in CDRs (EUR per kWh, excl. VAT).
+/// The simulated CPO's tariff: what a driver pays per kWh, incl. VAT (EUR), as its CDRs say.
 const CPO_TARIFF_EUR_PER_KWH: f64 = 0.35;
+/// The same tariff excl. VAT (EUR per kWh) and its VAT (%): 0.28 × 1.25 = 0.35 exactly.
+const CPO_TARIFF_EXCL_VAT_EUR_PER_KWH: f64 = 0.28;
+/// VAT of the simulated CPO's tariff (%).
+const CPO_TARIFF_VAT_PERCENT: f64 = 25.0;
+/// The id of the simulated CPO's tariff (pushed to evflex's Tariffs receiver, named in every
+/// CDR's charging periods).
+pub const CPO_TARIFF_ID: &str = "SIM-TARIFF-1";
+/// Every this-many-th CDR leaves out `total_cost`, so that evflex prices it from the tariff.
+const CDR_WITHOUT_TOTAL_EVERY: usize = 4;
+
+/// The simulated CPO's OCPI Tariff: energy only, 0.28 €/kWh excl. 25 % VAT, billed per Wh.
+pub fn cpo_tariff(country_code: &str, party_id: &str, last_updated: i64) -> Value {
+    json!({
+        "country_code": country_code, "party_id": party_id, "id": CPO_TARIFF_ID,
+        "currency": "EUR",
+        "elements": [{"price_components": [{"type": "ENERGY",
+            "price": CPO_TARIFF_EXCL_VAT_EUR_PER_KWH, "vat": CPO_TARIFF_VAT_PERCENT,
+            "step_size": 1}]}],
+        "last_updated": format_rfc3339(last_updated)
+    })
+}
 /// What a driver tops up after registering when evflex has a chain (EUR).
 pub const TOP_UP_EUR: f64 = 50.0;
 
@@ -369,8 +390,8 @@ impl World<'_> {
             .await;
         self.note(r);
         let hours = (now - ts(self.cfg, v.arrival.arrival_step)) as f64 / 3_600.0;
-        let cost = (kwh * CPO_TARIFF_EUR_PER_KWH * 100.0).round() / 100.0;
-        let cdr = json!({
+        let cents = |eur_per_kwh: f64| (kwh * eur_per_kwh * 100.0).round() / 100.0;
+        let mut cdr = json!({
             "country_code": self.cc(), "party_id": self.pid(), "id": format!("CDR-{sid}"),
             "start_date_time": start, "end_date_time": t, "session_id": sid,
             "cdr_token": self.cdr_token(vi), "auth_method": "WHITELIST",
@@ -381,12 +402,20 @@ impl World<'_> {
                 "connector_id": "1", "connector_standard": "IEC_62196_T2",
                 "connector_format": "SOCKET", "connector_power_type": "AC_3_PHASE"},
             "currency": "EUR",
-            "charging_periods": [{"start_date_time": start,
+            "charging_periods": [{"start_date_time": start, "tariff_id": CPO_TARIFF_ID,
                 "dimensions": [{"type": "ENERGY", "volume": kwh}]}],
-            "total_cost": {"excl_vat": cost},
+            "total_cost": {"excl_vat": cents(CPO_TARIFF_EXCL_VAT_EUR_PER_KWH),
+                "incl_vat": cents(CPO_TARIFF_EUR_PER_KWH)},
             "total_energy": kwh, "total_time": (hours * 1_000.0).round() / 1_000.0,
             "last_updated": t
         });
+        // Some CPOs leave the price to the eMSP: evflex then prices the CDR with the tariff
+        // its charging period names.
+        if vi % CDR_WITHOUT_TOTAL_EVERY == CDR_WITHOUT_TOTAL_EVERY - 1
+            && let Some(o) = cdr.as_object_mut()
+        {
+            o.remove("total_cost");
+        }
         let r = self.cpo_call(Method::POST, "/ocpi/2.2.1/cdrs", &cdr).await;
         self.note(r);
         self.set_evse_status(&c, "AVAILABLE", &t).await;
@@ -454,6 +483,17 @@ pub async fn run(
             .call(Method::PUT, &path, Some(&cpo_auth), Some(&loc))
             .await?;
     }
+    client
+        .call(
+            Method::PUT,
+            &format!(
+                "/ocpi/2.2.1/tariffs/{}/{}/{CPO_TARIFF_ID}",
+                cfg.country_code, cfg.party_id
+            ),
+            Some(&cpo_auth),
+            Some(&cpo_tariff(&cfg.country_code, &cfg.party_id, now)),
+        )
+        .await?;
     client
         .call(
             Method::PUT,

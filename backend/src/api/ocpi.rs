@@ -1,8 +1,8 @@
 //! OCPI 2.2.1 and 2.3.0 over HTTP: versions, credentials, the receiver interfaces of
-//! Locations, Sessions and CDRs, the eMSP's Tokens sender interface (evflex's users' tokens,
-//! see `engine::tokens`), plus the `response_url` for asynchronous charging-profile results.
-//! Both versions are served side by side (`/ocpi/2.2.1/…`, `/ocpi/2.3.0/…`) by the same
-//! handlers; `ingest::ocpi::version` maps 2.3.0's wire differences to the internal model.
+//! Locations, Sessions, CDRs and Tariffs, the eMSP's Tokens sender interface (evflex's users'
+//! tokens, see `engine::tokens`), plus the `response_url` for asynchronous charging-profile
+//! results. Both versions are served side by side (`/ocpi/2.2.1/…`, `/ocpi/2.3.0/…`) by the
+//! same handlers; `ingest::ocpi::version` maps 2.3.0's wire differences to the internal model.
 //!
 //! Every response is the OCPI envelope (`data`, `status_code`, `status_message`, `timestamp`).
 //! `Authorization: Token <token>` carries the token base64-encoded as OCPI 2.2.1 specifies; a
@@ -16,7 +16,7 @@ use crate::ingest::ocpi::model::{
     ChargingProfileResultType, Endpoint, Version, VersionDetails, parse,
 };
 use crate::ingest::ocpi::version::{OcpiVersion, to_internal};
-use crate::ingest::ocpi::{self as receiver, LocationRef, Origin};
+use crate::ingest::ocpi::{self as receiver, LocationRef, Origin, tariffs};
 use crate::ingest::{IngestError, Written};
 use crate::store::parties::{self, TokenGrant, TokenKind};
 use crate::store::{active_profiles, schedules};
@@ -455,6 +455,10 @@ fn module_routes(base: &str) -> Router<AppState> {
             &format!("{base}/sessions/{{cc}}/{{pid}}/{{session_id}}"),
             get(get_session).put(write_session).patch(write_session),
         )
+        .route(
+            &format!("{base}/tariffs/{{cc}}/{{pid}}/{{tariff_id}}"),
+            get(get_tariff).put(put_tariff).delete(delete_tariff),
+        )
         .route(&format!("{base}/tokens"), get(list_tokens))
         .route(
             &format!("{base}/tokens/{{token_uid}}/authorize"),
@@ -503,6 +507,7 @@ async fn version_details(
             endpoint("locations", "RECEIVER"),
             endpoint("sessions", "RECEIVER"),
             endpoint("cdrs", "RECEIVER"),
+            endpoint("tariffs", "RECEIVER"),
             endpoint("chargingprofiles", "SENDER"),
             endpoint("tokens", "SENDER"),
         ],
@@ -635,6 +640,64 @@ async fn write_location(
         },
     )
     .await
+}
+
+/// The URL of a Tariff.
+#[derive(Debug, Deserialize)]
+struct TariffPath {
+    cc: String,
+    pid: String,
+    tariff_id: String,
+}
+
+/// `GET` of one of the caller's own tariffs (another party's codes: 404).
+async fn get_tariff(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+) -> Result<Response, OcpiError> {
+    let origin = origin(&party, &path.cc, &path.pid)?;
+    let data = tariffs::get_tariff(&state.db, &origin, &path.tariff_id).await?;
+    Ok(ok(&state, Some(data)))
+}
+
+/// `PUT` of a whole Tariff: 201 when new, 200 when it replaces the stored one.
+async fn put_tariff(
+    State(state): State<AppState>,
+    Extension(version): Extension<OcpiVersion>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+    body: Bytes,
+) -> Result<Response, OcpiError> {
+    let codes = (path.cc.as_str(), path.pid.as_str());
+    write_object(
+        &state,
+        &party,
+        "tariffs",
+        codes,
+        &body,
+        async |origin, body| {
+            let body = to_internal(version, body);
+            tariffs::put_tariff(&state.db, &origin, &path.tariff_id, body).await
+        },
+    )
+    .await
+}
+
+/// `DELETE` of one of the caller's own tariffs.
+async fn delete_tariff(
+    State(state): State<AppState>,
+    party: RegisteredParty,
+    Path(path): Path<TariffPath>,
+) -> Result<Response, OcpiError> {
+    let result = async {
+        let origin = origin(&party, &path.cc, &path.pid)?;
+        tariffs::delete_tariff(&state.db, &origin, &path.tariff_id).await?;
+        Ok(ok::<()>(&state, None))
+    }
+    .await;
+    count("tariffs", &result);
+    result
 }
 
 async fn get_session(

@@ -2,6 +2,35 @@
 //! (EnergyBilling moves the cost from the user to the CPO and mints FLEX for the flexibility the
 //! user gave). Owns `bills` (through [`crate::store::bills`]).
 //!
+//! # Price sources
+//!
+//! A bill's price comes from one of three sources, tried in this order; the bill records which
+//! one it used (`bills.price_source`, shown in the settlement lists and the demo summary):
+//!
+//! 1. **`cdr_total_cost`**: the CDR's `total_cost`, when it has one. The driver pays VAT, so the
+//!    bill charges `incl_vat`, or `excl_vat` when the CPO gave no `incl_vat` (then no VAT is
+//!    known to apply). This is the CPO's own figure for the session, as OCPI intends.
+//! 2. **`tariff`**: without a `total_cost`, the OCPI Tariff the CDR or its session names, priced
+//!    by [`tariff::price_session`] from the CDR's charging periods (incl. VAT, as above). Where
+//!    the name comes from, first found: a tariff embedded in the CDR's `tariffs` (the one its
+//!    charging periods name, else the first); a `tariff_id` of the CDR's charging periods; one
+//!    of the session's charging periods; the `tariff_ids` of the CDR's connector. Named tariffs
+//!    are those the CPO pushed to the Tariffs receiver (`store::tariffs`). A tariff that is not
+//!    valid at the session's start is skipped.
+//! 3. **`flat`**: the operator's flat tariff (`EVFLEX_CPO_TARIFF`, micro-EUR per kWh), the last
+//!    resort when neither of the above exists.
+//!
+//! On chain a bill is energy × price per kWh (EnergyBilling's formula), so a total from 1 or 2
+//! becomes an effective price: total × 1 000 / energy (micro-EUR per kWh), rounded down; the
+//! cost the contract charges is then below the total by less than one micro-EUR per kWh
+//! (0.001 cent per kWh), in the driver's favour, as the contract rounds. A bill without energy
+//! charges nothing.
+//!
+//! **Currency.** Settlement is in the payment token, a euro token (1 unit = 1 micro-EUR). A CDR
+//! in another currency, or a tariff in another currency, is not converted: its bill is
+//! `unbillable` with the reason stored (`bills.status_reason`, e.g. "CDR currency USD does not
+//! match the payment token (EUR)") and is never signed or settled.
+//!
 //! When a CDR arrives, [`enqueue_settlement`] runs inside the receiver's transaction: it
 //! computes the bill with [`bill_for_session`], signs it, stores the bill row and enqueues the
 //! `settlement` outbox work ([`SettlementWork`]) carrying the signed bill, all in that one
@@ -16,7 +45,7 @@
 //!   max(100 Wh, 2 %). The CDR wins because it is the CPO's billing record under OCPI (meter
 //!   values may be sparse, missing or cut at the session edges), and it is what the CPO's meter
 //!   key signs.
-//! - **Price**: the CPO's flat tariff (`EVFLEX_CPO_TARIFF`, micro-EUR per kWh).
+//! - **Price** (micro-EUR per kWh): from the price sources above ([`bill_price`]).
 //! - **Credit** (`creditWh`): the shortfall of an accepted charging request, i.e. requested
 //!   energy minus energy delivered since the request, floored at 0 and capped at the billed
 //!   energy; with `--compensation free-kwh` (default) it is billed as free energy, with `none` it
@@ -33,11 +62,15 @@
 //!   cost.
 
 pub mod signer;
+pub mod tariff;
 
 use crate::chain::{ChainContext, Compensation};
+use crate::ingest::ocpi::model::{Tariff, parse};
 use crate::store::bills::{self, BillRow};
 use crate::store::outbox;
-use crate::store::{Conn, StoreError, StoreResult, meter, requests, sessions, users, wallets};
+use crate::store::{
+    Conn, StoreError, StoreResult, locations, meter, requests, sessions, tariffs, users, wallets,
+};
 use alloy::primitives::{Address, B256, keccak256};
 use evflex_chain::Bill;
 use evflex_chain::wallet::eip712::{billing_domain, sign_bill};
@@ -142,6 +175,234 @@ pub fn bill_for_session(i: &BillInputs) -> BillFigures {
     }
 }
 
+/// The currency of the payment token bills are settled in.
+pub const PAYMENT_CURRENCY: &str = "EUR";
+
+/// Where a bill's price came from (module docs, "Price sources").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// The CDR's `total_cost`.
+    CdrTotalCost,
+    /// The OCPI tariff the CDR or its session names.
+    Tariff,
+    /// The operator's flat tariff (`EVFLEX_CPO_TARIFF`).
+    Flat,
+}
+
+impl PriceSource {
+    /// The name stored in `bills.price_source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CdrTotalCost => "cdr_total_cost",
+            Self::Tariff => "tariff",
+            Self::Flat => "flat",
+        }
+    }
+}
+
+/// A named tariff's price for the session, as [`bill_price`] weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TariffQuote {
+    /// Tariff id.
+    pub tariff_id: String,
+    /// Its currency.
+    pub currency: String,
+    /// The session's price under it, or why it could not price it.
+    pub cost: Result<tariff::TariffCost, tariff::TariffError>,
+}
+
+/// A bill's price: its source, the currency it was stated in, the price per kWh the bill
+/// charges, and, when the bill cannot be settled, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillPrice {
+    /// Where it came from.
+    pub source: PriceSource,
+    /// The currency it was stated in.
+    pub currency: String,
+    /// Micro-EUR per kWh.
+    pub price_micro_eur_per_kwh: i64,
+    /// Why the bill is refused (a currency other than the payment token's).
+    pub refused: Option<String>,
+}
+
+/// A total (micro-units) as a price per kWh of `energy_wh`, rounded down (module docs).
+pub fn effective_price_per_kwh(total_micro: i64, energy_wh: i64) -> i64 {
+    if energy_wh <= 0 {
+        return 0;
+    }
+    let p = i128::from(total_micro.max(0)) * 1_000 / i128::from(energy_wh);
+    i64::try_from(p).unwrap_or(i64::MAX)
+}
+
+/// Chooses a bill's price from the three sources (module docs, "Price sources"): the CDR's
+/// `total_cost` (excl. VAT, incl. VAT when given) in `cdr_currency`; else a named tariff's
+/// quote, unless it failed; else the flat tariff. Refuses (with the reason) a CDR or tariff
+/// currency other than [`PAYMENT_CURRENCY`]. Pure.
+pub fn bill_price(
+    energy_wh: i64,
+    total_cost: Option<(i64, Option<i64>)>,
+    cdr_currency: &str,
+    quote: Option<&TariffQuote>,
+    flat_micro_eur_per_kwh: i64,
+) -> BillPrice {
+    let refuse = |source: PriceSource, currency: &str, reason: String| BillPrice {
+        source,
+        currency: currency.to_owned(),
+        price_micro_eur_per_kwh: 0,
+        refused: Some(reason),
+    };
+    let priced = |source: PriceSource, currency: &str, price: i64| BillPrice {
+        source,
+        currency: currency.to_owned(),
+        price_micro_eur_per_kwh: price,
+        refused: None,
+    };
+    let usable = quote.and_then(|q| q.cost.as_ref().ok().map(|c| (q, c)));
+    let source = match (total_cost, usable) {
+        (Some(_), _) => PriceSource::CdrTotalCost,
+        (None, Some(_)) => PriceSource::Tariff,
+        (None, None) => PriceSource::Flat,
+    };
+    if !cdr_currency.eq_ignore_ascii_case(PAYMENT_CURRENCY) {
+        return refuse(
+            source,
+            cdr_currency,
+            format!(
+                "CDR currency {cdr_currency} does not match the payment token ({PAYMENT_CURRENCY})"
+            ),
+        );
+    }
+    match (total_cost, usable) {
+        (Some((excl, incl)), _) => priced(
+            source,
+            cdr_currency,
+            effective_price_per_kwh(incl.unwrap_or(excl), energy_wh),
+        ),
+        (None, Some((q, _))) if !q.currency.eq_ignore_ascii_case(PAYMENT_CURRENCY) => refuse(
+            source,
+            &q.currency,
+            format!(
+                "tariff {} currency {} does not match the payment token ({PAYMENT_CURRENCY})",
+                q.tariff_id, q.currency
+            ),
+        ),
+        (None, Some((q, cost))) => priced(
+            source,
+            &q.currency,
+            effective_price_per_kwh(cost.incl_vat_micro, energy_wh),
+        ),
+        (None, None) => priced(source, PAYMENT_CURRENCY, flat_micro_eur_per_kwh),
+    }
+}
+
+/// What billing prices a CDR with beyond its facts: what the tariff path needs (not part of
+/// the outbox payload).
+#[derive(Debug, Clone, Default)]
+pub struct CdrPricing {
+    /// The tariffs the CDR carries (`tariffs`).
+    pub tariffs: Vec<Tariff>,
+    /// The tariff ids its charging periods name, in order.
+    pub tariff_ids: Vec<String>,
+    /// The session's usage ([`tariff::usage_from_cdr`]).
+    pub usage: Vec<tariff::UsagePeriod>,
+    /// `cdr_location.id` (its Location's `time_zone` is the tariff's local time).
+    pub location_id: String,
+    /// `cdr_location.connector_id` (its `tariff_ids` are the last place a tariff is named).
+    pub connector_id: String,
+}
+
+/// The `tariff_id`s named in a list of OCPI charging periods (JSON), in order, once each.
+pub fn tariff_ids_of_periods(periods: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for id in periods
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("tariff_id").and_then(serde_json::Value::as_str))
+    {
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// The tariff a CDR or its session names (module docs, "Price sources"), first found.
+async fn named_tariff(
+    conn: &mut Conn,
+    cdr: &CdrFacts,
+    pricing: &CdrPricing,
+    session: Option<&sessions::StoredSession>,
+) -> StoreResult<Option<Tariff>> {
+    let embedded = pricing
+        .tariffs
+        .iter()
+        .find(|t| pricing.tariff_ids.contains(&t.id))
+        .or(pricing.tariffs.first());
+    if let Some(t) = embedded {
+        return Ok(Some(t.clone()));
+    }
+    let mut names = pricing.tariff_ids.clone();
+    if let Some(s) = session {
+        names.extend(tariff_ids_of_periods(&s.record.charging_periods));
+    }
+    if let Some(evse) =
+        locations::get_evse(conn, &cdr.country_code, &cdr.party_id, &cdr.evse_uid).await?
+    {
+        for c in locations::connectors_of(conn, evse.id).await? {
+            if c.connector_id == pricing.connector_id
+                && let Some(ids) = c.body.get("tariff_ids").and_then(|v| v.as_array())
+            {
+                names.extend(ids.iter().filter_map(|v| v.as_str()).map(str::to_owned));
+            }
+        }
+    }
+    for name in names {
+        let Some(stored) = tariffs::get(conn, &cdr.country_code, &cdr.party_id, &name).await?
+        else {
+            continue;
+        };
+        match parse::<Tariff>(stored.body) {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) => tracing::warn!(tariff = %name, error = %e, "stored tariff unreadable"),
+        }
+    }
+    Ok(None)
+}
+
+/// The named tariff's price for the CDR's session, in its location's local time.
+async fn tariff_quote(
+    conn: &mut Conn,
+    cdr: &CdrFacts,
+    pricing: &CdrPricing,
+    session: Option<&sessions::StoredSession>,
+) -> StoreResult<Option<TariffQuote>> {
+    let Some(t) = named_tariff(conn, cdr, pricing, session).await? else {
+        return Ok(None);
+    };
+    let location =
+        locations::get_location(conn, &cdr.country_code, &cdr.party_id, &pricing.location_id)
+            .await?;
+    let zone_name = location
+        .as_ref()
+        .and_then(|l| l.body.get("time_zone"))
+        .and_then(serde_json::Value::as_str);
+    let zone = zone_name.and_then(tariff::Zone::named).unwrap_or_else(|| {
+        tracing::warn!(location = %pricing.location_id, zone = ?zone_name,
+            "no known time zone for the location: tariff restrictions read in UTC");
+        tariff::Zone::utc()
+    });
+    let cost = tariff::price_session(&t, &pricing.usage, &zone);
+    if let Err(e) = &cost {
+        tracing::warn!(error = %e, "the named tariff cannot price the session; next price source");
+    }
+    Ok(Some(TariffQuote {
+        tariff_id: t.id,
+        currency: t.currency,
+        cost,
+    }))
+}
+
 /// The bill's `sessionId` on chain: keccak-256 of `cc*party*cdr_id`.
 pub fn chain_session_id(cdr_key: &str) -> B256 {
     keccak256(cdr_key.as_bytes())
@@ -156,10 +417,11 @@ pub async fn enqueue_settlement(
     chain: Option<&ChainContext>,
     dedupe_key: &str,
     cdr: CdrFacts,
+    pricing: &CdrPricing,
     now: i64,
 ) -> StoreResult<bool> {
     let bill = match chain {
-        Some(ctx) => bill_cdr(conn, ctx, &cdr, now).await?,
+        Some(ctx) => bill_cdr(conn, ctx, &cdr, pricing, now).await?,
         None => None,
     };
     let work = ChainWork::Settlement(SettlementWork { cdr, bill });
@@ -173,6 +435,7 @@ async fn bill_cdr(
     conn: &mut Conn,
     ctx: &ChainContext,
     cdr: &CdrFacts,
+    pricing: &CdrPricing,
     now: i64,
 ) -> StoreResult<Option<SignedBill>> {
     let cdr_key = format!("{}*{}*{}", cdr.country_code, cdr.party_id, cdr.cdr_id);
@@ -202,10 +465,27 @@ async fn bill_cdr(
     )
     .await?;
     let config = &ctx.config;
+    let total_cost = cdr
+        .total_cost_excl_vat_micro
+        .map(|excl| (excl, cdr.total_cost_incl_vat_micro));
+    let quote = match total_cost {
+        Some(_) => None,
+        None => tariff_quote(conn, cdr, pricing, session.as_ref()).await?,
+    };
+    let price = bill_price(
+        cdr.energy_wh,
+        total_cost,
+        &cdr.currency,
+        quote.as_ref(),
+        config.tariff_micro_eur_per_kwh,
+    );
+    if let Some(reason) = &price.refused {
+        tracing::warn!(cdr = %cdr_key, %reason, "the CDR cannot be billed");
+    }
     let figures = bill_for_session(&BillInputs {
         cdr_energy_wh: cdr.energy_wh,
         meter_energy_wh,
-        price_micro_eur_per_kwh: config.tariff_micro_eur_per_kwh,
+        price_micro_eur_per_kwh: price.price_micro_eur_per_kwh,
         accepted_request: request
             .as_ref()
             .map(|r| (r.energy_wh, r.session_energy_wh_at_request)),
@@ -228,15 +508,21 @@ async fn bill_cdr(
         .as_ref()
         .and_then(|w| w.address.parse::<Address>().ok());
     let payee = payee(conn, ctx, cdr).await?;
-    let signed = match (user_address, payee) {
-        (Some(user), Some((cpo, sign_here))) => {
+    let status_reason = match (&price.refused, user_address, &payee) {
+        (Some(reason), _, _) => Some(reason.clone()),
+        (None, None, _) => Some("no wallet for the CDR's user".to_owned()),
+        (None, Some(_), None) => Some("the CPO set no settlement address".to_owned()),
+        (None, Some(_), Some(_)) => None,
+    };
+    let signed = match (user_address, payee, status_reason.is_none()) {
+        (Some(user), Some((cpo, sign_here)), true) => {
             let u64c = |v: i64| v.max(0) as u64;
             let bill = Bill {
                 sessionId: session_id,
                 user,
                 cpo,
                 energyWh: u64c(figures.energy_wh),
-                priceMicroEurPerKwh: u64c(config.tariff_micro_eur_per_kwh),
+                priceMicroEurPerKwh: u64c(price.price_micro_eur_per_kwh),
                 creditWh: u64c(figures.credit_wh),
                 flexibilityWh: u64c(figures.flexibility_wh),
                 start: u64c(cdr.start_ts),
@@ -272,7 +558,9 @@ async fn bill_cdr(
         cdr_energy_wh: cdr.energy_wh,
         meter_energy_wh,
         energy_discrepancy_wh: figures.energy_discrepancy_wh,
-        price_micro_eur_per_kwh: config.tariff_micro_eur_per_kwh,
+        price_micro_eur_per_kwh: price.price_micro_eur_per_kwh,
+        price_source: price.source.as_str().to_owned(),
+        currency: price.currency.clone(),
         credit_wh: figures.credit_wh,
         flexibility_wh: figures.flexibility_wh,
         cost_micro_eur: figures.cost_micro_eur,
@@ -288,6 +576,7 @@ async fn bill_cdr(
             "unbillable"
         }
         .to_owned(),
+        status_reason,
         tx_hash: None,
         block_number: None,
         created_at: now,
@@ -396,6 +685,85 @@ mod tests {
             ..inputs()
         });
         assert_eq!((f.flexibility_wh, f.saving_micro_eur), (0, 0));
+    }
+
+    fn quote(currency: &str, incl: i64) -> TariffQuote {
+        TariffQuote {
+            tariff_id: "T1".into(),
+            currency: currency.into(),
+            cost: Ok(tariff::TariffCost {
+                excl_vat_micro: incl * 4 / 5,
+                incl_vat_micro: incl,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_cdr_total_incl_vat_comes_first_then_the_tariff_then_the_flat_price() {
+        // 10 kWh, 3.00 excl. / 3.60 incl. VAT: the driver pays 3.60, 0.36 €/kWh.
+        let p = bill_price(
+            10_000,
+            Some((3_000_000, Some(3_600_000))),
+            "EUR",
+            None,
+            300_000,
+        );
+        assert_eq!(
+            (p.source, p.price_micro_eur_per_kwh, p.refused),
+            (PriceSource::CdrTotalCost, 360_000, None)
+        );
+        // excl_vat alone: no VAT is known to apply.
+        let p = bill_price(10_000, Some((3_000_000, None)), "EUR", None, 300_000);
+        assert_eq!(p.price_micro_eur_per_kwh, 300_000);
+        // A total wins over a tariff.
+        let q = quote("EUR", 3_500_000);
+        let p = bill_price(10_000, Some((3_000_000, None)), "EUR", Some(&q), 1);
+        assert_eq!(p.source, PriceSource::CdrTotalCost);
+        let p = bill_price(10_000, None, "EUR", Some(&q), 1);
+        assert_eq!(
+            (p.source, p.price_micro_eur_per_kwh),
+            (PriceSource::Tariff, 350_000)
+        );
+        // A tariff that cannot price the session falls through to the flat price.
+        let failed = TariffQuote {
+            cost: Err(tariff::TariffError::NotValid("T1".into())),
+            ..q.clone()
+        };
+        let p = bill_price(10_000, None, "EUR", Some(&failed), 250_000);
+        assert_eq!(
+            (p.source, p.price_micro_eur_per_kwh, p.currency.as_str()),
+            (PriceSource::Flat, 250_000, "EUR")
+        );
+        let p = bill_price(10_000, None, "EUR", None, 250_000);
+        assert_eq!(p.source, PriceSource::Flat);
+    }
+
+    #[test]
+    fn effective_price_rounds_down_in_the_drivers_favour() {
+        // 1.00 EUR for 3 kWh: 333 333 µEUR/kWh; the contract then charges 999 999 µEUR.
+        assert_eq!(effective_price_per_kwh(1_000_000, 3_000), 333_333);
+        assert_eq!(per_kwh(3_000, 333_333), 999_999);
+        assert_eq!(effective_price_per_kwh(1_000_000, 0), 0);
+        // The largest total over 1 Wh still fits.
+        let most = *crate::domain::bounds::AMOUNT_MICRO_EUR.end();
+        assert_eq!(effective_price_per_kwh(most, 1), most * 1_000);
+    }
+
+    #[test]
+    fn another_currency_is_refused_with_the_reason() {
+        let p = bill_price(10_000, Some((3_000_000, None)), "USD", None, 300_000);
+        assert_eq!(p.source, PriceSource::CdrTotalCost);
+        assert_eq!(
+            p.refused.as_deref(),
+            Some("CDR currency USD does not match the payment token (EUR)")
+        );
+        let q = quote("CHF", 3_500_000);
+        let p = bill_price(10_000, None, "EUR", Some(&q), 300_000);
+        assert_eq!(p.source, PriceSource::Tariff);
+        assert_eq!(
+            p.refused.as_deref(),
+            Some("tariff T1 currency CHF does not match the payment token (EUR)")
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! `status`: `pending` (settlement enqueued), `awaiting_funds` (the contract skipped it for an
 //! insufficient balance; retried after a top-up), `over_limit` (the user's spending limit on
 //! EnergyBilling refused it; retried after the user changes the limit), `settled` (with the transaction), `failed`
-//! (refused for good), `unbillable` (no wallet to bill: the CDR's user is unknown).
+//! (refused for good), `unbillable` (never signed or settled; `status_reason` says why: no wallet
+//! for the CDR's user, no settlement address for its CPO, or a currency other than the payment
+//! token's). `price_source` is where the price came from (`billing`, "Price sources").
 
 use super::{Conn, StoreResult};
 use sqlx::FromRow;
@@ -40,6 +42,10 @@ pub struct BillRow {
     pub energy_discrepancy_wh: i64,
     /// Price (micro-EUR per kWh).
     pub price_micro_eur_per_kwh: i64,
+    /// Where the price came from: `cdr_total_cost`, `tariff` or `flat`.
+    pub price_source: String,
+    /// The currency the price was stated in (ISO 4217).
+    pub currency: String,
     /// Free energy credited for a shortfall (Wh).
     pub credit_wh: i64,
     /// Flexibility rewarded (Wh).
@@ -54,6 +60,8 @@ pub struct BillRow {
     pub meter_signature: Option<String>,
     /// Status (see the module docs).
     pub status: String,
+    /// Why the bill is `unbillable`, when it is.
+    pub status_reason: Option<String>,
     /// Settlement transaction.
     pub tx_hash: Option<String>,
     /// Settlement block.
@@ -66,9 +74,9 @@ pub struct BillRow {
 
 const COLUMNS: &str = "id, cdr_key, user_id, user_address, cpo_address, session_id, \
     chain_session_id, start_ts, end_ts, energy_wh, cdr_energy_wh, meter_energy_wh, \
-    energy_discrepancy_wh, price_micro_eur_per_kwh, credit_wh, flexibility_wh, cost_micro_eur, \
-    uncontrolled_cost_micro_eur, saving_micro_eur, meter_signature, status, tx_hash, \
-    block_number, created_at, updated_at";
+    energy_discrepancy_wh, price_micro_eur_per_kwh, price_source, currency, credit_wh, \
+    flexibility_wh, cost_micro_eur, uncontrolled_cost_micro_eur, saving_micro_eur, \
+    meter_signature, status, status_reason, tx_hash, block_number, created_at, updated_at";
 
 /// Inserts a bill (the `id`, `tx_hash` and `block_number` of `b` are ignored); `false` if the
 /// CDR already has one.
@@ -79,9 +87,9 @@ pub async fn insert(conn: &mut Conn, b: &BillRow) -> StoreResult<bool> {
              chain_session_id, start_ts, end_ts, energy_wh, cdr_energy_wh, meter_energy_wh,
              energy_discrepancy_wh, price_micro_eur_per_kwh, credit_wh, flexibility_wh,
              cost_micro_eur, uncontrolled_cost_micro_eur, saving_micro_eur, meter_signature,
-             status, created_at, updated_at)
+             status, created_at, updated_at, price_source, currency, status_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $21)
+             $19, $20, $21, $21, $22, $23, $24)
          ON CONFLICT (cdr_key) DO NOTHING",
     )
     .bind(&b.cdr_key)
@@ -105,6 +113,9 @@ pub async fn insert(conn: &mut Conn, b: &BillRow) -> StoreResult<bool> {
     .bind(b.meter_signature.clone())
     .bind(&b.status)
     .bind(b.created_at)
+    .bind(&b.price_source)
+    .bind(&b.currency)
+    .bind(b.status_reason.clone())
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)

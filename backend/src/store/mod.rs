@@ -34,6 +34,7 @@ pub mod requests;
 pub mod schedules;
 pub mod sessions;
 pub mod sync_cursors;
+pub mod tariffs;
 pub mod token_deliveries;
 pub mod users;
 pub mod wallets;

@@ -525,8 +525,9 @@ pub struct CdrRecord {
     pub end_ts: i64,
     /// `total_energy` (Wh).
     pub energy_wh: i64,
-    /// `total_cost.excl_vat` (micro-EUR, or micro-units of `currency`).
-    pub total_cost_excl_vat_micro_eur: i64,
+    /// `total_cost.excl_vat` (micro-EUR, or micro-units of `currency`), when the CDR has a
+    /// `total_cost`.
+    pub total_cost_excl_vat_micro_eur: Option<i64>,
     /// `total_cost.incl_vat`.
     pub total_cost_incl_vat_micro_eur: Option<i64>,
     /// ISO 4217 currency.

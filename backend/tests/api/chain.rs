@@ -55,7 +55,8 @@ pub(crate) fn cdr(id: &str, session: &str, evse: &str, token: &str, kwh: f64) ->
         "currency": "EUR",
         "charging_periods": [{"start_date_time": "2024-05-01T09:30:00Z",
             "dimensions": [{"type": "ENERGY", "volume": kwh}]}],
-        "total_cost": {"excl_vat": 3.0, "incl_vat": 3.6},
+        // 0.25 €/kWh excl. VAT, 0.30 €/kWh incl. VAT: the driver pays the latter.
+        "total_cost": {"excl_vat": kwh * 0.25, "incl_vat": kwh * 0.30},
         "total_energy": kwh, "total_time": 2.0,
         "last_updated": "2024-05-01T11:31:00Z"
     })

@@ -243,7 +243,7 @@ async fn malformed_locations_are_rejected_whole() {
     assert_eq!((status, body["status_code"].as_i64()), (400, Some(2001)));
     assert_eq!(app.count("locations").await, 0);
 
-    // Store it, then a bad PATCH changes nothing.
+    // Store it (new: 201), then a bad PATCH changes nothing.
     let (status, _) = app.cpo(Method::PUT, &path_of(&loc), Some(&loc)).await;
     assert_eq!(status, 201, "a new location");
     let (status, body) = app

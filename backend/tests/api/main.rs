@@ -14,6 +14,7 @@ mod requests;
 mod sessions;
 mod sim;
 mod sync;
+mod tariffs;
 mod tenancy;
 mod tick;
 mod topology;

@@ -161,6 +161,20 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
     assert!(status < 300);
     assert_eq!(app.count("cdrs").await, unplugged as i64);
 
+    // The CPO pushed its tariff, and every fourth vehicle's CDR leaves the price to it.
+    assert_eq!(app.count("tariffs").await, 1);
+    let without_total = record
+        .vehicles
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| v.unplugged && i % 4 == 3)
+        .count();
+    assert_eq!(
+        app.count("(SELECT id FROM cdrs WHERE total_cost_excl_vat_micro_eur IS NULL) c")
+            .await,
+        without_total as i64
+    );
+
     assert!(
         started.elapsed().as_secs() < 60,
         "took {:?}",

@@ -471,6 +471,13 @@ async function verify(/** @type {HTMLButtonElement} */ button, /** @type {any} *
   }
 }
 
+/** Where a bill's price came from (`price_source`), as the settlement list names it. */
+const PRICE_SOURCES = /** @type {Record<string, string>} */ ({
+  cdr_total_cost: 'CDR total',
+  tariff: 'tariff',
+  flat: 'flat rate',
+});
+
 function renderSettlements(/** @type {any[]} */ rows) {
   const box = $('#settlements');
   if (rows.length === 0) {
@@ -478,11 +485,12 @@ function renderSettlements(/** @type {any[]} */ rows) {
     return;
   }
   box.innerHTML = `<div class="table-wrap"><table><caption class="visually-hidden">Settlements</caption>
-    <thead><tr><th>Session</th><th class="num">Energy</th><th class="num">Cost</th><th class="num">FLEX</th><th>Transaction</th></tr></thead><tbody>
+    <thead><tr><th>Session</th><th class="num">Energy</th><th class="num">Cost</th><th>Priced by</th><th class="num">FLEX</th><th>Transaction</th></tr></thead><tbody>
     ${rows.map((r) => `<tr><td><code>${esc(r.session_id)}</code></td><td class="num">${esc(kwh(r.energy_kwh))}</td>
       <td class="num">${esc(r.cost_micro_eur !== undefined ? eur(r.cost_micro_eur) : eur(r.cost_eur, { fromEuros: true }))}</td>
+      <td>${esc(PRICE_SOURCES[r.price_source] ?? r.price_source ?? '–')}</td>
       <td class="num">${esc(tokenAmount(r.flex_earned, 'FLEX'))}</td>
-      <td>${r.tx_hash ? `<a href="${esc(r.tx_url ?? `/api/v1/audit/transactions/${encodeURIComponent(r.tx_hash)}`)}" rel="noopener" title="${esc(r.tx_hash)}">${esc(shortHex(r.tx_hash))}</a>` : esc(r.status ?? '–')}</td></tr>`).join('')}
+      <td>${r.tx_hash ? `<a href="${esc(r.tx_url ?? `/api/v1/audit/transactions/${encodeURIComponent(r.tx_hash)}`)}" rel="noopener" title="${esc(r.tx_hash)}">${esc(shortHex(r.tx_hash))}</a>` : esc(r.status_reason ? `${r.status ?? ''}: ${r.status_reason}` : (r.status ?? '–'))}</td></tr>`).join('')}
     </tbody></table></div>`;
 }
 

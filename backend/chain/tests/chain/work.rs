@@ -34,7 +34,7 @@ fn settlement(session: u8, signed: SignedBill) -> ChainWork {
             start_ts: 1_767_225_600,
             end_ts: 1_767_240_000,
             energy_wh: 10_000,
-            total_cost_excl_vat_micro: 3_000_000,
+            total_cost_excl_vat_micro: Some(3_000_000),
             total_cost_incl_vat_micro: None,
             currency: "EUR".into(),
             shifted_wh: 2_000,

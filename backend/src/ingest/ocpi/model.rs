@@ -361,7 +361,7 @@ pub struct ChargingPeriod {
 }
 
 /// OCPI `Price`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Price {
     /// Amount excluding VAT.
     pub excl_vat: f64,
@@ -461,12 +461,145 @@ pub struct Cdr {
     pub currency: String,
     /// Charging periods.
     pub charging_periods: Vec<ChargingPeriod>,
-    /// Total cost.
-    pub total_cost: Price,
+    /// The tariffs relevant to this CDR, as they were at the start of the session.
+    #[serde(default)]
+    pub tariffs: Vec<Tariff>,
+    /// Total cost. Required by OCPI 2.2.1, but some CPOs leave it out (they leave the pricing
+    /// to the eMSP): then billing prices the CDR from its tariff (`billing`, price sources).
+    pub total_cost: Option<Price>,
     /// Total energy (kWh).
     pub total_energy: f64,
     /// Total time (h).
     pub total_time: f64,
+    /// Time not charging (h), when the CPO says.
+    pub total_parking_time: Option<f64>,
+    /// Last change.
+    pub last_updated: DateTime,
+}
+
+/// OCPI `TariffDimensionType`: what a price component prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TariffDimensionType {
+    /// Energy, price per kWh, `step_size` in Wh.
+    Energy,
+    /// A fee per session, no unit.
+    Flat,
+    /// Time not charging, price per hour, `step_size` in seconds.
+    ParkingTime,
+    /// Time charging, price per hour, `step_size` in seconds.
+    Time,
+}
+
+/// OCPI `PriceComponent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceComponent {
+    /// The dimension priced.
+    #[serde(rename = "type")]
+    pub dimension: TariffDimensionType,
+    /// Price per unit, excluding VAT.
+    pub price: f64,
+    /// VAT percentage; absent means no VAT applies (not the same as 0 %).
+    pub vat: Option<f64>,
+    /// Billed in blocks of this many units (Wh or s; 1 for `FLAT`).
+    pub step_size: i64,
+}
+
+/// OCPI `DayOfWeek`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DayOfWeek {
+    /// Monday.
+    Monday,
+    /// Tuesday.
+    Tuesday,
+    /// Wednesday.
+    Wednesday,
+    /// Thursday.
+    Thursday,
+    /// Friday.
+    Friday,
+    /// Saturday.
+    Saturday,
+    /// Sunday.
+    Sunday,
+}
+
+/// OCPI `ReservationRestrictionType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationRestrictionType {
+    /// Costs of a reservation.
+    Reservation,
+    /// Costs of a reservation that expires.
+    ReservationExpires,
+}
+
+/// OCPI `TariffRestrictions`: when a tariff element is active (all set fields must match).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TariffRestrictions {
+    /// Local time of day from which it applies (`HH:MM`).
+    pub start_time: Option<String>,
+    /// Local time of day until which it applies (`HH:MM`; before `start_time` wraps past
+    /// midnight; `00:00` is the end of the day).
+    pub end_time: Option<String>,
+    /// Local date from which it applies (`YYYY-MM-DD`, inclusive).
+    pub start_date: Option<String>,
+    /// Local date until which it applies (exclusive).
+    pub end_date: Option<String>,
+    /// Energy charged so far from which it applies (kWh, inclusive).
+    pub min_kwh: Option<f64>,
+    /// Energy charged so far until which it applies (kWh, exclusive).
+    pub max_kwh: Option<f64>,
+    /// Charging current from which it applies (A, summed over phases).
+    pub min_current: Option<f64>,
+    /// Charging current below which it applies (A, summed over phases).
+    pub max_current: Option<f64>,
+    /// Charging power from which it applies (kW).
+    pub min_power: Option<f64>,
+    /// Charging power below which it applies (kW).
+    pub max_power: Option<f64>,
+    /// Session duration from which it applies (s, inclusive).
+    pub min_duration: Option<i64>,
+    /// Session duration until which it applies (s, exclusive).
+    pub max_duration: Option<i64>,
+    /// Days of the week on which it applies (none: every day).
+    #[serde(default)]
+    pub day_of_week: Vec<DayOfWeek>,
+    /// Present: the element prices reservations, not charging sessions.
+    pub reservation: Option<ReservationRestrictionType>,
+}
+
+/// OCPI `TariffElement`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TariffElement {
+    /// The price components (one per dimension that this element prices).
+    pub price_components: Vec<PriceComponent>,
+    /// When the element applies (always, when absent).
+    pub restrictions: Option<TariffRestrictions>,
+}
+
+/// OCPI `Tariff` (the fields evflex prices with; the rest is kept as received).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tariff {
+    /// Country code of the CPO that owns it.
+    pub country_code: String,
+    /// Party id of the CPO that owns it.
+    pub party_id: String,
+    /// Tariff id.
+    pub id: String,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// The least a session with this tariff costs.
+    pub min_price: Option<Price>,
+    /// The most a session with this tariff costs.
+    pub max_price: Option<Price>,
+    /// The elements, in order of precedence.
+    pub elements: Vec<TariffElement>,
+    /// From when the tariff is valid.
+    pub start_date_time: Option<DateTime>,
+    /// Until when the tariff is valid.
+    pub end_date_time: Option<DateTime>,
     /// Last change.
     pub last_updated: DateTime,
 }

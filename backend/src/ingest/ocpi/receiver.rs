@@ -782,6 +782,18 @@ fn cdr_record(cdr: &Cdr, owner_party: i64, body: Value) -> IngestResult<CdrRecor
         &bounds::DURATION_S,
         "h",
     ))?;
+    if let Some(parking) = cdr.total_parking_time {
+        bounded(bounds::scaled_within(
+            "total_parking_time",
+            parking,
+            3_600.0,
+            &bounds::DURATION_S,
+            "h",
+        ))?;
+    }
+    for (i, t) in cdr.tariffs.iter().enumerate() {
+        bounded(super::tariffs::check_tariff(t, &format!("tariffs[{i}].")))?;
+    }
     let cost = amount;
     Ok(CdrRecord {
         country_code: cdr.country_code.clone(),
@@ -793,10 +805,15 @@ fn cdr_record(cdr: &Cdr, owner_party: i64, body: Value) -> IngestResult<CdrRecor
         start_ts: cdr.start_date_time.0,
         end_ts: cdr.end_date_time.0,
         energy_wh: energy_wh("total_energy", cdr.total_energy)?,
-        total_cost_excl_vat_micro_eur: cost("total_cost.excl_vat", cdr.total_cost.excl_vat)?,
+        total_cost_excl_vat_micro_eur: cdr
+            .total_cost
+            .as_ref()
+            .map(|c| cost("total_cost.excl_vat", c.excl_vat))
+            .transpose()?,
         total_cost_incl_vat_micro_eur: cdr
             .total_cost
-            .incl_vat
+            .as_ref()
+            .and_then(|c| c.incl_vat)
             .map(|v| cost("total_cost.incl_vat", v))
             .transpose()?,
         currency: cdr.currency.clone(),
@@ -859,8 +876,24 @@ pub async fn post_cdr(
             "settlement:{}*{}*{}",
             record.country_code, record.party_id, record.cdr_id
         );
+        let pricing = crate::billing::CdrPricing {
+            tariffs: cdr.tariffs.clone(),
+            tariff_ids: crate::billing::tariff_ids_of_periods(
+                record.body.get("charging_periods").unwrap_or(&Value::Null),
+            ),
+            usage: crate::billing::tariff::usage_from_cdr(
+                record.start_ts,
+                record.end_ts,
+                record.energy_wh,
+                cdr.total_parking_time
+                    .map_or(0, |h| (h * 3_600.0).round() as i64),
+                &cdr.charging_periods,
+            ),
+            location_id: cdr.cdr_location.id.clone(),
+            connector_id: cdr.cdr_location.connector_id.clone(),
+        };
         // With a chain, the bill is computed, signed and stored here too (same transaction).
-        crate::billing::enqueue_settlement(&mut tx, chain, &key, payload, now).await?;
+        crate::billing::enqueue_settlement(&mut tx, chain, &key, payload, &pricing, now).await?;
     }
     tx.commit().await?;
     Ok((cdr.country_code, cdr.party_id, cdr.id))
