@@ -23,6 +23,7 @@
 //! this crate.
 
 mod admit;
+mod amps;
 pub mod bench;
 mod check;
 pub mod demand;
@@ -35,9 +36,14 @@ mod prep;
 pub mod profile;
 mod reserve;
 mod solve;
+mod topology;
 
 pub use admit::admit;
 pub use check::{CheckReport, Violation, check};
 pub use error::ScheduleError;
 pub use model::*;
 pub use solve::{ENERGY_TOLERANCE_WH, baseline, solve};
+pub use topology::{
+    ChargePoint, Node, NodeLoad, Phase, RateUnit, SetPoints, Topology, Wiring, node_loads,
+    set_points,
+};
