@@ -173,3 +173,72 @@ pub(crate) fn top_up(
 pub(crate) fn trackers(prep: &Prepared, tree: &PrepTree, power: &[Vec<i64>]) -> (Loads, Vec<i64>) {
     (Loads::new(tree, power), Group::new(prep, power).ev_w)
 }
+
+/// An accepted vehicle that rounding left short of `target_eu` takes whole steps from
+/// best-effort vehicles that share a node with it: in each of `steps` (in order), best-effort
+/// vehicles there are lowered one set-point at a time (lowest priority first) until the
+/// accepted vehicle can add a step; the lowered ones get back what still fits in that step.
+/// Returns the best-effort vehicles that lost energy (to be topped up elsewhere).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rescue(
+    prep: &Prepared,
+    tree: &PrepTree,
+    power: &mut [Vec<i64>],
+    battery: &[i64],
+    i: usize,
+    target_eu: i128,
+    steps: &[usize],
+    best_effort: &[usize],
+    trackers: &mut (Loads, Vec<i64>),
+) -> Vec<usize> {
+    let v = &prep.vehicles[i];
+    let shares = |j: usize| {
+        tree.cps[j]
+            .path
+            .iter()
+            .any(|n| tree.cps[i].path.contains(n))
+    };
+    let mut touched = Vec::new();
+    for &t in steps {
+        if target_eu - v.delivered_eu(prep.dt_s, &power[i]) <= crate::solve::TOL_EU {
+            break;
+        }
+        let mut lowered: Vec<(usize, i64)> = Vec::new();
+        for &j in best_effort.iter().rev() {
+            if j == i || !shares(j) {
+                continue;
+            }
+            while power[j][t] > 0 {
+                let old = power[j][t];
+                let new = tree.cps[j].floor_power(old - 1);
+                trackers.0.change(tree, j, t, old, new);
+                trackers.1[t] += new - old;
+                power[j][t] = new;
+                if !lowered.iter().any(|&(k, _)| k == j) {
+                    lowered.push((j, old));
+                }
+                let before = power[i][t];
+                top_up(prep, tree, power, battery, i, target_eu, &[t], trackers);
+                if power[i][t] != before {
+                    break;
+                }
+            }
+            if target_eu - v.delivered_eu(prep.dt_s, &power[i]) <= crate::solve::TOL_EU {
+                break;
+            }
+        }
+        // Give back what still fits in this step, highest priority first.
+        for &(j, old) in lowered.iter().rev() {
+            let pj = &prep.vehicles[j];
+            let back = (old - power[j][t]) as i128 * prep.dt_s as i128 * pj.eff as i128;
+            let goal = pj.delivered_eu(prep.dt_s, &power[j]) + back;
+            top_up(prep, tree, power, battery, j, goal, &[t], trackers);
+            if power[j][t] < old {
+                touched.push(j);
+            }
+        }
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    touched
+}

@@ -354,6 +354,10 @@ pub struct AmpsBenchSize {
     pub evs: usize,
     /// Median end-to-end `solve()` wall time (ms): LP relaxation, rounding, repair, top-up.
     pub median_total_ms: f64,
+    /// Median model build time (ms), all LP phases.
+    pub median_build_ms: f64,
+    /// Median HiGHS time (ms), all LP phases.
+    pub median_solve_ms: f64,
     /// Energy delivered by the whole-amp schedule (kWh).
     pub delivered_kwh: f64,
     /// Energy delivered by the LP relaxation (kWh): an upper bound for any whole-amp schedule.
@@ -448,12 +452,14 @@ pub fn run_amps(cfg: &AmpsBenchConfig) -> AmpsBenchReport {
         .enumerate()
         .map(|(k, &(n, cap))| {
             let g = amps_instance(n, cap, cfg.seed + k as u64);
-            let mut wall = Vec::new();
+            let (mut wall, mut build, mut solve_ms) = (Vec::new(), Vec::new(), Vec::new());
             let mut last = None;
             for _ in 0..cfg.runs.max(1) {
                 let t0 = Instant::now();
                 let s = solve(&g, &opts, None).expect("well formed");
                 wall.push(t0.elapsed().as_secs_f64() * 1e3);
+                build.push(s.build_ms);
+                solve_ms.push(s.solve_ms);
                 last = Some(s);
             }
             let s = last.expect("at least one run");
@@ -472,6 +478,8 @@ pub fn run_amps(cfg: &AmpsBenchConfig) -> AmpsBenchReport {
             AmpsBenchSize {
                 evs: n,
                 median_total_ms: median(wall),
+                median_build_ms: median(build),
+                median_solve_ms: median(solve_ms),
                 delivered_kwh: kwh(&s),
                 lp_relaxation_kwh: crate::solve::lp_relaxation_kwh(&g, &opts).unwrap_or(f64::NAN),
                 limit_violations,
@@ -508,15 +516,26 @@ impl fmt::Display for AmpsBenchReport {
         writeln!(f, "evflex bench schedule --amps")?;
         writeln!(
             f,
-            "{:>6} {:>10} {:>12} {:>12} {:>8} {:>7} {:>12} {:>10}",
-            "EVs", "total ms", "delivered", "LP relax", "gap %", "viol.", "MILP kWh", "MILP ms"
+            "{:>6} {:>10} {:>9} {:>9} {:>12} {:>12} {:>8} {:>7} {:>12} {:>10}",
+            "EVs",
+            "total ms",
+            "build ms",
+            "solve ms",
+            "delivered",
+            "LP relax",
+            "gap %",
+            "viol.",
+            "MILP kWh",
+            "MILP ms"
         )?;
         for c in &self.sizes {
             writeln!(
                 f,
-                "{:>6} {:>10.1} {:>8.1} kWh {:>8.1} kWh {:>8.3} {:>7} {:>12} {:>10}  {:?}",
+                "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>8.1} kWh {:>8.1} kWh {:>8.3} {:>7} {:>12} {:>10}  {:?}",
                 c.evs,
                 c.median_total_ms,
+                c.median_build_ms,
+                c.median_solve_ms,
                 c.delivered_kwh,
                 c.lp_relaxation_kwh,
                 100.0 * (c.lp_relaxation_kwh - c.delivered_kwh) / c.lp_relaxation_kwh.max(1e-9),

@@ -307,23 +307,72 @@ fn finish_tree(
     let order = priority(prep);
     amps::repair(prep, tree, &order, &mut power, &mut battery);
     let mut trackers = amps::trackers(prep, tree, &power);
-    for &i in &order {
-        let v = &prep.vehicles[i];
-        let lp_eu = (r.p_kw[i].iter().sum::<f64>() * 1000.0 * prep.dt_s as f64 * v.eff as f64)
-            .round() as i128;
-        let target = lp_eu.min(v.hard_eu + v.soft_eu);
-        let mut steps: Vec<usize> = (v.start..v.end).collect();
-        steps.sort_by(|&a, &b| {
-            (r.p_kw[i][a] <= 0.0, prep.price[a], a).cmp(&(r.p_kw[i][b] <= 0.0, prep.price[b], b))
-        });
+    // Per flexible vehicle: the LP's energy (the top-up target) and its steps, LP-used first
+    // (cheapest first), then the rest of its window.
+    let plan: Vec<(usize, i128, Vec<usize>)> = order
+        .iter()
+        .map(|&i| {
+            let v = &prep.vehicles[i];
+            let lp_eu = (r.p_kw[i].iter().sum::<f64>() * 1000.0 * prep.dt_s as f64 * v.eff as f64)
+                .round() as i128;
+            let mut steps: Vec<usize> = (v.start..v.end).collect();
+            steps.sort_by(|&a, &b| {
+                (r.p_kw[i][a] <= 0.0, prep.price[a], a).cmp(&(
+                    r.p_kw[i][b] <= 0.0,
+                    prep.price[b],
+                    b,
+                ))
+            });
+            (i, lp_eu.min(v.hard_eu + v.soft_eu), steps)
+        })
+        .collect();
+    for (i, target, steps) in &plan {
         amps::top_up(
             prep,
             tree,
             &mut power,
             &battery,
-            i,
-            target,
-            &steps,
+            *i,
+            *target,
+            steps,
+            &mut trackers,
+        );
+    }
+    // Accepted vehicles still short after rounding take whole steps from best effort.
+    let best_effort: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| prep.vehicles[i].class == VehicleClass::BestEffort)
+        .collect();
+    let mut touched = Vec::new();
+    for (i, target, steps) in &plan {
+        let v = &prep.vehicles[*i];
+        if v.class == VehicleClass::Guaranteed
+            && !best_effort.is_empty()
+            && target - v.delivered_eu(prep.dt_s, &power[*i]) > TOL_EU
+        {
+            touched.extend(amps::rescue(
+                prep,
+                tree,
+                &mut power,
+                &battery,
+                *i,
+                *target,
+                steps,
+                &best_effort,
+                &mut trackers,
+            ));
+        }
+    }
+    for (i, target, steps) in plan.iter().filter(|p| touched.contains(&p.0)) {
+        amps::top_up(
+            prep,
+            tree,
+            &mut power,
+            &battery,
+            *i,
+            *target,
+            steps,
             &mut trackers,
         );
     }

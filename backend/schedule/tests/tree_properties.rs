@@ -5,7 +5,8 @@
 //! - In every step, for every node and phase, the EV current never exceeds the room (limit less
 //!   other load), recomputed here from the set-points with this file's own load vectors.
 //! - Every set-point is 0 or a whole step within [min, max].
-//! - The checker accepts the solver's schedules and rejects any schedule that breaks either rule.
+//! - The checker accepts the solver's schedules (and the fallback's) and rejects any schedule
+//!   that breaks either rule.
 
 mod common;
 
@@ -226,6 +227,13 @@ proptest! {
         }
         let report = check(&g, &s, &opts);
         prop_assert!(report.is_ok(), "{:?}", report.violations);
+        // The fallback (no time to solve), from this schedule as the previous one shifted by a
+        // step, keeps every limit and whole set-points too.
+        let fb_opts = SolveOptions { time_limit_ms: 0, ..opts.clone() };
+        let fb = solve(&g, &fb_opts, Some(&s)).unwrap();
+        prop_assert_eq!(fb.status, SolveStatus::Fallback);
+        let r = check(&g, &fb, &fb_opts);
+        prop_assert!(r.is_ok(), "fallback: {:?}", r.violations);
 
         // The checker rejects a limit exceeded: one charge point raised until its node's
         // first limited phase is one step over its room.

@@ -13,7 +13,8 @@
 use std::path::Path;
 
 use evflex_schedule::{
-    GroupInputs, Mode, RateUnit, SolveOptions, Violation, check, node_loads, set_points, solve,
+    Admission, GroupInputs, Mode, RateUnit, SolveOptions, VehicleClass, Violation, admit, check,
+    node_loads, set_points, solve,
 };
 use serde_json::{Map, Value, json};
 
@@ -227,4 +228,28 @@ fn garage_tree_beats_kw_limits() {
         e_tree as f64 > 1.2 * e_der as f64,
         "tree {e_tree} Wh vs derated {e_der} Wh"
     );
+}
+
+/// Admission control under a tree: the seed 004 house accepts a small request and rejects one
+/// beyond what the contracted current leaves, with a guarantee the solver then meets.
+#[test]
+fn admission_under_a_tree() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tree_scenarios/seed004_contracted_power.json");
+    let (_, g, _) = load(&file);
+    let o = opts(Mode::Lp);
+    let mut request = g.vehicles[0].clone();
+    request.class = VehicleClass::Guaranteed;
+    request.energy_requested_wh = 1_000;
+    assert_eq!(admit(&g, &request, &o).unwrap(), Admission::Accepted);
+    request.energy_requested_wh = 50_000;
+    let Admission::Rejected {
+        max_guaranteed_wh, ..
+    } = admit(&g, &request, &o).unwrap()
+    else {
+        panic!("50 kWh in 75 minutes behind 30 A cannot be guaranteed");
+    };
+    assert!(max_guaranteed_wh > 1_000, "{max_guaranteed_wh}");
+    request.energy_requested_wh = max_guaranteed_wh;
+    assert_eq!(admit(&g, &request, &o).unwrap(), Admission::Accepted);
 }

@@ -1,3 +1,6 @@
+# Writes the JSON scenarios of tests/tree_scenarios.rs (run from this directory:
+# python3 generate.py). The expected values are derived by hand in each description, not
+# computed by the solver.
 import json, math
 H=4
 def group(vehicles, topology, h=H, cap=10_000_000):
@@ -117,3 +120,14 @@ json.dump({"description":
  "by one kW limit per node (kVA, or sqrt(3) x 208 V x A for the panels) and with that limit derated by sqrt(3).",
  "transformer_kva":{"t1":45,"t2":150},
  "mode":"lp","input":group(vs,top),"expected":{"status":"optimal"}},open("garage_two_transformers.json","w"),indent=1)
+
+# 7. an accepted request that rounding would leave short takes a step from best effort
+vs=[ev("a",wh=765,accepted=True,dep=1), ev("b",dep=1)]
+top={"nodes":[node("cabinet", ph=[20400,None,None])],
+     "charge_points":[cp("a","cabinet",["L1"]), cp("b","cabinet",["L1"])]}
+dump("accepted_before_best_effort.json",
+ "One step, L1 limited to 20.4 A. Vehicle a has an accepted request of 765 Wh (13.3 A for 15 min), "
+ "vehicle b charges best effort. The LP gives a 13.3 A and b 7.1 A; floored to whole amps (13 + 7) only "
+ "0.4 A are left, so a would miss its guarantee. a takes a step from b: a 14 A, b 6 A.",
+ group(vs,top,h=1),
+ {"status":"optimal","set_points_a":{"a":[14],"b":[6]},"node_peak_a":{"cabinet":[20,0,0]}})
