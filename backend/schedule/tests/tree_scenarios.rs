@@ -253,3 +253,29 @@ fn admission_under_a_tree() {
     request.energy_requested_wh = max_guaranteed_wh;
     assert_eq!(admit(&g, &request, &o).unwrap(), Admission::Accepted);
 }
+
+/// The canonical inputs cover the tree: a group with a topology hashes as `evflex.inputs.v2`,
+/// and moving a charge point to another phase (its rotation) or changing a limit changes the
+/// hash; a group without one keeps the v1 layout (pinned in `tests/examples.rs`).
+#[test]
+fn inputs_hash_covers_the_tree() {
+    use evflex_schedule::Phase;
+    use evflex_schedule::hash::{canonical_inputs, inputs_hash};
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tree_scenarios/rotated_single_phase_cars.json");
+    let (_, g, _) = load(&file);
+    assert!(canonical_inputs(&g).starts_with(b"evflex.inputs.v2"));
+    let mut rotated = g.clone();
+    rotated.topology.as_mut().unwrap().charge_points[0].phases =
+        vec![Phase::L3, Phase::L1, Phase::L2];
+    assert_ne!(inputs_hash(&g), inputs_hash(&rotated));
+    let mut limit = g.clone();
+    limit.topology.as_mut().unwrap().nodes[0].phase_limit_ma[2] = Some(31_000);
+    assert_ne!(inputs_hash(&g), inputs_hash(&limit));
+    let mut reordered = g.clone();
+    reordered.topology.as_mut().unwrap().charge_points.reverse();
+    assert_eq!(inputs_hash(&g), inputs_hash(&reordered));
+    let mut none = g.clone();
+    none.topology = None;
+    assert!(canonical_inputs(&none).starts_with(b"evflex.inputs.v1"));
+}
