@@ -51,6 +51,13 @@ pub struct BenchScheduleArgs {
     /// Groups in the parallel tick (0 skips it).
     #[arg(long, default_value_t = 250)]
     pub tick_groups: usize,
+    /// The integer-amp benchmark instead: three-phase groups under a tree of per-phase limits
+    /// with rotated single-phase cars, whole amps from 6 A (`bench::run_amps`).
+    #[arg(long)]
+    pub amps: bool,
+    /// With `--amps`: also solve the full MILP on sizes up to this many EVs (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub milp_up_to: usize,
 }
 
 fn mode(milp: bool) -> Mode {
@@ -74,6 +81,19 @@ pub fn plan(args: &PlanArgs) -> anyhow::Result<()> {
 
 /// Runs `evflex bench schedule`.
 pub fn bench_schedule(args: &BenchScheduleArgs) -> anyhow::Result<()> {
+    if args.amps {
+        let report = bench::run_amps(&bench::AmpsBenchConfig {
+            runs: args.runs.max(1),
+            milp_up_to: args.milp_up_to,
+            ..bench::AmpsBenchConfig::default()
+        });
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
     let config = BenchConfig {
         mode: mode(args.milp),
         runs: args.runs.max(1),

@@ -26,7 +26,8 @@ use crate::{
 /// with the existing accepted requests kept first, then confirmed by [`solve`]), and
 /// `earliest_full_departure` the earliest departure step within the horizon at which the full
 /// request would be accepted (binary search; feasibility is monotone in the departure).
-/// A solve that falls back (deadline) never leads to acceptance.
+/// A solve that falls back (deadline) never leads to acceptance. With a topology, the
+/// request's charge point must already be in `inputs.topology` (keyed by its id).
 pub fn admit(
     inputs: &GroupInputs,
     request: &Vehicle,
@@ -44,6 +45,13 @@ pub fn admit(
         r.energy_requested_wh = energy_wh;
         r.departure = departure;
         g.vehicles.push(r);
+        // A tree keeps only the charge points of the vehicles left (the request's must be in
+        // `inputs.topology` already).
+        if let Some(top) = g.topology.as_mut() {
+            let ids: Vec<&str> = g.vehicles.iter().map(|v| v.id.as_str()).collect();
+            top.charge_points
+                .retain(|c| ids.contains(&c.vehicle_id.as_str()));
+        }
         g
     };
     let solved_ok = |g: &GroupInputs| -> Result<bool, ScheduleError> {

@@ -314,3 +314,237 @@ impl fmt::Display for BenchReport {
         Ok(())
     }
 }
+
+/// What `evflex bench schedule --amps` runs: three-phase groups under a tree (site connection
+/// with a per-phase limit, cabinets of ten charge points with 63 A per phase), single-phase
+/// cars on charge points rotated L1, L2, L3 from one point to the next, three-phase cars at
+/// 16 or 32 A, whole amps from 6 A.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmpsBenchConfig {
+    /// `(vehicles, site capacity kW)` per case; the site's per-phase limit is
+    /// `capacity / (3 × 230 V)`.
+    pub sizes: Vec<(usize, f64)>,
+    /// Runs per case (the median is reported).
+    pub runs: usize,
+    /// Base seed (as [`BenchConfig::seed`]).
+    pub seed: u64,
+    /// Also solve the full MILP (integer current steps) on cases with at most this many
+    /// vehicles, for the gap; 0 skips it.
+    pub milp_up_to: usize,
+    /// Time limit of each full MILP (ms).
+    pub milp_time_limit_ms: u64,
+}
+
+impl Default for AmpsBenchConfig {
+    fn default() -> Self {
+        Self {
+            sizes: vec![(40, 100.0), (100, 200.0), (400, 800.0), (1000, 2000.0)],
+            runs: 5,
+            seed: 2,
+            milp_up_to: 100,
+            milp_time_limit_ms: 60_000,
+        }
+    }
+}
+
+/// One size of the amps benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmpsBenchSize {
+    /// Vehicles.
+    pub evs: usize,
+    /// Median end-to-end `solve()` wall time (ms): LP relaxation, rounding, repair, top-up.
+    pub median_total_ms: f64,
+    /// Median model build time (ms), all LP phases.
+    pub median_build_ms: f64,
+    /// Median HiGHS time (ms), all LP phases.
+    pub median_solve_ms: f64,
+    /// Energy delivered by the whole-amp schedule (kWh).
+    pub delivered_kwh: f64,
+    /// Energy delivered by the LP relaxation (kWh): an upper bound for any whole-amp schedule.
+    pub lp_relaxation_kwh: f64,
+    /// Limits exceeded (node/phase/step and group capacity), counted by [`crate::check`].
+    pub limit_violations: usize,
+    /// Set-points that are not 0 or a whole step within [min, max], counted by the checker.
+    pub set_point_violations: usize,
+    /// Status of the last run.
+    pub status: SolveStatus,
+    /// The full MILP's delivered energy (kWh), when run.
+    pub milp_kwh: Option<f64>,
+    /// The full MILP's wall time (ms), when run.
+    pub milp_ms: Option<f64>,
+    /// The full MILP's status, when run.
+    pub milp_status: Option<SolveStatus>,
+}
+
+/// The amps benchmark's report (`{"sizes": [...]}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmpsBenchReport {
+    /// Per size.
+    pub sizes: Vec<AmpsBenchSize>,
+}
+
+/// The amps benchmark's instance of `n` vehicles: the LP benchmark's demand
+/// ([`crate::demand::generate`], seed `seed`, all accepted) at a site of `cap_kw`, under the
+/// tree described in [`AmpsBenchConfig`]. 6 and 7 kW cars are single-phase (26 and 30 A), 11
+/// and 22 kW cars three-phase (15 and 31 A); charge points take 6–32 A in whole amps.
+pub fn amps_instance(n: usize, cap_kw: f64, seed: u64) -> GroupInputs {
+    use crate::{ChargePoint, Node, Phase, RateUnit, Topology, Wiring};
+    let mut g = instance(n, cap_kw, seed, &day_ahead_shape());
+    let site_ma = (cap_kw * 1e6 / (3.0 * 230.0)).floor() as i64;
+    let rot = [
+        [Phase::L1, Phase::L2, Phase::L3],
+        [Phase::L2, Phase::L3, Phase::L1],
+        [Phase::L3, Phase::L1, Phase::L2],
+    ];
+    let cabinets = n.div_ceil(10);
+    let mut nodes = vec![Node {
+        id: "site".into(),
+        parent: None,
+        phase_limit_ma: [Some(site_ma); 3],
+        limit_w: None,
+        other_load_ma: Vec::new(),
+        pv_ma: Vec::new(),
+        other_load_w: Vec::new(),
+        pv_w: Vec::new(),
+    }];
+    for c in 0..cabinets {
+        nodes.push(Node {
+            id: format!("cabinet{c:03}"),
+            parent: Some("site".into()),
+            phase_limit_ma: [Some(63_000); 3],
+            ..nodes[0].clone()
+        });
+    }
+    let charge_points = g
+        .vehicles
+        .iter()
+        .enumerate()
+        .map(|(k, v)| ChargePoint {
+            vehicle_id: v.id.clone(),
+            node: format!("cabinet{:03}", k / 10),
+            phases: rot[k % 3].to_vec(),
+            wiring: Wiring::LineToNeutral,
+            voltage_v: 230,
+            car_phases: Some(if v.max_power_w <= 7_400 { 1 } else { 3 }),
+            unit: RateUnit::Amps,
+            min_current_ma: 6_000,
+            max_current_ma: 32_000,
+            current_step_ma: 1_000,
+        })
+        .collect();
+    g.topology = Some(Topology {
+        nodes,
+        charge_points,
+    });
+    g
+}
+
+/// Run the amps benchmark (`evflex bench schedule --amps`).
+pub fn run_amps(cfg: &AmpsBenchConfig) -> AmpsBenchReport {
+    let opts = SolveOptions {
+        mode: Mode::Lp,
+        time_limit_ms: 120_000,
+        ..SolveOptions::default()
+    };
+    let sizes = cfg
+        .sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &(n, cap))| {
+            let g = amps_instance(n, cap, cfg.seed + k as u64);
+            let (mut wall, mut build, mut solve_ms) = (Vec::new(), Vec::new(), Vec::new());
+            let mut last = None;
+            for _ in 0..cfg.runs.max(1) {
+                let t0 = Instant::now();
+                let s = solve(&g, &opts, None).expect("well formed");
+                wall.push(t0.elapsed().as_secs_f64() * 1e3);
+                build.push(s.build_ms);
+                solve_ms.push(s.solve_ms);
+                last = Some(s);
+            }
+            let s = last.expect("at least one run");
+            let (limit_violations, set_point_violations) = violations(&g, &s, &opts);
+            let kwh = |s: &crate::Schedule| s.delivered_wh.iter().sum::<i64>() as f64 / 1000.0;
+            let milp = (n <= cfg.milp_up_to).then(|| {
+                let mo = SolveOptions {
+                    mode: Mode::Milp,
+                    time_limit_ms: cfg.milp_time_limit_ms,
+                    ..opts.clone()
+                };
+                let t0 = Instant::now();
+                let m = solve(&g, &mo, None).expect("well formed");
+                (kwh(&m), t0.elapsed().as_secs_f64() * 1e3, m.status)
+            });
+            AmpsBenchSize {
+                evs: n,
+                median_total_ms: median(wall),
+                median_build_ms: median(build),
+                median_solve_ms: median(solve_ms),
+                delivered_kwh: kwh(&s),
+                lp_relaxation_kwh: crate::solve::lp_relaxation_kwh(&g, &opts).unwrap_or(f64::NAN),
+                limit_violations,
+                set_point_violations,
+                status: s.status,
+                milp_kwh: milp.map(|m| m.0),
+                milp_ms: milp.map(|m| m.1),
+                milp_status: milp.map(|m| m.2),
+            }
+        })
+        .collect();
+    AmpsBenchReport { sizes }
+}
+
+/// (limits exceeded, invalid set-points) as [`crate::check`] counts them.
+fn violations(g: &GroupInputs, s: &crate::Schedule, opts: &SolveOptions) -> (usize, usize) {
+    use crate::Violation;
+    let report = crate::check(g, s, opts);
+    let limits = report
+        .violations
+        .iter()
+        .filter(|v| matches!(v, Violation::NodeLimit { .. } | Violation::Capacity { .. }))
+        .count();
+    let set_points = report
+        .violations
+        .iter()
+        .filter(|v| matches!(v, Violation::SetPoint { .. } | Violation::BelowMin { .. }))
+        .count();
+    (limits, set_points)
+}
+
+impl fmt::Display for AmpsBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "evflex bench schedule --amps")?;
+        writeln!(
+            f,
+            "{:>6} {:>10} {:>9} {:>9} {:>12} {:>12} {:>8} {:>7} {:>12} {:>10}",
+            "EVs",
+            "total ms",
+            "build ms",
+            "solve ms",
+            "delivered",
+            "LP relax",
+            "gap %",
+            "viol.",
+            "MILP kWh",
+            "MILP ms"
+        )?;
+        for c in &self.sizes {
+            writeln!(
+                f,
+                "{:>6} {:>10.1} {:>9.1} {:>9.1} {:>8.1} kWh {:>8.1} kWh {:>8.3} {:>7} {:>12} {:>10}  {:?}",
+                c.evs,
+                c.median_total_ms,
+                c.median_build_ms,
+                c.median_solve_ms,
+                c.delivered_kwh,
+                c.lp_relaxation_kwh,
+                100.0 * (c.lp_relaxation_kwh - c.delivered_kwh) / c.lp_relaxation_kwh.max(1e-9),
+                c.limit_violations + c.set_point_violations,
+                c.milp_kwh.map_or("-".into(), |x| format!("{x:.1}")),
+                c.milp_ms.map_or("-".into(), |x| format!("{x:.0}")),
+                c.status
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -5,12 +5,13 @@
 
 use std::fmt;
 
-use crate::VehicleClass;
 use crate::prep::{self, EU_PER_WH, Prepared};
 use crate::solve::{
     TOL_EU, accepted_shortfall_eu, energy_figures, evaluate, grid_import, solve_prepared,
 };
+use crate::topology::Loads;
 use crate::{GroupInputs, Mode, Schedule, SolveOptions, SolveStatus};
+use crate::{Phase, VehicleClass};
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +62,29 @@ pub enum Violation {
         power_w: i64,
         /// Minimum (W).
         min_w: i64,
+    },
+    /// A charge point's set-point that is neither 0 nor a whole step within its minimum and
+    /// maximum (amps), or neither 0 nor within its minimum and maximum power (watts).
+    SetPoint {
+        /// Vehicle id.
+        vehicle: String,
+        /// Step.
+        step: usize,
+        /// Power (W).
+        power_w: i64,
+    },
+    /// The EV load through a node of the tree above its room (limit less other load plus PV).
+    NodeLimit {
+        /// Node id.
+        node: String,
+        /// The phase (`None`: the node's W limit).
+        phase: Option<crate::Phase>,
+        /// Step.
+        step: usize,
+        /// EV load (mA on a phase, W on the W limit).
+        load: i64,
+        /// Room for EV load (mA or W).
+        room: i64,
     },
     /// Grid import above the group capacity.
     Capacity {
@@ -168,6 +192,30 @@ impl fmt::Display for Violation {
                     "vehicle {vehicle}: {power_w} W in step {step} below its minimum {min_w} W"
                 )
             }
+            Self::SetPoint {
+                vehicle,
+                step,
+                power_w,
+            } => write!(
+                f,
+                "vehicle {vehicle}: {power_w} W in step {step} is not a set-point its charge point takes"
+            ),
+            Self::NodeLimit {
+                node,
+                phase,
+                step,
+                load,
+                room,
+            } => match phase {
+                Some(ph) => write!(
+                    f,
+                    "node {node} {ph:?} in step {step}: EV load {load} mA above its room {room} mA"
+                ),
+                None => write!(
+                    f,
+                    "node {node} in step {step}: EV load {load} W above its room {room} W"
+                ),
+            },
             Self::Capacity {
                 step,
                 import_w,
@@ -324,6 +372,32 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
                     min_w: v.min_w,
                 });
             }
+        }
+    }
+    if let Some(tree) = &prep.tree {
+        for (i, (v, row)) in prep.vehicles.iter().zip(power).enumerate() {
+            for (t, &p) in row.iter().enumerate() {
+                if p > 0 && !tree.cps[i].valid(p) {
+                    vio.push(Violation::SetPoint {
+                        vehicle: v.id.clone(),
+                        step: t,
+                        power_w: p,
+                    });
+                }
+            }
+        }
+        let clean: Vec<Vec<i64>> = power
+            .iter()
+            .map(|r| r.iter().map(|&p| p.max(0)).collect())
+            .collect();
+        for ex in Loads::new(tree, &clean).excesses(tree) {
+            vio.push(Violation::NodeLimit {
+                node: tree.nodes[ex.node].id.clone(),
+                phase: ex.phase.map(|ph| [Phase::L1, Phase::L2, Phase::L3][ph]),
+                step: ex.t,
+                load: ex.load,
+                room: ex.room,
+            });
         }
     }
     check_battery(&prep, &schedule.battery_w, vio);

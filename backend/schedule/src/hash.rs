@@ -21,6 +21,20 @@
 //!   energy_on_arrival_wh (u8 0 | u8 1, i64) | opted_in u8 | accepted u8 | efficiency_permille u16
 //! ```
 //!
+//! A group with a [`crate::Topology`] starts with the tag `"evflex.inputs.v2"` instead (same
+//! length) and appends, after the vehicles (a group without one keeps the v1 bytes exactly):
+//! ```text
+//! node count u32, then per node (sorted by id):
+//!   id (str) | parent (u8 0 | u8 1, str) | phase_limit_ma × 3 (u8 0 | u8 1, i64) |
+//!   limit_w (u8 0 | u8 1, i64) |
+//!   other_load_ma (u32 steps, then per step 3 × i64) | pv_ma (same) |
+//!   other_load_w (u32 steps, then i64 each) | pv_w (same)
+//! charge point count u32, then per charge point (sorted by vehicle id):
+//!   vehicle_id (str) | node (str) | phase count u8, phases u8 each (1 = L1, 2 = L2, 3 = L3) |
+//!   wiring u8 (0 line-to-neutral, 1 line-to-line) | voltage_v u32 | car_phases u8 (0 unknown) |
+//!   unit u8 (0 A, 1 W) | min_current_ma i64 | max_current_ma i64 | current_step_ma i64
+//! ```
+//!
 //! ## Schedule (`schedule_hash`)
 //! Covers the vehicle ids and whole-watt powers (and the battery), nothing else (no timings,
 //! no figures derived from them):
@@ -40,11 +54,11 @@
 
 use sha3::{Digest, Keccak256};
 
-use crate::{GroupInputs, Mode, Schedule, SolveOptions};
+use crate::{GroupInputs, Mode, RateUnit, Schedule, SolveOptions, Topology, Wiring};
 
 /// The model definition covered by [`params_hash`]: a precise statement of what the
 /// optimiser computes. Any change to the model must change this text.
-pub const MODEL_DEFINITION: &str = "evflex-schedule model v2. Per group, steps t of dt seconds. \
+pub const MODEL_DEFINITION: &str = "evflex-schedule model v3. Per group, steps t of dt seconds. \
 Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
 (arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads \
 minus m[t], what the accepted vehicles must take in step t (an accepted guarantee outranks \
@@ -60,7 +74,20 @@ accepted shortfall (only if the hard problem is infeasible), 2) sum price*g*dt +
 sum early_weight*dt*(t+1)*(1+(n-1-rank)/(10n))*p + w_soft*sum s_soft, w_soft = 2*(max|price| + \
 peak_weight/dt + 2*early_weight*(H+1))/eta_min^2 + 1. Quantisation: floor to W, capacity repair \
 (battery, then reverse priority), rounding loss restored (LP-used steps first, cheapest first). \
-Energy tolerance 1 Wh. Fallback: previous shifted one step, repaired, then EDF fill.";
+Energy tolerance 1 Wh. Fallback: previous shifted one step, repaired, then EDF fill. \
+Tree of limits (optional): per node n, phase f, step t: sum over charge points under n loading f \
+of current <= max(0, limit - other + pv) (mA); per node with a W limit: sum of EV power <= \
+max(0, limit_w - other_w + pv_w). Charge point load vector: line-to-neutral, car on k of its \
+wired phases (k unknown = all): the first k wired node phases (rotation), P = k*V*I; \
+line-to-line: both lines, P = V*I, or three lines, P = round(sqrt(3)*V)*I; P in W = \
+floor(I[mA]*mW_per_A/1e6). Amps points: I = 0 or a whole current step in [max(min, vehicle min), \
+min(max, vehicle max)]; watts points: 0 or [min, max] W, current ceil(P*1e6/mW_per_A) mA. \
+Uncontrolled rows also fit the tree (first come first served, whole set-points). LP mode: LP \
+relaxation with the tree rows, floor to set-points, repair (group row: battery then reverse \
+priority; tree rows: reverse priority), then top-up per flexible vehicle in priority order to \
+the LP energy (LP-used steps cheapest first, then the rest) with whole set-points within every \
+limit. MILP mode: integer current steps, binary on/off, energy in [target, target + one minimum \
+step], then the same repair and top-up.";
 
 /// The solver and modelling layer covered by [`params_hash`].
 pub const SOLVER: &str = "HiGHS 1.16.0 (highs-sys 1.16.0, highs 2.4.0) via good_lp 1.15; threads=1";
@@ -84,7 +111,11 @@ fn put_opt(out: &mut Vec<u8>, x: Option<i64>) {
 pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
     let h = inputs.horizon;
     let mut out = Vec::with_capacity(64 + 32 * h + 96 * inputs.vehicles.len());
-    out.extend_from_slice(b"evflex.inputs.v1");
+    out.extend_from_slice(if inputs.topology.is_some() {
+        b"evflex.inputs.v2"
+    } else {
+        b"evflex.inputs.v1"
+    });
     out.extend_from_slice(&inputs.group_id.to_be_bytes());
     out.extend_from_slice(&inputs.start_timestep.to_be_bytes());
     out.extend_from_slice(&inputs.time_step_s.to_be_bytes());
@@ -130,7 +161,72 @@ pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
         out.push(u8::from(v.class.accepted()));
         out.extend_from_slice(&v.efficiency_permille.to_be_bytes());
     }
+    if let Some(top) = &inputs.topology {
+        put_topology(&mut out, top);
+    }
     out
+}
+
+fn put_series(out: &mut Vec<u8>, xs: &[i64]) {
+    out.extend_from_slice(&(xs.len() as u32).to_be_bytes());
+    for x in xs {
+        out.extend_from_slice(&x.to_be_bytes());
+    }
+}
+
+fn put_phase_series(out: &mut Vec<u8>, xs: &[[i64; 3]]) {
+    out.extend_from_slice(&(xs.len() as u32).to_be_bytes());
+    for x in xs.iter().flatten() {
+        out.extend_from_slice(&x.to_be_bytes());
+    }
+}
+
+fn put_topology(out: &mut Vec<u8>, top: &Topology) {
+    let mut nodes: Vec<_> = top.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    out.extend_from_slice(&(nodes.len() as u32).to_be_bytes());
+    for n in nodes {
+        put_str(out, &n.id);
+        match &n.parent {
+            Some(p) => {
+                out.push(1);
+                put_str(out, p);
+            }
+            None => out.push(0),
+        }
+        for x in n.phase_limit_ma {
+            put_opt(out, x);
+        }
+        put_opt(out, n.limit_w);
+        put_phase_series(out, &n.other_load_ma);
+        put_phase_series(out, &n.pv_ma);
+        put_series(out, &n.other_load_w);
+        put_series(out, &n.pv_w);
+    }
+    let mut cps: Vec<_> = top.charge_points.iter().collect();
+    cps.sort_by(|a, b| a.vehicle_id.as_bytes().cmp(b.vehicle_id.as_bytes()));
+    out.extend_from_slice(&(cps.len() as u32).to_be_bytes());
+    for c in cps {
+        put_str(out, &c.vehicle_id);
+        put_str(out, &c.node);
+        out.push(c.phases.len() as u8);
+        for p in &c.phases {
+            out.push(p.index() as u8 + 1);
+        }
+        out.push(match c.wiring {
+            Wiring::LineToNeutral => 0,
+            Wiring::LineToLine => 1,
+        });
+        out.extend_from_slice(&c.voltage_v.to_be_bytes());
+        out.push(c.car_phases.unwrap_or(0));
+        out.push(match c.unit {
+            RateUnit::Amps => 0,
+            RateUnit::Watts => 1,
+        });
+        for x in [c.min_current_ma, c.max_current_ma, c.current_step_ma] {
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+    }
 }
 
 /// keccak-256 of [`canonical_inputs`].

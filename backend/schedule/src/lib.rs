@@ -10,7 +10,11 @@
 //!   take by its departure).
 //! - [`check`]: independent verification of a schedule against its inputs.
 //! - [`hash`]: canonical encoding and keccak-256 hashes of inputs, schedules and the algorithm.
-//! - [`profile`]: OCPI 2.2.1 `ChargingProfile` and OCPP 1.6 `TxProfile` output.
+//! - [`profile`]: OCPI 2.2.1 `ChargingProfile` and OCPP 1.6 `TxProfile` output (in W, or in A
+//!   for charge points that take amps: [`profile::ocpi_profile_for`]).
+//! - [`Topology`] (optional in [`GroupInputs`]): the site's tree of limits per phase, phase
+//!   rotation and whole-amp charge points; [`set_points`] and [`node_loads`] read a schedule
+//!   back in each charge point's unit and as the load of every node and phase.
 //! - [`demand`], [`neutral`], [`bench`]: synthetic demand, the neutral JSON instance format of
 //!   `evflex plan`, and `evflex bench schedule`.
 
@@ -23,6 +27,7 @@
 //! this crate.
 
 mod admit;
+mod amps;
 pub mod bench;
 mod check;
 pub mod demand;
@@ -35,9 +40,14 @@ mod prep;
 pub mod profile;
 mod reserve;
 mod solve;
+mod topology;
 
 pub use admit::admit;
 pub use check::{CheckReport, Violation, check};
 pub use error::ScheduleError;
 pub use model::*;
 pub use solve::{ENERGY_TOLERANCE_WH, baseline, solve};
+pub use topology::{
+    ChargePoint, Node, NodeLoad, Phase, RateUnit, SetPoints, Topology, Wiring, node_loads,
+    set_points,
+};

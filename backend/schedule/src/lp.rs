@@ -13,6 +13,7 @@ use highs::{HighsModelStatus, HighsSolutionStatus};
 
 use crate::VehicleClass;
 use crate::prep::{EU_PER_WH, Prepared};
+use crate::topology::Loads;
 use crate::{Mode, SolveOptions};
 
 /// Objective scale: the solver minimises milli-EUR.
@@ -167,7 +168,11 @@ pub(crate) fn solve_phase(
         .filter(|&i| prep.vehicles[i].class != VehicleClass::Uncontrolled)
         .collect();
     let n_flex = flex.len();
-    let mut p_cols: Vec<(usize, usize, Vec<usize>)> = Vec::with_capacity(n_flex);
+    let mut p_cols: Vec<(usize, usize, f64, Vec<usize>)> = Vec::with_capacity(n_flex);
+    // Tree rows per (node, step): three phase rows (A) and the W row (kW); built lazily.
+    let tree = prep.tree.as_ref();
+    let n_nodes = tree.map_or(0, |t| t.nodes.len());
+    let mut node_rows: Vec<Option<Expression>> = vec![None; n_nodes * h * 4];
     let mut hard_short = Expression::with_capacity(n_flex);
     for (rank, &i) in flex.iter().enumerate() {
         let pv_ = &prep.vehicles[i];
@@ -176,20 +181,70 @@ pub(crate) fn solve_phase(
             continue;
         }
         let max_kw = pv_.max_w as f64 / 1000.0;
-        let min_kw = pv_.min_w as f64 / 1000.0;
+        let mut min_kw = pv_.min_w as f64 / 1000.0;
         let eta = pv_.eff as f64 / 1000.0;
+        // With a charge point taking amps, the MILP's variable counts whole current steps
+        // (`scale` kW each); otherwise it is the power in kW (`scale` 1).
+        let cp = tree.map(|tr| &tr.cps[i]);
+        let int_amps = milp && cp.is_some_and(|c| c.amps);
+        let (scale, ub) = match cp {
+            Some(c) if int_amps => (
+                c.step_ma as f64 * c.mw_per_a as f64 / 1e9,
+                (c.max_ma / c.step_ma) as f64,
+            ),
+            _ => (1.0, max_kw),
+        };
+        if int_amps {
+            min_kw = min_kw.max(scale);
+        }
+        // Current (A) per unit of the variable, on each loaded phase.
+        let amps_per_unit = cp.map_or(0.0, |c| {
+            if int_amps {
+                c.step_ma as f64 / 1000.0
+            } else {
+                1e6 / c.mw_per_a as f64
+            }
+        });
         let mut energy = Expression::with_capacity(pv_.end - pv_.start + 2);
         let mut cols = Vec::with_capacity(pv_.end - pv_.start);
         for (t, bal) in balance.iter_mut().enumerate().take(pv_.end).skip(pv_.start) {
-            let (p, pi) = v.add(variable().min(0.0).max(max_kw));
+            let def = if int_amps {
+                variable().integer().min(0.0).max(ub)
+            } else {
+                variable().min(0.0).max(ub)
+            };
+            let (p, pi) = v.add(def);
             cols.push(pi);
-            energy.add_mul(eta * dt, p);
-            bal.add_mul(-1.0, p);
-            obj.add_mul(early_coef(opts, dt, t, rank, n_flex) * OBJ_SCALE, p);
-            if milp && pv_.min_w > 0 {
+            energy.add_mul(eta * dt * scale, p);
+            bal.add_mul(-scale, p);
+            obj.add_mul(early_coef(opts, dt, t, rank, n_flex) * OBJ_SCALE * scale, p);
+            if int_amps {
+                let c = cp.expect("int_amps has a charge point");
+                let (u, _) = v.add(variable().binary());
+                cons.push((Expression::from(p) - ub * u).leq(0.0));
+                cons.push((Expression::from(p) - (c.min_ma / c.step_ma) as f64 * u).geq(0.0));
+            } else if milp && pv_.min_w > 0 {
                 let (u, _) = v.add(variable().binary());
                 cons.push((Expression::from(p) - max_kw * u).leq(0.0));
                 cons.push((Expression::from(p) - min_kw * u).geq(0.0));
+            }
+            if let (Some(tr), Some(c)) = (tree, cp) {
+                for &n in &c.path {
+                    let node = &tr.nodes[n];
+                    let base = (n * h + t) * 4;
+                    for ph in 0..3 {
+                        if c.load[ph] && node.phase_room_ma[ph].is_some() {
+                            node_rows[base + ph]
+                                .get_or_insert_with(|| Expression::with_capacity(8))
+                                .add_mul(amps_per_unit, p);
+                        }
+                    }
+                    if node.room_w.is_some() {
+                        node_rows[base + 3]
+                            .get_or_insert_with(|| Expression::with_capacity(8))
+                            .add_mul(scale, p);
+                    }
+                }
             }
         }
         if pv_.soft_eu > 0 {
@@ -205,7 +260,7 @@ pub(crate) fn solve_phase(
             hard_short.add_mul(1.0, s);
         }
         let target = total_eu as f64 * KWH_PER_EU;
-        if milp && pv_.min_w > 0 {
+        if (milp && pv_.min_w > 0) || int_amps {
             // With a minimum power an exact energy may be unreachable (request < one step at the
             // minimum): allow overshooting by at most one step at the minimum.
             cons.push(energy.clone().leq(target + min_kw * dt * eta));
@@ -213,7 +268,7 @@ pub(crate) fn solve_phase(
         } else {
             cons.push(energy.eq(target));
         }
-        p_cols.push((i, pv_.start, cols));
+        p_cols.push((i, pv_.start, scale, cols));
     }
 
     // Stationary battery: charge c, discharge d, state of energy soc (efficiency on charging).
@@ -258,6 +313,25 @@ pub(crate) fn solve_phase(
         // tolerance: at 1e-6 a MILP's postsolve could land 1e-6 over it and report an error
         // (seen in the property tests; `tests/properties.rs`, tight shortfall cap).
         Phase::CostCapped(cap) => cons.push(hard_short.clone().leq(cap + 1e-5 * cap.max(1.0))),
+    }
+
+    // Tree rows: EV load through each node ≤ its room less the uncontrolled (fixed) load.
+    if let Some(tr) = tree {
+        let fixed_rows: Vec<Vec<i64>> = prep.vehicles.iter().map(|v| v.fixed.clone()).collect();
+        let fixed = Loads::new(tr, &fixed_rows);
+        for (k, row) in node_rows.into_iter().enumerate() {
+            let Some(e) = row else { continue };
+            let (n, t, r) = (k / 4 / h, k / 4 % h, k % 4);
+            let node = &tr.nodes[n];
+            let rhs = if r < 3 {
+                let room = node.phase_room_ma[r].as_ref().map_or(0, |x| x[t]);
+                (room - fixed.phase_ma(n, r, t)).max(0) as f64 / 1000.0
+            } else {
+                let room = node.room_w.as_ref().map_or(0, |x| x[t]);
+                (room - fixed.power_w(n, t)).max(0) as f64 / 1000.0
+            };
+            cons.push(e.leq(rhs));
+        }
     }
 
     // Balance rows: g − e − Σp − c + d = fixed EV + other − pv (kW).
@@ -336,10 +410,10 @@ pub(crate) fn solve_phase(
     let sol = solved.get_solution();
     let cols = sol.columns();
     let mut p_kw = vec![Vec::new(); prep.vehicles.len()];
-    for (i, start, pc) in &p_cols {
+    for (i, start, scale, pc) in &p_cols {
         let mut row = vec![0.0; h];
         for (k, &c) in pc.iter().enumerate() {
-            row[start + k] = cols[c];
+            row[start + k] = cols[c] * scale;
         }
         p_kw[*i] = row;
     }

@@ -28,6 +28,10 @@ pub struct GroupInputs {
     pub battery: Option<Battery>,
     /// The vehicles plugged in now or expected within the horizon.
     pub vehicles: Vec<Vehicle>,
+    /// The site's tree of limits (per-phase fuses, transformers, cabinets) and each vehicle's
+    /// charge point; `None`: the group is one number (`capacity_w`), as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<crate::Topology>,
 }
 
 /// A stationary battery that can shift energy within the group.

@@ -212,6 +212,7 @@ impl PlanInput {
             price_micro_eur_per_kwh: self.price_eur_per_kwh.expand("price_eur_per_kwh", h, 1e6)?,
             battery: None,
             vehicles,
+            topology: None,
         })
     }
 

@@ -2,6 +2,7 @@
 //! and [`crate::baseline`]: vehicles in id order, windows clipped to the horizon, energy targets
 //! in exact integer units, and the fixed profiles of uncontrolled vehicles.
 
+use crate::topology::{Loads, PrepTree, prepare_tree};
 use crate::{Battery, GroupInputs, ScheduleError, Vehicle, VehicleClass};
 
 /// Exact integer energy unit: W·s·‰ (watts × seconds × efficiency per mille). One Wh into the
@@ -71,6 +72,8 @@ pub(crate) struct Prepared {
     pub price: Vec<i64>,
     /// Battery.
     pub battery: Option<Battery>,
+    /// The tree of limits and the charge points (vehicle order), when the group has one.
+    pub tree: Option<PrepTree>,
 }
 
 impl Prepared {
@@ -225,14 +228,39 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
     let dt_s = inputs.time_step_s as i64;
     let mut order: Vec<usize> = (0..inputs.vehicles.len()).collect();
     order.sort_by(|&a, &b| inputs.vehicles[a].id.cmp(&inputs.vehicles[b].id));
+    let tree = match &inputs.topology {
+        Some(top) => {
+            let ids: Vec<&str> = order
+                .iter()
+                .map(|&k| inputs.vehicles[k].id.as_str())
+                .collect();
+            let limits: Vec<(i64, i64)> = order
+                .iter()
+                .map(|&k| {
+                    (
+                        inputs.vehicles[k].max_power_w,
+                        inputs.vehicles[k].min_power_w,
+                    )
+                })
+                .collect();
+            Some(prepare_tree(top, h, &ids, &limits)?)
+        }
+        None => None,
+    };
     let mut vehicles: Vec<PrepVehicle> = order
         .iter()
-        .map(|&idx| {
+        .enumerate()
+        .map(|(k, &idx)| {
             let v = &inputs.vehicles[idx];
+            // With a charge point: its whole-step maximum and minimum, as powers.
+            let (max_w, min_w) = match tree.as_ref().map(|t| &t.cps[k]) {
+                Some(cp) if cp.amps => (cp.power_w(cp.max_ma), cp.power_w(cp.min_ma)),
+                _ => (v.max_power_w, v.min_power_w),
+            };
             let start = v.arrival.min(h);
             let end = v.departure.min(h);
             let eff = v.efficiency_permille as i64;
-            let per_step = v.max_power_w as i128 * dt_s as i128 * eff as i128;
+            let per_step = max_w as i128 * dt_s as i128 * eff as i128;
             let window_max = per_step * (end - start) as i128;
             let after = per_step * (v.departure - v.arrival.max(h).min(v.departure)) as i128;
             let target_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
@@ -253,8 +281,8 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
                 id: v.id.clone(),
                 start,
                 end,
-                max_w: v.max_power_w,
-                min_w: v.min_power_w,
+                max_w,
+                min_w,
                 eff,
                 class,
                 target_eu,
@@ -290,7 +318,20 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
         inputs.battery.as_ref(),
     );
     let mut fixed_w = vec![0i64; h];
-    for (i, row) in unc.into_iter().zip(rows) {
+    // With a tree: each uncontrolled row also fits the tree (first come, first served, whole
+    // set-points), after the rows placed before it.
+    let mut loads = tree
+        .as_ref()
+        .map(|t| Loads::new(t, &vec![Vec::new(); vehicles.len()]));
+    for (i, mut row) in unc.into_iter().zip(rows) {
+        if let (Some(tr), Some(loads)) = (&tree, loads.as_mut()) {
+            for (t, p) in row.iter_mut().enumerate() {
+                let (room_w, room_ma) = loads.room(tr, i, t);
+                let cp = &tr.cps[i];
+                *p = cp.fit(room_w.min(*p), room_ma);
+                loads.change(tr, i, t, 0, *p);
+            }
+        }
         for t in 0..h {
             fixed_w[t] += row[t];
         }
@@ -307,6 +348,7 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
         fixed_w,
         price: inputs.price_micro_eur_per_kwh.clone(),
         battery: inputs.battery.clone(),
+        tree,
     })
 }
 
@@ -325,6 +367,7 @@ mod tests {
             pv_w: vec![0; 4],
             price_micro_eur_per_kwh: vec![0; 4],
             battery: None,
+            topology: None,
             vehicles: vec![Vehicle {
                 id: "a".into(),
                 arrival: 2,

@@ -1,11 +1,12 @@
 //! A vehicle's schedule row as the ecosystem's charging profiles: OCPI 2.2.1 `ChargingProfile`
 //! (sent to the CPO by the Smart Charging Service Provider) and the OCPP 1.6 `TxProfile`-shaped
-//! `ChargingProfile`. Limits in W; equal consecutive periods are merged.
+//! `ChargingProfile`. Limits in W, or in A for charge points that take amps
+//! ([`ocpi_profile_for`], [`ocpp_profile_for`]); equal consecutive periods are merged.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Vehicle;
 use crate::prep::{EU_PER_WH, clamped_request_wh};
+use crate::{RateUnit, SetPoints, Vehicle};
 
 /// OCPI 2.2.1 `ChargingProfilePeriod`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +154,70 @@ pub fn ocpp_tx_profile(
     }
 }
 
+/// A vehicle's [`SetPoints`] as an OCPI 2.2.1 `ChargingProfile` in the unit its charge point
+/// takes: `charging_rate_unit` `"A"` (limits in A per phase, `min_charging_rate` the minimum
+/// current) for AC points that want amps, `"W"` otherwise.
+pub fn ocpi_profile_for(
+    set_points: &SetPoints,
+    time_step_s: u32,
+    start_date_time: &str,
+) -> OcpiChargingProfile {
+    let (unit, scale) = unit_scale(set_points.unit);
+    OcpiChargingProfile {
+        start_date_time: Some(start_date_time.to_string()),
+        duration: Some(set_points.values.len() as u32 * time_step_s),
+        charging_rate_unit: unit.into(),
+        min_charging_rate: (set_points.min > 0).then(|| set_points.min as f64 / scale),
+        charging_profile_period: periods(&set_points.values, time_step_s)
+            .into_iter()
+            .map(|(start_period, x)| OcpiChargingProfilePeriod {
+                start_period,
+                limit: x as f64 / scale,
+            })
+            .collect(),
+    }
+}
+
+/// A vehicle's [`SetPoints`] as an OCPP 1.6 `TxProfile` in the unit its charge point takes
+/// (`chargingRateUnit` `"A"` with `numberPhases` for amps points, `"W"` otherwise).
+pub fn ocpp_profile_for(
+    set_points: &SetPoints,
+    time_step_s: u32,
+    start_schedule: &str,
+    charging_profile_id: i32,
+    transaction_id: Option<i32>,
+) -> OcppChargingProfile {
+    let (unit, scale) = unit_scale(set_points.unit);
+    OcppChargingProfile {
+        charging_profile_id,
+        transaction_id,
+        stack_level: 0,
+        charging_profile_purpose: "TxProfile".into(),
+        charging_profile_kind: "Absolute".into(),
+        charging_schedule: OcppChargingSchedule {
+            duration: Some(set_points.values.len() as u32 * time_step_s),
+            start_schedule: Some(start_schedule.to_string()),
+            charging_rate_unit: unit.into(),
+            charging_schedule_period: periods(&set_points.values, time_step_s)
+                .into_iter()
+                .map(|(start_period, x)| OcppChargingSchedulePeriod {
+                    start_period,
+                    limit: x as f64 / scale,
+                    number_phases: set_points.phases,
+                })
+                .collect(),
+            min_charging_rate: (set_points.min > 0).then(|| set_points.min as f64 / scale),
+        },
+    }
+}
+
+fn unit_scale(unit: RateUnit) -> (&'static str, f64) {
+    match unit {
+        RateUnit::Amps => ("A", 1000.0),
+        RateUnit::Watts => ("W", 1.0),
+    }
+}
+
 /// The limits (W per step) to send to an **uncontrolled** vehicle (not opted in), or `None`
 /// when it may charge freely.
 ///
@@ -217,6 +282,29 @@ mod tests {
         assert_eq!(s["startSchedule"], "2019-05-01T00:00:00Z");
         assert_eq!(s["chargingSchedulePeriod"][2]["startPeriod"], 3600);
         assert_eq!(s["chargingSchedulePeriod"][2]["limit"], 3500.0);
+    }
+
+    #[test]
+    fn amps_points_get_amps_profiles() {
+        let sp = SetPoints {
+            vehicle_id: "a".into(),
+            unit: RateUnit::Amps,
+            values: vec![16_000, 16_000, 0, 6_500],
+            min: 6_000,
+            phases: Some(1),
+        };
+        let j = serde_json::to_value(ocpi_profile_for(&sp, 900, "2026-12-05T00:00:00Z")).unwrap();
+        assert_eq!(j["charging_rate_unit"], "A");
+        assert_eq!(j["min_charging_rate"], 6.0);
+        assert_eq!(j["charging_profile_period"][0]["limit"], 16.0);
+        assert_eq!(j["charging_profile_period"][2]["limit"], 6.5);
+        let j = serde_json::to_value(ocpp_profile_for(&sp, 900, "2026-12-05T00:00:00Z", 1, None))
+            .unwrap();
+        let s = &j["chargingSchedule"];
+        assert_eq!(s["chargingRateUnit"], "A");
+        assert_eq!(s["minChargingRate"], 6.0);
+        assert_eq!(s["chargingSchedulePeriod"][1]["limit"], 0.0);
+        assert_eq!(s["chargingSchedulePeriod"][1]["numberPhases"], 1);
     }
 
     #[test]

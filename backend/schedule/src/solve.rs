@@ -4,8 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::VehicleClass;
+use crate::amps;
 use crate::lp::{self, LpResult, LpStatus, Phase};
 use crate::prep::{self, EU_PER_WH, Prepared, asap_profile};
+use crate::topology::PrepTree;
 use crate::{Flexibility, GroupInputs, Mode, Schedule, ScheduleError, SolveOptions, SolveStatus};
 
 /// Energy tolerance (Wh) on every accepted request: a request counts as met when the delivered
@@ -37,6 +39,20 @@ pub(crate) fn solve_prepared(
     previous: Option<&Schedule>,
     deadline: Instant,
 ) -> Schedule {
+    let (result, build_ms, solve_ms) = solve_lp(prep, opts, deadline);
+    match result {
+        Ok(r) => finish(prep, opts, &r, build_ms, solve_ms),
+        Err(reason) => fallback(prep, opts, previous, reason, build_ms, solve_ms),
+    }
+}
+
+/// The solver's answer before quantisation (the LP relaxation in LP mode), with the build and
+/// solve times: the lexicographic phases, or why the fallback must be used.
+pub(crate) fn solve_lp(
+    prep: &Prepared,
+    opts: &SolveOptions,
+    deadline: Instant,
+) -> (Result<LpResult, String>, f64, f64) {
     // MILP: if even the LP relaxation of the hard problem is infeasible, the MILP is too; skip
     // the (possibly slow) MILP infeasibility proof.
     let (mut build_ms, mut solve_ms) = (0.0, 0.0);
@@ -88,15 +104,38 @@ pub(crate) fn solve_prepared(
             Ok(r)
         }
     });
-    match result {
-        Ok(r) => finish(prep, opts, &r, build_ms, solve_ms),
-        Err(reason) => fallback(prep, opts, previous, reason, build_ms, solve_ms),
-    }
+    (result, build_ms, solve_ms)
+}
+
+/// Energy (kWh) the LP relaxation of `inputs` delivers into the batteries (LP mode, the tree's
+/// rows but no whole set-points); `None` when it fails. For `evflex bench schedule --amps`.
+pub(crate) fn lp_relaxation_kwh(inputs: &GroupInputs, opts: &SolveOptions) -> Option<f64> {
+    let prep = prep::prepare(inputs).ok()?;
+    let lp_opts = SolveOptions {
+        mode: Mode::Lp,
+        ..opts.clone()
+    };
+    let deadline = Instant::now() + Duration::from_millis(opts.time_limit_ms);
+    let r = solve_lp(&prep, &lp_opts, deadline).0.ok()?;
+    Some(
+        prep.vehicles
+            .iter()
+            .zip(&r.p_kw)
+            .map(|(v, row)| {
+                let kw = if v.class == VehicleClass::Uncontrolled {
+                    v.fixed.iter().sum::<i64>() as f64 / 1000.0
+                } else {
+                    row.iter().sum::<f64>()
+                };
+                kw * prep.dt_h * v.eff as f64 / 1000.0
+            })
+            .sum(),
+    )
 }
 
 /// Flexible (opted-in) vehicle indices in priority order: accepted first, then best effort,
 /// each by id (the prepared order).
-fn priority(prep: &Prepared) -> Vec<usize> {
+pub(crate) fn priority(prep: &Prepared) -> Vec<usize> {
     let mut v: Vec<usize> = (0..prep.vehicles.len())
         .filter(|&i| prep.vehicles[i].class != VehicleClass::Uncontrolled)
         .collect();
@@ -179,6 +218,9 @@ fn finish(
     solve_ms: f64,
 ) -> Schedule {
     let h = prep.h;
+    if let Some(tree) = &prep.tree {
+        return finish_tree(prep, tree, opts, r, build_ms, solve_ms);
+    }
     let milp = opts.mode == Mode::Milp;
     let mut power: Vec<Vec<i64>> = prep
         .vehicles
@@ -219,6 +261,120 @@ fn finish(
         let mut steps: Vec<usize> = (v.start..v.end).collect();
         steps.sort_by_key(|&t| (power[i][t] == 0, prep.price[t], t));
         top_up(prep, milp, &mut power, &battery, i, target, &steps);
+    }
+    let mut s = report(prep, opts, power, battery, build_ms, solve_ms);
+    s.capacity_dual = r.cap_dual.clone();
+    s.mip_gap = r.mip_gap;
+    if s.status == SolveStatus::Optimal && r.status == LpStatus::TimeLimit {
+        s.status = SolveStatus::TimeLimit;
+    }
+    s
+}
+
+/// [`finish`] under a tree of limits: whole set-points, the tree-aware repair and top-up
+/// (`crate::amps`).
+fn finish_tree(
+    prep: &Prepared,
+    tree: &PrepTree,
+    opts: &SolveOptions,
+    r: &LpResult,
+    build_ms: f64,
+    solve_ms: f64,
+) -> Schedule {
+    let h = prep.h;
+    let mut power: Vec<Vec<i64>> = prep
+        .vehicles
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if v.class == VehicleClass::Uncontrolled {
+                v.fixed.clone()
+            } else {
+                amps::quantise(tree, i, &r.p_kw[i], v.start, v.end)
+            }
+        })
+        .collect();
+    let mut battery: Vec<i64> = r
+        .battery_kw
+        .iter()
+        .map(|&kw| {
+            let w = kw * 1000.0;
+            (w.abs() + 1e-3).floor().copysign(w) as i64
+        })
+        .collect();
+    battery.resize(h, 0);
+    clamp_battery(prep, &mut battery);
+    let order = priority(prep);
+    amps::repair(prep, tree, &order, &mut power, &mut battery);
+    let mut trackers = amps::trackers(prep, tree, &power);
+    // Per flexible vehicle: the LP's energy (the top-up target) and its steps, LP-used first
+    // (cheapest first), then the rest of its window.
+    let plan: Vec<(usize, i128, Vec<usize>)> = order
+        .iter()
+        .map(|&i| {
+            let v = &prep.vehicles[i];
+            let lp_eu = (r.p_kw[i].iter().sum::<f64>() * 1000.0 * prep.dt_s as f64 * v.eff as f64)
+                .round() as i128;
+            let mut steps: Vec<usize> = (v.start..v.end).collect();
+            steps.sort_by(|&a, &b| {
+                (r.p_kw[i][a] <= 0.0, prep.price[a], a).cmp(&(
+                    r.p_kw[i][b] <= 0.0,
+                    prep.price[b],
+                    b,
+                ))
+            });
+            (i, lp_eu.min(v.hard_eu + v.soft_eu), steps)
+        })
+        .collect();
+    for (i, target, steps) in &plan {
+        amps::top_up(
+            prep,
+            tree,
+            &mut power,
+            &battery,
+            *i,
+            *target,
+            steps,
+            &mut trackers,
+        );
+    }
+    // Accepted vehicles still short after rounding take whole steps from best effort.
+    let best_effort: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| prep.vehicles[i].class == VehicleClass::BestEffort)
+        .collect();
+    let mut touched = Vec::new();
+    for (i, target, steps) in &plan {
+        let v = &prep.vehicles[*i];
+        if v.class == VehicleClass::Guaranteed
+            && !best_effort.is_empty()
+            && target - v.delivered_eu(prep.dt_s, &power[*i]) > TOL_EU
+        {
+            touched.extend(amps::rescue(
+                prep,
+                tree,
+                &mut power,
+                &battery,
+                *i,
+                *target,
+                steps,
+                &best_effort,
+                &mut trackers,
+            ));
+        }
+    }
+    for (i, target, steps) in plan.iter().filter(|p| touched.contains(&p.0)) {
+        amps::top_up(
+            prep,
+            tree,
+            &mut power,
+            &battery,
+            *i,
+            *target,
+            steps,
+            &mut trackers,
+        );
     }
     let mut s = report(prep, opts, power, battery, build_ms, solve_ms);
     s.capacity_dual = r.cap_dual.clone();
@@ -308,6 +464,40 @@ fn fallback(
         })
         .collect();
     let mut battery = vec![0i64; h];
+    if let Some(tree) = &prep.tree {
+        // Whole set-points, then the tree-aware repair and earliest-deadline-first filling.
+        for (i, row) in power.iter_mut().enumerate() {
+            if prep.vehicles[i].class != VehicleClass::Uncontrolled {
+                for p in row.iter_mut() {
+                    *p = tree.cps[i].floor_power(*p);
+                }
+            }
+        }
+        let prio = priority(prep);
+        amps::repair(prep, tree, &prio, &mut power, &mut battery);
+        let mut order = prio;
+        order.sort_by_key(|&i| (prep.vehicles[i].class, prep.vehicles[i].end, i));
+        let mut trackers = amps::trackers(prep, tree, &power);
+        for i in order {
+            let v = &prep.vehicles[i];
+            let steps: Vec<usize> = (v.start..v.end).collect();
+            let target = v.hard_eu + v.soft_eu;
+            amps::top_up(
+                prep,
+                tree,
+                &mut power,
+                &battery,
+                i,
+                target,
+                &steps,
+                &mut trackers,
+            );
+        }
+        let mut s = report(prep, opts, power, battery, build_ms, solve_ms);
+        s.status = SolveStatus::Fallback;
+        s.fallback_reason = Some(reason);
+        return s;
+    }
     repair_capacity(prep, milp, &mut power, &mut battery);
     let mut order = priority(prep);
     order.sort_by_key(|&i| (prep.vehicles[i].class, prep.vehicles[i].end, i));

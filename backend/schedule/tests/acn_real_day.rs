@@ -77,6 +77,7 @@ fn acn_day_with_admission_control() {
         price_micro_eur_per_kwh: prices,
         battery: None,
         vehicles: Vec::new(),
+        topology: None,
     };
     let opts = SolveOptions::default();
     let (mut accepted, mut rejected) = (0, 0);

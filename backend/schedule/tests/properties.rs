@@ -319,6 +319,7 @@ fn a_tight_shortfall_cap_stays_solvable_in_milp_mode() {
         pv_w: vec![0, 0, 879, 939],
         price_micro_eur_per_kwh: vec![0, 0, 1, 0],
         battery: None,
+        topology: None,
         vehicles: vec![
             vehicle(
                 "ev00",

@@ -8,37 +8,9 @@ use evflex_schedule::Mode;
 use evflex_schedule::neutral::{PlanInput, plan};
 use serde_json::Value;
 
-/// Compare `expected` with `actual`, numbers within 1e-3, collecting differences.
-fn diff(path: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) {
-    match (expected, actual) {
-        (Value::Number(e), Value::Number(a)) => {
-            let (e, a) = (
-                e.as_f64().unwrap_or(f64::NAN),
-                a.as_f64().unwrap_or(f64::NAN),
-            );
-            if (e - a).abs() > 1e-3 {
-                out.push(format!("  {path}: expected {e}, actual {a}"));
-            }
-        }
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
-            for (k, (e, a)) in e.iter().zip(a).enumerate() {
-                diff(&format!("{path}[{k}]"), e, a, out);
-            }
-        }
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, ev) in e {
-                diff(
-                    &format!("{path}.{k}"),
-                    ev,
-                    a.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
-            }
-        }
-        (e, a) if e != a => out.push(format!("  {path}: expected {e}, actual {a}")),
-        _ => {}
-    }
-}
+mod common;
+
+use common::diff;
 
 #[test]
 fn json_scenarios() {

@@ -337,6 +337,7 @@ pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
             price_micro_eur_per_kwh: vec![0; STEPS_PER_DAY],
             battery: None,
             vehicles,
+            topology: None,
         };
         for row in evflex_schedule::baseline(&inputs) {
             for (k, w) in row.iter().enumerate() {

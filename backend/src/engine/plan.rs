@@ -359,6 +359,7 @@ mod tests {
                     vehicle("U", 20_000, false),
                     vehicle("F", 2_750, false),
                 ],
+                topology: None,
             },
             members: ["E1", "E2", "E3", "E4"].map(member).to_vec(),
             vehicles: vec![

@@ -367,6 +367,7 @@ pub async fn snapshot(
             price_micro_eur_per_kwh,
             battery,
             vehicles,
+            topology: None,
         },
         members,
         vehicles: infos,

@@ -1,0 +1,244 @@
+//! Whole set-points under a tree of limits: rounding, repair and top-up (`DESIGN.md`, "The
+//! electrical model").
+//!
+//! The LP relaxation's powers are floored to each charge point's whole current steps (below
+//! the minimum: 0); a deterministic repair lowers flexible vehicles in reverse priority until
+//! every node, phase and step and the group's grid import are within their limits; then each
+//! flexible vehicle (accepted first, by id) gets back the energy rounding took, one whole
+//! set-point at a time, in the steps the LP used (cheapest first) and then in any other step
+//! of its window, never above any limit on its path. Everything here is exact integer
+//! arithmetic on the [`Loads`] of the tree.
+
+use crate::prep::Prepared;
+use crate::topology::{Loads, PrepTree};
+
+/// Grid import headroom tracker for the group row (W per step).
+struct Group {
+    ev_w: Vec<i64>,
+}
+
+impl Group {
+    fn new(prep: &Prepared, power: &[Vec<i64>]) -> Self {
+        let mut ev_w = vec![0i64; prep.h];
+        for row in power {
+            for (t, &p) in row.iter().enumerate() {
+                ev_w[t] += p;
+            }
+        }
+        Self { ev_w }
+    }
+
+    fn room(&self, prep: &Prepared, battery: &[i64], t: usize) -> i64 {
+        prep.cap_eff[t] - (self.ev_w[t] + battery[t] + prep.other[t] - prep.pv[t])
+    }
+}
+
+/// Floor an LP row (kW) to valid set-points (W) of vehicle `i`'s charge point.
+pub(crate) fn quantise(
+    tree: &PrepTree,
+    i: usize,
+    p_kw: &[f64],
+    start: usize,
+    end: usize,
+) -> Vec<i64> {
+    let cp = &tree.cps[i];
+    p_kw.iter()
+        .enumerate()
+        .map(|(t, &kw)| {
+            if t < start || t >= end {
+                return 0;
+            }
+            let w = (kw * 1000.0 + 1e-3).floor() as i64;
+            cp.floor_power(w.max(0))
+        })
+        .collect()
+}
+
+/// Lower vehicle `i` in step `t` to `new` W, keeping the trackers in step.
+fn set(
+    tree: &PrepTree,
+    loads: &mut Loads,
+    group: &mut Group,
+    power: &mut [Vec<i64>],
+    i: usize,
+    t: usize,
+    new: i64,
+) {
+    let old = power[i][t];
+    loads.change(tree, i, t, old, new);
+    group.ev_w[t] += new - old;
+    power[i][t] = new;
+}
+
+/// Make the schedule feasible: battery charging first (group row), then flexible vehicles in
+/// reverse `order` (the priority order), each lowered to the largest valid set-point that
+/// removes the excess (or to 0).
+pub(crate) fn repair(
+    prep: &Prepared,
+    tree: &PrepTree,
+    order: &[usize],
+    power: &mut [Vec<i64>],
+    battery: &mut [i64],
+) {
+    let mut loads = Loads::new(tree, power);
+    let mut group = Group::new(prep, power);
+    for t in 0..prep.h {
+        let mut excess = -group.room(prep, battery, t);
+        if excess > 0 && battery[t] > 0 {
+            let r = battery[t].min(excess);
+            battery[t] -= r;
+            excess -= r;
+        }
+        for &i in order.iter().rev() {
+            if excess <= 0 {
+                break;
+            }
+            let p = power[i][t];
+            if p == 0 {
+                continue;
+            }
+            let np = tree.cps[i].floor_power(p - excess);
+            set(tree, &mut loads, &mut group, power, i, t, np);
+            excess -= p - np;
+        }
+    }
+    for ex in loads.excesses(tree) {
+        for &i in order.iter().rev() {
+            let cp = &tree.cps[i];
+            let on_row = cp.path.contains(&ex.node) && ex.phase.is_none_or(|ph| cp.load[ph]);
+            if !on_row || power[i][ex.t] == 0 {
+                continue;
+            }
+            let (load, room) = match ex.phase {
+                Some(ph) => (loads.phase_ma(ex.node, ph, ex.t), ex.room),
+                None => (loads.power_w(ex.node, ex.t), ex.room),
+            };
+            let over = load - room;
+            if over <= 0 {
+                break;
+            }
+            let p = power[i][ex.t];
+            let np = match ex.phase {
+                Some(_) => cp.fit(p, cp.current_ma(p) - over),
+                None => cp.floor_power(p - over),
+            };
+            set(tree, &mut loads, &mut group, power, i, ex.t, np);
+        }
+    }
+}
+
+/// Add power to vehicle `i`, one whole set-point at a time, until it has received `target_eu`
+/// (an amps point may overshoot by less than a step), visiting `steps` in order, within every
+/// limit on its path and the group's grid import.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn top_up(
+    prep: &Prepared,
+    tree: &PrepTree,
+    power: &mut [Vec<i64>],
+    battery: &[i64],
+    i: usize,
+    target_eu: i128,
+    steps: &[usize],
+    trackers: &mut (Loads, Vec<i64>),
+) {
+    let v = &prep.vehicles[i];
+    let cp = &tree.cps[i];
+    let per_w = prep.dt_s as i128 * v.eff as i128;
+    let mut deficit = target_eu - v.delivered_eu(prep.dt_s, &power[i]);
+    for &t in steps {
+        if deficit <= crate::solve::TOL_EU {
+            break;
+        }
+        let cur = power[i][t];
+        let (loads, ev_w) = (&mut trackers.0, &mut trackers.1);
+        let group_room = prep.cap_eff[t] - (ev_w[t] + battery[t] + prep.other[t] - prep.pv[t]);
+        let (room_w, room_ma) = loads.room(tree, i, t);
+        let need = ((deficit + per_w - 1) / per_w).min(i64::MAX as i128 / 4) as i64;
+        let fit = cp.fit(
+            cur.saturating_add(group_room.min(room_w)),
+            cp.current_ma(cur).saturating_add(room_ma),
+        );
+        let new = cp.ceil_power(cur.saturating_add(need)).min(fit);
+        if new <= cur {
+            continue;
+        }
+        loads.change(tree, i, t, cur, new);
+        ev_w[t] += new - cur;
+        power[i][t] = new;
+        deficit -= (new - cur) as i128 * per_w;
+    }
+}
+
+/// The trackers [`top_up`] keeps in step with `power`.
+pub(crate) fn trackers(prep: &Prepared, tree: &PrepTree, power: &[Vec<i64>]) -> (Loads, Vec<i64>) {
+    (Loads::new(tree, power), Group::new(prep, power).ev_w)
+}
+
+/// An accepted vehicle that rounding left short of `target_eu` takes whole steps from
+/// best-effort vehicles that share a node with it: in each of `steps` (in order), best-effort
+/// vehicles there are lowered one set-point at a time (lowest priority first) until the
+/// accepted vehicle can add a step; the lowered ones get back what still fits in that step.
+/// Returns the best-effort vehicles that lost energy (to be topped up elsewhere).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rescue(
+    prep: &Prepared,
+    tree: &PrepTree,
+    power: &mut [Vec<i64>],
+    battery: &[i64],
+    i: usize,
+    target_eu: i128,
+    steps: &[usize],
+    best_effort: &[usize],
+    trackers: &mut (Loads, Vec<i64>),
+) -> Vec<usize> {
+    let v = &prep.vehicles[i];
+    let shares = |j: usize| {
+        tree.cps[j]
+            .path
+            .iter()
+            .any(|n| tree.cps[i].path.contains(n))
+    };
+    let mut touched = Vec::new();
+    for &t in steps {
+        if target_eu - v.delivered_eu(prep.dt_s, &power[i]) <= crate::solve::TOL_EU {
+            break;
+        }
+        let mut lowered: Vec<(usize, i64)> = Vec::new();
+        for &j in best_effort.iter().rev() {
+            if j == i || !shares(j) {
+                continue;
+            }
+            while power[j][t] > 0 {
+                let old = power[j][t];
+                let new = tree.cps[j].floor_power(old - 1);
+                trackers.0.change(tree, j, t, old, new);
+                trackers.1[t] += new - old;
+                power[j][t] = new;
+                if !lowered.iter().any(|&(k, _)| k == j) {
+                    lowered.push((j, old));
+                }
+                let before = power[i][t];
+                top_up(prep, tree, power, battery, i, target_eu, &[t], trackers);
+                if power[i][t] != before {
+                    break;
+                }
+            }
+            if target_eu - v.delivered_eu(prep.dt_s, &power[i]) <= crate::solve::TOL_EU {
+                break;
+            }
+        }
+        // Give back what still fits in this step, highest priority first.
+        for &(j, old) in lowered.iter().rev() {
+            let pj = &prep.vehicles[j];
+            let back = (old - power[j][t]) as i128 * prep.dt_s as i128 * pj.eff as i128;
+            let goal = pj.delivered_eu(prep.dt_s, &power[j]) + back;
+            top_up(prep, tree, power, battery, j, goal, &[t], trackers);
+            if power[j][t] < old {
+                touched.push(j);
+            }
+        }
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    touched
+}
