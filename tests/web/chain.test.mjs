@@ -65,7 +65,7 @@ test('a finished session is settled on chain: the history shows energy, cost, FL
     return rows.find((r) => r.session_id === 'S9' && r.status === 'settled' && r.tx_hash);
   }, 60_000, 'the settlement of S9 on chain');
   assert.equal(bill.energy_wh, 5000);
-  assert.equal(bill.cost_micro_eur, 1_500_000); // 5 kWh at the CPO tariff of 0.30 €/kWh
+  assert.equal(bill.cost_micro_eur, 1_500_000); // the CDR's total: 5 kWh at 0.30 €/kWh incl. VAT
 
   const page = await ctx.newPage();
   await page.goto(`${s.base}/app/`);

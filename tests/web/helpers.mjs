@@ -332,7 +332,8 @@ export async function startSession(base, auth, { evse, session, card }) {
 
 /**
  * Ends a session as a CPO does: PATCH it COMPLETED, then POST its CDR over OCPI (`kwh` total).
- * evflex bills the CDR and its chain writer settles the bill on EnergyBilling.
+ * evflex bills the CDR (its total_cost: 0.30 €/kWh incl. VAT) and its chain writer settles the
+ * bill on EnergyBilling.
  */
 export async function finishWithCdr(base, auth, { evse, session, card, kwh, cdr }) {
   const end = now();
@@ -349,7 +350,9 @@ export async function finishWithCdr(base, auth, { evse, session, card, kwh, cdr 
     },
     currency: 'EUR',
     charging_periods: [{ start_date_time: start, dimensions: [{ type: 'ENERGY', volume: kwh }] }],
-    total_cost: { excl_vat: 0, incl_vat: 0 }, total_energy: kwh, total_time: 0.5, last_updated: end,
+    // What the CPO charged (0.30 €/kWh incl. VAT): evflex bills a CDR's total_cost.
+    total_cost: { excl_vat: Math.round(kwh * 0.25 * 1e6) / 1e6, incl_vat: Math.round(kwh * 0.30 * 1e6) / 1e6 },
+    total_energy: kwh, total_time: 0.5, last_updated: end,
   }, auth);
 }
 
