@@ -389,26 +389,9 @@ impl TestApp {
             .unwrap()
     }
 
-    /// PUTs a location of party NL*EXA with the given EVSEs (AC 3-phase 230 V 16 A = 11 040 W).
+    /// PUTs a location of party NL*EXA with the given EVSEs ([`location_json`]).
     pub async fn put_site(&self, location_id: &str, evse_uids: &[&str]) {
-        let evses: Vec<Value> = evse_uids
-            .iter()
-            .map(|uid| {
-                json!({
-                    "uid": uid, "evse_id": format!("NL*EXA*E{uid}"), "status": "AVAILABLE",
-                    "connectors": [{"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET",
-                        "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 16,
-                        "last_updated": "2024-05-01T09:00:00Z"}],
-                    "last_updated": "2024-05-01T09:00:00Z"
-                })
-            })
-            .collect();
-        let loc = json!({
-            "country_code": "NL", "party_id": "EXA", "id": location_id, "publish": true,
-            "address": "Stationsplein 1", "city": "Utrecht", "country": "NLD",
-            "coordinates": {"latitude": "52.089", "longitude": "5.110"},
-            "evses": evses, "time_zone": "Europe/Amsterdam", "last_updated": "2024-05-01T09:00:00Z"
-        });
+        let loc = location_json(location_id, evse_uids, "AVAILABLE");
         let (status, body) = self
             .cpo(
                 reqwest::Method::PUT,
@@ -452,6 +435,29 @@ impl TestApp {
             .await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// An OCPI Location of party NL*EXA with the given EVSEs, each in `status` with one connector
+/// (AC 3-phase 230 V 16 A = 11 040 W).
+pub fn location_json(location_id: &str, evse_uids: &[&str], status: &str) -> Value {
+    let evses: Vec<Value> = evse_uids
+        .iter()
+        .map(|uid| {
+            json!({
+                "uid": uid, "evse_id": format!("NL*EXA*E{uid}"), "status": status,
+                "connectors": [{"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET",
+                    "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 16,
+                    "last_updated": "2024-05-01T09:00:00Z"}],
+                "last_updated": "2024-05-01T09:00:00Z"
+            })
+        })
+        .collect();
+    json!({
+        "country_code": "NL", "party_id": "EXA", "id": location_id, "publish": true,
+        "address": "Stationsplein 1", "city": "Utrecht", "country": "NLD",
+        "coordinates": {"latitude": "52.089", "longitude": "5.110"},
+        "evses": evses, "time_zone": "Europe/Amsterdam", "last_updated": "2024-05-01T09:00:00Z"
+    })
 }
 
 /// A credentials object for `cpo` with `token_b` and one CPO role per `(country_code,

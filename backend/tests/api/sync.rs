@@ -8,27 +8,6 @@ use evflex::engine::sync::{self, SyncReport};
 use evflex::store::{sessions, sync_cursors};
 use serde_json::{Value, json};
 
-fn location(id: &str, evses: &[&str]) -> Value {
-    let evses: Vec<Value> = evses
-        .iter()
-        .map(|uid| {
-            json!({
-                "uid": uid, "evse_id": format!("NL*EXA*E{uid}"), "status": "CHARGING",
-                "connectors": [{"id": "1", "standard": "IEC_62196_T2", "format": "SOCKET",
-                    "power_type": "AC_3_PHASE", "max_voltage": 230, "max_amperage": 16,
-                    "last_updated": "2024-05-01T09:00:00Z"}],
-                "last_updated": "2024-05-01T09:00:00Z"
-            })
-        })
-        .collect();
-    json!({
-        "country_code": "NL", "party_id": "EXA", "id": id, "publish": true,
-        "address": "Stationsplein 1", "city": "Utrecht", "country": "NLD",
-        "coordinates": {"latitude": "52.089", "longitude": "5.110"},
-        "evses": evses, "time_zone": "Europe/Amsterdam", "last_updated": "2024-05-01T09:00:00Z"
-    })
-}
-
 fn session(id: &str, evse: &str, kwh: f64, status: &str, last_updated: &str) -> Value {
     json!({
         "country_code": "NL", "party_id": "EXA", "id": id,
@@ -77,7 +56,7 @@ async fn what_a_cpo_pushed_while_evflex_was_down_is_pulled_from_its_senders() {
         let mut log = cpo.log.lock().unwrap();
         log.sender.insert(
             "locations".into(),
-            vec![location("LOC-A", &["E1", "E2", "E3"])],
+            vec![location_json("LOC-A", &["E1", "E2", "E3"], "CHARGING")],
         );
         log.sender.insert(
             "sessions".into(),
