@@ -11,6 +11,7 @@ mod limits;
 mod locations;
 mod meter_values;
 mod requests;
+mod routing;
 mod sessions;
 mod sim;
 mod sync;
