@@ -180,3 +180,41 @@ async fn a_2_3_0_cpos_sessions_and_cdrs_are_taken_and_profiles_name_2_3_0_urls()
             .unwrap();
     assert_eq!(incl, Some(1_450_000));
 }
+
+/// A 2.3.0 Tariff whose prices include tax (`tax_included: "YES"`) and whose `max_price` is a
+/// `PriceLimit`: accepted, and kept in the internal form (prices excl. VAT), so billing adds
+/// the VAT once.
+#[tokio::test]
+async fn a_2_3_0_tariff_with_tax_included_prices_is_taken_excluding_vat() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo_offering(&["2.3.0"]).await;
+    let token = app.register_cpo(&cpo).await;
+    let t = token_header(&token);
+    let tariff = json!({
+        "country_code": "NL", "party_id": "EXA", "id": "T-230", "currency": "EUR",
+        "tax_included": "YES",
+        "max_price": {"before_taxes": 40.0, "after_taxes": 50.0},
+        "elements": [{"price_components": [
+            {"type": "ENERGY", "price": 0.35, "vat": 25.0, "step_size": 1}]}],
+        "last_updated": "2024-05-01T08:00:00Z"
+    });
+    let path = "/ocpi/2.3.0/tariffs/NL/EXA/T-230";
+    let (status, body) = app.send(Method::PUT, path, Some(&t), Some(&tariff)).await;
+    assert_eq!(
+        (status, body["status_code"].as_i64()),
+        (201, Some(1000)),
+        "{body}"
+    );
+    let (status, body) = app.send(Method::GET, path, Some(&t), None).await;
+    assert_eq!(status, 200, "{body}");
+    let stored = &body["data"];
+    assert_eq!(
+        stored["elements"][0]["price_components"][0]["price"],
+        json!(0.28),
+        "{stored}"
+    );
+    assert_eq!(
+        stored["max_price"],
+        json!({"excl_vat": 40.0, "incl_vat": 50.0})
+    );
+}

@@ -18,7 +18,9 @@
 //!   absent, as a 2.2.1 price without `incl_vat`); `taxes: []` means none apply (`incl_vat =
 //!   excl_vat`). The original body is kept as received.
 //! - Tariffs' `min_price`/`max_price` are a `PriceLimit {before_taxes, after_taxes?}` in 2.3.0:
-//!   mapped to `{excl_vat, incl_vat}` the same way; a tariff's 2.3.0 `tax_included` is kept.
+//!   mapped to `{excl_vat, incl_vat}` the same way. A 2.3.0 Tariff's `tax_included` says
+//!   whether its component prices include tax; they are brought to the internal excl.-VAT
+//!   prices (see `tariff_prices_to_internal`).
 //! - New enum values (TokenType `EMAID`, roles, connector standards such as `MCS` and
 //!   `SAE_J3400`) and new optional fields are accepted by the shared model (open enums; unknown
 //!   fields are ignored), as 2.3.0 requires of receivers.
@@ -99,6 +101,7 @@ pub fn to_internal(version: OcpiVersion, mut object: Value) -> Value {
                 price_to_internal(limit, "after_taxes");
             }
         }
+        tariff_prices_to_internal(map);
         // A CDR carries the Tariffs it was priced with.
         if let Some(Value::Array(tariffs)) = map.get_mut("tariffs") {
             for tariff in tariffs {
@@ -107,6 +110,40 @@ pub fn to_internal(version: OcpiVersion, mut object: Value) -> Value {
         }
     }
     object
+}
+
+/// A 2.3.0 Tariff's `tax_included` says whether its `price_components[].price` include tax;
+/// the internal model (2.2.1's) prices exclude VAT and name it in `vat`. So: `NO` leaves them;
+/// `YES` with a `vat` divides it out; `YES` without a rate (taxes not known per component, as in
+/// North America) and `N/A` (no tax applies) keep the price as what the driver pays and drop
+/// `vat`, so nothing is added on top. A Tariff without `tax_included` is left as it is.
+fn tariff_prices_to_internal(tariff: &mut serde_json::Map<String, Value>) {
+    let included = match tariff.get("tax_included").and_then(Value::as_str) {
+        Some("YES") => true,
+        Some("N/A") => false,
+        _ => return,
+    };
+    let Some(Value::Array(elements)) = tariff.get_mut("elements") else {
+        return;
+    };
+    for element in elements {
+        let Some(Value::Array(components)) = element.get_mut("price_components") else {
+            continue;
+        };
+        for component in components.iter_mut().filter_map(Value::as_object_mut) {
+            let vat = component.get("vat").and_then(Value::as_f64);
+            let price = component.get("price").and_then(Value::as_f64);
+            match (included, price, vat) {
+                (true, Some(price), Some(vat)) if vat > -100.0 => {
+                    let excl = (price / (1.0 + vat / 100.0) * 1e9).round() / 1e9;
+                    component.insert("price".to_owned(), excl.into());
+                }
+                _ => {
+                    component.remove("vat");
+                }
+            }
+        }
+    }
 }
 
 /// Rewrites one 2.3.0 `Price` (`taxes`) or `PriceLimit` (`after_taxes`) in place.
@@ -193,6 +230,36 @@ mod tests {
         assert_eq!(
             internal["tariffs"][0]["min_price"],
             json!({"excl_vat": 1.0, "incl_vat": 1.21})
+        );
+    }
+
+    #[test]
+    fn a_2_3_0_tariff_with_tax_included_prices_excluding_vat() {
+        let tariff = |tax_included: &str| {
+            json!({"currency": "EUR", "tax_included": tax_included, "elements": [{"price_components": [
+                {"type": "ENERGY", "price": 0.35, "vat": 25.0, "step_size": 1},
+                {"type": "FLAT", "price": 1.0, "step_size": 1}]}]})
+        };
+        let components = |t: &Value| t["elements"][0]["price_components"].clone();
+        let yes = to_internal(OcpiVersion::V230, tariff("YES"));
+        assert_eq!(
+            components(&yes),
+            json!([{"type": "ENERGY", "price": 0.28, "vat": 25.0, "step_size": 1},
+                   {"type": "FLAT", "price": 1.0, "step_size": 1}])
+        );
+        let no = to_internal(OcpiVersion::V230, tariff("NO"));
+        assert_eq!(components(&no), components(&tariff("NO")));
+        let none = to_internal(OcpiVersion::V230, tariff("N/A"));
+        assert_eq!(
+            components(&none),
+            json!([{"type": "ENERGY", "price": 0.35, "step_size": 1},
+                   {"type": "FLAT", "price": 1.0, "step_size": 1}])
+        );
+        // Embedded in a CDR, too.
+        let cdr = to_internal(OcpiVersion::V230, json!({"tariffs": [tariff("YES")]}));
+        assert_eq!(
+            cdr["tariffs"][0]["elements"][0]["price_components"][0]["price"],
+            0.28
         );
     }
 
