@@ -241,14 +241,7 @@ fn finish(
             row
         })
         .collect();
-    let mut battery: Vec<i64> = r
-        .battery_kw
-        .iter()
-        .map(|&kw| {
-            let w = kw * 1000.0;
-            (w.abs() + 1e-3).floor().copysign(w) as i64
-        })
-        .collect();
+    let mut battery = battery_watts(r);
     clamp_battery(prep, &mut battery);
     repair_capacity(prep, milp, &mut power, &mut battery);
     // Restore the energy lost to flooring: up to what the LP delivered, in the steps the LP
@@ -269,6 +262,18 @@ fn finish(
         s.status = SolveStatus::TimeLimit;
     }
     s
+}
+
+/// The LP's battery power per step in whole watts, its magnitude rounded down (within a
+/// thousandth of a watt of solver noise below a whole watt, up to it), shared by both finishes.
+fn battery_watts(r: &LpResult) -> Vec<i64> {
+    r.battery_kw
+        .iter()
+        .map(|&kw| {
+            let w = kw * 1000.0;
+            (w.abs() + 1e-3).floor().copysign(w) as i64
+        })
+        .collect()
 }
 
 /// [`finish`] under a tree of limits: whole set-points, the tree-aware repair and top-up
@@ -294,14 +299,7 @@ fn finish_tree(
             }
         })
         .collect();
-    let mut battery: Vec<i64> = r
-        .battery_kw
-        .iter()
-        .map(|&kw| {
-            let w = kw * 1000.0;
-            (w.abs() + 1e-3).floor().copysign(w) as i64
-        })
-        .collect();
+    let mut battery = battery_watts(r);
     battery.resize(h, 0);
     clamp_battery(prep, &mut battery);
     let order = priority(prep);

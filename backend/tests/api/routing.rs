@@ -38,6 +38,25 @@ async fn routed(
     (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `PUT` of `location` at the URL its own codes and id name, with token C `token` and the
+/// routing headers `from` and `to`.
+async fn put_location(
+    app: &TestApp,
+    token: &str,
+    from: Option<(&str, &str)>,
+    to: Option<(&str, &str)>,
+    location: &Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let code = |f: &str| location[f].as_str().unwrap().to_owned();
+    let path = format!(
+        "/ocpi/2.2.1/locations/{}/{}/{}",
+        code("country_code"),
+        code("party_id"),
+        code("id")
+    );
+    routed(app, Method::PUT, &path, token, from, to, location).await
+}
+
 fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers
         .get(name)
@@ -77,10 +96,8 @@ async fn peer_to_peer_the_headers_are_checked_answered_and_sent() {
 
     // Addressed to another party: not evflex's to process (OCPI 2000), nothing stored.
     let other = location_json("LOC-B", &["E2"], "AVAILABLE");
-    let (status, _, body) = routed(
+    let (status, _, body) = put_location(
         &app,
-        Method::PUT,
-        "/ocpi/2.2.1/locations/NL/EXA/LOC-B",
         &token,
         Some(("NL", "EXA")),
         Some(("DE", "XYZ")),
@@ -97,16 +114,7 @@ async fn peer_to_peer_the_headers_are_checked_answered_and_sent() {
         "{body}"
     );
     // From codes that are not the caller's: as unknown as another party's object (404).
-    let (status, _, _) = routed(
-        &app,
-        Method::PUT,
-        "/ocpi/2.2.1/locations/NL/EXA/LOC-B",
-        &token,
-        Some(("FR", "ABC")),
-        us,
-        &other,
-    )
-    .await;
+    let (status, _, _) = put_location(&app, &token, Some(("FR", "ABC")), us, &other).await;
     assert_eq!(status, 404);
     // Half a pair is refused, naming the missing header.
     let resp = app
@@ -174,16 +182,8 @@ async fn through_a_hub_a_request_acts_for_the_one_party_it_names() {
     let mut loc = location_json("LOC-H", &["H1"], "AVAILABLE");
     loc["country_code"] = json!("BE");
     loc["party_id"] = json!("HBC");
-    let (status, headers, body) = routed(
-        &app,
-        Method::PUT,
-        "/ocpi/2.2.1/locations/BE/HBC/LOC-H",
-        &hub_token,
-        Some(("BE", "HBC")),
-        us,
-        &loc,
-    )
-    .await;
+    let (status, headers, body) =
+        put_location(&app, &hub_token, Some(("BE", "HBC")), us, &loc).await;
     assert_eq!(
         (status, body["status_code"].as_i64()),
         (201, Some(1000)),
@@ -194,30 +194,11 @@ async fn through_a_hub_a_request_acts_for_the_one_party_it_names() {
     let mut elsewhere = loc.clone();
     elsewhere["country_code"] = json!("BE");
     elsewhere["party_id"] = json!("HBD");
-    let (status, _, _) = routed(
-        &app,
-        Method::PUT,
-        "/ocpi/2.2.1/locations/BE/HBD/LOC-H",
-        &hub_token,
-        Some(("BE", "HBC")),
-        us,
-        &elsewhere,
-    )
-    .await;
+    let (status, _, _) = put_location(&app, &hub_token, Some(("BE", "HBC")), us, &elsewhere).await;
     assert_eq!(status, 404);
     // A party registered directly cannot be spoken for through the hub.
-    let mut direct = location_json("LOC-X", &["X1"], "AVAILABLE");
-    direct["id"] = json!("LOC-X");
-    let (status, _, _) = routed(
-        &app,
-        Method::PUT,
-        "/ocpi/2.2.1/locations/NL/EXA/LOC-X",
-        &hub_token,
-        Some(("NL", "EXA")),
-        us,
-        &direct,
-    )
-    .await;
+    let direct = location_json("LOC-X", &["X1"], "AVAILABLE");
+    let (status, _, _) = put_location(&app, &hub_token, Some(("NL", "EXA")), us, &direct).await;
     assert_eq!(status, 404);
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM locations WHERE location_id = 'LOC-X'")
         .fetch_one(app.state.db.pool())
