@@ -42,10 +42,20 @@ pub struct DrainRow {
 const COLUMNS: &str = "id, kind, dedupe_key, payload, status, tx_hash, attempts, note";
 
 /// Rows due at `now` (`pending` or `sent`, `next_attempt_at <= now`), oldest first.
+///
+/// Status commits keep their order: StatusLedger takes a group's timesteps only in increasing
+/// order (a later one first makes the earlier one revert for good), so a status commit is not
+/// due while an older one still waits for its retry (e.g. after the chain was down when it was
+/// sent, while the next tick's commit is already queued).
 pub async fn due(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<DrainRow>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM chain_outbox
-         WHERE status IN ('pending', 'sent') AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
+        "SELECT {COLUMNS} FROM chain_outbox c
+         WHERE status IN ('pending', 'sent') AND next_attempt_at <= $1
+           AND NOT (kind = 'status_commit' AND EXISTS (
+               SELECT 1 FROM chain_outbox o
+               WHERE o.kind = 'status_commit' AND o.status IN ('pending', 'sent')
+                 AND o.id < c.id AND o.next_attempt_at > $1))
+         ORDER BY id LIMIT $2"
     )))
     .bind(now)
     .bind(limit)
