@@ -578,3 +578,64 @@ fn the_parties_cli_onboards_and_revokes_a_cpo() {
     assert!(String::from_utf8_lossy(&status.stderr).contains("no party 99"));
     drop(db);
 }
+
+/// `evflex demo --exit --json` prints one JSON object on stdout, the day under the four
+/// policies with the latency figures (issue 15's interface), and the table on stderr.
+#[test]
+fn the_demo_prints_the_four_policies_as_json() {
+    use std::process::Command;
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(harness::evflex_bin())
+        .args([
+            "demo",
+            "--exit",
+            "--json",
+            "--no-chain",
+            "--cpo-accepts-all",
+            "--start-hour",
+            "8",
+            "--hours",
+            "4",
+            "--groups",
+            "2",
+            "--charge-points",
+            "12",
+            "--vehicles",
+            "18",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {stdout}"));
+    for policy in ["smart", "uncontrolled", "equal_share", "hindsight"] {
+        let p = &report["policies"][policy];
+        for key in [
+            "seconds_over_capacity",
+            "max_overload_kw",
+            "energy_requested_kwh",
+            "energy_delivered_kwh",
+            "accepted_due",
+            "accepted_met",
+            "cost_eur",
+        ] {
+            assert!(p[key].is_number(), "{policy}.{key}: {report}");
+        }
+    }
+    assert_eq!(
+        report["policies"]["smart"]["seconds_over_capacity"], 0,
+        "{report}"
+    );
+    for key in ["p50", "p99", "max"] {
+        assert!(report["latency_ms"][key].is_number(), "{report}");
+    }
+    // The human summary went to stderr, with the policy table.
+    assert!(
+        stderr.contains("equal_share") && stderr.contains("hindsight"),
+        "{stderr}"
+    );
+}

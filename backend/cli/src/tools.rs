@@ -287,6 +287,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                         other_load_w: 0,
                         pv_inverters: Vec::new(),
                         batteries: Vec::new(),
+                        electrical: groups::Electrical::default(),
                     },
                     now,
                 )

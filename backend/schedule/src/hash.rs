@@ -58,7 +58,7 @@ use crate::{GroupInputs, Mode, RateUnit, Schedule, SolveOptions, Topology, Wirin
 
 /// The model definition covered by [`params_hash`]: a precise statement of what the
 /// optimiser computes. Any change to the model must change this text.
-pub const MODEL_DEFINITION: &str = "evflex-schedule model v3. Per group, steps t of dt seconds. \
+pub const MODEL_DEFINITION: &str = "evflex-schedule model v4. Per group, steps t of dt seconds. \
 Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
 (arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads \
 minus m[t], what the accepted vehicles must take in step t (an accepted guarantee outranks \
@@ -82,7 +82,9 @@ wired phases (k unknown = all): the first k wired node phases (rotation), P = k*
 line-to-line: both lines, P = V*I, or three lines, P = round(sqrt(3)*V)*I; P in W = \
 floor(I[mA]*mW_per_A/1e6). Amps points: I = 0 or a whole current step in [max(min, vehicle min), \
 min(max, vehicle max)]; watts points: 0 or [min, max] W, current ceil(P*1e6/mW_per_A) mA. \
-Uncontrolled rows also fit the tree (first come first served, whole set-points). LP mode: LP \
+Uncontrolled rows also fit the tree (first come first served, whole set-points), after each \
+accepted vehicle (by id) reserves its hard energy on its path as late as possible in its window \
+(whole set-points within the tree and earlier reservations; released before the model). LP mode: LP \
 relaxation with the tree rows, floor to set-points, repair (group row: battery then reverse \
 priority; tree rows: reverse priority), then top-up per flexible vehicle in priority order to \
 the LP energy (LP-used steps cheapest first, then the rest) with whole set-points within every \

@@ -323,6 +323,33 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
     let mut loads = tree
         .as_ref()
         .map(|t| Loads::new(t, &vec![Vec::new(); vehicles.len()]));
+    // An accepted guarantee outranks uncontrolled charging on every node and phase too: each
+    // accepted vehicle (by id) first reserves its hard energy on its path, as late in its
+    // window as it can (whole set-points, within the tree and the reservations before it), so
+    // that uncontrolled rows fitted after it leave that room; uncontrolled vehicles still
+    // charge from plug-in wherever a guarantee does not need the phase. The reservation is
+    // released before the model: it only shapes the fixed rows. (The group's W row has its own
+    // exact reservation, `crate::reserve`; this one is a sufficient rule per phase, not a
+    // max flow, since a three-phase car loads three phases at once.)
+    let mut reserved: Vec<(usize, Vec<i64>)> = Vec::new();
+    if let (Some(tr), Some(loads)) = (&tree, loads.as_mut()) {
+        for i in (0..vehicles.len()).filter(|&i| vehicles[i].class == VehicleClass::Guaranteed) {
+            let v = &vehicles[i];
+            let mut need = v.hard_eu;
+            let mut row = vec![0i64; h];
+            for t in (v.start..v.end).rev() {
+                if need <= 0 {
+                    break;
+                }
+                let (room_w, room_ma) = loads.room(tr, i, t);
+                let p = tr.cps[i].fit(room_w.min(v.max_w), room_ma);
+                loads.change(tr, i, t, 0, p);
+                row[t] = p;
+                need -= p as i128 * dt_s as i128 * v.eff as i128;
+            }
+            reserved.push((i, row));
+        }
+    }
     for (i, mut row) in unc.into_iter().zip(rows) {
         if let (Some(tr), Some(loads)) = (&tree, loads.as_mut()) {
             for (t, p) in row.iter_mut().enumerate() {
@@ -336,6 +363,13 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
             fixed_w[t] += row[t];
         }
         vehicles[i].fixed = row;
+    }
+    if let (Some(tr), Some(loads)) = (&tree, loads.as_mut()) {
+        for (i, row) in reserved {
+            for (t, p) in row.into_iter().enumerate() {
+                loads.change(tr, i, t, p, 0);
+            }
+        }
     }
     Ok(Prepared {
         h,

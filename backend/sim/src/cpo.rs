@@ -22,15 +22,17 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// A charging profile as received (OCPI 2.2.1 `ChargingProfile`, unit W).
+/// A charging profile as received (OCPI 2.2.1 `ChargingProfile`, in W, or in A per phase).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     /// `start_date_time` (Unix seconds).
     pub start_ts: i64,
     /// `duration` (s), when given.
     pub duration_s: Option<i64>,
-    /// `(start_period s, limit W)`, ascending.
+    /// `(start_period s, limit)`, ascending, in the profile's unit.
     pub periods: Vec<(i64, f64)>,
+    /// The limits are A per phase (`charging_rate_unit` `"A"`), else W.
+    pub amps: bool,
 }
 
 impl Profile {
@@ -38,9 +40,9 @@ impl Profile {
     pub fn parse(body: &Value) -> Option<Self> {
         let p = body.get("charging_profile")?;
         let unit = p.get("charging_rate_unit").and_then(Value::as_str)?;
-        let factor = match unit {
-            "W" => 1.0,
-            "A" => 230.0 * 3.0,
+        let amps = match unit {
+            "W" => false,
+            "A" => true,
             _ => return None,
         };
         let start_ts = parse_rfc3339(p.get("start_date_time")?.as_str()?)?;
@@ -48,22 +50,29 @@ impl Profile {
             .get("charging_profile_period")?
             .as_array()?
             .iter()
-            .filter_map(|q| {
-                Some((
-                    q.get("start_period")?.as_i64()?,
-                    q.get("limit")?.as_f64()? * factor,
-                ))
-            })
+            .filter_map(|q| Some((q.get("start_period")?.as_i64()?, q.get("limit")?.as_f64()?)))
             .collect();
         periods.sort_by_key(|(s, _)| *s);
         Some(Self {
             start_ts,
             duration_s: p.get("duration").and_then(Value::as_i64),
             periods,
+            amps,
         })
     }
 
-    /// The limit (W) at `ts`: the last period started by then; 0 before the start and after
+    /// The limit in W at `ts` for a car drawing on `car_phases` phases (an amps limit is per
+    /// phase at 230 V): see [`Self::limit_at`].
+    pub fn limit_w_at(&self, ts: i64, car_phases: u8) -> f64 {
+        let limit = self.limit_at(ts);
+        if self.amps {
+            limit * crate::scenario::PHASE_V * f64::from(car_phases.clamp(1, 3))
+        } else {
+            limit
+        }
+    }
+
+    /// The limit (in the profile's unit) at `ts`: the last period started by then; 0 before the start and after
     /// the duration (the plan gives nothing there).
     pub fn limit_at(&self, ts: i64) -> f64 {
         let offset = ts - self.start_ts;
@@ -90,6 +99,9 @@ pub struct CpoInbox {
     /// Profile PUTs answered per `ChargingProfileResponse` result (`ACCEPTED`, `TOO_OFTEN`,
     /// `REJECTED`).
     pub answers: std::collections::BTreeMap<&'static str, usize>,
+    /// When the first profile PUT for each session id arrived (wall clock), for the
+    /// event-to-profile latency.
+    pub first_put_at: HashMap<String, std::time::Instant>,
     /// Profile PUTs seen, for the throttle.
     puts: usize,
 }
@@ -243,6 +255,10 @@ async fn set_profile(
     };
     let mut inbox = s.inbox.lock().unwrap_or_else(|p| p.into_inner());
     inbox.puts += 1;
+    inbox
+        .first_put_at
+        .entry(session_id.clone())
+        .or_insert_with(std::time::Instant::now);
     let result = if s.quirks.rejects(&session_id) {
         "REJECTED"
     } else if s.quirks.too_often_every > 0 && inbox.puts % s.quirks.too_often_every == 0 {
@@ -457,5 +473,13 @@ mod tests {
         assert_eq!(p.limit_at(t0 + 900), 0.0);
         assert_eq!(p.limit_at(t0 + 2_000), 4_000.0);
         assert_eq!(p.limit_at(t0 + 2_700), 0.0);
+        assert_eq!(p.limit_w_at(t0, 1), 11_040.0);
+        // In A: per phase, times the phases the car draws on.
+        let body = json!({"charging_profile": {"start_date_time": "2019-07-02T10:00:00Z",
+            "charging_rate_unit": "A", "min_charging_rate": 6.0,
+            "charging_profile_period": [{"start_period": 0, "limit": 16.0}]}});
+        let p = Profile::parse(&body).unwrap();
+        assert_eq!(p.limit_w_at(t0, 3), 11_040.0);
+        assert_eq!(p.limit_w_at(t0, 1), 3_680.0);
     }
 }

@@ -69,6 +69,11 @@ pub struct DemoArgs {
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// Print the day under the four policies (smart, uncontrolled, equal share, hindsight) as
+    /// one JSON object on stdout (`evflex_sim::policies::PolicyReport`); the table and the
+    /// other lines then go to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// The simulated CPO accepts every profile. By default it behaves like real CPO backends:
     /// one session in 12 is at a charge point that answers `REJECTED`, and every 9th profile
     /// PUT is answered `TOO_OFTEN` (`evflex_sim::cpo::Quirks::DEMO`).
@@ -410,20 +415,38 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     summary.extra = db_figures(&state.db, chain).await;
     summary.extra.push(("chain".to_owned(), chain_note));
-    println!("{summary}");
+    let policies = super::policies::of(&record);
+    // With `--json` stdout carries the JSON object only; everything else goes to stderr.
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!("{summary}"));
+    say(format!("{policies}"));
     if !record.api_errors.is_empty() {
-        println!("  first refused call: {}", record.api_errors[0]);
+        say(format!("  first refused call: {}", record.api_errors[0]));
     }
     let report = super::plots::write_report(&record, &summary, &args.out)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
-    println!("  plots: {}", report.display());
-    println!(
+    say(format!("  plots: {}", report.display()));
+    say(format!(
         "  cockpit: {base_url}/cockpit/   (CPO token: {})",
         record.cpo_token
-    );
-    println!("  EV user app: {base_url}/app/   API: {base_url}/api/openapi.json");
+    ));
+    say(format!(
+        "  EV user app: {base_url}/app/   API: {base_url}/api/openapi.json"
+    ));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&policies).context("encoding the policy report")?
+        );
+    }
     if !args.exit {
-        println!("  serving until Ctrl-C (the simulated clock stays at the end of the day)");
+        say("  serving until Ctrl-C (the simulated clock stays at the end of the day)".to_owned());
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop_tx.send(());

@@ -27,6 +27,7 @@ pub mod cpo;
 pub mod demand;
 pub mod demo;
 pub mod plots;
+pub mod policies;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -133,6 +134,10 @@ pub struct SimConfig {
     /// How the simulated CPO answers profiles ([`cpo::Quirks`]): it accepts every one by
     /// default; the demo's CPO rejects some and throttles.
     pub cpo_quirks: cpo::Quirks,
+    /// Group 1 is a three-phase site (issue 12, [`scenario::Tree`]): a limit per phase on its
+    /// connection and on a cabinet feeding half its points, points wired with the phases
+    /// rotated, taking whole amps; every third car that plugs in there is single-phase.
+    pub three_phase_group: bool,
 }
 
 impl Default for SimConfig {
@@ -160,6 +165,7 @@ impl Default for SimConfig {
             party_id: "SIM".to_owned(),
             pace: None,
             cpo_quirks: cpo::Quirks::NONE,
+            three_phase_group: true,
         }
     }
 }

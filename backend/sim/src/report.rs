@@ -74,6 +74,111 @@ pub struct GroupLine {
     pub uncontrolled_overload_steps: usize,
 }
 
+/// The three-phase group (issue 12): its node limits and how often a node's phase was over
+/// its limit, measured and in the uncontrolled counterfactual. A step counts when any phase of
+/// the connection or the cabinet carries more than its limit plus [`PHASE_TOLERANCE_A`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseFigures {
+    /// Group id.
+    pub group_id: i64,
+    /// The connection's and the cabinet's limit per phase (A).
+    pub limits_a: (i64, i64),
+    /// Steps with a phase over its limit, measured.
+    pub over_steps: usize,
+    /// Highest phase current as a share of its limit, measured.
+    pub max_share: f64,
+    /// Steps with a phase over its limit, uncontrolled.
+    pub uncontrolled_over_steps: usize,
+    /// Highest phase current as a share of its limit, uncontrolled.
+    pub uncontrolled_max_share: f64,
+    /// Cars in the group that drew on one phase only.
+    pub single_phase_cars: usize,
+}
+
+/// Rounding allowance of a phase current (A): the meter values' 0.1 A.
+pub const PHASE_TOLERANCE_A: f64 = 0.1;
+
+/// Steps over a limit and the highest share of it, of a per-step (connection, cabinet) series.
+fn phase_overloads(
+    load: &[([f64; 3], [f64; 3])],
+    limits: (i64, i64),
+    steps: std::ops::Range<usize>,
+) -> (usize, f64) {
+    let (conn, cab) = (limits.0 as f64, limits.1 as f64);
+    let mut over = 0;
+    let mut share: f64 = 0.0;
+    for (c, k) in steps.filter_map(|t| load.get(t)) {
+        let worst = c
+            .iter()
+            .map(|a| a / conn)
+            .chain(k.iter().map(|a| a / cab))
+            .fold(0.0, f64::max);
+        share = share.max(worst);
+        if c.iter().any(|a| *a > conn + PHASE_TOLERANCE_A)
+            || k.iter().any(|a| *a > cab + PHASE_TOLERANCE_A)
+        {
+            over += 1;
+        }
+    }
+    (over, share)
+}
+
+/// The three-phase group's figures of `rec`, `None` without such a group.
+pub fn phase_figures(rec: &SimRecord) -> Option<PhaseFigures> {
+    let group = rec.scenario.groups.iter().find(|g| g.tree.is_some())?;
+    let tree = group.tree.as_ref()?;
+    let limits = (tree.connection_a, tree.cabinet_a);
+    let window = rec.config.first_step()..rec.config.end_step();
+    let (over_steps, max_share) = phase_overloads(&rec.phase_load_a, limits, window.clone());
+    let cf = uncontrolled_phase_load(rec, group.id);
+    let (uncontrolled_over_steps, uncontrolled_max_share) = phase_overloads(&cf, limits, window);
+    Some(PhaseFigures {
+        group_id: group.id,
+        limits_a: limits,
+        over_steps,
+        max_share,
+        uncontrolled_over_steps,
+        uncontrolled_max_share,
+        single_phase_cars: rec
+            .vehicles
+            .iter()
+            .filter(|v| v.car_phases == 1 && v.cp.is_some())
+            .count(),
+    })
+}
+
+/// The counterfactual's current per node phase of group `group_id` per step (A): each
+/// vehicle's [`uncontrolled`] row on its charge point's wiring.
+fn uncontrolled_phase_load(rec: &SimRecord, group_id: i64) -> Vec<([f64; 3], [f64; 3])> {
+    let end = rec.config.end_step();
+    let mut load = vec![([0.0; 3], [0.0; 3]); STEPS_PER_DAY];
+    let members: Vec<&super::run::VehicleRecord> = rec
+        .vehicles
+        .iter()
+        .filter(|v| {
+            v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == group_id)
+                && !v.plugged_steps(end).is_empty()
+        })
+        .collect();
+    let Some(g) = rec.scenario.groups.iter().position(|g| g.id == group_id) else {
+        return load;
+    };
+    for (v, row) in members.iter().zip(baseline_rows(rec, g)) {
+        let cp = &rec.scenario.charge_points[v.cp.unwrap_or_default()];
+        let cabinet = cp.wiring.is_some_and(|(_, c)| c);
+        for (t, w) in row.iter().enumerate() {
+            let a = cp.phase_currents(*w as f64, v.car_phases);
+            for ph in 0..3 {
+                load[t].0[ph] += a[ph];
+                if cabinet {
+                    load[t].1[ph] += a[ph];
+                }
+            }
+        }
+    }
+    load
+}
+
 /// Transactions and gas of one kind of chain work (outbox kind), from the stored receipts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxLine {
@@ -263,6 +368,8 @@ pub struct Summary {
     pub profiles_to_uncontrolled: usize,
     /// Groups.
     pub groups: Vec<GroupLine>,
+    /// The three-phase group's per-phase figures, smart against uncontrolled.
+    pub phases: Option<PhaseFigures>,
     /// Energy cost with smart charging (EUR).
     pub cost_eur: f64,
     /// Energy cost without (EUR).
@@ -299,11 +406,26 @@ pub struct ProfileAnswers {
 /// ([`evflex_schedule::baseline`]): full power from plug-in until the energy is in, the window
 /// cut at the end of the simulated day.
 pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
-    let end = rec.config.end_step();
     let groups = &rec.scenario.groups;
     let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
     let mut total_wh = 0.0;
-    for (g, group) in groups.iter().enumerate() {
+    for g in 0..groups.len() {
+        for row in baseline_rows(rec, g) {
+            for (k, w) in row.iter().enumerate() {
+                load[g][k] += *w as f64;
+                total_wh += *w as f64 * STEP_H;
+            }
+        }
+    }
+    (load, total_wh)
+}
+
+/// The counterfactual rows (W per step of the day) of group index `g`'s vehicles, in the order
+/// of [`SimRecord::vehicles`].
+pub(crate) fn baseline_rows(rec: &SimRecord, g: usize) -> Vec<Vec<i64>> {
+    let end = rec.config.end_step();
+    let group = &rec.scenario.groups[g];
+    {
         let vehicles: Vec<Vehicle> = rec
             .vehicles
             .iter()
@@ -339,18 +461,12 @@ pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
             vehicles,
             topology: None,
         };
-        for row in evflex_schedule::baseline(&inputs) {
-            for (k, w) in row.iter().enumerate() {
-                load[g][k] += *w as f64;
-                total_wh += *w as f64 * STEP_H;
-            }
-        }
+        evflex_schedule::baseline(&inputs)
     }
-    (load, total_wh)
 }
 
 #[allow(clippy::needless_range_loop)] // steps index several per-step series at once
-fn cost_eur(rec: &SimRecord, load: &[Vec<f64>]) -> f64 {
+pub(crate) fn cost_eur(rec: &SimRecord, load: &[Vec<f64>]) -> f64 {
     let (first, end) = (rec.config.first_step(), rec.config.end_step());
     let mut micro = 0.0;
     for (g, group) in rec.scenario.groups.iter().enumerate() {
@@ -503,6 +619,7 @@ impl Summary {
             uncontrolled: uncontrolled_v.len(),
             profiles_to_uncontrolled: uncontrolled_v.iter().map(|v| v.profiles).sum(),
             groups,
+            phases: phase_figures(rec),
             cost_eur: cost_eur(rec, &rec.group_load_w),
             uncontrolled_cost_eur: cost_eur(rec, &cf_load),
             ticks: (
@@ -648,6 +765,23 @@ impl fmt::Display for Summary {
                 g.uncontrolled_overload_steps
             )?;
         }
+        if let Some(p) = &self.phases {
+            row(
+                f,
+                &format!(
+                    "group {} phases (3×{} A, cabinet 3×{} A)",
+                    p.group_id, p.limits_a.0, p.limits_a.1
+                ),
+                format!(
+                    "steps over a phase limit: smart {}, uncontrolled {}; highest phase {:.0} % / {:.0} % of its limit; {} single-phase cars",
+                    p.over_steps,
+                    p.uncontrolled_over_steps,
+                    p.max_share * 100.0,
+                    p.uncontrolled_max_share * 100.0,
+                    p.single_phase_cars
+                ),
+            )?;
+        }
         let per = |eur: f64, wh: f64| if wh > 0.0 { eur / (wh / 1_000.0) } else { 0.0 };
         row(
             f,
@@ -738,6 +872,7 @@ mod tests {
             uncontrolled: 1,
             profiles_to_uncontrolled: 0,
             groups: Vec::new(),
+            phases: None,
             cost_eur: 1.5,
             uncontrolled_cost_eur: 2.0,
             ticks: (96, 96, 0, 40, 0),

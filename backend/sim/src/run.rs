@@ -90,6 +90,12 @@ pub struct VehicleRecord {
     pub profiles: usize,
     /// Unplugged (and CDR sent) within the simulated window.
     pub unplugged: bool,
+    /// Phases the car draws on: 1 for every third car at a point of the three-phase group
+    /// (a single-phase car on a three-phase point), else 3.
+    pub car_phases: u8,
+    /// Wall-clock time from its session PUT (plug-in) to the first profile PUT evflex sent
+    /// for it, when it got one.
+    pub first_profile_after: Option<std::time::Duration>,
 }
 
 impl VehicleRecord {
@@ -147,6 +153,9 @@ pub struct SimRecord {
     pub wall: std::time::Duration,
     /// The CPO's answers to evflex's profile PUTs, per `ChargingProfileResponse` result.
     pub cpo_answers: std::collections::BTreeMap<&'static str, usize>,
+    /// Measured current per node phase of the three-phase group, per step of the day (A):
+    /// `(connection, cabinet)`; empty without such a group.
+    pub phase_load_a: Vec<([f64; 3], [f64; 3])>,
 }
 
 struct Driver {
@@ -157,6 +166,8 @@ struct Driver {
 
 struct World<'a> {
     cfg: &'a SimConfig,
+    /// When each session was PUT (wall clock), for the event-to-profile latency.
+    plugged_at: std::collections::HashMap<String, std::time::Instant>,
     client: Client,
     cpo_auth: String,
     scenario: Scenario,
@@ -259,6 +270,10 @@ impl World<'_> {
             let v = &mut self.vehicles[vi];
             v.cp = Some(cp);
             v.max_w = a.max_power_w.unwrap_or(i64::MAX).min(c.rated_w());
+            if c.wiring.is_some() && a.id % 3 == 0 {
+                v.car_phases = 1;
+                v.max_w = v.max_w.min(crate::scenario::PHASE_V as i64 * c.amps);
+            }
             v.departure_ts = ts(self.cfg, a.departure_step);
         }
         let opted_in = self.vehicles[vi].opted_in;
@@ -294,6 +309,8 @@ impl World<'_> {
             }
         }
         let sid = self.vehicles[vi].session_id.clone();
+        self.plugged_at
+            .insert(sid.clone(), std::time::Instant::now());
         let t = format_rfc3339(now);
         let session = json!({
             "country_code": self.cc(), "party_id": self.pid(), "id": sid,
@@ -310,8 +327,11 @@ impl World<'_> {
             let departure = format_rfc3339(self.vehicles[vi].departure_ts);
             let mut body = json!({"session_id": sid, "energy_kwh": a.request_wh as f64 / 1_000.0,
                 "departure": departure});
-            // The driver tells evflex the car's own maximum power (OCPI does not carry it).
-            if let Some(w) = a.max_power_w.filter(|w| *w > 0) {
+            // The driver tells evflex the car's own maximum power (OCPI does not carry it); a
+            // single-phase car's is what it draws on one phase here.
+            let single_phase_w =
+                (self.vehicles[vi].car_phases == 1).then_some(self.vehicles[vi].max_w);
+            if let Some(w) = single_phase_w.or(a.max_power_w).filter(|w| *w > 0) {
                 body["vehicle_max_power_kw"] = json!(w as f64 / 1_000.0);
             }
             let r = self
@@ -547,6 +567,8 @@ pub async fn run(
             delivered_wh: 0.0,
             profiles: 0,
             unplugged: false,
+            car_phases: 3,
+            first_profile_after: None,
         })
         .collect();
     let mut stations: Vec<String> = arrivals.iter().filter_map(|a| a.station.clone()).collect();
@@ -555,6 +577,7 @@ pub async fn run(
     let n_cp = scenario.charge_points.len();
     let mut world = World {
         cfg,
+        plugged_at: Default::default(),
         client,
         cpo_auth,
         occupied: vec![None; n_cp],
@@ -569,6 +592,12 @@ pub async fn run(
         scenario,
     };
     let mut group_load_w = vec![vec![0.0; STEPS_PER_DAY]; world.scenario.groups.len()];
+    let has_tree = world.scenario.groups.iter().any(|g| g.tree.is_some());
+    let mut phase_load_a = if has_tree {
+        vec![([0.0; 3], [0.0; 3]); STEPS_PER_DAY]
+    } else {
+        Vec::new()
+    };
     let mut stats = TickStats::default();
     let mut meter_values = 0;
     let mut cdrs = 0;
@@ -642,8 +671,12 @@ pub async fn run(
                 let (limit, received) = {
                     let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
                     let sid = &world.vehicles[vi].session_id;
+                    let car_phases = world.vehicles[vi].car_phases;
                     (
-                        inbox.profiles.get(sid).map(|p| p.limit_at(now)),
+                        inbox
+                            .profiles
+                            .get(sid)
+                            .map(|p| p.limit_w_at(now, car_phases)),
                         inbox.received.get(sid).copied().unwrap_or(0),
                     )
                 };
@@ -675,6 +708,31 @@ pub async fn run(
                     "value": format!("{}", power.round() as i64), "unit": "W"}),
             ];
             sampled.extend(extra);
+            let c = &world.scenario.charge_points[cp];
+            if let Some((_, cabinet)) = c.wiring {
+                let car_phases = world.occupied[cp].map_or(3, |vi| world.vehicles[vi].car_phases);
+                let node = c.phase_currents(power, car_phases);
+                let (connection, cab) = &mut phase_load_a[k];
+                for ph in 0..3 {
+                    connection[ph] += node[ph];
+                    if cabinet {
+                        cab[ph] += node[ph];
+                    }
+                }
+                // The meter's per-phase currents, on the point's own L1, L2, L3.
+                if world.occupied[cp].is_some() {
+                    let per_phase = power / (crate::scenario::PHASE_V * f64::from(car_phases));
+                    for (i, name) in ["L1", "L2", "L3"].iter().enumerate() {
+                        let a = if i < usize::from(car_phases) {
+                            per_phase
+                        } else {
+                            0.0
+                        };
+                        sampled.push(json!({"measurand": "Current.Import", "phase": name,
+                            "value": format!("{a:.1}"), "unit": "A"}));
+                    }
+                }
+            }
             readings.push(json!({"evse_uid": world.scenario.charge_points[cp].uid,
                 "session_id": session,
                 "meterValue": [{"timestamp": t_next, "sampledValue": sampled}]}));
@@ -726,6 +784,12 @@ pub async fn run(
         let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
         for v in &mut world.vehicles {
             v.profiles = inbox.received.get(&v.session_id).copied().unwrap_or(0);
+            if let (Some(put), Some(first)) = (
+                world.plugged_at.get(&v.session_id),
+                inbox.first_put_at.get(&v.session_id),
+            ) {
+                v.first_profile_after = Some(first.saturating_duration_since(*put));
+            }
         }
         inbox.answers.clone()
     };
@@ -742,5 +806,6 @@ pub async fn run(
         cpo_token,
         wall: started.elapsed(),
         cpo_answers,
+        phase_load_a,
     })
 }

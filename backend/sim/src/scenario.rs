@@ -17,6 +17,24 @@ pub const PV_CSV: &str = include_str!("data/serf-east-pv-2016-07-14.csv");
 /// The embedded price excerpt (`datetime_utc,price_eur_per_mwh`).
 pub const PRICES_CSV: &str = include_str!("data/nl-day-ahead-2019-07-02.csv");
 
+/// The electrical model of the three-phase group ([`SimConfig::three_phase_group`], issue 12):
+/// a connection with a limit per phase, a cabinet beneath it feeding the group's first half of
+/// charge points, every charge point wired with the installer's rotation (the `j`-th point of
+/// the group by `j % 3` phases) and taking whole amps from 6 A.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tree {
+    /// The connection's limit per phase (A).
+    pub connection_a: i64,
+    /// The cabinet's limit per phase (A).
+    pub cabinet_a: i64,
+}
+
+/// Where the cabinet's share of a tree group's points ends: the first half hang from it.
+pub const CABINET: &str = "cab-1";
+
+/// The phase voltage of the simulated sites (V).
+pub const PHASE_V: f64 = 230.0;
+
 /// One charge point (one EVSE with one connector).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChargePoint {
@@ -28,6 +46,22 @@ pub struct ChargePoint {
     pub group_id: i64,
     /// Amperes per phase (3 phases, 230 V).
     pub amps: i64,
+    /// In a tree group: the node phases (0 = L1) its own L1, L2, L3 are wired to, and whether
+    /// it hangs from the cabinet (else from the connection).
+    pub wiring: Option<([usize; 3], bool)>,
+}
+
+impl ChargePoint {
+    /// The current (A) a car drawing `power_w` on `car_phases` phases puts on each node phase.
+    pub fn phase_currents(&self, power_w: f64, car_phases: u8) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        let (phases, _) = self.wiring.unwrap_or(([0, 1, 2], false));
+        let k = usize::from(car_phases.clamp(1, 3));
+        for p in &phases[..k] {
+            out[*p] = power_w / (PHASE_V * k as f64);
+        }
+        out
+    }
 }
 
 impl ChargePoint {
@@ -52,6 +86,8 @@ pub struct Group {
     pub pv_w: Vec<i64>,
     /// PV peak (W; 0 without PV).
     pub pv_peak_w: i64,
+    /// Per-phase limits and a cabinet (the three-phase group), `None`: one number.
+    pub tree: Option<Tree>,
 }
 
 impl Group {
@@ -113,11 +149,20 @@ impl Scenario {
             .map(|i| {
                 let g = i % groups_n;
                 let big = cfg.cp_22kw_every > 0 && i % cfg.cp_22kw_every == cfg.cp_22kw_every - 1;
+                // The j-th point of its group.
+                let j = i / groups_n;
+                let in_group =
+                    cfg.charge_points / groups_n + usize::from(g < cfg.charge_points % groups_n);
+                let wiring = (cfg.three_phase_group && g == 0).then(|| {
+                    let r = j % 3;
+                    ([r, (r + 1) % 3, (r + 2) % 3], j < in_group / 2)
+                });
                 ChargePoint {
                     uid: format!("CP{:03}", i + 1),
                     location_id: format!("SITE-{}", g % sites + 1),
                     group_id: g as i64 + 1,
                     amps: if big { 32 } else { 16 },
+                    wiring,
                 }
             })
             .collect();
@@ -152,6 +197,16 @@ impl Scenario {
                         vec![0; STEPS_PER_DAY]
                     },
                     pv_peak_w: if has_pv { cfg.pv_peak_w } else { 0 },
+                    // The connection carries the capacity balanced over its phases; the
+                    // cabinet, feeding half the points, 60 % of it: rotated single-phase cars
+                    // must be spread for both to hold.
+                    tree: (cfg.three_phase_group && g == 0).then(|| {
+                        let connection_a = (capacity_w as f64 / (3.0 * PHASE_V)).floor() as i64;
+                        Tree {
+                            connection_a,
+                            cabinet_a: (connection_a as f64 * 0.6).ceil() as i64,
+                        }
+                    }),
                 }
             })
             .collect();
@@ -208,12 +263,41 @@ impl Scenario {
                 } else {
                     vec![]
                 };
-                json!({"id": g.id, "name": format!("Site {} group {}", g.site + 1, g.id),
+                let mut group = json!({"id": g.id,
+                    "name": format!("Site {} group {}", g.site + 1, g.id),
                     "country_code": cfg.country_code, "party_id": cfg.party_id,
-                    "capacity_w": g.capacity_w, "evses": evses, "pv_inverters": pv})
+                    "capacity_w": g.capacity_w, "evses": evses, "pv_inverters": pv});
+                if let Some(tree) = &g.tree {
+                    group["electrical"] = self.electrical(g.id, tree);
+                }
+                group
             })
             .collect();
         json!({ "groups": groups })
+    }
+
+    /// The `electrical` object of tree group `group_id` (README, "Topology").
+    fn electrical(&self, group_id: i64, tree: &Tree) -> Value {
+        const NAMES: [&str; 3] = ["L1", "L2", "L3"];
+        let wired: Vec<Value> = self
+            .charge_points
+            .iter()
+            .filter(|c| c.group_id == group_id)
+            .filter_map(|c| {
+                let (phases, cabinet) = c.wiring?;
+                Some(json!({"evse_uid": c.uid,
+                    "node": if cabinet { Some(CABINET) } else { None },
+                    "phases": phases.map(|p| NAMES[p]),
+                    "unit": "A", "min_current_a": 6, "max_current_a": c.amps,
+                    "current_step_a": 1}))
+            })
+            .collect();
+        let a = tree.connection_a;
+        let cab = tree.cabinet_a;
+        json!({"phase_voltage_v": PHASE_V as i64, "phase_limit_a": [a, a, a],
+            "nodes": [{"id": CABINET, "parent": null, "kind": "cabinet",
+                       "phase_limit_a": [cab, cab, cab]}],
+            "charge_points": wired})
     }
 }
 

@@ -6,7 +6,9 @@
 use super::auth::AuthCpo;
 use super::error::{ApiError, parse_body};
 use crate::app::AppState;
-use crate::ingest::topology::{self, CapacityChangeSpec, ForecastSpec, GroupSpec, Topology};
+use crate::ingest::topology::{
+    self, CapacityChangeSpec, ElectricalSpec, ForecastSpec, GroupSpec, Topology,
+};
 use crate::store::groups::{self, BatterySpec, CapacityChange, PvInverter};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -52,6 +54,12 @@ pub struct GroupView {
     pub batteries: Vec<BatterySpec>,
     /// Capacity changes from now on.
     pub capacity_changes: Vec<CapacityChange>,
+    /// Phases, nested limits and charge-point wiring, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub electrical: Option<ElectricalSpec>,
+    /// Limits above their parent's (accepted: the parent binds), one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A capacity change effective now.
@@ -70,7 +78,10 @@ async fn load(state: &AppState, cpo: &AuthCpo, id: i64) -> Result<GroupView, Api
     let evses = groups::members(&mut conn, id).await?;
     let now = state.clock.now();
     let capacity_changes = groups::capacity_changes(&mut conn, id, now, i64::MAX).await?;
+    let warnings = topology::electrical_warnings(&g);
     Ok(GroupView {
+        electrical: topology::electrical_view(&g.electrical),
+        warnings,
         id: g.id,
         name: g.name,
         country_code: g.country_code,

@@ -200,7 +200,9 @@ fn field<T: PartialEq + std::fmt::Display>(
 ///   (group membership, EVSE uid, rated power, power type, phases, voltage, maximum current,
 ///   connector standard, active = not `REMOVED`); no charge point active in the group on chain
 ///   that the database does not list; every PV inverter (group, peak power, active) and battery
-///   (group, capacity, available energy, active) registered with its values. The live EVSE
+///   (group, capacity, available energy, active) registered with its values; a group's tree of
+///   limits (each node's parent, kind, voltage and limits), its link to its connection, and
+///   each wired charge point's phase wiring and rate limits. The live EVSE
 ///   status is not compared: it changes every few minutes and is recorded per timestep in SC2.
 /// - **SC2 commits**, for every enqueued (group, timestep) commit: the stored inputs hash,
 ///   schedule hash and (on-chain id of the) algorithm version against the `StatusCommitted`
@@ -347,6 +349,102 @@ async fn audit_assets(
                     field(diffs, &what, "active", true, active);
                 }
             }
+        }
+        audit_tree(conn, chain, &g.record, diffs).await?;
+    }
+    Ok(())
+}
+
+/// A group's tree of limits and its charge points' wiring against SC1 (issue 12): every node
+/// (parent, kind, voltage, limits, active), the group's link to its connection, every wiring.
+async fn audit_tree(
+    conn: &mut crate::store::Conn,
+    chain: &ChainClient,
+    g: &groups::GroupRecord,
+    diffs: &mut Vec<String>,
+) -> Result<(), Error> {
+    let id = g.id;
+    let nodes = records::limit_nodes(g);
+    let node_name = |chain_id: u64| {
+        std::iter::once(crate::engine::snapshot::CONNECTION_NODE)
+            .chain(g.electrical.nodes.iter().map(|n| n.id.as_str()))
+            .find(|n| records::limit_node_id(id, n) == chain_id)
+            .unwrap_or("?")
+    };
+    for db in &nodes {
+        let what = format!(
+            "group {id} limit node {:?} (id {})",
+            node_name(db.id),
+            db.id
+        );
+        match chain.limit_node(db.id).await? {
+            None => diffs.push(format!("{what}: not registered on chain")),
+            Some(c) => {
+                field(
+                    diffs,
+                    &what,
+                    "parent",
+                    format!("{:?}", db.parent_id),
+                    format!("{:?}", c.node.parent_id),
+                );
+                field(
+                    diffs,
+                    &what,
+                    "kind",
+                    format!("{:?}", db.kind),
+                    format!("{:?}", c.node.kind),
+                );
+                field(
+                    diffs,
+                    &what,
+                    "phase voltage (V)",
+                    db.phase_voltage_v,
+                    c.node.phase_voltage_v,
+                );
+                for ph in 0..3 {
+                    field(
+                        diffs,
+                        &what,
+                        &format!("L{} limit (0.1 A)", ph + 1),
+                        db.limit_da[ph],
+                        c.node.limit_da[ph],
+                    );
+                }
+                field(diffs, &what, "limit (W)", db.limit_w, c.node.limit_w);
+                field(diffs, &what, "active", true, c.active);
+            }
+        }
+    }
+    // An unregistered group is reported above; the registry cannot say what it is linked to.
+    let linked = match chain.group(id as u64).await? {
+        Some(_) => chain.group_limit_node(id as u64).await?,
+        None => return Ok(()),
+    };
+    let want = nodes.first().map(|n| n.id);
+    if linked != want {
+        diffs.push(format!(
+            "group {id}: linked to limit node {linked:?} on chain, {want:?} in the database"
+        ));
+    }
+    for w in &g.electrical.charge_points {
+        let Some(evse) =
+            locations::get_evse(conn, &g.country_code, &g.party_id, &w.evse_uid).await?
+        else {
+            continue;
+        };
+        let what = format!("charge point {} ({}) wiring", evse.id, w.evse_uid);
+        let cp = match evflex_chain::ChargePointId::try_from(evse.id) {
+            Ok(cp) => cp,
+            Err(e) => {
+                diffs.push(format!("{what}: {e}"));
+                continue;
+            }
+        };
+        let db = records::phase_wiring(id, w, evse.record.rated_power_w.unwrap_or(0));
+        match chain.phase_wiring(cp).await? {
+            None => diffs.push(format!("{what}: not set on chain")),
+            Some(c) if c != db => diffs.push(format!("{what}: database {db:?}, chain {c:?}")),
+            Some(_) => {}
         }
     }
     Ok(())

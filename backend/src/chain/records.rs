@@ -10,8 +10,9 @@ use crate::store::{Conn, Db, groups, locations};
 use alloy::primitives::B256;
 use evflex_chain::work::{AssetWork, StatusCommitWork};
 use evflex_chain::{
-    Battery, ChainClient, ChargePoint, ChargePointId, ChargePointIdOutOfRange, Group, MemberStatus,
-    PvInverter, StatusCommitInput, WriteOutcome,
+    Battery, ChainClient, ChargePoint, ChargePointId, ChargePointIdOutOfRange, Group, LimitNode,
+    LimitNodeKind, MemberStatus, PhaseWiring, PvInverter, RateUnit, StatusCommitInput,
+    WriteOutcome,
 };
 use std::collections::HashSet;
 
@@ -78,6 +79,122 @@ pub fn charge_point(
     })
 }
 
+/// The chain id of node `node` of group `group_id`'s tree ([`asset_chain_id`]); the group's
+/// connection is [`crate::engine::snapshot::CONNECTION_NODE`].
+pub fn limit_node_id(group_id: i64, node: &str) -> u64 {
+    asset_chain_id("limit-node", group_id, node)
+}
+
+/// A current in mA as the registry's deci-amperes (0.1 A, truncated), saturating.
+fn deci_amps(ma: i64) -> u32 {
+    (ma.max(0) / 100).min(i64::from(u32::MAX)) as u32
+}
+
+/// The chain records of a group's tree of limits, parents first: its connection (the root, a
+/// `Connection` with the per-phase limits and the group's capacity in W), then its limit
+/// nodes. Empty for a group without an electrical model.
+pub fn limit_nodes(g: &groups::GroupRecord) -> Vec<LimitNode> {
+    let e = &g.electrical;
+    if e.is_empty() {
+        return Vec::new();
+    }
+    let voltage = e.phase_voltage_v.clamp(0, u32::from(u16::MAX)) as u16;
+    let root = crate::engine::snapshot::CONNECTION_NODE;
+    let mut out = vec![LimitNode {
+        id: limit_node_id(g.id, root),
+        parent_id: None,
+        kind: LimitNodeKind::Connection,
+        phase_voltage_v: voltage,
+        limit_da: e.phase_limit_ma.map(|l| l.map_or(0, deci_amps)),
+        limit_w: g.capacity_w.max(0) as u64,
+    }];
+    out.extend(e.nodes.iter().map(|n| LimitNode {
+        id: limit_node_id(g.id, &n.id),
+        parent_id: Some(limit_node_id(g.id, n.parent.as_deref().unwrap_or(root))),
+        kind: match n.kind {
+            groups::NodeKind::Transformer => LimitNodeKind::Transformer,
+            groups::NodeKind::Fuse => LimitNodeKind::Fuse,
+            groups::NodeKind::Cabinet => LimitNodeKind::Cabinet,
+        },
+        phase_voltage_v: voltage,
+        limit_da: n.phase_limit_ma.map(|l| l.map_or(0, deci_amps)),
+        limit_w: n.limit_w.unwrap_or(0).max(0) as u64,
+    }));
+    out
+}
+
+/// The chain record of a charge point's wiring in group `group_id` (`rated_power_w` is the
+/// maximum rate of a watts point).
+pub fn phase_wiring(group_id: i64, w: &groups::CpWiring, rated_power_w: i64) -> PhaseWiring {
+    let node = w
+        .node
+        .as_deref()
+        .unwrap_or(crate::engine::snapshot::CONNECTION_NODE);
+    let mut phases = [0u8; 3];
+    for (slot, p) in phases.iter_mut().zip(&w.phases) {
+        *slot = p.index() as u8 + 1;
+    }
+    let (unit, min_rate, max_rate, rate_step) = match w.unit {
+        evflex_schedule::RateUnit::Amps => (
+            RateUnit::DeciAmpere,
+            deci_amps(w.min_current_ma),
+            deci_amps(w.max_current_ma),
+            deci_amps(w.current_step_ma).max(1),
+        ),
+        evflex_schedule::RateUnit::Watts => (
+            RateUnit::Watt,
+            0,
+            rated_power_w.clamp(1, i64::from(u32::MAX)) as u32,
+            1,
+        ),
+    };
+    PhaseWiring {
+        node_id: limit_node_id(group_id, node),
+        phases,
+        line_to_line: w.wiring == evflex_schedule::Wiring::LineToLine,
+        unit,
+        min_rate,
+        max_rate,
+        rate_step,
+    }
+}
+
+/// Puts a group's tree of limits and its charge points' wiring on chain (after the group and
+/// its charge points): nodes parents first, the group linked to its connection, each wired
+/// member's wiring. Read from the database at send time, like the members.
+async fn upsert_tree(op: &ChainClient, db: &Db, group_id: i64) -> Result<(), Error> {
+    let (group, wired) = {
+        let mut conn = db.conn().await?;
+        let Some(group) = groups::get(&mut conn, group_id).await? else {
+            return Ok(());
+        };
+        let g = &group.record;
+        let mut wired = Vec::new();
+        for w in &g.electrical.charge_points {
+            if let Some(evse) =
+                locations::get_evse(&mut conn, &g.country_code, &g.party_id, &w.evse_uid).await?
+            {
+                let rated = evse.record.rated_power_w.unwrap_or(0);
+                wired.push((
+                    ChargePointId::try_from(evse.id)?,
+                    phase_wiring(g.id, w, rated),
+                ));
+            }
+        }
+        (group.record, wired)
+    };
+    let nodes = limit_nodes(&group);
+    for node in &nodes {
+        op.upsert_limit_node(node).await?;
+    }
+    op.set_group_limit_node(group_id as u64, nodes.first().map(|n| n.id))
+        .await?;
+    for (cp, wiring) in &wired {
+        op.set_phase_wiring(*cp, wiring).await?;
+    }
+    Ok(())
+}
+
 /// Puts an asset record on chain through `op`, deriving the chain records from the database
 /// at send time (no connection is held while sending); returns the outcome and a note for the
 /// row.
@@ -125,6 +242,7 @@ pub async fn upsert_asset(
                 op.upsert_battery(&battery(*group_id, &b.id, b.capacity_wh, b.energy_wh))
                     .await?;
             }
+            upsert_tree(op, db, *group_id).await?;
             Ok((outcome, None))
         }
         AssetWork::ChargePoint {

@@ -2,10 +2,11 @@
 //! stays feasible with it as a hard constraint; otherwise the user is offered the largest
 //! energy that can be guaranteed by the departure ([`evflex_schedule::admit`], which also
 //! rejects more than the vehicle itself can take by its departure at the lower of its own and
-//! the charge point's power). The optimiser counts whole steps; the parts of the current step
-//! already past and of the departure's step after the departure are added to the request at
-//! full power, so that limit holds from now to the exact departure. An EVSE outside every group
-//! is limited only by its own power.
+//! the charge point's power). The optimiser counts whole steps, and a vehicle's window ends at
+//! the last step boundary before its departure, in admission as in the plan
+//! (`snapshot::steps_until`); the part of the current step already past is added to the request
+//! at full power, so that limit holds from now. An EVSE outside every group is limited only by
+//! its own power.
 
 use super::Engine;
 use super::snapshot::{self, min_power_w, steps_until};
@@ -73,8 +74,11 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
     let t0 = step_start(timestep, TIME_STEP_S);
     let h = engine.config.horizon_steps.max(1);
     let s = &req.session.record;
-    let (group_id, admission) = {
+    let (group_id, admission, delivered_at_request) = {
         let mut conn = engine.db.conn().await?;
+        // The same measure of delivered energy as the plan's (`snapshot::delivered_wh`), so
+        // the energy "since the request" starts from what the plan will count.
+        let delivered_at_request = snapshot::delivered_wh(&mut conn, s, now).await?;
         let evse =
             locations::get_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
         let max_power_w = snapshot::vehicle_power_w(
@@ -89,15 +93,16 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
             max_power_w,
         );
         let departure = steps_until(t0, req.departure_ts, TIME_STEP_S, h);
-        // The optimiser's window is whole steps: from the start of the current step to the end
-        // of the departure's step. The parts of it the vehicle cannot use (already past, after
-        // its departure) are added to the request at its full power, so `admit`'s rule "never
-        // more than the vehicle can take by its departure" holds from now to the departure.
+        // The optimiser's window is whole steps: from the start of the current step to the
+        // last step boundary before the departure (`steps_until`, the plan's own window). The
+        // parts of it the vehicle cannot use (already past; after its departure, when it
+        // leaves within the current step) are added to the request at its full power, so
+        // `admit`'s rule "never more than the vehicle can take in its window" holds from now.
         let window_end = t0 + departure as i64 * i64::from(TIME_STEP_S);
         let lost_s = (now - t0).max(0) + (window_end - req.departure_ts).max(0);
         let pad_wh = ((max_power_w as i128 * lost_s as i128 + 3_599) / 3_600) as i64;
         let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
-        let vehicle = Vehicle {
+        let mut vehicle = Vehicle {
             id: snapshot::vehicle_id(req.session.id),
             arrival: 0,
             departure,
@@ -124,13 +129,34 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                         earliest_full_departure: None,
                     }
                 };
-                (None, admission)
+                (None, admission, delivered_at_request)
             }
             Some(gid) => {
                 let group = groups::get(&mut conn, gid)
                     .await?
                     .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
-                let snap = snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
+                let mut snap =
+                    snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
+                // A tree needs the request's charge point; its session is a vehicle of the
+                // snapshot unless its charge point is planned at its measured draw.
+                if let Some(top) = snap.inputs.topology.as_mut()
+                    && !top.charge_points.iter().any(|c| c.vehicle_id == vehicle.id)
+                {
+                    top.charge_points.push(snapshot::charge_point(
+                        &group.record.electrical,
+                        evse.as_ref(),
+                        &s.evse_uid,
+                        &vehicle.id,
+                    ));
+                }
+                // An amps point's minimum is its own (as in the snapshot).
+                if snap.inputs.topology.as_ref().is_some_and(|t| {
+                    t.charge_points.iter().any(|c| {
+                        c.vehicle_id == vehicle.id && c.unit == evflex_schedule::RateUnit::Amps
+                    })
+                }) {
+                    vehicle.min_power_w = 0;
+                }
                 drop(conn);
                 let opts = engine.solve_options();
                 let _permit = engine
@@ -156,7 +182,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                         earliest_full_departure,
                     },
                 };
-                (Some(gid), admission)
+                (Some(gid), admission, delivered_at_request)
             }
         }
     };
@@ -183,7 +209,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         battery_capacity_wh: req.battery_capacity_wh,
         vehicle_max_power_w: req.vehicle_max_power_w,
         departure_ts: req.departure_ts,
-        session_energy_wh_at_request: s.energy_wh,
+        session_energy_wh_at_request: delivered_at_request,
         decision,
         max_guaranteed_wh,
         earliest_full_departure_ts: earliest,

@@ -10,6 +10,10 @@
 //! (`profile` null): delivery sends the CPO OCPI's ClearProfile (`DELETE`), so the charge point
 //! returns to its own default rather than to a limit evflex made up (see
 //! [`uncontrolled_setpoint`]).
+//!
+//! A charge point that takes amps (a group with an electrical model, `CpWiring` unit `A`) gets
+//! its profile in A per phase with `min_charging_rate` (OCPI `charging_rate_unit` `"A"`); the
+//! stored `power_w` of the set-point stays the first step's power in W.
 
 use super::TickError;
 use super::report::GroupOutcome;
@@ -89,6 +93,7 @@ pub fn plan(
         .collect();
     let mut flexibility = Vec::new();
     let mut setpoints = Vec::new();
+    let mut profiled: Vec<(&VehicleInfo, Vec<i64>, Option<i64>)> = Vec::new();
     for v in &snap.vehicles {
         let Some(i) = index_of(&v.vehicle_id) else {
             continue;
@@ -125,12 +130,35 @@ pub fn plan(
             let min_rate = (opts.mode == Mode::Milp).then_some(v.min_power_w);
             (row.clone(), min_rate)
         };
-        let profile = evflex_schedule::profile::ocpi_charging_profile(
-            &limits,
-            time_step_s,
-            &format_rfc3339(t0),
-            min_rate,
-        );
+        profiled.push((v, limits, min_rate));
+    }
+    // Charge points that take amps get their limits in A (issue 12): the rows as sent, in each
+    // charge point's unit, from the tree the schedule was solved with.
+    let in_units = match &snap.inputs.topology {
+        Some(_) => {
+            let mut sent = schedule.clone();
+            for (v, limits, _) in &profiled {
+                if let Some(i) = index_of(&v.vehicle_id) {
+                    sent.power_w[i] = limits.clone();
+                }
+            }
+            evflex_schedule::set_points(&snap.inputs, &sent)?
+        }
+        None => Vec::new(),
+    };
+    for (v, limits, min_rate) in profiled {
+        let start = format_rfc3339(t0);
+        let profile = match in_units.iter().find(|sp| sp.vehicle_id == v.vehicle_id) {
+            Some(sp) if sp.unit == evflex_schedule::RateUnit::Amps => {
+                evflex_schedule::profile::ocpi_profile_for(sp, time_step_s, &start)
+            }
+            _ => evflex_schedule::profile::ocpi_charging_profile(
+                &limits,
+                time_step_s,
+                &start,
+                min_rate,
+            ),
+        };
         setpoints.push(SetpointRecord {
             group_id,
             timestep: timestep as i64,

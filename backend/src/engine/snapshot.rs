@@ -6,13 +6,15 @@
 //!   `OUTOFORDER` or `INOPERATIVE` carry no vehicle.
 //! - A session's user is the one linked to it (by a charging request, or by the user's
 //!   registered token uid). No user, or a user who has not opted in: **uncontrolled** — it
-//!   charges as fast as possible until it has `uncontrolled_energy_wh` (config) in total (an
-//!   assumption for planning only: it is never stopped there), but only in the headroom the
+//!   charges as fast as possible until it has `uncontrolled_energy_wh` (config) in total, or,
+//!   when it still draws past that, for another hour at its measured power (an assumption for
+//!   planning only: it is never stopped there), but only in the headroom the
 //!   guaranteed vehicles do not need: an accepted guarantee outranks uncontrolled charging
 //!   (`backend/schedule/DESIGN.md`). Where the schedule curtails it, it gets a charging profile
 //!   (queued by [`super::tick`]); otherwise none.
 //! - Opted in with an accepted request: the request's energy, minus what was charged since the
-//!   request, is **guaranteed** by its departure.
+//!   request, is **guaranteed** by its departure. What was charged is the freshest of the
+//!   session's `kwh` and the meter register ([`delivered_wh`]).
 //! - Opted in without a request (or past its departure): **best effort** towards
 //!   `default_energy_wh` in total, by `start + default_dwell_s` (at least one hour from now).
 //! - Power: the EVSE's rating (or `default_evse_power_w`), or the vehicle's own maximum power
@@ -26,6 +28,15 @@
 //!   every step; the other vehicles share the rest. It gets no new profile until it is back in
 //!   control ([`GroupSnapshot::fixed`] says which and why).
 //!
+//! - A group with an electrical model (`store::groups::Electrical`) gets a tree
+//!   ([`evflex_schedule::Topology`], [`tree`]): the connection is the root node
+//!   ([`CONNECTION_NODE`]) with the connection's per-phase limits; the group's other load and PV
+//!   load it balanced over its three phases; the limit nodes hang beneath it. Each vehicle's
+//!   charge point is wired as its `CpWiring` says, else to the connection on the EVSE's phases in
+//!   watts. The phases a car draws on come from its per-phase meter values (`car_phases`), else
+//!   every wired phase (the worst case). A charge point planned at its measured draw loads its
+//!   own wired phases at its node.
+//!
 //! Per step: capacity is the group's, overridden by the last scheduled capacity change that
 //! covers the step; other load and PV come from stored forecasts (else the group's flat other
 //! load, and no PV); the price is the last price-table entry at or before the step (else the
@@ -34,11 +45,16 @@
 use super::setpoints::{self, Standing};
 use crate::config::EngineConfig;
 use crate::domain::step_start;
+use crate::store::groups::Electrical;
 use crate::store::groups::{self, SeriesKind, StoredGroup};
+use crate::store::locations::StoredEvse;
 use crate::store::{
     Conn, StoreResult, locations, meter, prices, requests, schedules, sessions, users,
 };
-use evflex_schedule::{Battery, GroupInputs, Vehicle, VehicleClass};
+use evflex_schedule::{
+    Battery, ChargePoint, GroupInputs, Node, Phase, RateUnit, Topology, Vehicle, VehicleClass,
+    Wiring,
+};
 use serde::{Deserialize, Serialize};
 
 /// What the engine knows about one vehicle of the snapshot.
@@ -121,10 +137,19 @@ pub fn session_row_of(vehicle_id: &str) -> Option<i64> {
     vehicle_id.strip_prefix('V')?.parse().ok()
 }
 
-/// Steps from `t0` until `ts` (rounded up), within `1..=horizon`.
+/// The whole steps from `t0` before a departure at `ts`, within `1..=horizon`: the vehicle's
+/// window in the plan ends at the last step boundary at or before its departure.
+///
+/// Decision (issue 15, "departure rounding"): the optimiser plans whole steps at constant power,
+/// so the departure's step is not planned at all rather than planned as if the car stayed to
+/// its end: a car leaving at 10:56:45 gets its energy by 10:45, never after it has gone.
+/// Admission uses the same window, so what it accepts the plan can deliver. The cost is up to
+/// one step of charging time; the earlier rule (rounded up) lost whatever the plan put after
+/// the real departure, which on real ACN departures was every missed guarantee. A window that
+/// would be empty (departure within the current step) keeps the current step.
 pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize {
     let step = i64::from(time_step_s);
-    let steps = (ts - t0 + step - 1).div_euclid(step);
+    let steps = (ts - t0).div_euclid(step);
     steps.clamp(1, horizon as i64) as usize
 }
 
@@ -134,6 +159,28 @@ pub fn vehicle_power_w(rated_power_w: i64, vehicle_max_power_w: Option<i64>) -> 
     vehicle_max_power_w
         .map_or(rated_power_w, |v| v.min(rated_power_w))
         .max(0)
+}
+
+/// The energy a session has delivered (Wh): the freshest of what the CPO last reported for the
+/// session (its `kwh`) and what the EVSE's meter register moved since the session started (its
+/// meter values up to `now`). Both only grow, and each can lag the other (a CPO PATCHes
+/// `kwh` every few minutes; meter values come on their own clock), so the larger is the
+/// fresher (issue 15: "the plan must use the freshest of the two").
+pub async fn delivered_wh(
+    conn: &mut Conn,
+    s: &crate::store::sessions::SessionRecord,
+    now: i64,
+) -> StoreResult<i64> {
+    let metered = meter::register_energy_wh(
+        conn,
+        &s.country_code,
+        &s.party_id,
+        &s.evse_uid,
+        s.start_ts,
+        now,
+    )
+    .await?;
+    Ok(metered.map_or(s.energy_wh, |m| m.max(s.energy_wh)))
 }
 
 /// Minimum charging power of an EVSE (6 A per phase at 230 V for AC; 0 for DC).
@@ -189,6 +236,7 @@ pub async fn snapshot(
         .collect();
     let other = groups::series(conn, g.id, SeriesKind::OtherLoad, t0, t_end).await?;
     let mut other_load_w = per_step(&other, t0, time_step_s, h, g.other_load_w);
+    let site_load_w = other_load_w.clone();
     let pv = groups::series(conn, g.id, SeriesKind::Pv, t0, t_end).await?;
     let pv_w = per_step(&pv, t0, time_step_s, h, 0);
     let price_rows = prices::in_range(conn, t0, t_end).await?;
@@ -225,6 +273,12 @@ pub async fn snapshot(
             .and_then(|l| l.power_w)
     };
     let measured = |uid: &str| measured_power(uid).unwrap_or(0);
+    // The measured power of a session (W): the EVSE's latest reading, if it is that session's.
+    let session_power = |uid: &str, session_id: &str| {
+        live.iter()
+            .find(|l| l.evse_uid == uid && l.session_id.as_deref() == Some(session_id))
+            .and_then(|l| l.power_w)
+    };
     let members: Vec<MemberInfo> = evses
         .iter()
         .map(|e| MemberInfo {
@@ -300,7 +354,7 @@ pub async fn snapshot(
             evse.record.phases,
             max_power_w,
         );
-        let delivered = r.energy_wh;
+        let delivered = delivered_wh(conn, r, t0).await?;
         let (class, energy_left_wh, departure_ts, battery_capacity_wh) = match (&request, opted_in)
         {
             (Some(q), _) => {
@@ -318,9 +372,14 @@ pub async fn snapshot(
                 (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
                 None,
             ),
+            // A car that keeps drawing past the assumption is planned to go on drawing what it
+            // is measured at for another hour, so its draw is not left out of the plan
+            // (issue 15: a car wanting 42.9 kWh against the 30 kWh assumed overloaded its group).
             (None, false) => (
                 VehicleClass::Uncontrolled,
-                (cfg.uncontrolled_energy_wh - delivered).max(0),
+                (cfg.uncontrolled_energy_wh - delivered)
+                    .max(session_power(&r.evse_uid, &r.session_id).unwrap_or(0))
+                    .max(0),
                 t_end,
                 None,
             ),
@@ -355,6 +414,37 @@ pub async fn snapshot(
         });
     }
 
+    let topology = (!g.electrical.is_empty()).then(|| {
+        let car_phases = |uid: &str, session_id: &str| {
+            live.iter()
+                .find(|l| l.evse_uid == uid && l.session_id.as_deref() == Some(session_id))
+                .and_then(|l| l.car_phases)
+        };
+        tree(&TreeParts {
+            electrical: &g.electrical,
+            evses: &evses,
+            vehicles: &infos,
+            fixed: &fixed,
+            other_load_w: &site_load_w,
+            pv_w: &pv_w,
+            car_phases: &car_phases,
+        })
+    });
+    // An amps point's minimum is its minimum current on the phases the car draws on (the tree's
+    // rule); the EVSE-wide 6 A on every phase would forbid a single-phase car on a three-phase
+    // point from charging at all.
+    if let Some(top) = &topology {
+        for cp in top
+            .charge_points
+            .iter()
+            .filter(|c| c.unit == RateUnit::Amps)
+        {
+            if let Some(i) = vehicles.iter().position(|v| v.id == cp.vehicle_id) {
+                vehicles[i].min_power_w = 0;
+                infos[i].min_power_w = 0;
+            }
+        }
+    }
     Ok(GroupSnapshot {
         inputs: GroupInputs {
             group_id: group.record.id as u64,
@@ -367,7 +457,7 @@ pub async fn snapshot(
             price_micro_eur_per_kwh,
             battery,
             vehicles,
-            topology: None,
+            topology,
         },
         members,
         vehicles: infos,
@@ -376,14 +466,183 @@ pub async fn snapshot(
     })
 }
 
+/// The id of the root of a group's tree: the group's connection (a name no limit node may take).
+pub const CONNECTION_NODE: &str = "connection";
+
+/// What [`tree`] is built from.
+pub struct TreeParts<'a> {
+    /// The group's electrical model.
+    pub electrical: &'a Electrical,
+    /// Member EVSEs.
+    pub evses: &'a [StoredEvse],
+    /// The snapshot's vehicles.
+    pub vehicles: &'a [VehicleInfo],
+    /// Charge points planned at their measured draw.
+    pub fixed: &'a [FixedLoad],
+    /// The group's non-EV load per step (W), without the fixed charge points.
+    pub other_load_w: &'a [i64],
+    /// PV per step (W).
+    pub pv_w: &'a [i64],
+    /// The phases the car of a session (EVSE uid, session id) was seen drawing on.
+    pub car_phases: &'a dyn Fn(&str, &str) -> Option<i64>,
+}
+
+/// A member's charge point as the optimiser sees it: its wiring, else the connection on the
+/// EVSE's phases (line-to-neutral) in watts.
+pub fn charge_point(
+    e: &Electrical,
+    evse: Option<&StoredEvse>,
+    uid: &str,
+    vehicle_id: &str,
+) -> ChargePoint {
+    if let Some(w) = e.charge_points.iter().find(|w| w.evse_uid == uid) {
+        return ChargePoint {
+            vehicle_id: vehicle_id.to_owned(),
+            node: w.node.clone().unwrap_or_else(|| CONNECTION_NODE.to_owned()),
+            phases: w.phases.clone(),
+            wiring: w.wiring,
+            voltage_v: w.voltage_v,
+            car_phases: None,
+            unit: w.unit,
+            min_current_ma: w.min_current_ma,
+            max_current_ma: w.max_current_ma,
+            current_step_ma: w.current_step_ma,
+        };
+    }
+    let phases = evse.and_then(|e| e.record.phases).unwrap_or(3).clamp(1, 3) as usize;
+    ChargePoint {
+        vehicle_id: vehicle_id.to_owned(),
+        node: CONNECTION_NODE.to_owned(),
+        phases: [Phase::L1, Phase::L2, Phase::L3][..phases].to_vec(),
+        wiring: Wiring::LineToNeutral,
+        voltage_v: e.phase_voltage_v,
+        car_phases: None,
+        unit: RateUnit::Watts,
+        min_current_ma: 0,
+        max_current_ma: 0,
+        current_step_ma: 0,
+    }
+}
+
+/// Adds a constant non-EV load (`ma` per phase, `w` in all) to node `id` and each node above
+/// it; the connection too when `with_connection`.
+fn add_load(nodes: &mut [Node], id: &str, ma: [i64; 3], w: i64, h: usize, with_connection: bool) {
+    let mut at = Some(id.to_owned());
+    while let Some(id) = at {
+        if id == CONNECTION_NODE && !with_connection {
+            break;
+        }
+        let Some(node) = nodes.iter_mut().find(|n| n.id == id) else {
+            break;
+        };
+        if node.other_load_ma.is_empty() {
+            node.other_load_ma = vec![[0; 3]; h];
+        }
+        for step in &mut node.other_load_ma {
+            for (x, add) in step.iter_mut().zip(ma) {
+                *x += add;
+            }
+        }
+        if node.limit_w.is_some() {
+            if node.other_load_w.is_empty() {
+                node.other_load_w = vec![0; h];
+            }
+            for x in &mut node.other_load_w {
+                *x += w;
+            }
+        }
+        at = node.parent.clone();
+    }
+}
+
+/// A group's tree of limits and its vehicles' charge points (module docs).
+pub fn tree(p: &TreeParts<'_>) -> Topology {
+    let e = p.electrical;
+    let volts = i64::from(e.phase_voltage_v.max(1));
+    // Balanced over three phases: W / (3 · V) A, in mA; load rounded up, PV down.
+    let balanced = |w: i64, up: bool| {
+        let per_phase = if up {
+            (w.max(0) * 1000 + 3 * volts - 1) / (3 * volts)
+        } else {
+            w.max(0) * 1000 / (3 * volts)
+        };
+        [per_phase; 3]
+    };
+    let h = p.other_load_w.len();
+    let mut nodes = vec![Node {
+        id: CONNECTION_NODE.to_owned(),
+        parent: None,
+        phase_limit_ma: e.phase_limit_ma,
+        limit_w: None,
+        other_load_ma: p.other_load_w.iter().map(|w| balanced(*w, true)).collect(),
+        pv_ma: p.pv_w.iter().map(|w| balanced(*w, false)).collect(),
+        other_load_w: Vec::new(),
+        pv_w: Vec::new(),
+    }];
+    nodes.extend(e.nodes.iter().map(|n| {
+        Node {
+            id: n.id.clone(),
+            parent: Some(
+                n.parent
+                    .clone()
+                    .unwrap_or_else(|| CONNECTION_NODE.to_owned()),
+            ),
+            phase_limit_ma: n.phase_limit_ma,
+            limit_w: n.limit_w,
+            other_load_ma: Vec::new(),
+            pv_ma: Vec::new(),
+            other_load_w: Vec::new(),
+            pv_w: Vec::new(),
+        }
+    }));
+    // A node's own non-EV load goes through it and the nodes above it, up to (not into) the
+    // connection, whose other load is the group's (which includes it).
+    for n in &e.nodes {
+        if n.other_load_ma.iter().any(|ma| *ma > 0) {
+            let w = n.other_load_ma.iter().sum::<i64>() * volts / 1000;
+            add_load(&mut nodes, &n.id, n.other_load_ma, w, h, false);
+        }
+    }
+    // A charge point out of control draws on its own phases at its node, and through every node
+    // above it up to the connection, in every step (the group's other load does not hold it).
+    for f in p.fixed {
+        let evse = p.evses.iter().find(|e| e.record.uid == f.evse_uid);
+        let cp = charge_point(e, evse, &f.evse_uid, "");
+        let (load, mw_per_a) = cp.load_vector();
+        let ma = (f.power_w.max(0) * 1_000_000 + mw_per_a - 1) / mw_per_a.max(1);
+        let per_phase = load.map(|on| if on { ma } else { 0 });
+        add_load(&mut nodes, &cp.node, per_phase, f.power_w.max(0), h, true);
+    }
+    let charge_points = p
+        .vehicles
+        .iter()
+        .map(|v| {
+            let evse = p.evses.iter().find(|e| e.record.uid == v.evse_uid);
+            let mut cp = charge_point(e, evse, &v.evse_uid, &v.vehicle_id);
+            cp.car_phases = (p.car_phases)(&v.evse_uid, &v.session_id)
+                .filter(|k| (1..=3).contains(k))
+                .map(|k| k as u8);
+            cp
+        })
+        .collect();
+    Topology {
+        nodes,
+        charge_points,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn departure_steps_round_up_within_the_horizon() {
+    fn departure_steps_end_at_the_last_boundary_before_the_departure() {
         assert_eq!(steps_until(0, 900, 900, 96), 1);
-        assert_eq!(steps_until(0, 901, 900, 96), 2);
+        assert_eq!(steps_until(0, 901, 900, 96), 1);
+        assert_eq!(steps_until(0, 1_799, 900, 96), 1);
+        assert_eq!(steps_until(0, 1_800, 900, 96), 2);
+        // Leaving within the current step: the current step stays.
+        assert_eq!(steps_until(0, 300, 900, 96), 1);
         assert_eq!(steps_until(0, -5, 900, 96), 1);
         assert_eq!(steps_until(0, 10 * 86_400, 900, 96), 96);
     }

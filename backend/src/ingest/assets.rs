@@ -91,7 +91,15 @@ pub async fn sync_group(conn: &mut Conn, group_id: i64, now: i64) -> StoreResult
             })
             .collect(),
     };
-    let hash = payload_hash(&payload);
+    // The tree of limits and the wiring are read at send time (`chain::records`), so they are
+    // not in the payload; they are in the hash, so a change to them alone is sent. A group
+    // without an electrical model hashes as before.
+    let hash = if g.electrical.is_empty() {
+        payload_hash(&payload)
+    } else {
+        let both = format!("{}{}", to_json(&payload), to_json(&g.electrical));
+        hex::encode(Keccak256::digest(both.as_bytes()))
+    };
     if hash == group.asset_hash {
         return Ok(false);
     }

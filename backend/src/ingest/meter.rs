@@ -12,7 +12,12 @@
 //! `country_code`/`party_id` default to the sending party's, and must be one of its roles (403
 //! otherwise: a CPO meters only its own EVSEs). A `sampledValue` without
 //! `measurand` is the energy register (OCPP's default); other measurands are accepted and
-//! ignored. Units: `Wh`/`kWh`, `W`/`kW`, `Percent`.
+//! ignored. Units: `Wh`/`kWh`, `W`/`kW`, `Percent`, `A`.
+//!
+//! `Current.Import` per phase (`"phase": "L1"`, `"L2"`, `"L3"`, or `L1-N` …) tells which phases
+//! the car draws on: a meter value whose per-phase currents show one phase above 1 A is a
+//! single-phase car (`car_phases` 1), and the plan loads only that phase (issue 12). A current
+//! without a phase, or one phase only, says nothing about the others and is not counted.
 
 use crate::domain::{bounds, parse_rfc3339};
 use crate::ingest::ocpi::model::parse;
@@ -62,9 +67,15 @@ pub struct SampledValue {
     pub value: String,
     /// Measurand (default `Energy.Active.Import.Register`).
     pub measurand: Option<String>,
-    /// Unit (`Wh`, `kWh`, `W`, `kW`, `Percent`).
+    /// Unit (`Wh`, `kWh`, `W`, `kW`, `Percent`, `A`).
     pub unit: Option<String>,
+    /// Phase (`L1`, `L2`, `L3`, `L1-N`, …), for per-phase measurands.
+    #[serde(default)]
+    pub phase: Option<String>,
 }
+
+/// Above this a phase carries the car's current (A); below it is noise or standby.
+const PHASE_IN_USE_A: f64 = 1.0;
 
 /// Parses and validates a batch into readings; errors name the field.
 pub fn readings(
@@ -113,7 +124,10 @@ pub fn readings(
                 energy_wh: None,
                 power_w: None,
                 soc_permille: None,
+                car_phases: None,
             };
+            // Per-phase currents of this meter value (A), by phase index.
+            let mut phase_current: [Option<f64>; 3] = [None; 3];
             for (k, sv) in mv.sampled_value.iter().enumerate() {
                 let field = at(&format!("meterValue[{j}].sampledValue[{k}]"));
                 let value: f64 = sv
@@ -157,8 +171,30 @@ pub fn readings(
                         }
                         reading.soc_permille = Some((value * 10.0).round() as i64);
                     }
+                    "Current.Import" => {
+                        if !matches!(unit, None | Some("A")) {
+                            return Err(bad_unit(&field, unit.unwrap_or_default()));
+                        }
+                        bounded(1.0, &bounds::CURRENT_A, "A")?;
+                        let phase = match sv.phase.as_deref().map(|p| p.get(..2).unwrap_or(p)) {
+                            Some("L1") => Some(0),
+                            Some("L2") => Some(1),
+                            Some("L3") => Some(2),
+                            _ => None,
+                        };
+                        if let Some(k) = phase {
+                            phase_current[k] = Some(value);
+                        }
+                    }
                     _ => {}
                 }
+            }
+            if phase_current.iter().filter(|c| c.is_some()).count() >= 2 {
+                let in_use = phase_current
+                    .iter()
+                    .filter(|c| c.is_some_and(|a| a > PHASE_IN_USE_A))
+                    .count();
+                reading.car_phases = (in_use > 0).then_some(in_use as i64);
             }
             out.push(reading);
         }
@@ -206,6 +242,50 @@ mod tests {
         assert_eq!(r[0].power_w, Some(7_200));
         assert_eq!(r[0].soc_permille, Some(545));
         assert_eq!(r[0].country_code, "NL");
+    }
+
+    #[test]
+    fn per_phase_currents_count_the_phases_the_car_draws_on() {
+        let phases = |currents: serde_json::Value| {
+            readings(
+                json!({"meter_values": [{"evse_uid": "E1", "meterValue": [{
+                    "timestamp": "2024-05-01T10:00:00Z", "sampledValue": currents}]}]}),
+                Actor::Operator,
+                "NL",
+                "EXA",
+            )
+            .map(|r| r[0].car_phases)
+        };
+        let current = |phase: &str, a: &str| json!({"measurand": "Current.Import", "phase": phase, "value": a, "unit": "A"});
+        // A single-phase car on a three-phase point (on the point's L2).
+        let single = json!([
+            current("L1", "0.2"),
+            current("L2", "15.8"),
+            current("L3", "0")
+        ]);
+        assert_eq!(phases(single).unwrap(), Some(1));
+        let three = json!([
+            current("L1-N", "16"),
+            current("L2-N", "15.9"),
+            current("L3-N", "16")
+        ]);
+        assert_eq!(phases(three).unwrap(), Some(3));
+        // One phase alone says nothing about the others; nor does a current without a phase.
+        assert_eq!(phases(json!([current("L1", "16")])).unwrap(), None);
+        let no_phase = json!([{"measurand": "Current.Import", "value": "16", "unit": "A"}]);
+        assert_eq!(phases(no_phase).unwrap(), None);
+        // A car drawing nothing yet is not a zero-phase car.
+        let idle = json!([current("L1", "0"), current("L2", "0"), current("L3", "0")]);
+        assert_eq!(phases(idle).unwrap(), None);
+        // No meter makes a negative current or one in kV.
+        let err = phases(json!([current("L1", "-3"), current("L2", "0")])).unwrap_err();
+        assert!(err.to_string().contains("sampledValue[0].value"), "{err}");
+        let err = phases(
+            json!([{"measurand": "Current.Import", "phase": "L1", "value": "3",
+            "unit": "kV"}]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unit"), "{err}");
     }
 
     #[test]

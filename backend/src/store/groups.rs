@@ -1,5 +1,6 @@
-//! Site topology. Owns `charging_groups`, `group_members`, `group_capacity_changes` and
-//! `group_series` (per-step PV and other-load forecasts).
+//! Site topology. Owns `charging_groups` (with each group's [`Electrical`] model),
+//! `group_members`, `group_capacity_changes` and `group_series` (per-step PV and other-load
+//! forecasts).
 
 use super::{Conn, StoreResult, from_json, to_json};
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,89 @@ pub struct BatterySpec {
     pub efficiency_permille: u16,
 }
 
+/// What a limit node beneath a group's connection is (the chain registry's `LimitNodeKind`
+/// less `connection`, which is the group itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// A transformer.
+    Transformer,
+    /// A fuse (a main fuse, a feeder's fuse).
+    Fuse,
+    /// A cabinet (distribution board).
+    Cabinet,
+}
+
+/// A node of the tree of limits beneath a group's connection, as stored (currents in mA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitNode {
+    /// Identifier, unique within the group.
+    pub id: String,
+    /// The node above it; `None`: the group's connection.
+    pub parent: Option<String>,
+    /// What it is.
+    pub kind: NodeKind,
+    /// Limit of phases L1, L2, L3 (mA); `None`: not limited.
+    pub phase_limit_ma: [Option<i64>; 3],
+    /// Limit of the EV power through it (W), for DC or balanced nodes.
+    pub limit_w: Option<i64>,
+    /// Non-EV load through it per phase (mA), where known (e.g. lighting on L1).
+    #[serde(default)]
+    pub other_load_ma: [i64; 3],
+}
+
+/// How a member charge point is wired and what it takes, as stored (currents in mA).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpWiring {
+    /// The member EVSE.
+    pub evse_uid: String,
+    /// The node it hangs from; `None`: the group's connection.
+    pub node: Option<String>,
+    /// The node phases its own L1, L2, L3 are wired to, in order (the rotation).
+    pub phases: Vec<evflex_schedule::Phase>,
+    /// Line-to-neutral or line-to-line.
+    pub wiring: evflex_schedule::Wiring,
+    /// Phase voltage (line-to-neutral) or line-to-line voltage (V).
+    pub voltage_v: u32,
+    /// Amps or watts.
+    pub unit: evflex_schedule::RateUnit,
+    /// Minimum current when charging (mA, amps points; 0 for watts).
+    pub min_current_ma: i64,
+    /// Maximum current (mA, amps points; 0 for watts).
+    pub max_current_ma: i64,
+    /// Current step (mA, amps points; 0 for watts).
+    pub current_step_ma: i64,
+}
+
+/// A group's electrical model: the per-phase limits of its connection, the tree of limit nodes
+/// beneath it and how its charge points are wired. The default (nothing set) is a group that is
+/// one number, `capacity_w`, as before; `ingest::topology` validates it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Electrical {
+    /// Phase-to-neutral voltage of the connection and its nodes (V); 230 unless set.
+    #[serde(default)]
+    pub phase_voltage_v: u32,
+    /// Limit of the connection's phases L1, L2, L3 (mA).
+    #[serde(default)]
+    pub phase_limit_ma: [Option<i64>; 3],
+    /// Limit nodes beneath the connection, parents before children.
+    #[serde(default)]
+    pub nodes: Vec<LimitNode>,
+    /// Wiring of member charge points (a member not listed is wired to the connection on all
+    /// its phases and takes watts).
+    #[serde(default)]
+    pub charge_points: Vec<CpWiring>,
+}
+
+impl Electrical {
+    /// Nothing set: the group is one number.
+    pub fn is_empty(&self) -> bool {
+        self.phase_limit_ma.iter().all(Option::is_none)
+            && self.nodes.is_empty()
+            && self.charge_points.is_empty()
+    }
+}
+
 /// A charging group: charge points sharing a cabinet or transformer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
@@ -50,6 +134,8 @@ pub struct GroupRecord {
     pub pv_inverters: Vec<PvInverter>,
     /// Batteries.
     pub batteries: Vec<BatterySpec>,
+    /// Phases, tree of limits and wiring (empty: one number).
+    pub electrical: Electrical,
 }
 
 /// A stored group with its chain-asset state.
@@ -86,6 +172,7 @@ struct GroupRow {
     other_load_w: i64,
     pv_inverters: String,
     batteries: String,
+    electrical: String,
     asset_version: i64,
     asset_hash: String,
 }
@@ -103,6 +190,7 @@ impl TryFrom<GroupRow> for StoredGroup {
                 other_load_w: r.other_load_w,
                 pv_inverters: from_json(&r.pv_inverters, "charging_groups.pv_inverters")?,
                 batteries: from_json(&r.batteries, "charging_groups.batteries")?,
+                electrical: from_json(&r.electrical, "charging_groups.electrical")?,
             },
             asset_version: r.asset_version,
             asset_hash: r.asset_hash,
@@ -111,20 +199,20 @@ impl TryFrom<GroupRow> for StoredGroup {
 }
 
 const GROUP_COLUMNS: &str = "id, name, country_code, party_id, capacity_w, other_load_w, \
-    pv_inverters, batteries, asset_version, asset_hash";
+    pv_inverters, batteries, electrical, asset_version, asset_hash";
 
 /// Inserts or replaces a group (not its members).
 #[tracing::instrument(skip_all, fields(group_id = g.id))]
 pub async fn upsert(conn: &mut Conn, g: &GroupRecord, now: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO charging_groups (id, name, country_code, party_id, capacity_w, other_load_w,
-             pv_inverters, batteries, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+             pv_inverters, batteries, electrical, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9, $9)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name,
              country_code = excluded.country_code, party_id = excluded.party_id,
              capacity_w = excluded.capacity_w, other_load_w = excluded.other_load_w,
              pv_inverters = excluded.pv_inverters, batteries = excluded.batteries,
-             updated_at = excluded.updated_at",
+             electrical = excluded.electrical, updated_at = excluded.updated_at",
     )
     .bind(g.id)
     .bind(&g.name)
@@ -135,6 +223,7 @@ pub async fn upsert(conn: &mut Conn, g: &GroupRecord, now: i64) -> StoreResult<(
     .bind(to_json(&g.pv_inverters))
     .bind(to_json(&g.batteries))
     .bind(now)
+    .bind(to_json(&g.electrical))
     .execute(conn)
     .await?;
     Ok(())

@@ -23,6 +23,8 @@ pub struct MeterReading {
     pub power_w: Option<i64>,
     /// `SoC` in per mille.
     pub soc_permille: Option<i64>,
+    /// Phases the car draws on: per-phase `Current.Import` samples above 1 A.
+    pub car_phases: Option<i64>,
 }
 
 /// The latest reading of an EVSE.
@@ -40,6 +42,8 @@ pub struct LiveReading {
     pub power_w: Option<i64>,
     /// SoC (per mille).
     pub soc_permille: Option<i64>,
+    /// Phases the car of `session_id` was last seen drawing on.
+    pub car_phases: Option<i64>,
 }
 
 /// Stores a batch of readings and advances `evse_live` (a reading older than the live one
@@ -49,24 +53,13 @@ pub async fn insert_batch(conn: &mut Conn, readings: &[MeterReading]) -> StoreRe
     for chunk in readings.chunks(100) {
         let mut sql = String::from(
             "INSERT INTO meter_values (country_code, party_id, evse_uid, session_id, ts,
-                 energy_wh, power_w, soc_permille) VALUES ",
+                 energy_wh, power_w, soc_permille, car_phases) VALUES ",
         );
         for (i, _) in chunk.iter().enumerate() {
-            let b = i * 8;
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
+            sql.push_str(&placeholders(i));
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {
@@ -78,7 +71,8 @@ pub async fn insert_batch(conn: &mut Conn, readings: &[MeterReading]) -> StoreRe
                 .bind(r.ts)
                 .bind(r.energy_wh)
                 .bind(r.power_w)
-                .bind(r.soc_permille);
+                .bind(r.soc_permille)
+                .bind(r.car_phases);
         }
         query.execute(&mut *conn).await?;
     }
@@ -101,32 +95,21 @@ pub async fn insert_batch(conn: &mut Conn, readings: &[MeterReading]) -> StoreRe
     // One multi-row upsert (keys are distinct after the dedup above, as PostgreSQL requires).
     let latest: Vec<&MeterReading> = latest.into_values().collect();
     for chunk in latest.chunks(100) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
-            })
-            .collect();
+        let values: Vec<String> = (0..chunk.len()).map(placeholders).collect();
         let sql = format!(
             "INSERT INTO evse_live (country_code, party_id, evse_uid, session_id, ts, energy_wh,
-                 power_w, soc_permille)
+                 power_w, soc_permille, car_phases)
              VALUES {}
              ON CONFLICT (country_code, party_id, evse_uid) DO UPDATE SET
                  session_id = COALESCE(excluded.session_id, evse_live.session_id),
                  ts = excluded.ts,
                  energy_wh = COALESCE(excluded.energy_wh, evse_live.energy_wh),
                  power_w = COALESCE(excluded.power_w, evse_live.power_w),
-                 soc_permille = COALESCE(excluded.soc_permille, evse_live.soc_permille)
+                 soc_permille = COALESCE(excluded.soc_permille, evse_live.soc_permille),
+                 car_phases = COALESCE(excluded.car_phases, CASE
+                     WHEN excluded.session_id IS NULL
+                         OR excluded.session_id = evse_live.session_id
+                     THEN evse_live.car_phases END)
              WHERE excluded.ts >= evse_live.ts",
             values.join(", ")
         );
@@ -140,11 +123,19 @@ pub async fn insert_batch(conn: &mut Conn, readings: &[MeterReading]) -> StoreRe
                 .bind(r.ts)
                 .bind(r.energy_wh)
                 .bind(r.power_w)
-                .bind(r.soc_permille);
+                .bind(r.soc_permille)
+                .bind(r.car_phases);
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `($k+1, …, $k+9)` for the `i`-th row of a nine-column insert.
+fn placeholders(i: usize) -> String {
+    let b = i * 9;
+    let cols: Vec<String> = (1..=9).map(|c| format!("${}", b + c)).collect();
+    format!("({})", cols.join(", "))
 }
 
 /// Latest readings of a party's EVSEs among `uids`.
@@ -159,7 +150,7 @@ pub async fn live_of(
     }
     let placeholders: Vec<String> = (0..uids.len()).map(|i| format!("${}", i + 3)).collect();
     let sql = format!(
-        "SELECT evse_uid, session_id, ts, energy_wh, power_w, soc_permille FROM evse_live
+        "SELECT evse_uid, session_id, ts, energy_wh, power_w, soc_permille, car_phases FROM evse_live
          WHERE country_code = $1 AND party_id = $2 AND evse_uid IN ({}) ORDER BY evse_uid",
         placeholders.join(", ")
     );

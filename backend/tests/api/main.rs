@@ -3,6 +3,7 @@
 
 mod admin;
 mod chain;
+mod electrical;
 mod handshake;
 mod health;
 mod helpers;

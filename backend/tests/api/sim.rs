@@ -99,6 +99,40 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
         summary.groups.iter().all(|g| g.overload_steps == 0),
         "{summary}"
     );
+    // Group 1 is three-phase (issue 12): rotated points, whole amps, single-phase cars; no
+    // phase of its connection or its cabinet is over its limit in any step, as measured.
+    let phases = summary.phases.as_ref().expect("a three-phase group");
+    assert_eq!(phases.over_steps, 0, "{summary}");
+    assert!(phases.max_share > 0.0, "{summary}");
+
+    // The same day under four policies (issue 15): the same cars ask for the same energy;
+    // smart keeps every group within capacity where uncontrolled charging does not; the
+    // hindsight optimum, within the same limits and knowing every arrival, serves at least as
+    // much as any policy that keeps the limits; equal sharing keeps the limits too.
+    let policies = evflex_sim::policies::of(&record);
+    println!("{policies}");
+    let p = &policies.policies;
+    assert_eq!(p.len(), 4);
+    let wanted = p["smart"].energy_requested_kwh;
+    assert!(wanted > 0.0);
+    for (name, f) in p {
+        assert_eq!(f.energy_requested_kwh, wanted, "{name}");
+        assert!(f.energy_delivered_kwh <= wanted + 1e-6, "{name}: {f:?}");
+    }
+    assert_eq!(p["smart"].seconds_over_capacity, 0, "{policies}");
+    assert_eq!(p["smart"].accepted_met, p["smart"].accepted_due);
+    assert_eq!(p["smart"].accepted_due, summary.accepted_due);
+    assert!(p["uncontrolled"].seconds_over_capacity > 0, "{policies}");
+    assert!(p["uncontrolled"].max_overload_kw > 0.0);
+    assert_eq!(p["equal_share"].seconds_over_capacity, 0, "{policies}");
+    assert_eq!(p["hindsight"].seconds_over_capacity, 0, "{policies}");
+    for name in ["smart", "equal_share"] {
+        assert!(
+            p["hindsight"].energy_delivered_kwh >= p[name].energy_delivered_kwh - 0.01,
+            "hindsight below {name}: {policies}"
+        );
+    }
+    assert!(policies.latency_ms.p50 > 0.0 && policies.latency_ms.max >= policies.latency_ms.p99);
     assert!(
         summary
             .groups
@@ -247,7 +281,9 @@ async fn later_uncontrolled_arrivals_do_not_break_guarantees() {
             "seed {seed}: {:?}",
             record.api_errors
         );
-        assert!(summary.accepted_due >= 3, "seed {seed}: {summary}");
+        // At least two guarantees due in every day (seed 5 has two since group 1 is a
+        // three-phase site whose single-phase cars ask for less).
+        assert!(summary.accepted_due >= 2, "seed {seed}: {summary}");
         assert!(summary.misses.is_empty(), "seed {seed}: {summary}");
         assert_eq!(summary.accepted_met, summary.accepted_due, "seed {seed}");
         assert!(

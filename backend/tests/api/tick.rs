@@ -939,3 +939,120 @@ async fn an_overdue_result_is_asked_for_and_the_profile_in_force_confirms_the_se
         .await;
     assert_eq!(status, 404);
 }
+
+/// The plan counts a session's energy as the freshest of the CPO's `kwh` and the meter register
+/// since the session started (issue 15): meter values ahead of a stale `kwh` shorten what an
+/// accepted request still needs, and a `kwh` ahead of the meter is not undone by it.
+#[tokio::test]
+async fn the_plan_counts_the_freshest_of_session_kwh_and_the_meter() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await; // S3 on E3: 20 kWh accepted at 2.0 kWh delivered
+    let s3 = vid(&app, "S3").await;
+    let wanted = |inputs: &Value| {
+        inputs["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == s3.as_str())
+            .unwrap()["energy_requested_wh"]
+            .as_i64()
+            .unwrap()
+    };
+    let meter = |ts: i64, wh: i64| {
+        json!({"meter_values": [{"evse_uid": "E3", "session_id": "S3", "meterValue": [{
+            "timestamp": format_rfc3339(ts),
+            "sampledValue": [{"value": wh.to_string(), "unit": "Wh"}]}]}]})
+    };
+    // Register 10 000 Wh at the session's start (09:30) and 17 000 Wh at 10:00: 7 kWh in all,
+    // 5 kWh since the request, while the CPO still says 2.0 kWh.
+    for (ts, wh) in [(T0 - 1_800, 10_000), (T0, 17_000)] {
+        let (status, body) = app
+            .cpo(Method::POST, "/api/v1/meter-values", Some(&meter(ts, wh)))
+            .await;
+        assert!(matches!(status, 200 | 202), "{status} {body}");
+    }
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    let ts = evflex::domain::timestep_of(T0, 900) as i64;
+    let inputs = {
+        let mut conn = app.state.db.conn().await.unwrap();
+        store::schedules::get(&mut conn, 2, ts)
+            .await
+            .unwrap()
+            .unwrap()
+            .inputs
+    };
+    assert_eq!(wanted(&inputs), 15_000, "{inputs}");
+
+    // The CPO's kwh runs ahead of the meter (9 kWh): the plan takes it.
+    app.clock.advance(900);
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            "/ocpi/2.2.1/sessions/NL/EXA/S3",
+            Some(&json!({"kwh": 9.0, "last_updated": format_rfc3339(T0 + 900)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    let inputs = {
+        let mut conn = app.state.db.conn().await.unwrap();
+        store::schedules::get(&mut conn, 2, ts + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .inputs
+    };
+    assert_eq!(wanted(&inputs), 13_000, "{inputs}");
+}
+
+/// A car that did not opt in and still draws past the energy evflex assumes for it is planned
+/// to go on drawing its measured power for another hour (issue 15), not at 0 W: its draw stays
+/// in the plan, so the others are planned around it.
+#[tokio::test]
+async fn an_uncontrolled_car_drawing_past_the_assumption_stays_in_the_plan() {
+    let mut app = crate::helpers::spawn_app_with(Backend::Postgres, |c| {
+        c.engine.uncontrolled_energy_wh = 30_000;
+    })
+    .await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await; // S2 on E2: anonymous, uncontrolled
+    let s2 = vid(&app, "S2").await;
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            "/ocpi/2.2.1/sessions/NL/EXA/S2",
+            Some(&json!({"kwh": 31.0, "last_updated": format_rfc3339(T0)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let batch = json!({"meter_values": [{"evse_uid": "E2", "session_id": "S2", "meterValue": [{
+        "timestamp": format_rfc3339(T0 - 60),
+        "sampledValue": [{"measurand": "Power.Active.Import", "value": "7.2", "unit": "kW"}]}]}]});
+    let (status, body) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert!(matches!(status, 200 | 202), "{status} {body}");
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    let ts = evflex::domain::timestep_of(T0, 900) as i64;
+    let mut conn = app.state.db.conn().await.unwrap();
+    let stored = store::schedules::get(&mut conn, 1, ts)
+        .await
+        .unwrap()
+        .unwrap();
+    let v = stored.inputs["vehicles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == s2.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(v["energy_requested_wh"], 7_200, "{v}");
+    // It is planned to draw in the first step, beside the opted-in S1.
+    assert!(row(&stored.schedule, &s2)[0].as_i64().unwrap() > 0);
+}

@@ -1,0 +1,415 @@
+//! The same day under four policies, side by side (issue 15): what evflex did (`smart`, as the
+//! simulator measured it), `uncontrolled` (every car at full power from plug-in), seed 004's
+//! `equal_share` load balancing, and the `hindsight` optimum (one LP over the whole day that
+//! knows every arrival: an upper bound on the energy any policy can deliver within the limits).
+//! `evflex demo --exit --json` prints [`PolicyReport`] on stdout.
+//!
+//! **Resolution.** The simulator moves in quarter-hour steps (arrivals and departures on step
+//! boundaries, each car at one power per step), so `seconds_over_capacity` counts the seconds
+//! of the steps whose average net load is over the group's capacity (900 per step), and
+//! `max_overload_kw` is the largest such excess. A continuous-time simulator (seconds, battery
+//! taper, profile latency) is not built yet; these figures are the same day at 15-minute
+//! resolution.
+//!
+//! **Figures.** Per policy, over the simulated window and every group: the energy the plugged-in
+//! cars asked for (`energy_requested_kwh`: what each car takes before it stops by itself) and
+//! what the policy delivered; the accepted requests due in the window and how many got their
+//! accepted energy (or all they take, if less) by departure (the tolerance of
+//! [`crate::report`]); the energy cost at the day's prices, net of PV. The three counterfactual
+//! policies use the same cars, charge points and requests as the smart run.
+//!
+//! **Equal share** (seed 004): in every step, the group's capacity plus PV is shared equally
+//! among the cars plugged in; a car's share is at least 6 A on its phases, so when the shares
+//! would fall below that the last to arrive pause (first come, first served); a car that takes
+//! less than its share (its maximum, or what it still lacks) leaves the rest to the others.
+//!
+//! **Latency** (`latency_ms`): for each session that got a profile, the wall time from the
+//! simulated CPO's session PUT to evflex's first profile PUT for it, p50/p99/max. In this
+//! simulator a car plugs in just before the quarter-hour tick, so this is the tick's own time,
+//! not the latency of an event-driven re-plan.
+
+use super::run::SimRecord;
+use super::{STEP_S, STEPS_PER_DAY};
+use crate::report::{baseline_rows, cost_eur};
+use evflex_schedule::{GroupInputs, SolveOptions, Vehicle, VehicleClass};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+const STEP_H: f64 = STEP_S as f64 / 3_600.0;
+
+/// One policy's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyFigures {
+    /// Seconds of steps whose net load was over capacity (900 per step).
+    pub seconds_over_capacity: u64,
+    /// Largest net load over capacity in any step (kW; 0 when never).
+    pub max_overload_kw: f64,
+    /// Energy the plugged-in cars asked for (kWh).
+    pub energy_requested_kwh: f64,
+    /// Energy delivered (kWh).
+    pub energy_delivered_kwh: f64,
+    /// Accepted requests due in the window.
+    pub accepted_due: usize,
+    /// Of those, met by departure.
+    pub accepted_met: usize,
+    /// Energy cost at the day's prices, net of PV (EUR).
+    pub cost_eur: f64,
+}
+
+/// Percentiles of the event-to-profile latency (ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The day under four policies (`evflex demo --exit --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyReport {
+    /// `smart`, `uncontrolled`, `equal_share`, `hindsight`.
+    pub policies: BTreeMap<&'static str, PolicyFigures>,
+    /// Session PUT to first profile PUT (ms).
+    pub latency_ms: Latency,
+    /// How finely load is measured (s): the simulator's step.
+    pub resolution_s: u32,
+}
+
+impl std::fmt::Display for PolicyReport {
+    /// The summary's policy table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  {:<13} {:>13} {:>12} {:>13} {:>13} {:>15} {:>9}",
+            "policy",
+            "over cap. (s)",
+            "max over kW",
+            "wanted kWh",
+            "served kWh",
+            "accepted met",
+            "cost EUR"
+        )?;
+        for (name, p) in &self.policies {
+            writeln!(
+                f,
+                "  {:<13} {:>13} {:>12.1} {:>13.1} {:>13.1} {:>15} {:>9.2}",
+                name,
+                p.seconds_over_capacity,
+                p.max_overload_kw,
+                p.energy_requested_kwh,
+                p.energy_delivered_kwh,
+                format!("{} of {}", p.accepted_met, p.accepted_due),
+                p.cost_eur
+            )?;
+        }
+        write!(
+            f,
+            "  (load at {} s resolution; session PUT to first profile p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
+            self.resolution_s, self.latency_ms.p50, self.latency_ms.p99, self.latency_ms.max
+        )
+    }
+}
+
+/// Per vehicle (index into [`SimRecord::vehicles`]) its power per step of the day (W).
+type Rows = BTreeMap<usize, Vec<f64>>;
+
+/// The four policies of `rec`.
+pub fn of(rec: &SimRecord) -> PolicyReport {
+    let smart: Rows = plugged(rec)
+        .map(|i| (i, rec.vehicles[i].power_w.clone()))
+        .collect();
+    let mut uncontrolled = Rows::new();
+    let mut hindsight = Rows::new();
+    for g in 0..rec.scenario.groups.len() {
+        let members = group_members(rec, g);
+        for (i, row) in members.iter().zip(baseline_rows(rec, g)) {
+            uncontrolled.insert(*i, row.iter().map(|w| *w as f64).collect());
+        }
+        hindsight.extend(hindsight_rows(rec, g, &members));
+    }
+    let equal = equal_share(rec);
+    let mut policies = BTreeMap::new();
+    for (name, rows) in [
+        ("smart", &smart),
+        ("uncontrolled", &uncontrolled),
+        ("equal_share", &equal),
+        ("hindsight", &hindsight),
+    ] {
+        policies.insert(name, figures(rec, rows));
+    }
+    PolicyReport {
+        policies,
+        latency_ms: latency(rec),
+        resolution_s: STEP_S,
+    }
+}
+
+/// Vehicles plugged in during the window, by index.
+fn plugged(rec: &SimRecord) -> impl Iterator<Item = usize> + '_ {
+    let (first, end) = (rec.config.first_step(), rec.config.end_step());
+    rec.vehicles.iter().enumerate().filter_map(move |(i, v)| {
+        ((first..end).contains(&v.arrival.arrival_step) && v.cp.is_some()).then_some(i)
+    })
+}
+
+/// The vehicles of group index `g` in [`baseline_rows`]'s order.
+fn group_members(rec: &SimRecord, g: usize) -> Vec<usize> {
+    let end = rec.config.end_step();
+    let id = rec.scenario.groups[g].id;
+    rec.vehicles
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == id)
+                && !v.plugged_steps(end).is_empty()
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn group_of(rec: &SimRecord, i: usize) -> Option<usize> {
+    let cp = rec.vehicles[i].cp?;
+    let id = rec.scenario.charge_points[cp].group_id;
+    rec.scenario.groups.iter().position(|g| g.id == id)
+}
+
+/// The figures of one policy's rows.
+fn figures(rec: &SimRecord, rows: &Rows) -> PolicyFigures {
+    let (first, end) = (rec.config.first_step(), rec.config.end_step());
+    let groups = &rec.scenario.groups;
+    let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
+    let mut plugged_n = vec![vec![0usize; STEPS_PER_DAY]; groups.len()];
+    for (i, row) in rows {
+        let Some(g) = group_of(rec, *i) else { continue };
+        for k in rec.vehicles[*i].plugged_steps(end) {
+            plugged_n[g][k] += 1;
+        }
+        for (k, w) in row.iter().enumerate() {
+            load[g][k] += w;
+        }
+    }
+    let mut seconds = 0;
+    let mut max_over: f64 = 0.0;
+    for (g, group) in groups.iter().enumerate() {
+        for k in first..end {
+            // 1 W per car plugged in: whole-watt rounding of the profiles (`crate::report`).
+            let over = load[g][k]
+                - group.pv_w[k] as f64
+                - group.capacity_at(k) as f64
+                - plugged_n[g][k] as f64;
+            if over > 0.0 {
+                seconds += u64::from(STEP_S);
+                max_over = max_over.max(over + plugged_n[g][k] as f64);
+            }
+        }
+    }
+    let delivered_by = |i: usize, until: usize| -> f64 {
+        rows.get(&i)
+            .map_or(0.0, |r| r.iter().take(until).sum::<f64>() * STEP_H)
+    };
+    let mut due = 0;
+    let mut met = 0;
+    let mut requested = 0.0;
+    let mut delivered = 0.0;
+    for i in plugged(rec) {
+        let v = &rec.vehicles[i];
+        requested += v.arrival.wanted_wh as f64;
+        delivered += delivered_by(i, STEPS_PER_DAY);
+        let Some(acc) = v.accepted_wh.filter(|_| v.opted_in) else {
+            continue;
+        };
+        if v.arrival.departure_step > end {
+            continue;
+        }
+        due += 1;
+        let steps = v.plugged_steps(end).len() as f64;
+        let goal = acc.min(v.arrival.wanted_wh) as f64;
+        if delivered_by(i, v.arrival.departure_step) >= goal - 1.0 - steps {
+            met += 1;
+        }
+    }
+    PolicyFigures {
+        seconds_over_capacity: seconds,
+        max_overload_kw: round3(max_over / 1_000.0),
+        energy_requested_kwh: round3(requested / 1_000.0),
+        energy_delivered_kwh: round3(delivered / 1_000.0),
+        accepted_due: due,
+        accepted_met: met,
+        cost_eur: (cost_eur(rec, &load) * 100.0).round() / 100.0,
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1_000.0).round() / 1_000.0
+}
+
+/// 6 A on the phases the car draws on, at 230 V (W).
+fn min_share_w(car_phases: u8) -> f64 {
+    6.0 * crate::scenario::PHASE_V * f64::from(car_phases.clamp(1, 3))
+}
+
+/// Seed 004's rule, step by step (module docs).
+fn equal_share(rec: &SimRecord) -> Rows {
+    let end = rec.config.end_step();
+    let mut rows: Rows = plugged(rec)
+        .map(|i| (i, vec![0.0; STEPS_PER_DAY]))
+        .collect();
+    let mut delivered: BTreeMap<usize, f64> = rows.keys().map(|i| (*i, 0.0)).collect();
+    for (g, group) in rec.scenario.groups.iter().enumerate() {
+        let members: Vec<usize> = group_members(rec, g)
+            .into_iter()
+            .filter(|i| rows.contains_key(i))
+            .collect();
+        for k in rec.config.first_step()..end {
+            let mut present: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|i| rec.vehicles[*i].plugged_steps(end).contains(&k))
+                .collect();
+            present.sort_by_key(|i| {
+                (
+                    rec.vehicles[*i].arrival.arrival_step,
+                    rec.vehicles[*i].arrival.id,
+                )
+            });
+            let available = (group.capacity_at(k) + group.pv_w[k]).max(0) as f64;
+            // What each car would take on its own this step.
+            let cap = |i: usize, delivered: &BTreeMap<usize, f64>| {
+                let v = &rec.vehicles[i];
+                let left = (v.arrival.wanted_wh as f64 - delivered[&i]).max(0.0) / STEP_H;
+                (v.max_w as f64).min(left)
+            };
+            present.retain(|i| cap(*i, &delivered) > 0.0);
+            // First come, first served: the last to arrive pause while shares are below 6 A.
+            while let Some(last) = present.last() {
+                let share = available / present.len() as f64;
+                if share >= min_share_w(rec.vehicles[*last].car_phases) {
+                    break;
+                }
+                present.pop();
+            }
+            // Water-filling: equal shares, a car's unused share to the others.
+            let mut left = available;
+            let mut open = present.clone();
+            let mut given: BTreeMap<usize, f64> = BTreeMap::new();
+            while !open.is_empty() && left > 1e-9 {
+                let share = left / open.len() as f64;
+                let mut next = Vec::new();
+                for i in &open {
+                    let want = cap(*i, &delivered) - given.get(i).copied().unwrap_or(0.0);
+                    let p = want.min(share);
+                    *given.entry(*i).or_default() += p;
+                    left -= p;
+                    if want > share + 1e-9 {
+                        next.push(*i);
+                    }
+                }
+                if next.len() == open.len() {
+                    break;
+                }
+                open = next;
+            }
+            for (i, p) in given {
+                if let Some(row) = rows.get_mut(&i) {
+                    row[k] = p;
+                }
+                *delivered.entry(i).or_default() += p * STEP_H;
+            }
+        }
+    }
+    rows
+}
+
+/// The hindsight optimum of group index `g`: one LP over the day with every car known from
+/// the start, each as best effort for all it takes, within the group's capacity and PV.
+fn hindsight_rows(rec: &SimRecord, g: usize, members: &[usize]) -> Rows {
+    let end = rec.config.end_step();
+    let group = &rec.scenario.groups[g];
+    let vehicles: Vec<Vehicle> = members
+        .iter()
+        .map(|i| {
+            let v = &rec.vehicles[*i];
+            Vehicle {
+                id: format!("{i:08}"),
+                arrival: v.arrival.arrival_step,
+                departure: v.arrival.departure_step.min(end),
+                max_power_w: v.max_w,
+                min_power_w: 0,
+                energy_requested_wh: v.arrival.wanted_wh,
+                battery_capacity_wh: None,
+                energy_on_arrival_wh: None,
+                class: VehicleClass::BestEffort,
+                efficiency_permille: 1_000,
+            }
+        })
+        .collect();
+    if vehicles.is_empty() {
+        return Rows::new();
+    }
+    let inputs = GroupInputs {
+        group_id: u64::try_from(group.id).unwrap_or_default(),
+        start_timestep: 0,
+        time_step_s: STEP_S,
+        horizon: STEPS_PER_DAY,
+        capacity_w: (0..STEPS_PER_DAY).map(|k| group.capacity_at(k)).collect(),
+        other_load_w: vec![0; STEPS_PER_DAY],
+        pv_w: group.pv_w.clone(),
+        price_micro_eur_per_kwh: rec.scenario.price_micro_eur_per_kwh.clone(),
+        battery: None,
+        vehicles,
+        topology: None,
+    };
+    let opts = SolveOptions {
+        time_limit_ms: 60_000,
+        ..SolveOptions::default()
+    };
+    match evflex_schedule::solve(&inputs, &opts, None) {
+        Ok(schedule) => schedule
+            .vehicle_ids
+            .iter()
+            .zip(&schedule.power_w)
+            .filter_map(|(id, row)| {
+                Some((id.parse().ok()?, row.iter().map(|w| *w as f64).collect()))
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(group = group.id, error = %e, "hindsight optimum: the LP failed");
+            Rows::new()
+        }
+    }
+}
+
+/// p50/p99/max of the sessions' first-profile latencies.
+fn latency(rec: &SimRecord) -> Latency {
+    let mut ms: Vec<f64> = rec
+        .vehicles
+        .iter()
+        .filter_map(|v| v.first_profile_after)
+        .map(|d| d.as_secs_f64() * 1_000.0)
+        .collect();
+    if ms.is_empty() {
+        return Latency::default();
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let r = |x: f64| (x * 10.0).round() / 10.0;
+    Latency {
+        p50: r(at(0.5)),
+        p99: r(at(0.99)),
+        max: r(ms[ms.len() - 1]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimum_share_is_six_amps_on_the_cars_phases() {
+        assert_eq!(min_share_w(3), 4_140.0);
+        assert_eq!(min_share_w(1), 1_380.0);
+    }
+}
