@@ -168,10 +168,11 @@ fn uncontrolled_phase_load(rec: &SimRecord, group_id: i64) -> Vec<([f64; 3], [f6
         let cabinet = cp.wiring.is_some_and(|(_, c)| c);
         for (t, w) in row.iter().enumerate() {
             let a = cp.phase_currents(*w as f64, v.car_phases);
-            for ph in 0..3 {
-                load[t].0[ph] += a[ph];
+            let (connection, cab) = &mut load[t];
+            for (ph, amps) in a.into_iter().enumerate() {
+                connection[ph] += amps;
                 if cabinet {
-                    load[t].1[ph] += a[ph];
+                    cab[ph] += amps;
                 }
             }
         }
@@ -409,10 +410,10 @@ pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
     let groups = &rec.scenario.groups;
     let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
     let mut total_wh = 0.0;
-    for g in 0..groups.len() {
+    for (g, group_load) in load.iter_mut().enumerate() {
         for row in baseline_rows(rec, g) {
             for (k, w) in row.iter().enumerate() {
-                load[g][k] += *w as f64;
+                group_load[k] += *w as f64;
                 total_wh += *w as f64 * STEP_H;
             }
         }

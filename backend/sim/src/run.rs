@@ -270,7 +270,7 @@ impl World<'_> {
             let v = &mut self.vehicles[vi];
             v.cp = Some(cp);
             v.max_w = a.max_power_w.unwrap_or(i64::MAX).min(c.rated_w());
-            if c.wiring.is_some() && a.id % 3 == 0 {
+            if c.wiring.is_some() && a.id.is_multiple_of(3) {
                 v.car_phases = 1;
                 v.max_w = v.max_w.min(crate::scenario::PHASE_V as i64 * c.amps);
             }
@@ -713,10 +713,10 @@ pub async fn run(
                 let car_phases = world.occupied[cp].map_or(3, |vi| world.vehicles[vi].car_phases);
                 let node = c.phase_currents(power, car_phases);
                 let (connection, cab) = &mut phase_load_a[k];
-                for ph in 0..3 {
-                    connection[ph] += node[ph];
+                for (ph, amps) in node.into_iter().enumerate() {
+                    connection[ph] += amps;
                     if cabinet {
-                        cab[ph] += node[ph];
+                        cab[ph] += amps;
                     }
                 }
                 // The meter's per-phase currents, on the point's own L1, L2, L3.

@@ -169,6 +169,12 @@ pub fn plan(
             profile: encode("charging profile", &profile)?,
         });
     }
+    // In the snapshot's vehicle order, clears and profiles alike.
+    setpoints.sort_by_key(|sp| {
+        snap.vehicles
+            .iter()
+            .position(|v| v.session_row == sp.session_row)
+    });
 
     let members = snap
         .members
