@@ -180,6 +180,10 @@ pub struct EngineConfig {
     /// Time limit of one solve (ms).
     #[arg(long, env = "EVFLEX_SOLVE_TIME_LIMIT_MS", default_value_t = 5_000)]
     pub solve_time_limit_ms: u64,
+    /// Demand charge of a group's peak grid import (EUR per kW): the optimiser shaves the
+    /// peak only at this price; 0 (default): energy goes as early as prices and limits allow.
+    #[arg(long, env = "EVFLEX_DEMAND_CHARGE_EUR_PER_KW", default_value_t = 0.0)]
+    pub demand_charge_eur_per_kw: f64,
     /// Parallel solves per tick (0: one per core).
     #[arg(long, env = "EVFLEX_SOLVER_THREADS", default_value_t = 0)]
     pub solver_threads: usize,
@@ -210,6 +214,7 @@ impl Default for EngineConfig {
             flat_tariff_micro_eur_per_kwh: 250_000,
             milp: false,
             solve_time_limit_ms: 5_000,
+            demand_charge_eur_per_kw: 0.0,
             solver_threads: 0,
             default_dwell_s: 8 * 3_600,
             default_energy_wh: 20_000,
@@ -231,6 +236,7 @@ impl EngineConfig {
                 evflex_schedule::Mode::Lp
             },
             time_limit_ms: self.solve_time_limit_ms,
+            peak_weight_eur_per_kw: self.demand_charge_eur_per_kw.max(0.0),
             ..Default::default()
         }
     }

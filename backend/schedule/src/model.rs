@@ -187,7 +187,11 @@ pub struct SolveOptions {
     pub time_limit_ms: u64,
     /// Relative MIP gap at which a MILP solve may stop.
     pub mip_gap: f64,
-    /// Weight of the group peak (EUR per kW of peak grid import).
+    /// Weight of the group peak (EUR per kW of peak grid import): a demand charge. 0 by
+    /// default: peak shaving is an explicit objective with a real price, not a tie-breaker
+    /// that holds charging back (issue 15: inside a flat-price block it flattened the load and
+    /// left cars little in the first half of their stay, so tapering batteries could not take
+    /// the energy later). Where prices tie, energy goes as early as the limits allow.
     pub peak_weight_eur_per_kw: f64,
     /// Weight of the preference for earlier delivery (EUR per kWh per step of delay).
     pub early_weight_eur_per_kwh_step: f64,
@@ -199,7 +203,7 @@ impl Default for SolveOptions {
             mode: Mode::Lp,
             time_limit_ms: 5_000,
             mip_gap: 1e-3,
-            peak_weight_eur_per_kw: 1e-3,
+            peak_weight_eur_per_kw: 0.0,
             early_weight_eur_per_kwh_step: 1e-6,
         }
     }

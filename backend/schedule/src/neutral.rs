@@ -144,6 +144,10 @@ pub struct PlanInput {
     pub pv_kw: Option<Series>,
     /// The vehicles.
     pub vehicles: Vec<PlanVehicle>,
+    /// Demand charge of the peak grid import (EUR per kW): peak shaving at that price; absent
+    /// or 0: none (energy as early as prices and limits allow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demand_charge_eur_per_kw: Option<f64>,
 }
 
 fn zero_series() -> Series {
@@ -231,6 +235,7 @@ impl PlanInput {
             price_eur_per_kwh: price,
             other_load_kw: None,
             pv_kw: None,
+            demand_charge_eur_per_kw: None,
             vehicles: records
                 .iter()
                 .map(|r| PlanVehicle {
@@ -300,11 +305,13 @@ pub struct PlanOutput {
     pub params_hash: String,
 }
 
-/// Solve one neutral instance in `mode` (default options, 60 s time limit).
+/// Solve one neutral instance in `mode` (default options, 60 s time limit, the instance's
+/// demand charge).
 pub fn plan(input: &PlanInput, mode: Mode) -> Result<PlanOutput, ScheduleError> {
     let opts = SolveOptions {
         mode,
         time_limit_ms: 60_000,
+        peak_weight_eur_per_kw: input.demand_charge_eur_per_kw.unwrap_or(0.0).max(0.0),
         ..SolveOptions::default()
     };
     plan_with(input, &opts)

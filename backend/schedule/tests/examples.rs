@@ -272,3 +272,30 @@ fn hashes_are_pinned() {
 
 const PINNED_INPUTS: &str = "0x36fa1ad59a41d90e288b205e26e8f617c94e004bb9ca285f1fca95de296598ad";
 const PINNED_SCHEDULE: &str = "0xcb5653340d99551dabfadbd2812552f98c273937b0468da6d0b0df650e5df325";
+
+/// Where prices tie, energy goes as early as the limits allow (issue 15): two cars that each
+/// need one hour at full power within a two-hour flat-price window charge in the first hour
+/// (the peak is not flattened by default). With a demand charge, peak shaving is an explicit
+/// objective at that price: the same cars share the two hours at half power.
+#[test]
+fn flat_prices_front_load_and_a_demand_charge_shaves_the_peak() {
+    let g = group(
+        22_000,
+        vec![CHEAP; 8],
+        vec![ev("a", 0, 8, 11_000, 11_000), ev("b", 0, 8, 11_000, 11_000)],
+    );
+    let s = solve(&g, &SolveOptions::default(), None).unwrap();
+    assert_eq!(s.status, SolveStatus::Optimal);
+    for row in &s.power_w {
+        assert_eq!(row, &vec![11_000, 11_000, 11_000, 11_000, 0, 0, 0, 0]);
+    }
+    assert_eq!(s.peak_w, 22_000);
+    let shaved = SolveOptions {
+        peak_weight_eur_per_kw: 0.5,
+        ..SolveOptions::default()
+    };
+    let s = solve(&g, &shaved, None).unwrap();
+    assert_eq!(s.delivered_wh, vec![11_000, 11_000]);
+    assert_eq!(s.peak_w, 11_000, "{:?}", s.power_w);
+    assert!(check(&g, &s, &shaved).is_ok());
+}

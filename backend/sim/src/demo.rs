@@ -44,7 +44,8 @@ pub struct DemoArgs {
     /// Charge points (every third 22 kW, the others 11 kW).
     #[arg(long, default_value_t = 60)]
     pub charge_points: usize,
-    /// Generated EVs (default 1.5 per charge point).
+    /// Generated EVs (default 2.5 per charge point: a busy public garage whose connection, 45 %
+    /// of its charge points' ratings, uncontrolled charging would overload).
     #[arg(long)]
     pub vehicles: Option<usize>,
     /// Share of drivers who opt into smart charging.
@@ -124,7 +125,7 @@ impl DemoArgs {
             },
             None => DemandSource::Generated {
                 config: evflex_schedule::demand::DemandConfig::new(
-                    self.vehicles.unwrap_or(cfg.charge_points * 3 / 2).max(1),
+                    self.vehicles.unwrap_or(cfg.charge_points * 5 / 2).max(1),
                 ),
             },
         };

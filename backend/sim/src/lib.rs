@@ -141,7 +141,8 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// The demo's day: 3 sites, 5 groups, 60 charge points (every third 22 kW), 90 generated
+    /// The simulator's default day (`evflex demo` generates 2.5 EVs per charge point instead):
+    /// 3 sites, 5 groups, 60 charge points (every third 22 kW), 90 generated
     /// EVs, 70 % opted in, PV on group 2, a capacity cut on group 5, 24 hours.
     fn default() -> Self {
         Self {
