@@ -234,6 +234,13 @@ impl PrepCp {
         }
     }
 
+    /// The set-point (mA) that lets the point draw `p` (W): [`Self::current_ma`], at most the
+    /// maximum current (a limit above what the point takes, e.g. an uncontrolled car's "no
+    /// curtailment" at the EVSE's rating, is the maximum, not a current it cannot carry).
+    pub fn set_point_ma(&self, p: i64) -> i64 {
+        self.current_ma(p).min(self.max_ma)
+    }
+
     /// Whether `p` (W) is a valid set-point: 0, or a whole step within [min, max].
     pub fn valid(&self, p: i64) -> bool {
         if p == 0 {
@@ -670,7 +677,7 @@ pub fn set_points(
                 Some(cp) if cp.amps => SetPoints {
                     vehicle_id: v.id.clone(),
                     unit: RateUnit::Amps,
-                    values: row.iter().map(|&p| cp.current_ma(p)).collect(),
+                    values: row.iter().map(|&p| cp.set_point_ma(p)).collect(),
                     min: cp.min_ma,
                     phases: Some(cp.load.iter().filter(|x| **x).count() as u8),
                 },
@@ -785,6 +792,9 @@ mod tests {
         assert_eq!(c.ceil_power(1_381), 1_610);
         assert!(c.valid(2_300) && !c.valid(2_301) && !c.valid(230));
         assert_eq!(c.current_ma(2_300), 10_000);
+        assert_eq!(c.set_point_ma(2_300), 10_000);
+        // 11.04 kW on one phase would be 48 A: the set-point is the point's 32 A.
+        assert_eq!(c.set_point_ma(11_040), 32_000);
         assert_eq!(c.fit(i64::MAX, 9_999), 1_840 + 230);
         let mut loads = Loads::new(&tree, &[vec![4_600]]);
         assert_eq!(loads.phase_ma(0, 0, 0), 20_000);
