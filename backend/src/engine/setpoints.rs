@@ -19,6 +19,14 @@
 //! group's transaction, only where the schedule curtails them (`engine::tick`); a set-point
 //! whose profile is null clears the previous one: `DELETE {url}/{session_id}?response_url=…`
 //! (ClearProfile), with the same answers as a `PUT`.
+//!
+//! **Only changes are sent** (issue 15: a CPO is not flooded with a fresh 24-hour profile per
+//! car at every tick): a new set-point whose profile says what the profile the CPO confirmed
+//! in force already says ([`unchanged`]) is stored as `unchanged` and not sent. A profile is
+//! sent again when a limit moves by more than [`UNCHANGED_W`] (any change of an amps limit),
+//! when its unit or minimum changes, when the one in force was not confirmed (`sent` without a
+//! result, or refused), or when the one in force would end within [`REFRESH_BEFORE_END_S`] of
+//! the new one's end (so a profile never runs out while the car is still planned).
 
 use super::Engine;
 use crate::ingest::ocpi::credentials::authorization;
@@ -388,6 +396,70 @@ fn answer_of(body: &str) -> Answer {
     }
 }
 
+/// Limits of a new profile closer than this to the profile in force are not worth a new
+/// `PUT` (W). Amps limits are whole steps: any change is sent.
+pub const UNCHANGED_W: f64 = 100.0;
+/// A profile in force that ends more than this before the new one's end is refreshed (s).
+pub const REFRESH_BEFORE_END_S: i64 = 4 * 3_600;
+
+/// An OCPI `ChargingProfile` read back from its JSON: when it runs and its limits.
+struct Limits {
+    start: i64,
+    end: i64,
+    amps: bool,
+    min: Option<f64>,
+    /// `(instant, limit)`, ascending.
+    periods: Vec<(i64, f64)>,
+}
+
+impl Limits {
+    fn of(profile: &serde_json::Value) -> Option<Self> {
+        let start = crate::domain::parse_rfc3339(profile["start_date_time"].as_str()?)?;
+        let mut periods: Vec<(i64, f64)> = profile["charging_profile_period"]
+            .as_array()?
+            .iter()
+            .map(|p| Some((start + p["start_period"].as_i64()?, p["limit"].as_f64()?)))
+            .collect::<Option<_>>()?;
+        periods.sort_by_key(|(t, _)| *t);
+        Some(Self {
+            start,
+            end: start + profile["duration"].as_i64()?,
+            amps: profile["charging_rate_unit"].as_str()? == "A",
+            min: profile["min_charging_rate"].as_f64(),
+            periods,
+        })
+    }
+
+    fn at(&self, ts: i64) -> f64 {
+        self.periods
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= ts)
+            .map_or(0.0, |(_, l)| *l)
+    }
+}
+
+/// Whether a `new` profile says what the profile `in_force` says from the new one's start on,
+/// within [`UNCHANGED_W`] (module docs: only changes are sent).
+pub fn unchanged(in_force: &serde_json::Value, new: &serde_json::Value) -> bool {
+    let (Some(old), Some(new)) = (Limits::of(in_force), Limits::of(new)) else {
+        return false;
+    };
+    if old.amps != new.amps
+        || old.min != new.min
+        || new.start < old.start
+        || old.end < new.end - REFRESH_BEFORE_END_S
+    {
+        return false;
+    }
+    let tolerance = if new.amps { 1e-9 } else { UNCHANGED_W };
+    let until = old.end.min(new.end);
+    std::iter::once(new.start)
+        .chain(old.periods.iter().chain(&new.periods).map(|(t, _)| *t))
+        .filter(|t| (new.start..until).contains(t))
+        .all(|t| (old.at(t) - new.at(t)).abs() <= tolerance)
+}
+
 /// Where a session's last profile stands, for the planner and the cockpit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
@@ -626,6 +698,84 @@ mod tests {
             result_due_by(1_000, None),
             1_000 + DEFAULT_RESULT_TIMEOUT_S + RESULT_GRACE_S
         );
+    }
+
+    #[test]
+    fn a_profile_saying_what_the_one_in_force_says_is_unchanged() {
+        use serde_json::json;
+        let profile = |start: &str, duration: i64, unit: &str, periods: serde_json::Value| {
+            json!({"start_date_time": start, "duration": duration, "charging_rate_unit": unit,
+                   "charging_profile_period": periods})
+        };
+        let day = 86_400;
+        // Sent at 10:00: 11 kW until 11:00, then 4 kW.
+        let in_force = profile(
+            "2024-05-01T10:00:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 11040.0}, {"start_period": 3600, "limit": 4000.0}]),
+        );
+        // At 10:15 the plan says the same from 10:15 on (within 100 W): not sent.
+        let same = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 11000.0}, {"start_period": 2700, "limit": 4000.0}]),
+        );
+        assert!(unchanged(&in_force, &same));
+        // A step that moves by more than 100 W, or moves in time, is sent.
+        let more = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 11040.0}, {"start_period": 2700, "limit": 4200.0}]),
+        );
+        assert!(!unchanged(&in_force, &more));
+        let earlier = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 11040.0}, {"start_period": 1800, "limit": 4000.0}]),
+        );
+        assert!(!unchanged(&in_force, &earlier));
+        // Another unit is a change; so is a profile in force that would run out first.
+        let amps = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "A",
+            json!([{"start_period": 0, "limit": 16.0}]),
+        );
+        assert!(!unchanged(&in_force, &amps));
+        let late = profile(
+            "2024-05-01T14:15:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 4000.0}]),
+        );
+        assert!(!unchanged(&in_force, &late));
+        // Amps: any change of a whole step is sent.
+        let a16 = profile(
+            "2024-05-01T10:00:00Z",
+            day,
+            "A",
+            json!([{"start_period": 0, "limit": 16.0}]),
+        );
+        let a15 = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "A",
+            json!([{"start_period": 0, "limit": 15.0}]),
+        );
+        let a16_later = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "A",
+            json!([{"start_period": 0, "limit": 16.0}]),
+        );
+        assert!(!unchanged(&a16, &a15));
+        assert!(unchanged(&a16, &a16_later));
+        // A clear (null) or malformed profile is never "unchanged".
+        assert!(!unchanged(&in_force, &serde_json::Value::Null));
     }
 
     #[test]

@@ -414,8 +414,19 @@ async fn commit(engine: &Engine, mut tx: Tx, plan: &Plan) -> Result<Committed, T
     for f in &plan.flexibility {
         sessions::set_flexibility(&mut tx, f.session_row, f.shifted_wh, f.value_micro_eur).await?;
     }
+    // Only changes are sent (`setpoints`, module docs): a profile that says what the one in
+    // force says is recorded as `unchanged`.
     for sp in &plan.setpoints {
-        schedules::insert_setpoint(&mut tx, sp, now).await?;
+        let in_force = if sp.profile.is_null() {
+            None
+        } else {
+            schedules::profile_in_force(&mut tx, sp.session_row).await?
+        };
+        if in_force.is_some_and(|p| super::setpoints::unchanged(&p, &sp.profile)) {
+            schedules::insert_unchanged_setpoint(&mut tx, sp, now).await?;
+        } else {
+            schedules::insert_setpoint(&mut tx, sp, now).await?;
+        }
     }
     enqueue_chain_work(engine, &mut tx, plan).await?;
     leases::record(&mut tx, group_id, &engine.replica, ts, now).await?;

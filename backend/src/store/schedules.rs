@@ -287,6 +287,47 @@ const SETPOINT_COLUMNS: &str = "id, group_id, timestep, session_row, session_id,
 ///
 /// The new one inherits the back-off of the ones it supersedes (see [`defer`]).
 pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> StoreResult<()> {
+    insert_setpoint_as(conn, s, "pending", now).await
+}
+
+/// Records a set-point the CPO is not sent because the profile it confirmed in force already
+/// says the same (`engine::setpoints::unchanged`): status `unchanged`, never delivered. Pending
+/// ones of the session are superseded as by [`insert_setpoint`].
+pub async fn insert_unchanged_setpoint(
+    conn: &mut Conn,
+    s: &SetpointRecord,
+    now: i64,
+) -> StoreResult<()> {
+    insert_setpoint_as(conn, s, "unchanged", now).await
+}
+
+/// The profile of a session's newest set-point that was sent (not `unchanged`), if the CPO
+/// confirmed it in force (`in_force`).
+pub async fn profile_in_force(
+    conn: &mut Conn,
+    session_row: i64,
+) -> StoreResult<Option<serde_json::Value>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT status, profile FROM setpoints
+         WHERE session_row = $1 AND status <> 'unchanged' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(session_row)
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some((status, profile)) if status == "in_force" => {
+            Some(super::from_json(&profile, "setpoints.profile")?)
+        }
+        _ => None,
+    })
+}
+
+async fn insert_setpoint_as(
+    conn: &mut Conn,
+    s: &SetpointRecord,
+    status: &str,
+    now: i64,
+) -> StoreResult<()> {
     let (not_before, deferrals): (Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT MAX(not_before), MAX(deferrals) FROM setpoints
          WHERE session_row = $1 AND status = 'pending'",
@@ -305,7 +346,7 @@ pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> S
     sqlx::query(
         "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
              power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8, $9, $10)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $11, 0, $8, $8, $9, $10)
          ON CONFLICT (group_id, timestep, session_row) DO NOTHING",
     )
     .bind(s.group_id)
@@ -318,6 +359,7 @@ pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> S
     .bind(now)
     .bind(not_before.unwrap_or(0))
     .bind(deferrals.unwrap_or(0))
+    .bind(status)
     .execute(conn)
     .await?;
     Ok(())
@@ -507,7 +549,8 @@ pub async fn record_result(
 /// The state of the last profile sent (or to be sent) for a session, as the cockpit shows it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ProfileState {
-    /// `pending`, `sent`, `in_force`, `rejected`, `failed` or `superseded`.
+    /// `pending`, `sent`, `in_force`, `rejected`, `failed`, `superseded` or `unchanged` (not
+    /// sent: the profile in force already said the same).
     pub status: String,
     /// Why it was refused or failed.
     pub error: Option<String>,

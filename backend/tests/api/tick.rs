@@ -1056,3 +1056,74 @@ async fn an_uncontrolled_car_drawing_past_the_assumption_stays_in_the_plan() {
     // It is planned to draw in the first step, beside the opted-in S1.
     assert!(row(&stored.schedule, &s2)[0].as_i64().unwrap() > 0);
 }
+
+/// Only changed set-points go out (issue 15): once the CPO confirmed S3's profile in force, a
+/// tick whose plan says the same from now on records the set-point as `unchanged` and sends
+/// nothing; a plan that moves a limit sends a new profile.
+#[tokio::test]
+async fn a_profile_the_cpo_has_in_force_is_not_sent_again_unchanged() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    two_groups(&mut app).await; // S3: 20 kWh accepted at 2.0 kWh, by T0 + 6 h
+    let puts_for = |s: &str| {
+        cpo.log
+            .lock()
+            .unwrap()
+            .profiles
+            .iter()
+            .filter(|(id, _)| id == s)
+            .count()
+    };
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    assert_eq!(puts_for("S3"), 1);
+    // The CPO confirms it in force.
+    let url = {
+        let log = cpo.log.lock().unwrap();
+        let (_, body) = log.profiles.iter().find(|(s, _)| s == "S3").unwrap();
+        body["response_url"].as_str().unwrap().to_owned()
+    };
+    let path = url.trim_start_matches(&app.address).to_owned();
+    let (status, _) = app
+        .cpo(Method::POST, &path, Some(&json!({"result": "ACCEPTED"})))
+        .await;
+    assert_eq!(status, 200);
+    let status_of_last = |app: &TestApp| {
+        let pool = app.state.db.pool().clone();
+        async move {
+            let (status,): (String,) = sqlx::query_as(
+                "SELECT status FROM setpoints WHERE session_id = 'S3' ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            status
+        }
+    };
+    assert_eq!(status_of_last(&app).await, "in_force");
+
+    // A quarter hour later S3 has charged as planned (11.04 kW for 15 min): the plan from now
+    // on is the profile in force. Nothing is sent.
+    app.clock.advance(900);
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            "/ocpi/2.2.1/sessions/NL/EXA/S3",
+            Some(&json!({"kwh": 4.76, "last_updated": format_rfc3339(T0 + 900)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    assert_eq!(puts_for("S3"), 1, "an unchanged profile was sent again");
+    assert_eq!(status_of_last(&app).await, "unchanged");
+
+    // The next quarter hour S3 charged nothing (the CPO reports no energy): the plan needs
+    // another step at the end, the profile changes and is sent.
+    app.clock.advance(900);
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 2, "{report:?}");
+    assert_eq!(puts_for("S3"), 2, "{report:?}");
+    assert_eq!(status_of_last(&app).await, "sent");
+}
