@@ -45,7 +45,8 @@ pub struct ChargePointView {
 pub struct ProfileView {
     /// `pending` (not sent yet, or the CPO answered `TOO_OFTEN`), `sent` (the CPO took it),
     /// `in_force` (its result was `ACCEPTED`), `timed_out` (sent, but its result is overdue),
-    /// `rejected`, `failed` or `superseded`.
+    /// `rejected`, `failed`, `superseded` or `unchanged` (not sent: the profile in force
+    /// already says what the new plan says).
     pub status: String,
     /// Whether the planner controls the charge point: `false` when the profile is not in force
     /// (rejected, failed, backing off after TOO_OFTEN), and the charge point is planned at its

@@ -19,6 +19,7 @@ const PROFILE_STATES = {
   rejected: 'rejected',
   failed: 'not delivered',
   superseded: 'replaced by a newer plan',
+  unchanged: 'in force (the new plan says the same)',
 };
 import { $, notice, setLive, showBanner } from '/shared/page.js';
 
