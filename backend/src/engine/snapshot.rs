@@ -30,12 +30,12 @@
 //!
 //! - A group with an electrical model (`store::groups::Electrical`) gets a tree
 //!   ([`evflex_schedule::Topology`], [`tree`]): the connection is the root node
-//!   ([`CONNECTION_NODE`]) with the connection's per-phase limits; the group's other load and PV
-//!   load it balanced over its three phases; the limit nodes hang beneath it. Each vehicle's
+//!   ([`CONNECTION_NODE`]) with the connection's per-phase limits, and the group's other load and
+//!   PV balanced over its three phases; the limit nodes hang beneath it. Each vehicle's
 //!   charge point is wired as its `CpWiring` says, else to the connection on the EVSE's phases in
 //!   watts. The phases a car draws on come from its per-phase meter values (`car_phases`), else
 //!   every wired phase (the worst case). A charge point planned at its measured draw loads its
-//!   own wired phases at its node.
+//!   own wired phases at its node and every node above it.
 //!
 //! Per step: capacity is the group's, overridden by the last scheduled capacity change that
 //! covers the step; other load and PV come from stored forecasts (else the group's flat other
