@@ -2,7 +2,7 @@
 //! the topology API (validation, warnings, round trip, tenancy), the plan it feeds (per-phase
 //! limits, the car phases learned from meter values) and the set-points in A sent to the CPO.
 
-use crate::helpers::{Backend, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{Backend, MockCpo, TestApp, spawn_app_on, spawn_cpo, token_header};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -27,11 +27,30 @@ fn cabinet(limit_a: f64) -> Value {
         "phase_limit_a": [limit_a, limit_a, limit_a]}])
 }
 
-async fn the_tree_is_validated_stored_and_warned_about(backend: Backend) {
-    let mut app = spawn_app_on(backend).await;
+/// Registers a CPO on `app` with one site of EVSEs E1–E4; the CPO (keep it alive).
+async fn garage_site(app: &mut TestApp) -> MockCpo {
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1", "E2", "E3", "E4"]).await;
+    cpo
+}
+
+/// PUTs [`garage`] with a cabinet of `cabinet_a` per phase; the group as answered.
+async fn put_garage(app: &TestApp, cabinet_a: f64) -> Value {
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/api/v1/groups/1",
+            Some(&garage(cabinet(cabinet_a))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn the_tree_is_validated_stored_and_warned_about(backend: Backend) {
+    let mut app = spawn_app_on(backend).await;
+    let _cpo = garage_site(&mut app).await;
 
     // A malformed tree is a 400 naming the node and the reason; nothing is stored.
     let bad = |nodes: Value| garage(nodes);
@@ -117,14 +136,7 @@ async fn the_tree_is_validated_stored_and_warned_about(backend: Backend) {
     assert_eq!(app.count("charging_groups").await, 0);
 
     // A cabinet rated above its connection is accepted, with a warning naming it.
-    let (status, body) = app
-        .cpo(
-            Method::PUT,
-            "/api/v1/groups/1",
-            Some(&garage(cabinet(25.0))),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = put_garage(&app, 25.0).await;
     let warnings = body["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 3, "{body}");
     assert_eq!(
@@ -144,15 +156,7 @@ async fn the_tree_is_validated_stored_and_warned_about(backend: Backend) {
     assert_eq!(e["charge_points"][2]["current_step_a"], 1.0);
     assert_eq!(e["charge_points"][2]["voltage_v"], 230);
     // Fixed, the warning is gone.
-    let (status, body) = app
-        .cpo(
-            Method::PUT,
-            "/api/v1/groups/1",
-            Some(&garage(cabinet(16.0))),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["warnings"], json!([]));
+    assert_eq!(put_garage(&app, 16.0).await["warnings"], json!([]));
 
     // A second CPO neither sees the tree nor can put one under the first CPO's codes.
     let other = spawn_cpo().await;
@@ -204,17 +208,8 @@ fn first_limit(profiles: &[(String, Value)], session: &str) -> (String, f64, Val
 #[tokio::test]
 async fn amps_points_get_whole_amp_profiles_within_every_phase_limit() {
     let mut app = spawn_app_on(Backend::Postgres).await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2", "E3", "E4"]).await;
-    let (status, body) = app
-        .cpo(
-            Method::PUT,
-            "/api/v1/groups/1",
-            Some(&garage(cabinet(16.0))),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let cpo = garage_site(&mut app).await;
+    put_garage(&app, 16.0).await;
     for (i, evse) in ["E1", "E2", "E3", "E4"].iter().enumerate() {
         let (_, _, uid) = app.new_user(&format!("driver{i}"), true).await;
         app.put_session(&format!("S{}", i + 1), evse, &uid, 0.0)
@@ -294,17 +289,8 @@ async fn the_tree_and_the_wiring_are_on_chain_and_audited() {
         .expect("anvil");
     let mut app = crate::chain::chain_app(&chain).await;
     let op = app.state.engine.chain.clone().unwrap().operator.clone();
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2", "E3", "E4"]).await;
-    let (status, body) = app
-        .cpo(
-            Method::PUT,
-            "/api/v1/groups/1",
-            Some(&garage(cabinet(16.0))),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let _cpo = garage_site(&mut app).await;
+    put_garage(&app, 16.0).await;
     let w = crate::chain::writer(&app);
     let r = w.run_until_idle(10).await.unwrap();
     assert_eq!(r.failed, 0, "{r:?}");
@@ -370,14 +356,7 @@ async fn the_tree_and_the_wiring_are_on_chain_and_audited() {
     assert!(audit::audit(&app.state.db, &op).await.unwrap().is_empty());
 
     // A smaller cabinet through the API goes on chain; the audit agrees.
-    let (status, body) = app
-        .cpo(
-            Method::PUT,
-            "/api/v1/groups/1",
-            Some(&garage(cabinet(12.5))),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    put_garage(&app, 12.5).await;
     let r = w.run_until_idle(10).await.unwrap();
     assert_eq!(r.failed, 0, "{r:?}");
     let node = op.limit_node(cab).await.unwrap().expect("cabinet");
