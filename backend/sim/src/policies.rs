@@ -30,8 +30,8 @@
 
 use super::run::SimRecord;
 use super::{STEP_S, STEPS_PER_DAY};
-use crate::report::{baseline_rows, cost_eur};
-use evflex_schedule::{GroupInputs, SolveOptions, Vehicle, VehicleClass};
+use crate::report::{baseline_rows, cost_eur, day_inputs, group_members};
+use evflex_schedule::{SolveOptions, VehicleClass};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -128,7 +128,7 @@ pub fn of(rec: &SimRecord) -> PolicyReport {
         for (i, row) in members.iter().zip(baseline_rows(rec, g)) {
             uncontrolled.insert(*i, row.iter().map(|w| *w as f64).collect());
         }
-        hindsight.extend(hindsight_rows(rec, g, &members));
+        hindsight.extend(hindsight_rows(rec, g));
     }
     let equal = equal_share(rec);
     let mut policies = BTreeMap::new();
@@ -153,21 +153,6 @@ fn plugged(rec: &SimRecord) -> impl Iterator<Item = usize> + '_ {
     rec.vehicles.iter().enumerate().filter_map(move |(i, v)| {
         ((first..end).contains(&v.arrival.arrival_step) && v.cp.is_some()).then_some(i)
     })
-}
-
-/// The vehicles of group index `g` in [`baseline_rows`]'s order.
-fn group_members(rec: &SimRecord, g: usize) -> Vec<usize> {
-    let end = rec.config.end_step();
-    let id = rec.scenario.groups[g].id;
-    rec.vehicles
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| {
-            v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == id)
-                && !v.plugged_steps(end).is_empty()
-        })
-        .map(|(i, _)| i)
-        .collect()
 }
 
 fn group_of(rec: &SimRecord, i: usize) -> Option<usize> {
@@ -325,43 +310,14 @@ fn equal_share(rec: &SimRecord) -> Rows {
 
 /// The hindsight optimum of group index `g`: one LP over the day with every car known from
 /// the start, each as best effort for all it takes, within the group's capacity and PV.
-fn hindsight_rows(rec: &SimRecord, g: usize, members: &[usize]) -> Rows {
-    let end = rec.config.end_step();
+fn hindsight_rows(rec: &SimRecord, g: usize) -> Rows {
     let group = &rec.scenario.groups[g];
-    let vehicles: Vec<Vehicle> = members
-        .iter()
-        .map(|i| {
-            let v = &rec.vehicles[*i];
-            Vehicle {
-                id: format!("{i:08}"),
-                arrival: v.arrival.arrival_step,
-                departure: v.arrival.departure_step.min(end),
-                max_power_w: v.max_w,
-                min_power_w: 0,
-                energy_requested_wh: v.arrival.wanted_wh,
-                battery_capacity_wh: None,
-                energy_on_arrival_wh: None,
-                class: VehicleClass::BestEffort,
-                efficiency_permille: 1_000,
-            }
-        })
-        .collect();
-    if vehicles.is_empty() {
+    let mut inputs = day_inputs(rec, g, VehicleClass::BestEffort);
+    if inputs.vehicles.is_empty() {
         return Rows::new();
     }
-    let inputs = GroupInputs {
-        group_id: u64::try_from(group.id).unwrap_or_default(),
-        start_timestep: 0,
-        time_step_s: STEP_S,
-        horizon: STEPS_PER_DAY,
-        capacity_w: (0..STEPS_PER_DAY).map(|k| group.capacity_at(k)).collect(),
-        other_load_w: vec![0; STEPS_PER_DAY],
-        pv_w: group.pv_w.clone(),
-        price_micro_eur_per_kwh: rec.scenario.price_micro_eur_per_kwh.clone(),
-        battery: None,
-        vehicles,
-        topology: None,
-    };
+    inputs.pv_w = group.pv_w.clone();
+    inputs.price_micro_eur_per_kwh = rec.scenario.price_micro_eur_per_kwh.clone();
     let opts = SolveOptions {
         time_limit_ms: 60_000,
         ..SolveOptions::default()

@@ -150,20 +150,12 @@ pub fn phase_figures(rec: &SimRecord) -> Option<PhaseFigures> {
 /// The counterfactual's current per node phase of group `group_id` per step (A): each
 /// vehicle's [`uncontrolled`] row on its charge point's wiring.
 fn uncontrolled_phase_load(rec: &SimRecord, group_id: i64) -> Vec<([f64; 3], [f64; 3])> {
-    let end = rec.config.end_step();
     let mut load = vec![([0.0; 3], [0.0; 3]); STEPS_PER_DAY];
-    let members: Vec<&super::run::VehicleRecord> = rec
-        .vehicles
-        .iter()
-        .filter(|v| {
-            v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == group_id)
-                && !v.plugged_steps(end).is_empty()
-        })
-        .collect();
     let Some(g) = rec.scenario.groups.iter().position(|g| g.id == group_id) else {
         return load;
     };
-    for (v, row) in members.iter().zip(baseline_rows(rec, g)) {
+    for (i, row) in group_members(rec, g).into_iter().zip(baseline_rows(rec, g)) {
+        let v = &rec.vehicles[i];
         let cp = &rec.scenario.charge_points[v.cp.unwrap_or_default()];
         let cabinet = cp.wiring.is_some_and(|(_, c)| c);
         for (t, w) in row.iter().enumerate() {
@@ -421,22 +413,33 @@ pub fn uncontrolled(rec: &SimRecord) -> (Vec<Vec<f64>>, f64) {
     (load, total_wh)
 }
 
-/// The counterfactual rows (W per step of the day) of group index `g`'s vehicles, in the order
-/// of [`SimRecord::vehicles`].
-pub(crate) fn baseline_rows(rec: &SimRecord, g: usize) -> Vec<Vec<i64>> {
+/// The vehicles of group index `g` plugged in within the window, by index into
+/// [`SimRecord::vehicles`], in order.
+pub(crate) fn group_members(rec: &SimRecord, g: usize) -> Vec<usize> {
+    let end = rec.config.end_step();
+    let id = rec.scenario.groups[g].id;
+    rec.vehicles
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == id)
+                && !v.plugged_steps(end).is_empty()
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Group index `g`'s day as optimiser inputs: its [`group_members`] as vehicles of `class`
+/// wanting all they take (ids zero-padded indexes, so rows in id order keep the members'
+/// order), its capacity per step; no other load, PV, prices or battery.
+pub(crate) fn day_inputs(rec: &SimRecord, g: usize, class: VehicleClass) -> GroupInputs {
     let end = rec.config.end_step();
     let group = &rec.scenario.groups[g];
-    {
-        let vehicles: Vec<Vehicle> = rec
-            .vehicles
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| {
-                v.cp.is_some_and(|cp| rec.scenario.charge_points[cp].group_id == group.id)
-                    && !v.plugged_steps(end).is_empty()
-            })
-            .map(|(i, v)| Vehicle {
-                // Zero-padded, so that the baseline's rows (in id order) keep this order.
+    let vehicles = group_members(rec, g)
+        .into_iter()
+        .map(|i| {
+            let v = &rec.vehicles[i];
+            Vehicle {
                 id: format!("{i:08}"),
                 arrival: v.arrival.arrival_step,
                 departure: v.arrival.departure_step.min(end),
@@ -445,25 +448,30 @@ pub(crate) fn baseline_rows(rec: &SimRecord, g: usize) -> Vec<Vec<i64>> {
                 energy_requested_wh: v.arrival.wanted_wh,
                 battery_capacity_wh: None,
                 energy_on_arrival_wh: None,
-                class: VehicleClass::Uncontrolled,
+                class,
                 efficiency_permille: 1_000,
-            })
-            .collect();
-        let inputs = GroupInputs {
-            group_id: u64::try_from(group.id).unwrap_or_default(),
-            start_timestep: 0,
-            time_step_s: STEP_S,
-            horizon: STEPS_PER_DAY,
-            capacity_w: (0..STEPS_PER_DAY).map(|k| group.capacity_at(k)).collect(),
-            other_load_w: vec![0; STEPS_PER_DAY],
-            pv_w: vec![0; STEPS_PER_DAY],
-            price_micro_eur_per_kwh: vec![0; STEPS_PER_DAY],
-            battery: None,
-            vehicles,
-            topology: None,
-        };
-        evflex_schedule::baseline(&inputs)
+            }
+        })
+        .collect();
+    GroupInputs {
+        group_id: u64::try_from(group.id).unwrap_or_default(),
+        start_timestep: 0,
+        time_step_s: STEP_S,
+        horizon: STEPS_PER_DAY,
+        capacity_w: (0..STEPS_PER_DAY).map(|k| group.capacity_at(k)).collect(),
+        other_load_w: vec![0; STEPS_PER_DAY],
+        pv_w: vec![0; STEPS_PER_DAY],
+        price_micro_eur_per_kwh: vec![0; STEPS_PER_DAY],
+        battery: None,
+        vehicles,
+        topology: None,
     }
+}
+
+/// The counterfactual rows (W per step of the day) of group index `g`'s vehicles, in the order
+/// of [`group_members`].
+pub(crate) fn baseline_rows(rec: &SimRecord, g: usize) -> Vec<Vec<i64>> {
+    evflex_schedule::baseline(&day_inputs(rec, g, VehicleClass::Uncontrolled))
 }
 
 #[allow(clippy::needless_range_loop)] // steps index several per-step series at once
