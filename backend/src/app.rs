@@ -118,6 +118,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     tick: TickMode,
+    replan: crate::config::ReplanMode,
     local_chain: Option<evflex_chain::LocalChain>,
 }
 
@@ -215,6 +216,7 @@ impl Application {
             } else {
                 config.tick
             },
+            replan: config.replan,
             local_chain,
         })
     }
@@ -240,6 +242,13 @@ impl Application {
             let engine = self.state.engine.clone();
             let mut rx = stop_rx.clone();
             tokio::spawn(engine::run_wall_clock(engine, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        });
+        let replanner = (self.replan == crate::config::ReplanMode::Auto).then(|| {
+            let engine = self.state.engine.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(engine::replan::run(engine, async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         });
@@ -286,6 +295,9 @@ impl Application {
         let _ = forget.await;
         if let Some(t) = ticker {
             let _ = t.await;
+        }
+        if let Some(r) = replanner {
+            let _ = r.await;
         }
         if let Some(w) = writer {
             let _ = w.await;

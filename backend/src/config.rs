@@ -53,6 +53,18 @@ pub enum TickMode {
     Manual,
 }
 
+/// How event re-plans (`engine::replan`) are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReplanMode {
+    /// A worker re-plans a group as soon as an event is recorded for it (and polls for events
+    /// other replicas recorded).
+    #[default]
+    Auto,
+    /// Events are recorded, but only the caller runs [`crate::engine::replan::run_pending`]
+    /// (tests that need a deterministic order); the tick still covers them.
+    Manual,
+}
+
 /// `evflex serve` configuration.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
@@ -79,6 +91,9 @@ pub struct ServeConfig {
     /// Tick trigger.
     #[arg(long, env = "EVFLEX_TICK", value_enum, default_value_t = TickMode::WallClock)]
     pub tick: TickMode,
+    /// Event re-plan trigger: `auto` re-plans a group as soon as an event changes it.
+    #[arg(long, env = "EVFLEX_REPLAN", value_enum, default_value_t = ReplanMode::Auto)]
+    pub replan: ReplanMode,
     /// A registration token (OCPI token A) a CPO may use to start the credentials handshake.
     #[arg(long, env = "EVFLEX_OCPI_REGISTRATION_TOKEN")]
     pub ocpi_registration_token: Option<Secret>,
@@ -148,6 +163,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             tick: TickMode::Manual,
+            replan: ReplanMode::Manual,
             ocpi_registration_token: None,
             ocpi_country_code: "NL".to_owned(),
             ocpi_party_id: "EVF".to_owned(),
@@ -205,6 +221,18 @@ pub struct EngineConfig {
     /// First back-off between set-point attempts (ms; doubles each retry).
     #[arg(long, env = "EVFLEX_SETPOINT_BACKOFF_MS", default_value_t = 500)]
     pub setpoint_backoff_ms: u64,
+    /// How long the re-plan worker waits after an event before it plans, so a burst of events
+    /// on a group gives one re-plan (ms).
+    #[arg(long, env = "EVFLEX_REPLAN_DEBOUNCE_MS", default_value_t = 50)]
+    pub replan_debounce_ms: u64,
+    /// How often the re-plan worker looks for events other replicas recorded (ms).
+    #[arg(long, env = "EVFLEX_REPLAN_POLL_MS", default_value_t = 1_000)]
+    pub replan_poll_ms: u64,
+    /// The reaction window (s): from a car plugging in to its first profile in force (the
+    /// re-plan, the CPO, the station). The arrival reserve covers the arrivals expected in it
+    /// (`engine::reserve`).
+    #[arg(long, env = "EVFLEX_REACTION_WINDOW_S", default_value_t = 10.0)]
+    pub reaction_window_s: f64,
 }
 
 impl Default for EngineConfig {
@@ -222,6 +250,9 @@ impl Default for EngineConfig {
             default_evse_power_w: 11_000,
             setpoint_attempts: 3,
             setpoint_backoff_ms: 500,
+            replan_debounce_ms: 50,
+            replan_poll_ms: 1_000,
+            reaction_window_s: 10.0,
         }
     }
 }

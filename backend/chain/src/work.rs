@@ -262,6 +262,10 @@ pub struct StatusCommitWork {
     pub group_id: i64,
     /// Absolute timestep (Unix seconds / `time_step_s`).
     pub timestep: i64,
+    /// The schedule's revision within the timestep: 0 for the tick's, 1, 2, … for the event
+    /// re-plans (absent in rows written before revisions existed: 0).
+    #[serde(default)]
+    pub revision: i64,
     /// Step length (s).
     pub time_step_s: i64,
     /// keccak-256 of the canonical inputs (`0x`-hex, 32 bytes).

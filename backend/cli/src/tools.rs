@@ -288,6 +288,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                         pv_inverters: Vec::new(),
                         batteries: Vec::new(),
                         electrical: groups::Electrical::default(),
+                        arrival_reserve_w: None,
                     },
                     now,
                 )
@@ -414,6 +415,7 @@ async fn run_chain_bench(args: &BenchChainArgs) -> anyhow::Result<ChainBenchRepo
                 let payload = StatusCommitWork {
                     group_id,
                     timestep,
+                    revision: 0,
                     time_step_s: 900,
                     inputs_hash: keccak256(format!("inputs:{seed}")).to_string(),
                     schedule_hash: keccak256(format!("schedule:{seed}")).to_string(),

@@ -84,7 +84,10 @@ pub struct ScheduleView {
     /// Planned power per vehicle per step (W).
     #[schema(value_type = Option<Vec<Vec<i64>>>)]
     pub power_w: serde_json::Value,
-    /// Capacity per step (W).
+    /// The schedule's revision within its timestep: 0 for the quarter-hour tick's, 1, 2, …
+    /// for the re-plans events caused since.
+    pub revision: i64,
+    /// Capacity per step the plan used (W): the group's, less the arrival reserve.
     #[schema(value_type = Option<Vec<i64>>)]
     pub capacity_w: serde_json::Value,
     /// PV forecast per step (W).
@@ -104,6 +107,11 @@ pub struct CockpitGroup {
     pub name: String,
     /// Capacity now (W).
     pub capacity_w: i64,
+    /// Headroom the latest plan keeps free for cars that plug in before their first profile
+    /// lands (W; `engine::reserve`).
+    pub arrival_reserve_w: i64,
+    /// The reserve the CPO set for the group (W), when it replaces evflex's rule.
+    pub arrival_reserve_configured_w: Option<i64>,
     /// Sum of current charge-point power (W).
     pub load_w: i64,
     /// PV peak of the group's inverters (W).
@@ -182,6 +190,7 @@ async fn build(
         Some(s) => session_ids_of(&mut conn, &s.schedule).await?,
         None => serde_json::Value::Null,
     };
+    let arrival_reserve_w = latest.as_ref().map_or(0, |s| s.reserve_w);
     let schedule = latest.map(|s| {
         let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
         ScheduleView {
@@ -191,6 +200,7 @@ async fn build(
             status: s.status.clone(),
             inputs_hash: s.inputs_hash.clone(),
             schedule_hash: s.schedule_hash.clone(),
+            revision: s.revision,
             vehicle_ids: session_ids,
             power_w: field(&s.schedule, "power_w"),
             capacity_w: field(&s.inputs, "capacity_w"),
@@ -202,6 +212,8 @@ async fn build(
         group_id: g.id,
         name: g.name,
         capacity_w: g.capacity_w,
+        arrival_reserve_w,
+        arrival_reserve_configured_w: g.arrival_reserve_w,
         load_w: charge_points.iter().filter_map(|c| c.power_w).sum(),
         pv_peak_w: g.pv_inverters.iter().map(|p| p.peak_w).sum(),
         charge_points,

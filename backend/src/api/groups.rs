@@ -6,6 +6,7 @@
 use super::auth::AuthCpo;
 use super::error::{ApiError, parse_body};
 use crate::app::AppState;
+use crate::engine::replan;
 use crate::ingest::topology::{
     self, CapacityChangeSpec, ElectricalSpec, ForecastSpec, GroupSpec, Topology,
 };
@@ -60,6 +61,10 @@ pub struct GroupView {
     /// Limits above their parent's (accepted: the parent binds), one line each.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The arrival reserve the CPO set (W); absent: evflex's rule (the cockpit shows the
+    /// reserve in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_reserve_w: Option<i64>,
 }
 
 /// A capacity change effective now.
@@ -92,6 +97,7 @@ async fn load(state: &AppState, cpo: &AuthCpo, id: i64) -> Result<GroupView, Api
         pv_inverters: g.pv_inverters,
         batteries: g.batteries,
         capacity_changes,
+        arrival_reserve_w: g.arrival_reserve_w,
     })
 }
 
@@ -143,6 +149,7 @@ async fn put_group(
         ));
     }
     topology::put_group(&state.db, cpo.actor(), &spec, state.clock.now()).await?;
+    replan::request_or_log(&state.engine, id, "group").await;
     Ok(Json(load(&state, &cpo, id).await?))
 }
 
@@ -165,6 +172,7 @@ async fn set_capacity(
         state.clock.now(),
     )
     .await?;
+    replan::request_or_log(&state.engine, id, "capacity").await;
     Ok(Json(load(&state, &cpo, id).await?))
 }
 
@@ -180,6 +188,7 @@ async fn add_capacity_change(
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let spec: CapacityChangeSpec = parse_body(&body)?;
     topology::add_capacity_change(&state.db, cpo.actor(), id, &spec, state.clock.now()).await?;
+    replan::request_or_log(&state.engine, id, "capacity").await;
     Ok((StatusCode::CREATED, Json(load(&state, &cpo, id).await?)))
 }
 
@@ -195,6 +204,7 @@ async fn put_forecast(
 ) -> Result<StatusCode, ApiError> {
     let spec: ForecastSpec = parse_body(&body)?;
     topology::put_forecast(&state.db, cpo.actor(), id, &spec).await?;
+    replan::request_or_log(&state.engine, id, "forecast").await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -208,6 +218,9 @@ async fn put_topology(
 ) -> Result<Json<Vec<GroupView>>, ApiError> {
     let topo: Topology = parse_body(&body)?;
     topology::put_topology(&state.db, cpo.actor(), &topo, state.clock.now()).await?;
+    for g in &topo.groups {
+        replan::request_or_log(&state.engine, g.id as i64, "topology").await;
+    }
     let mut out = Vec::new();
     for g in &topo.groups {
         out.push(load(&state, &cpo, g.id as i64).await?);

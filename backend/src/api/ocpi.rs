@@ -10,6 +10,7 @@
 
 use crate::app::AppState;
 use crate::domain::{PartyKey, format_rfc3339};
+use crate::engine::replan;
 use crate::ingest::ocpi::credentials::{self, Caller};
 use crate::ingest::ocpi::model::{
     ActiveChargingProfile, ActiveChargingProfileResult, ChargingProfileResult,
@@ -627,7 +628,7 @@ async fn write_location(
     body: Bytes,
 ) -> Result<Response, OcpiError> {
     let codes = (path.cc.as_str(), path.pid.as_str());
-    write_object(
+    let response = write_object(
         &state,
         &party,
         "locations",
@@ -639,7 +640,49 @@ async fn write_location(
             receiver::write_location_object(db, &origin, &path.target, body, is_patch, now).await
         },
     )
-    .await
+    .await?;
+    // An EVSE's status or rating changes its group's plan.
+    for g in location_groups(&state, &path).await {
+        replan::request_or_log(&state.engine, g, "evse").await;
+    }
+    Ok(response)
+}
+
+/// The groups of the EVSEs a Locations write touched: the EVSE of an EVSE or connector URL,
+/// else every EVSE of the location.
+async fn location_groups(state: &AppState, path: &LocationPath) -> Vec<i64> {
+    let groups = async {
+        let mut conn = state.db.conn().await?;
+        let uids = match &path.target.evse_uid {
+            Some(uid) => vec![uid.clone()],
+            None => crate::store::locations::evses_of_location(
+                &mut conn,
+                &path.cc,
+                &path.pid,
+                &path.target.location_id,
+            )
+            .await?
+            .into_iter()
+            .map(|e| e.record.uid)
+            .collect(),
+        };
+        let mut groups = Vec::new();
+        for uid in uids {
+            if let Some(g) =
+                crate::store::groups::group_of_evse(&mut conn, &path.cc, &path.pid, &uid).await?
+            {
+                groups.push(g);
+            }
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        crate::store::StoreResult::Ok(groups)
+    }
+    .await;
+    groups.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "re-plan: cannot find the groups of a location write");
+        Vec::new()
+    })
 }
 
 /// The URL of a Tariff.
@@ -738,11 +781,26 @@ async fn write_session(
         },
     )
     .await?;
-    if state.engine.events.receivers() > 0 {
+    // A session that starts, changes or stops changes its group's plan; a PATCH that only
+    // reports energy or cost does not (the next plan reads it).
+    let replan = method != Method::PATCH || patch_changes_plan(&body);
+    if replan || state.engine.events.receivers() > 0 {
         let group = session_group(&state, &path.cc, &path.pid, &path.session_id).await;
+        if replan && let Some(g) = group {
+            replan::request_or_log(&state.engine, g, "session").await;
+        }
         state.engine.events.meter([group], "session");
     }
     Ok(response)
+}
+
+/// Whether a Session PATCH body changes what the plan is made of: its status or its end.
+fn patch_changes_plan(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| {
+        ["status", "end_date_time"]
+            .iter()
+            .any(|k| v.get(k).is_some_and(|f| !f.is_null()))
+    })
 }
 
 /// The group of a stored session's charge point (for the event stream).
@@ -765,7 +823,11 @@ async fn post_cdr(
     let result = async {
         let body = to_internal(version, json_body(&body)?);
         ensure_owned(&party, &body)?;
-        let (_, _, id) = receiver::post_cdr(
+        let evse_uid = body
+            .pointer("/cdr_location/evse_uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (cc, pid, id) = receiver::post_cdr(
             &state.db,
             state.engine.chain.as_deref(),
             party.party_row,
@@ -773,6 +835,10 @@ async fn post_cdr(
             state.clock.now(),
         )
         .await?;
+        // The session is over: its charge point's headroom goes to the others.
+        if let Some(uid) = evse_uid {
+            replan::request_for_evse_or_log(&state.engine, &cc, &pid, &uid, "cdr").await;
+        }
         let mut headers = HeaderMap::new();
         let location = format!("{}/ocpi/{version}/cdrs/{id}", state.public_url);
         if let Ok(v) = HeaderValue::from_str(&location) {
@@ -921,6 +987,14 @@ async fn post_charging_profile_result(
             2000,
             format!("unknown set-point {id}"),
         ));
+    }
+    if !accepted {
+        // Refused after all: the group is re-planned with the charge point at its measured
+        // or full draw.
+        if let Some(sp) = schedules::get_setpoint(&mut conn, id).await? {
+            drop(conn);
+            replan::request_or_log(&state.engine, sp.record.group_id, "rejected").await;
+        }
     }
     Ok(ok::<()>(&state, None))
 }

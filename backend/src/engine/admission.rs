@@ -218,5 +218,10 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
     let mut tx = engine.db.begin().await?;
     request.id = requests::insert(&mut tx, &request, now).await?;
     tx.commit().await?;
+    // The decision changes the group's plan (a guarantee, or the session's best effort): the
+    // accepted request's set-point goes out with the re-plan, not at the next tick.
+    if let Some(g) = group_id {
+        super::replan::request_or_log(engine, g, "request").await;
+    }
     Ok(request)
 }

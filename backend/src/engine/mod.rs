@@ -6,7 +6,8 @@
 //! holds an `Engine` in its state and passes it in; nothing in this module imports the HTTP
 //! layer (the `app` and `api` modules), so the arrows point one way: HTTP → engine → store.
 //!
-//! "Run one step" entry points: [`run_tick`] for a timestep,
+//! "Run one step" entry points: [`run_tick`] for a timestep, [`replan::run_pending`] for the
+//! groups that events changed since (event re-plans),
 //! [`setpoints::deliver_pending`] for set-point delivery, [`tokens::push_pending`] for
 //! users' tokens and [`sync::pull_all`] for what the CPOs pushed while evflex was down. [`run_wall_clock`] calls `run_tick`
 //! at every quarter hour; tests and the demo call it with a simulated clock.
@@ -19,7 +20,9 @@
 pub mod admission;
 pub mod error;
 pub mod plan;
+pub mod replan;
 pub mod report;
+pub mod reserve;
 pub mod setpoints;
 pub mod snapshot;
 pub mod sync;
@@ -75,6 +78,8 @@ pub struct Engine {
     /// One token push round at a time ([`tokens::push_pending`]), so rounds started by sign-ups
     /// at once do not push the same token twice.
     pub token_pushes: Arc<tokio::sync::Mutex<()>>,
+    /// Wakes this replica's re-plan worker when an event is recorded ([`replan::request`]).
+    pub replan_wake: Arc<tokio::sync::Notify>,
     /// This replica's name in group leases and tick reports (see [`replica_id`]).
     pub replica: Arc<str>,
     /// Fault injection for tests.
@@ -99,6 +104,7 @@ impl Engine {
             clock,
             solve_slots: Arc::new(Semaphore::new(config.parallel_solves())),
             token_pushes: Arc::default(),
+            replan_wake: Arc::default(),
             config: Arc::new(config),
             chain,
             events: Events::default(),

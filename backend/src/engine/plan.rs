@@ -24,13 +24,15 @@ use evflex_chain::work::{MemberSnapshot, StatusCommitWork};
 use evflex_schedule::{GroupInputs, Mode, Schedule, SolveOptions, VehicleClass, hash};
 use std::collections::HashSet;
 
-/// Which (group, timestep) a plan is for, and when it is made.
+/// Which (group, timestep, revision) a plan is for, and when it is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     /// The group.
     pub group_id: i64,
     /// The absolute timestep planned (Unix seconds / 900).
     pub timestep: u64,
+    /// 0 for the tick's plan, 1, 2, … for the event re-plans within the timestep.
+    pub revision: i64,
     /// Now (Unix seconds): the rows' creation time.
     pub now: i64,
 }
@@ -51,7 +53,8 @@ pub struct Flexibility {
 pub struct Plan {
     /// Which (group, timestep), and when.
     pub step: Step,
-    /// The schedule row (its primary key (group, timestep) guards against a second commit).
+    /// The schedule row (its primary key (group, timestep, revision) guards against a second
+    /// commit).
     pub schedule: ScheduleRecord,
     /// Flexibility per scheduled session.
     pub flexibility: Vec<Flexibility>,
@@ -76,6 +79,7 @@ pub fn plan(
     let Step {
         group_id,
         timestep,
+        revision,
         now,
     } = step;
     let inputs_hash = hash::to_hex(&hash::inputs_hash(&snap.inputs));
@@ -116,6 +120,7 @@ pub fn plan(
                     setpoints.push(SetpointRecord {
                         group_id,
                         timestep: timestep as i64,
+                        revision,
                         session_row: v.session_row,
                         session_id: v.session_id.clone(),
                         owner_party: v.owner_party,
@@ -162,6 +167,7 @@ pub fn plan(
         setpoints.push(SetpointRecord {
             group_id,
             timestep: timestep as i64,
+            revision,
             session_row: v.session_row,
             session_id: v.session_id.clone(),
             owner_party: v.owner_party,
@@ -200,6 +206,7 @@ pub fn plan(
     let record = ScheduleRecord {
         group_id,
         timestep: timestep as i64,
+        revision,
         time_step_s: i64::from(time_step_s),
         status: serde_json::to_value(schedule.status)
             .ok()
@@ -211,15 +218,17 @@ pub fn plan(
         inputs: encode("inputs", &snap.inputs)?,
         schedule: encode("schedule", schedule)?,
         members: encode("members", &snap.vehicles)?,
-        capacity_w: snap.inputs.capacity_w.first().copied().unwrap_or(0),
+        capacity_w: snap.group_capacity_w,
         planned_load_w: schedule.grid_import_w.first().copied().unwrap_or(0),
         measured_load_w: snap.measured_load_w,
         pv_w: snap.inputs.pv_w.first().copied().unwrap_or(0),
+        reserve_w: snap.reserve_w,
         created_at: now,
     };
     let status_commit = StatusCommitWork {
         group_id,
         timestep: timestep as i64,
+        revision,
         time_step_s: i64::from(time_step_s),
         inputs_hash: inputs_hash.clone(),
         schedule_hash: schedule_hash.clone(),
@@ -227,6 +236,7 @@ pub fn plan(
         members,
     };
     let outcome = GroupOutcome::Solved {
+        revision,
         status: schedule.status,
         vehicles: snap.vehicles.len(),
         setpoints: setpoints.len(),
@@ -333,6 +343,7 @@ mod tests {
     const STEP: Step = Step {
         group_id: 7,
         timestep: TS,
+        revision: 0,
         now: NOW,
     };
 
@@ -403,6 +414,8 @@ mod tests {
             ],
             measured_load_w: 9_000,
             fixed: Vec::new(),
+            group_capacity_w: 30_000,
+            reserve_w: 0,
         }
     }
 
@@ -516,6 +529,7 @@ mod tests {
         let previous = SetpointRecord {
             group_id: 7,
             timestep: TS as i64 - 1,
+            revision: 0,
             session_row: 3,
             session_id: "S3".to_owned(),
             owner_party: Some(1),

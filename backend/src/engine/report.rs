@@ -11,6 +11,9 @@ use serde::Serialize;
 pub enum GroupOutcome {
     /// Solved and stored.
     Solved {
+        /// The schedule's revision within the timestep: 0 for the tick's, 1, 2, … for the
+        /// event re-plans (`engine::replan`).
+        revision: i64,
         /// Solve status.
         status: SolveStatus,
         /// Vehicles in the group.
@@ -60,6 +63,9 @@ pub enum SkipReason {
         /// a later timestep was committed since).
         by: Option<String>,
     },
+    /// An event re-plan found no event waiting for the group: another replica (or the tick)
+    /// planned it since the event came in.
+    NothingWaiting,
 }
 
 /// The result of one tick.

@@ -324,6 +324,11 @@ async fn deliver_one(
     {
         tracing::error!(error = ?e, setpoint = sp.id, "set-point: cannot record attempt");
     }
+    if delivered == Delivered::Rejected {
+        // The charge point now draws what it wants: plan it at its measured or full draw and
+        // give the others the rest at once (issue 15), not at the next tick.
+        super::replan::request_or_log(engine, sp.record.group_id, "rejected").await;
+    }
     (delivered, retries)
 }
 

@@ -119,6 +119,10 @@ pub struct GroupSnapshot {
     pub measured_load_w: i64,
     /// Charge points planned at their measured draw (included in `inputs.other_load_w`).
     pub fixed: Vec<FixedLoad>,
+    /// The group's capacity in the first step (W), before the arrival reserve.
+    pub group_capacity_w: i64,
+    /// The arrival reserve taken off the capacity in every step (W, `engine::reserve`).
+    pub reserve_w: i64,
 }
 
 /// Vehicle id of a session in the optimiser's inputs: `V` and the session's row id.
@@ -151,6 +155,26 @@ pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize 
     let step = i64::from(time_step_s);
     let steps = (ts - t0).div_euclid(step);
     steps.clamp(1, horizon as i64) as usize
+}
+
+/// For a plan made `elapsed_s` into its first step (an event re-plan, `engine::replan`): each
+/// guaranteed vehicle's energy grows by what its full power would deliver in the part of the
+/// step already past. The optimiser plans whole steps, so without this it would count on that
+/// past part; admission pads a request the same way. Energy already delivered in it is measured
+/// and already counted (`delivered_wh`).
+pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
+    let elapsed_s = elapsed_s.clamp(0, i64::from(inputs.time_step_s));
+    if elapsed_s == 0 {
+        return;
+    }
+    for v in inputs
+        .vehicles
+        .iter_mut()
+        .filter(|v| v.class == VehicleClass::Guaranteed)
+    {
+        let pad_wh = ((v.max_power_w as i128 * elapsed_s as i128 + 3_599) / 3_600) as i64;
+        v.energy_requested_wh = v.energy_requested_wh.saturating_add(pad_wh);
+    }
 }
 
 /// Maximum charging power of a vehicle: the EVSE's rating, or the vehicle's own maximum when
@@ -414,6 +438,35 @@ pub async fn snapshot(
         });
     }
 
+    // The arrival reserve (`engine::reserve`): room for the cars that may plug in on a free
+    // charge point before their first profile lands.
+    let occupied: Vec<&str> = infos
+        .iter()
+        .map(|v| v.evse_uid.as_str())
+        .chain(fixed.iter().map(|f| f.evse_uid.as_str()))
+        .collect();
+    let free_ratings_w: Vec<i64> = members
+        .iter()
+        .filter(|m| !occupied.contains(&m.evse_uid.as_str()) && can_take_a_car(&m.status))
+        .map(|m| m.rated_power_w)
+        .collect();
+    let arrivals_24h = if free_ratings_w.is_empty() {
+        0
+    } else {
+        sessions::started_in_group(conn, g.id, t0 - 86_400, t0 + i64::from(time_step_s)).await?
+    };
+    let reserve_w = super::reserve::group_reserve_w(
+        &free_ratings_w,
+        arrivals_24h,
+        cfg.reaction_window_s,
+        g.arrival_reserve_w,
+    );
+    let group_capacity_w = capacity_w.first().copied().unwrap_or(g.capacity_w);
+    let capacity_w: Vec<i64> = capacity_w
+        .into_iter()
+        .map(|c| (c - reserve_w).max(0))
+        .collect();
+
     let topology = (!g.electrical.is_empty()).then(|| {
         let car_phases = |uid: &str, session_id: &str| {
             live.iter()
@@ -430,6 +483,10 @@ pub async fn snapshot(
             car_phases: &car_phases,
         })
     });
+    let mut topology = topology;
+    if let Some(top) = topology.as_mut() {
+        reserve_at_connection(top, reserve_w, g.electrical.phase_voltage_v);
+    }
     // An amps point's minimum is its minimum current on the phases the car draws on (the tree's
     // rule); the EVSE-wide 6 A on every phase would forbid a single-phase car on a three-phase
     // point from charging at all.
@@ -463,7 +520,33 @@ pub async fn snapshot(
         vehicles: infos,
         measured_load_w,
         fixed,
+        group_capacity_w,
+        reserve_w,
     })
+}
+
+/// Whether a charge point in `status` can take a car that arrives (not out of order, removed
+/// or blocked).
+fn can_take_a_car(status: &str) -> bool {
+    !matches!(status, "REMOVED" | "OUTOFORDER" | "INOPERATIVE" | "BLOCKED")
+}
+
+/// Takes the arrival reserve off the connection's per-phase limits: its current balanced on
+/// three phases at `phase_voltage_v`, rounded up.
+fn reserve_at_connection(top: &mut Topology, reserve_w: i64, phase_voltage_v: u32) {
+    if reserve_w <= 0 {
+        return;
+    }
+    let volts = i64::from(phase_voltage_v.max(1));
+    let per_phase_ma = (reserve_w * 1000 + 3 * volts - 1) / (3 * volts);
+    if let Some(root) = top.nodes.iter_mut().find(|n| n.id == CONNECTION_NODE) {
+        for limit in root.phase_limit_ma.iter_mut().flatten() {
+            *limit = (*limit - per_phase_ma).max(0);
+        }
+        if let Some(w) = root.limit_w.as_mut() {
+            *w = (*w - reserve_w).max(0);
+        }
+    }
 }
 
 /// The id of the root of a group's tree: the group's connection (a name no limit node may take).

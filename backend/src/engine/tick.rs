@@ -53,7 +53,7 @@ use super::{Engine, TickError};
 use crate::store::leases::{self, Lease};
 use crate::store::outbox;
 use crate::store::schedules::{self, ScheduleRecord, SetpointRecord};
-use crate::store::{Backend, Conn, StoreError, Tx, groups, sessions};
+use crate::store::{Backend, Conn, StoreError, Tx, groups, replans, sessions};
 use evflex_chain::work::ChainWork;
 use evflex_schedule::{GroupInputs, Schedule, SolveOptions};
 use std::time::Instant;
@@ -172,10 +172,25 @@ async fn tick_groups(engine: &Engine, group_ids: Vec<i64>, timestep: u64) -> Vec
     reports
 }
 
-/// What [`tick_group`] did (its `Err` is a failure, reported with its text).
-enum Ticked {
+/// What [`plan_group`] did (its `Err` is a failure, reported with its text).
+pub(super) enum Ticked {
     Solved(GroupOutcome),
     Skipped(SkipReason),
+}
+
+/// Why a group is planned: the quarter-hour tick (revision 0 of the timestep, once), or events
+/// waiting for it (`engine::replan`: the next revision of the timestep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// The timestep's tick.
+    Tick,
+    /// Events recorded in `replan_requests`.
+    Event,
+}
+
+/// The tick of one group.
+async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Ticked, TickError> {
+    plan_group(engine, group_id, timestep, Trigger::Tick).await
 }
 
 /// Claim, read, solve, plan, commit for one group.
@@ -183,19 +198,28 @@ enum Ticked {
 /// PostgreSQL: one transaction from the lease to the commit (see the module docs). SQLite: the
 /// snapshot and the solve run outside any transaction (its single connection must stay free for
 /// ingestion while the solver runs) and the commit transaction is the lease.
-async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Ticked, TickError> {
+pub(super) async fn plan_group(
+    engine: &Engine,
+    group_id: i64,
+    timestep: u64,
+    trigger: Trigger,
+) -> Result<Ticked, TickError> {
     let Some(mut claim) = Claim::take(engine, group_id).await? else {
         return Ok(Ticked::Skipped(SkipReason::Held));
     };
-    let inputs = match claim.read_inputs(engine, group_id, timestep).await? {
+    let inputs = match claim
+        .read_inputs(engine, group_id, timestep, trigger)
+        .await?
+    {
         Read::Inputs(inputs) => inputs,
-        Read::Committed(skip) => return Ok(Ticked::Skipped(skip)),
+        Read::Skip(skip) => return Ok(Ticked::Skipped(skip)),
     };
     let opts = engine.solve_options();
     let schedule = claim.solve(engine, &inputs, &opts).await?;
     let step = Step {
         group_id,
         timestep,
+        revision: inputs.revision,
         now: engine.clock.now(),
     };
     let plan = plan::plan(
@@ -206,7 +230,7 @@ async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Tic
         step,
     )?;
     let tx = claim.transaction(engine, group_id).await?;
-    match commit(engine, tx, &plan).await? {
+    match commit(engine, tx, &plan, inputs.replan_seq).await? {
         Committed::Stored => {
             metrics::counter!("evflex_groups_solved_total").increment(1);
             Ok(Ticked::Solved(plan.outcome))
@@ -230,16 +254,21 @@ struct Claim {
 enum Read {
     /// The inputs to plan from (boxed: the snapshot is large).
     Inputs(Box<Inputs>),
-    /// The (group, timestep) is already committed.
-    Committed(SkipReason),
+    /// Nothing to plan: the tick's (group, timestep) is already committed, or no event waits.
+    Skip(SkipReason),
 }
 
 /// A group's inputs for one timestep.
 struct Inputs {
+    /// The revision this plan will be.
+    revision: i64,
+    /// The `seq` of the group's waiting re-plan request when it was read: the commit clears the
+    /// request if no event came in since (`store::replans`).
+    replan_seq: Option<i64>,
     snapshot: GroupSnapshot,
-    /// The last valid schedule before the timestep (the optimiser's previous plan).
+    /// The last valid schedule before this plan (the optimiser's previous plan).
     previous: Option<Schedule>,
-    /// The set-points of the last stored timestep before this one.
+    /// The set-points of the last stored schedule before this one.
     previous_setpoints: Vec<SetpointRecord>,
 }
 
@@ -273,12 +302,13 @@ impl Claim {
         engine: &Engine,
         group_id: i64,
         timestep: u64,
+        trigger: Trigger,
     ) -> Result<Read, TickError> {
         match &mut self.tx {
-            Some(tx) => read_inputs(engine, tx, group_id, timestep).await,
+            Some(tx) => read_inputs(engine, tx, group_id, timestep, trigger).await,
             None => {
                 let mut conn = engine.db.conn().await?;
-                read_inputs(engine, &mut conn, group_id, timestep).await
+                read_inputs(engine, &mut conn, group_id, timestep, trigger).await
             }
         }
     }
@@ -329,31 +359,57 @@ fn committed_by(lease: Option<Lease>, timestep: i64) -> SkipReason {
 }
 
 /// The group's snapshot, its last valid schedule and the set-points of its last stored
-/// timestep, or why it is skipped (already committed).
+/// schedule, or why it is skipped.
+///
+/// The tick plans revision 0 of `timestep`, and skips a timestep already committed. An event
+/// re-plan plans the timestep's next revision (revision 0 when the tick has not run yet), and
+/// skips a group with no event waiting. Either clears the group's waiting events when it
+/// commits: the snapshot, read after them, covers them.
 async fn read_inputs(
     engine: &Engine,
     conn: &mut Conn,
     group_id: i64,
     timestep: u64,
+    trigger: Trigger,
 ) -> Result<Read, TickError> {
     let ts = timestep as i64;
-    if schedules::exists(conn, group_id, ts).await? {
-        let lease = leases::get(conn, group_id).await?;
-        return Ok(Read::Committed(committed_by(lease, ts)));
-    }
+    let waiting = replans::get(conn, group_id).await?;
+    let last_revision = schedules::last_revision(conn, group_id, ts).await?;
+    let revision = match (trigger, last_revision) {
+        (Trigger::Tick, Some(_)) => {
+            let lease = leases::get(conn, group_id).await?;
+            return Ok(Read::Skip(committed_by(lease, ts)));
+        }
+        (Trigger::Tick, None) => 0,
+        (Trigger::Event, _) if waiting.is_none() => {
+            return Ok(Read::Skip(SkipReason::NothingWaiting));
+        }
+        (Trigger::Event, last) => last.map_or(0, |r| r + 1),
+    };
     let group = groups::get(conn, group_id)
         .await?
         .ok_or(TickError::GroupGone)?;
-    let snapshot = snapshot::snapshot(conn, &engine.config, &group, timestep).await?;
-    let (previous, previous_setpoints) = match schedules::latest_before(conn, group_id, ts).await? {
-        Some(last) => {
-            let setpoints = schedules::setpoints_of(conn, group_id, last.timestep).await?;
-            let previous = previous_or_log(&last);
-            (previous, setpoints.into_iter().map(|s| s.record).collect())
-        }
-        None => (None, Vec::new()),
-    };
+    let mut snapshot = snapshot::snapshot(conn, &engine.config, &group, timestep).await?;
+    if revision > 0 {
+        // A re-plan within the timestep: the part of its first step already past cannot be
+        // used (as in admission).
+        let elapsed_s =
+            engine.clock.now() - crate::domain::step_start(timestep, snapshot.inputs.time_step_s);
+        snapshot::pad_elapsed(&mut snapshot.inputs, elapsed_s);
+    }
+    let (previous, previous_setpoints) =
+        match schedules::latest_before(conn, group_id, ts + 1).await? {
+            Some(last) => {
+                let setpoints =
+                    schedules::setpoints_of(conn, group_id, last.timestep, last.revision).await?;
+                let previous = previous_or_log(&last);
+                (previous, setpoints.into_iter().map(|s| s.record).collect())
+            }
+            None => (None, Vec::new()),
+        };
     Ok(Read::Inputs(Box::new(Inputs {
+        revision,
+        replan_seq: waiting.map(|w| w.seq),
         snapshot,
         previous,
         previous_setpoints,
@@ -398,13 +454,20 @@ enum Committed {
 }
 
 /// Writes `plan` in the group's transaction `tx` and commits it: the schedule row first (its
-/// primary key is the last guard against a second commit of (group, timestep)), then the
-/// flexibility, the set-points, the chain work and the lease record.
-async fn commit(engine: &Engine, mut tx: Tx, plan: &Plan) -> Result<Committed, TickError> {
+/// primary key is the last guard against a second commit of (group, timestep, revision)), then
+/// the flexibility, the set-points, the chain work, the lease record and the clearing of the
+/// events the plan covers (`replan_seq`, see [`crate::store::replans`]).
+async fn commit(
+    engine: &Engine,
+    mut tx: Tx,
+    plan: &Plan,
+    replan_seq: Option<i64>,
+) -> Result<Committed, TickError> {
     let Step {
         group_id,
         timestep,
         now,
+        ..
     } = plan.step;
     let ts = timestep as i64;
     if !schedules::insert(&mut tx, &plan.schedule).await? {
@@ -430,6 +493,9 @@ async fn commit(engine: &Engine, mut tx: Tx, plan: &Plan) -> Result<Committed, T
     }
     enqueue_chain_work(engine, &mut tx, plan).await?;
     leases::record(&mut tx, group_id, &engine.replica, ts, now).await?;
+    if let Some(seq) = replan_seq {
+        replans::clear(&mut tx, group_id, seq).await?;
+    }
     if engine.faults.fails_before_commit(group_id) {
         // Dropping `tx` rolls everything of this group back, as a crash here would.
         return Err(TickError::InjectedFault);
@@ -453,9 +519,13 @@ async fn enqueue_chain_work(
     let Step {
         group_id,
         timestep,
+        revision,
         now,
     } = plan.step;
-    let key = format!("status_commit:{group_id}:{timestep}");
+    let key = match revision {
+        0 => format!("status_commit:{group_id}:{timestep}"),
+        r => format!("status_commit:{group_id}:{timestep}:r{r}"),
+    };
     outbox::enqueue(conn, &key, &work, now).await?;
     Ok(())
 }

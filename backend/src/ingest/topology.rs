@@ -173,6 +173,11 @@ pub struct GroupSpec {
     /// Phases, nested limits and charge-point wiring; absent: the group is one number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub electrical: Option<ElectricalSpec>,
+    /// Headroom (W) every plan keeps free for cars that plug in before their first profile
+    /// lands; absent: evflex's rule (one or more of the largest free charge points' ratings,
+    /// from the group's arrival rate); 0: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_reserve_w: Option<i64>,
 }
 
 /// A topology file: every group of a site.
@@ -302,6 +307,17 @@ fn validate(spec: &GroupSpec, at: &str) -> IngestResult<(GroupRecord, Vec<Capaci
                 Some(e) => electrical(e, &spec.evses, &format!("{at}electrical."))?,
                 None => Electrical::default(),
             },
+            arrival_reserve_w: spec
+                .arrival_reserve_w
+                .map(|w| {
+                    bounded(bounds::within(
+                        &format!("{at}arrival_reserve_w"),
+                        w,
+                        &bounds::GROUP_POWER_W,
+                        "W",
+                    ))
+                })
+                .transpose()?,
         },
         changes,
     ))

@@ -136,6 +136,9 @@ pub struct GroupRecord {
     pub batteries: Vec<BatterySpec>,
     /// Phases, tree of limits and wiring (empty: one number).
     pub electrical: Electrical,
+    /// Headroom every plan keeps for arriving cars (W), replacing the rule of
+    /// `engine::reserve`; `None`: the rule.
+    pub arrival_reserve_w: Option<i64>,
 }
 
 /// A stored group with its chain-asset state.
@@ -173,6 +176,7 @@ struct GroupRow {
     pv_inverters: String,
     batteries: String,
     electrical: String,
+    arrival_reserve_w: Option<i64>,
     asset_version: i64,
     asset_hash: String,
 }
@@ -191,6 +195,7 @@ impl TryFrom<GroupRow> for StoredGroup {
                 pv_inverters: from_json(&r.pv_inverters, "charging_groups.pv_inverters")?,
                 batteries: from_json(&r.batteries, "charging_groups.batteries")?,
                 electrical: from_json(&r.electrical, "charging_groups.electrical")?,
+                arrival_reserve_w: r.arrival_reserve_w,
             },
             asset_version: r.asset_version,
             asset_hash: r.asset_hash,
@@ -199,20 +204,21 @@ impl TryFrom<GroupRow> for StoredGroup {
 }
 
 const GROUP_COLUMNS: &str = "id, name, country_code, party_id, capacity_w, other_load_w, \
-    pv_inverters, batteries, electrical, asset_version, asset_hash";
+    pv_inverters, batteries, electrical, arrival_reserve_w, asset_version, asset_hash";
 
 /// Inserts or replaces a group (not its members).
 #[tracing::instrument(skip_all, fields(group_id = g.id))]
 pub async fn upsert(conn: &mut Conn, g: &GroupRecord, now: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO charging_groups (id, name, country_code, party_id, capacity_w, other_load_w,
-             pv_inverters, batteries, electrical, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9, $9)
+             pv_inverters, batteries, electrical, created_at, updated_at, arrival_reserve_w)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9, $9, $11)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name,
              country_code = excluded.country_code, party_id = excluded.party_id,
              capacity_w = excluded.capacity_w, other_load_w = excluded.other_load_w,
              pv_inverters = excluded.pv_inverters, batteries = excluded.batteries,
-             electrical = excluded.electrical, updated_at = excluded.updated_at",
+             electrical = excluded.electrical, updated_at = excluded.updated_at,
+             arrival_reserve_w = excluded.arrival_reserve_w",
     )
     .bind(g.id)
     .bind(&g.name)
@@ -224,6 +230,7 @@ pub async fn upsert(conn: &mut Conn, g: &GroupRecord, now: i64) -> StoreResult<(
     .bind(to_json(&g.batteries))
     .bind(now)
     .bind(to_json(&g.electrical))
+    .bind(g.arrival_reserve_w)
     .execute(conn)
     .await?;
     Ok(())

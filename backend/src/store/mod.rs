@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod outbox_drain;
 pub mod parties;
 pub mod prices;
+pub mod replans;
 pub mod requests;
 pub mod schedules;
 pub mod sessions;

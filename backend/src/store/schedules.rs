@@ -1,6 +1,10 @@
-//! Schedules and set-points. Owns `schedules` (one row per group and timestep, with the
-//! canonical inputs, the schedule and their hashes) and `setpoints` (what was sent to the CPO
-//! from each schedule, and what it answered).
+//! Schedules and set-points. Owns `schedules` (one row per group, timestep and revision, with
+//! the canonical inputs, the schedule and their hashes) and `setpoints` (what was sent to the
+//! CPO from each schedule, and what it answered).
+//!
+//! Revision 0 of a (group, timestep) is the quarter-hour tick's schedule; revisions 1, 2, … are
+//! the event re-plans within the timestep (`engine::replan`), each a whole schedule of its own
+//! with its own hashes and on-chain commitment.
 
 use super::{Conn, StoreResult, to_json};
 use sqlx::FromRow;
@@ -12,6 +16,8 @@ pub struct ScheduleRecord {
     pub group_id: i64,
     /// Absolute timestep (Unix seconds / `time_step_s`).
     pub timestep: i64,
+    /// 0 for the tick's schedule, then 1, 2, … for the event re-plans within the timestep.
+    pub revision: i64,
     /// Step length (s).
     pub time_step_s: i64,
     /// Solve status (`optimal`, `shortfall`, `time_limit`, `fallback`).
@@ -36,6 +42,8 @@ pub struct ScheduleRecord {
     pub measured_load_w: i64,
     /// PV forecast for step 0 (W).
     pub pv_w: i64,
+    /// The arrival reserve the plan kept free (W, `engine::reserve`); `capacity_w` is before it.
+    pub reserve_w: i64,
     /// Stored (Unix seconds).
     pub created_at: i64,
 }
@@ -44,6 +52,7 @@ pub struct ScheduleRecord {
 struct ScheduleRow {
     group_id: i64,
     timestep: i64,
+    revision: i64,
     time_step_s: i64,
     status: String,
     inputs_hash: String,
@@ -56,6 +65,7 @@ struct ScheduleRow {
     planned_load_w: i64,
     measured_load_w: i64,
     pv_w: i64,
+    reserve_w: i64,
     created_at: i64,
 }
 
@@ -65,6 +75,7 @@ impl TryFrom<ScheduleRow> for ScheduleRecord {
         Ok(Self {
             group_id: r.group_id,
             timestep: r.timestep,
+            revision: r.revision,
             time_step_s: r.time_step_s,
             status: r.status,
             inputs_hash: r.inputs_hash,
@@ -77,25 +88,28 @@ impl TryFrom<ScheduleRow> for ScheduleRecord {
             planned_load_w: r.planned_load_w,
             measured_load_w: r.measured_load_w,
             pv_w: r.pv_w,
+            reserve_w: r.reserve_w,
             created_at: r.created_at,
         })
     }
 }
 
-const COLUMNS: &str = "group_id, timestep, time_step_s, status, inputs_hash, schedule_hash, \
+const COLUMNS: &str = "group_id, timestep, revision, time_step_s, status, inputs_hash, schedule_hash, \
     params_hash, inputs, schedule, members, capacity_w, planned_load_w, measured_load_w, \
-    pv_w, created_at";
+    pv_w, reserve_w, created_at";
 
-/// Stores a schedule; `false` if one exists for the (group, timestep) already (idempotent).
-#[tracing::instrument(skip_all, fields(group_id = r.group_id, timestep = r.timestep))]
+/// Stores a schedule; `false` if one exists for the (group, timestep, revision) already
+/// (idempotent).
+#[tracing::instrument(skip_all, fields(group_id = r.group_id, timestep = r.timestep, revision = r.revision))]
 pub async fn insert(conn: &mut Conn, r: &ScheduleRecord) -> StoreResult<bool> {
     let result = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO schedules ({COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (group_id, timestep) DO NOTHING"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         ON CONFLICT (group_id, timestep, revision) DO NOTHING"
     )))
     .bind(r.group_id)
     .bind(r.timestep)
+    .bind(r.revision)
     .bind(r.time_step_s)
     .bind(&r.status)
     .bind(&r.inputs_hash)
@@ -108,40 +122,64 @@ pub async fn insert(conn: &mut Conn, r: &ScheduleRecord) -> StoreResult<bool> {
     .bind(r.planned_load_w)
     .bind(r.measured_load_w)
     .bind(r.pv_w)
+    .bind(r.reserve_w)
     .bind(r.created_at)
     .execute(conn)
     .await?;
     Ok(result.rows_affected() > 0)
 }
 
-/// Whether a schedule exists for (group, timestep).
+/// Whether a schedule (of any revision) exists for (group, timestep).
 pub async fn exists(conn: &mut Conn, group_id: i64, timestep: i64) -> StoreResult<bool> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT timestep FROM schedules WHERE group_id = $1 AND timestep = $2")
-            .bind(group_id)
-            .bind(timestep)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.is_some())
+    Ok(last_revision(conn, group_id, timestep).await?.is_some())
 }
 
-/// The schedule of (group, timestep).
+/// The highest revision stored for (group, timestep), `None` when the timestep has none.
+pub async fn last_revision(
+    conn: &mut Conn,
+    group_id: i64,
+    timestep: i64,
+) -> StoreResult<Option<i64>> {
+    let (revision,): (Option<i64>,) =
+        sqlx::query_as("SELECT MAX(revision) FROM schedules WHERE group_id = $1 AND timestep = $2")
+            .bind(group_id)
+            .bind(timestep)
+            .fetch_one(conn)
+            .await?;
+    Ok(revision)
+}
+
+/// The schedule of (group, timestep, revision).
 pub async fn get(
     conn: &mut Conn,
     group_id: i64,
     timestep: i64,
+    revision: i64,
 ) -> StoreResult<Option<ScheduleRecord>> {
     let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM schedules WHERE group_id = $1 AND timestep = $2"
+        "SELECT {COLUMNS} FROM schedules WHERE group_id = $1 AND timestep = $2 AND revision = $3"
     )))
     .bind(group_id)
     .bind(timestep)
+    .bind(revision)
     .fetch_optional(conn)
     .await?;
     row.map(ScheduleRecord::try_from).transpose()
 }
 
-/// The group's latest schedule before `before_timestep` (its last valid one).
+/// The schedule in force for (group, timestep): its highest revision.
+pub async fn latest_of(
+    conn: &mut Conn,
+    group_id: i64,
+    timestep: i64,
+) -> StoreResult<Option<ScheduleRecord>> {
+    latest_before(conn, group_id, timestep + 1)
+        .await
+        .map(|r| r.filter(|r| r.timestep == timestep))
+}
+
+/// The group's latest schedule before `before_timestep` (its last valid one: the highest
+/// revision of the last timestep stored).
 pub async fn latest_before(
     conn: &mut Conn,
     group_id: i64,
@@ -149,7 +187,7 @@ pub async fn latest_before(
 ) -> StoreResult<Option<ScheduleRecord>> {
     let row: Option<ScheduleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM schedules WHERE group_id = $1 AND timestep < $2
-         ORDER BY timestep DESC LIMIT 1"
+         ORDER BY timestep DESC, revision DESC LIMIT 1"
     )))
     .bind(group_id)
     .bind(before_timestep)
@@ -173,15 +211,18 @@ pub struct LoadPoint {
     pub pv_w: i64,
 }
 
-/// The group's most recent `limit` load points, oldest first.
+/// The group's most recent `limit` load points, oldest first: one per timestep, from its
+/// highest revision.
 pub async fn load_history(
     conn: &mut Conn,
     group_id: i64,
     limit: i64,
 ) -> StoreResult<Vec<LoadPoint>> {
     let mut rows: Vec<LoadPoint> = sqlx::query_as(
-        "SELECT timestep, capacity_w, planned_load_w, measured_load_w, pv_w FROM schedules
-         WHERE group_id = $1 ORDER BY timestep DESC LIMIT $2",
+        "SELECT timestep, capacity_w, planned_load_w, measured_load_w, pv_w FROM schedules s
+         WHERE group_id = $1 AND revision = (SELECT MAX(revision) FROM schedules r
+             WHERE r.group_id = s.group_id AND r.timestep = s.timestep)
+         ORDER BY timestep DESC LIMIT $2",
     )
     .bind(group_id)
     .bind(limit)
@@ -206,6 +247,8 @@ pub struct SetpointRecord {
     pub group_id: i64,
     /// Timestep of the schedule it comes from.
     pub timestep: i64,
+    /// Revision of the schedule it comes from (0: the tick's).
+    pub revision: i64,
     /// Session row id.
     pub session_row: i64,
     /// OCPI session id (the URL path element at the CPO).
@@ -244,6 +287,7 @@ struct SetpointRow {
     id: i64,
     group_id: i64,
     timestep: i64,
+    revision: i64,
     session_row: i64,
     session_id: String,
     owner_party: Option<i64>,
@@ -264,6 +308,7 @@ impl TryFrom<SetpointRow> for StoredSetpoint {
             record: SetpointRecord {
                 group_id: r.group_id,
                 timestep: r.timestep,
+                revision: r.revision,
                 session_row: r.session_row,
                 session_id: r.session_id,
                 owner_party: r.owner_party,
@@ -279,7 +324,7 @@ impl TryFrom<SetpointRow> for StoredSetpoint {
     }
 }
 
-const SETPOINT_COLUMNS: &str = "id, group_id, timestep, session_row, session_id, owner_party, \
+const SETPOINT_COLUMNS: &str = "id, group_id, timestep, revision, session_row, session_id, owner_party, \
     power_w, profile, status, attempts, response, result, deferrals";
 
 /// Stores a set-point as `pending`; older pending set-points of the same session are
@@ -345,9 +390,10 @@ async fn insert_setpoint_as(
     .await?;
     sqlx::query(
         "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
-             power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $11, 0, $8, $8, $9, $10)
-         ON CONFLICT (group_id, timestep, session_row) DO NOTHING",
+             power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals,
+             revision)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $11, 0, $8, $8, $9, $10, $12)
+         ON CONFLICT (group_id, timestep, revision, session_row) DO NOTHING",
     )
     .bind(s.group_id)
     .bind(s.timestep)
@@ -360,6 +406,7 @@ async fn insert_setpoint_as(
     .bind(not_before.unwrap_or(0))
     .bind(deferrals.unwrap_or(0))
     .bind(status)
+    .bind(s.revision)
     .execute(conn)
     .await?;
     Ok(())
@@ -378,18 +425,21 @@ pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<S
     rows.into_iter().map(StoredSetpoint::try_from).collect()
 }
 
-/// Set-points of one (group, timestep).
+/// Set-points of one (group, timestep, revision).
 pub async fn setpoints_of(
     conn: &mut Conn,
     group_id: i64,
     timestep: i64,
+    revision: i64,
 ) -> StoreResult<Vec<StoredSetpoint>> {
     let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE group_id = $1 AND timestep = $2
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints
+         WHERE group_id = $1 AND timestep = $2 AND revision = $3
          ORDER BY session_id"
     )))
     .bind(group_id)
     .bind(timestep)
+    .bind(revision)
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(StoredSetpoint::try_from).collect()

@@ -418,6 +418,28 @@ pub async fn open_sessions_of_group(
     rows.into_iter().map(StoredSession::try_from).collect()
 }
 
+/// How many sessions started on the group's charge points in `[since, until)` (its arrival
+/// count, for the arrival reserve).
+pub async fn started_in_group(
+    conn: &mut Conn,
+    group_id: i64,
+    since: i64,
+    until: i64,
+) -> StoreResult<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM sessions s JOIN group_members m
+             ON m.country_code = s.country_code AND m.party_id = s.party_id
+                AND m.evse_uid = s.evse_uid
+         WHERE m.group_id = $1 AND s.start_ts >= $2 AND s.start_ts < $3",
+    )
+    .bind(group_id)
+    .bind(since)
+    .bind(until)
+    .fetch_one(conn)
+    .await?;
+    Ok(n)
+}
+
 /// The open session on an EVSE, if any (the most recently started).
 pub async fn open_session_on_evse(
     conn: &mut Conn,

@@ -231,7 +231,7 @@ async fn amps_points_get_whole_amp_profiles_within_every_phase_limit() {
     let inputs = {
         let mut conn = app.state.db.conn().await.unwrap();
         let ts = evflex::domain::timestep_of(evflex::domain::Clock::now(&app.clock), 900) as i64;
-        evflex::store::schedules::get(&mut conn, 1, ts)
+        evflex::store::schedules::get(&mut conn, 1, ts, 0)
             .await
             .unwrap()
             .expect("schedule")

@@ -11,6 +11,7 @@ mod implausible;
 mod limits;
 mod locations;
 mod meter_values;
+mod replan;
 mod requests;
 mod routing;
 mod sessions;

@@ -72,11 +72,11 @@ async fn full_tick(backend: Backend, chain: Option<&LocalChain>) {
     assert_eq!(app.count("schedules").await, 2);
     let ts = evflex::domain::timestep_of(T0, 900) as i64;
     let mut conn = app.state.db.conn().await.unwrap();
-    let g1 = evflex::store::schedules::get(&mut conn, 1, ts)
+    let g1 = evflex::store::schedules::get(&mut conn, 1, ts, 0)
         .await
         .unwrap()
         .unwrap();
-    let g2 = evflex::store::schedules::get(&mut conn, 2, ts)
+    let g2 = evflex::store::schedules::get(&mut conn, 2, ts, 0)
         .await
         .unwrap()
         .unwrap();
@@ -411,7 +411,7 @@ async fn two_replicas_solve_and_commit_every_group_exactly_once() {
                 assert_eq!(by.as_deref(), Some(solver.replica.as_str()), "group {g}");
                 assert!(other.committed_elsewhere().contains(&g));
             }
-            None => panic!("group {g}: skipped without a reason"),
+            other => panic!("group {g}: skipped as {other:?}"),
         }
         // One schedule, one status commit, one set-point; the lease names the solver.
         let where_g = format!("group_id = {g} AND timestep = {ts}");
@@ -641,7 +641,7 @@ async fn a_set_point_is_in_force_only_when_the_cpo_accepted_it() {
     let rated = e3["rated_power_w"].as_i64().unwrap();
     let mut conn = app.state.db.conn().await.unwrap();
     let ts = evflex::domain::timestep_of(T0 + 900, 900) as i64;
-    let stored = evflex::store::schedules::get(&mut conn, 2, ts)
+    let stored = evflex::store::schedules::get(&mut conn, 2, ts, 0)
         .await
         .unwrap()
         .expect("group 2 planned");
@@ -719,6 +719,7 @@ async fn too_often_backs_off_and_unknown_session_is_given_up_after_three_tries()
     let replan = evflex::store::schedules::SetpointRecord {
         group_id: 2,
         timestep: evflex::domain::timestep_of(T0, 900) as i64 + 1,
+        revision: 0,
         session_row: row,
         session_id: "S3".to_owned(),
         owner_party: Some(1),
@@ -807,6 +808,7 @@ async fn a_lifted_limit_is_a_clear_profile_request() {
     let clear = evflex::store::schedules::SetpointRecord {
         group_id: 2,
         timestep: evflex::domain::timestep_of(T0, 900) as i64,
+        revision: 0,
         session_row: row,
         session_id: "S4".to_owned(),
         owner_party: Some(1),
@@ -978,7 +980,7 @@ async fn the_plan_counts_the_freshest_of_session_kwh_and_the_meter() {
     let ts = evflex::domain::timestep_of(T0, 900) as i64;
     let inputs = {
         let mut conn = app.state.db.conn().await.unwrap();
-        store::schedules::get(&mut conn, 2, ts)
+        store::schedules::get(&mut conn, 2, ts, 0)
             .await
             .unwrap()
             .unwrap()
@@ -1000,7 +1002,7 @@ async fn the_plan_counts_the_freshest_of_session_kwh_and_the_meter() {
     assert_eq!(report.solved(), 2, "{report:?}");
     let inputs = {
         let mut conn = app.state.db.conn().await.unwrap();
-        store::schedules::get(&mut conn, 2, ts + 1)
+        store::schedules::get(&mut conn, 2, ts + 1, 0)
             .await
             .unwrap()
             .unwrap()
@@ -1041,7 +1043,7 @@ async fn an_uncontrolled_car_drawing_past_the_assumption_stays_in_the_plan() {
     assert_eq!(report.solved(), 2, "{report:?}");
     let ts = evflex::domain::timestep_of(T0, 900) as i64;
     let mut conn = app.state.db.conn().await.unwrap();
-    let stored = store::schedules::get(&mut conn, 1, ts)
+    let stored = store::schedules::get(&mut conn, 1, ts, 0)
         .await
         .unwrap()
         .unwrap();

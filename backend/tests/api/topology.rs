@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 async fn stored_inputs(app: &crate::helpers::TestApp, group: i64) -> Value {
     let mut conn = app.state.db.conn().await.unwrap();
     let ts = evflex::domain::timestep_of(evflex::domain::Clock::now(&app.clock), 900) as i64;
-    evflex::store::schedules::get(&mut conn, group, ts)
+    evflex::store::schedules::get(&mut conn, group, ts, 0)
         .await
         .unwrap()
         .expect("schedule")
@@ -15,7 +15,7 @@ async fn stored_inputs(app: &crate::helpers::TestApp, group: i64) -> Value {
 async fn schedule_of(app: &crate::helpers::TestApp, group: i64) -> Value {
     let mut conn = app.state.db.conn().await.unwrap();
     let ts = evflex::domain::timestep_of(evflex::domain::Clock::now(&app.clock), 900) as i64;
-    evflex::store::schedules::get(&mut conn, group, ts)
+    evflex::store::schedules::get(&mut conn, group, ts, 0)
         .await
         .unwrap()
         .expect("schedule")

@@ -1,0 +1,323 @@
+//! Event re-plans (issue 15): a group is re-planned when an event changes it, as the next
+//! revision of the current timestep, and the changed set-points go out at once.
+
+use crate::helpers::*;
+use evflex::domain::{format_rfc3339, timestep_of};
+use evflex::engine::replan;
+use evflex::engine::{GroupOutcome, SkipReason};
+use evflex::store;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn ts() -> i64 {
+    timestep_of(T0, 900) as i64
+}
+
+/// The revisions stored for (group, timestep), ascending.
+async fn revisions(app: &TestApp, group: i64, timestep: i64) -> Vec<i64> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT revision FROM schedules WHERE group_id = $1 AND timestep = $2 ORDER BY revision",
+    )
+    .bind(group)
+    .bind(timestep)
+    .fetch_all(app.state.db.pool())
+    .await
+    .unwrap();
+    rows.into_iter().map(|(r,)| r).collect()
+}
+
+/// Profiles the CPO received for a session.
+fn profiles_for(cpo: &MockCpo, session_id: &str) -> Vec<Value> {
+    cpo.log
+        .lock()
+        .unwrap()
+        .profiles
+        .iter()
+        .filter(|(id, _)| id == session_id)
+        .map(|(_, body)| body.clone())
+        .collect()
+}
+
+/// The first period's limit of a profile PUT body (W).
+fn first_limit(body: &Value) -> f64 {
+    body["charging_profile"]["charging_profile_period"][0]["limit"]
+        .as_f64()
+        .unwrap()
+}
+
+/// Group 1 (15 kW) with E1..E4; alice (opted in) charges on E1 and the tick has planned her.
+async fn planned_group(app: &mut TestApp, cpo: &MockCpo) -> String {
+    app.register_cpo(cpo).await;
+    app.put_site("LOC-A", &["E1", "E2", "E3", "E4"]).await;
+    app.put_group(1, 15_000, &["E1", "E2", "E3", "E4"]).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert_eq!(profiles_for(cpo, "S1").len(), 1);
+    alice_uid
+}
+
+async fn an_arrival_is_replanned_at_once(backend: Backend) {
+    let mut app = spawn_app_on(backend).await;
+    let cpo = spawn_cpo().await;
+    planned_group(&mut app, &cpo).await;
+    // Alone, alice may draw her charge point's full 11.04 kW.
+    assert_eq!(first_limit(&profiles_for(&cpo, "S1")[0]), 11_040.0);
+
+    // Two minutes later a car that did not opt in plugs in on E2 and draws 11.04 kW: the group
+    // is re-planned within the timestep, and alice's limit drops to what is left.
+    app.clock.advance(120);
+    app.put_session("S2", "E2", "ANON", 0.0).await;
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert!(
+        matches!(
+            report.groups[0].outcome,
+            GroupOutcome::Solved { revision: 1, .. }
+        ),
+        "{report:?}"
+    );
+    assert_eq!(revisions(&app, 1, ts()).await, vec![0, 1]);
+    let sent = profiles_for(&cpo, "S1");
+    assert_eq!(sent.len(), 2, "the changed profile is sent by the re-plan");
+    assert!(first_limit(&sent[1]) <= 15_000.0 - 11_040.0, "{}", sent[1]);
+    // The set-point names the revision it came from; the event is cleared.
+    let (revision,): (i64,) = sqlx::query_as(
+        "SELECT revision FROM setpoints WHERE session_id = 'S1' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(revision, 1);
+    assert_eq!(app.count("replan_requests").await, 0);
+
+    // Nothing waits: another round plans nothing and sends nothing.
+    let report = replan::run_pending(&app.state.engine).await;
+    assert!(report.groups.is_empty(), "{report:?}");
+    assert_eq!(profiles_for(&cpo, "S1").len(), 2);
+
+    // The next quarter hour's tick is revision 0 of its timestep and plans from revision 1.
+    app.clock.advance(900);
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert_eq!(revisions(&app, 1, ts() + 1).await, vec![0]);
+}
+
+#[tokio::test]
+async fn an_arrival_is_replanned_at_once_on_postgres() {
+    an_arrival_is_replanned_at_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_arrival_is_replanned_at_once_on_sqlite() {
+    an_arrival_is_replanned_at_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_accepted_request_gets_its_set_point_without_waiting_for_the_tick() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    planned_group(&mut app, &cpo).await;
+    let (_, bob, bob_uid) = app.new_user("bob", true).await;
+    app.put_session("S3", "E3", &bob_uid, 0.0).await;
+    app.clock.advance(300);
+    let req = json!({"session_id": "S3", "energy_kwh": 10.0,
+        "departure": format_rfc3339(T0 + 4 * 3_600)});
+    let (status, body) = app
+        .user(&bob, Method::POST, "/api/v1/requests", Some(&req))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let sent = profiles_for(&cpo, "S3");
+    assert_eq!(sent.len(), 1, "bob's profile goes out with the re-plan");
+    // 10 kWh in the 3 h 45 min from the next boundary on, plus the 5 minutes already past at
+    // full power (the padding of a mid-step plan): the profile plans at least that.
+    let stored = store::schedules::latest_of(&mut app.state.db.conn().await.unwrap(), 1, ts())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, 1);
+    let inputs: evflex_schedule::GroupInputs = serde_json::from_value(stored.inputs).unwrap();
+    let bob_vehicle = inputs
+        .vehicles
+        .iter()
+        .find(|v| v.class == evflex_schedule::VehicleClass::Guaranteed)
+        .unwrap();
+    assert_eq!(
+        bob_vehicle.energy_requested_wh,
+        10_000 + (11_040 * 300 + 3_599) / 3_600,
+        "the guarantee is padded by the 5 minutes of the step already past"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_arrivals_gives_one_replan() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    let evses: Vec<String> = (1..=20).map(|i| format!("E{i}")).collect();
+    let evse_refs: Vec<&str> = evses.iter().map(String::as_str).collect();
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &evse_refs).await;
+    app.put_group(1, 60_000, &evse_refs).await;
+    app.tick().await;
+    app.clock.advance(60);
+    let (_, _, uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &uid, 0.0).await;
+    for i in 2..=20 {
+        app.put_session(&format!("S{i}"), &format!("E{i}"), "ANON", 0.0)
+            .await;
+    }
+    let (seq,): (i64,) = sqlx::query_as("SELECT seq FROM replan_requests WHERE group_id = 1")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(seq, 20, "twenty events coalesce into one waiting row");
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert_eq!(revisions(&app, 1, ts()).await, vec![0, 1]);
+    // The one re-plan saw every car.
+    let stored = store::schedules::get(&mut app.state.db.conn().await.unwrap(), 1, ts(), 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.schedule["vehicle_ids"].as_array().unwrap().len(), 20);
+    assert!(
+        replan::run_pending(&app.state.engine)
+            .await
+            .groups
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_event_during_a_replan_is_not_lost() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 15_000, &["E1"]).await;
+    let mut conn = app.state.db.conn().await.unwrap();
+    // The group PUT recorded an event; a re-plan reads it…
+    let read = store::replans::get(&mut conn, 1).await.unwrap().unwrap();
+    // …another event comes in while it solves…
+    store::replans::request(&mut conn, 1, "session", T0 + 1)
+        .await
+        .unwrap();
+    // …so its commit does not clear the row: the group is planned once more.
+    assert!(!store::replans::clear(&mut conn, 1, read.seq).await.unwrap());
+    let again = store::replans::get(&mut conn, 1).await.unwrap().unwrap();
+    assert_eq!(again.seq, read.seq + 1);
+    assert_eq!(
+        (again.first_at, again.last_at, again.reason.as_str()),
+        (T0, T0 + 1, "session")
+    );
+    assert!(
+        store::replans::clear(&mut conn, 1, again.seq)
+            .await
+            .unwrap()
+    );
+    assert!(store::replans::get(&mut conn, 1).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_event_before_the_tick_is_the_timesteps_first_plan() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 15_000, &["E1"]).await;
+    let report = replan::run_pending(&app.state.engine).await;
+    assert!(
+        matches!(
+            report.groups[0].outcome,
+            GroupOutcome::Solved { revision: 0, .. }
+        ),
+        "{report:?}"
+    );
+    let report = app.tick().await;
+    assert!(
+        matches!(report.groups[0].skip, Some(SkipReason::Committed { .. })),
+        "{report:?}"
+    );
+    assert_eq!(revisions(&app, 1, ts()).await, vec![0]);
+}
+
+/// Waits until `check` holds, polling (the worker runs on its own).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn the_worker_replans_on_its_own_and_two_replicas_plan_each_event_once() {
+    // Two replicas on one database, both running the re-plan worker.
+    let mut app = spawn_app_with(Backend::Postgres, |c| {
+        c.replan = evflex::config::ReplanMode::Auto;
+    })
+    .await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    let other = spawn_replica(&app, |c| {
+        c.replan = evflex::config::ReplanMode::Auto;
+    })
+    .await;
+    let evses: Vec<String> = (1..=10).map(|i| format!("E{i}")).collect();
+    let evse_refs: Vec<&str> = evses.iter().map(String::as_str).collect();
+    app.put_site("LOC-A", &evse_refs).await;
+    app.put_group(1, 30_000, &evse_refs).await;
+    let mut users = Vec::new();
+    for i in 1..=10 {
+        users.push(app.new_user(&format!("u{i}"), true).await.2);
+    }
+    app.clock.advance(60);
+    // Arrivals alternate between the replicas, with no tick.
+    for (i, uid) in users.iter().enumerate() {
+        let replica = if i % 2 == 0 { &app } else { &other };
+        replica
+            .put_session(&format!("S{}", i + 1), &format!("E{}", i + 1), uid, 0.0)
+            .await;
+    }
+    // Every arrival gets its profile, from whichever replica planned the group.
+    eventually("a profile for every session", async || {
+        (1..=10).all(|i| !profiles_for(&cpo, &format!("S{i}")).is_empty())
+    })
+    .await;
+    eventually("no event waiting", async || {
+        app.count("replan_requests").await == 0
+    })
+    .await;
+    // Fewer plans than events (coalesced), each revision stored once, and the last one saw
+    // every car.
+    let revs = revisions(&app, 1, ts()).await;
+    assert!(
+        !revs.is_empty() && revs.len() < 11,
+        "revisions {revs:?} for 11 events"
+    );
+    assert_eq!(revs, (0..revs.len() as i64).collect::<Vec<_>>());
+    let last = store::schedules::latest_of(&mut app.state.db.conn().await.unwrap(), 1, ts())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.schedule["vehicle_ids"].as_array().unwrap().len(), 10);
+    // No session got two set-points from one revision.
+    let (dupes,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM (SELECT session_row FROM setpoints
+             GROUP BY group_id, timestep, revision, session_row HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(dupes, 0);
+}
