@@ -321,3 +321,72 @@ async fn the_worker_replans_on_its_own_and_two_replicas_plan_each_event_once() {
     .unwrap();
     assert_eq!(dupes, 0);
 }
+
+/// Group 1 in the CPO's cockpit.
+async fn cockpit(app: &TestApp) -> Value {
+    let (status, body) = app
+        .cpo(Method::GET, "/api/v1/cockpit/groups/1", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn the_plan_keeps_an_arrival_reserve_for_the_free_charge_points() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    planned_group(&mut app, &cpo).await;
+    // Few arrivals in the last day (one): no reserve, alice alone may draw her full 11.04 kW.
+    assert_eq!(first_limit(&profiles_for(&cpo, "S1")[0]), 11_040.0);
+    assert_eq!(cockpit(&app).await["arrival_reserve_w"], 0);
+
+    // A busy day: twelve more cars came and went on the free charge points. One arrival within
+    // the 10 s reaction window is now likelier than one in a thousand: the plan keeps one free
+    // charge point's rating (11.04 kW) for it, and alice gets the 15 kW less that.
+    for i in 0..12 {
+        let id = format!("X{i}");
+        app.put_session(&id, &format!("E{}", 2 + i % 3), "ANON", 1.0)
+            .await;
+        let (status, body) = app
+            .cpo(
+                Method::PATCH,
+                &format!("/ocpi/2.2.1/sessions/NL/EXA/{id}"),
+                Some(&json!({"status": "COMPLETED", "end_date_time": format_rfc3339(T0),
+                    "last_updated": format_rfc3339(T0 + 1)})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let group = cockpit(&app).await;
+    assert_eq!(group["arrival_reserve_w"], 11_040);
+    assert_eq!(group["arrival_reserve_configured_w"], Value::Null);
+    assert_eq!(group["schedule"]["capacity_w"][0], 15_000 - 11_040);
+    let sent = profiles_for(&cpo, "S1");
+    assert_eq!(first_limit(sent.last().unwrap()), 15_000.0 - 11_040.0);
+
+    // The CPO knows its stations react at once and sets no reserve: alice gets it all back.
+    let spec = json!({"id": 1, "name": "group 1", "country_code": "NL", "party_id": "EXA",
+        "capacity_w": 15_000, "evses": ["E1", "E2", "E3", "E4"], "arrival_reserve_w": 0});
+    let (status, body) = app
+        .cpo(Method::PUT, "/api/v1/groups/1", Some(&spec))
+        .await;
+    assert_eq!((status, &body["arrival_reserve_w"]), (200, &json!(0)), "{body}");
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(cockpit(&app).await["arrival_reserve_w"], 0);
+    assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 11_040.0);
+
+    // A reserve above what the free charge points can draw is capped at it; a negative one is
+    // refused.
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/api/v1/groups/1",
+            Some(&json!({"id": 1, "name": "g", "country_code": "NL", "party_id": "EXA",
+                "capacity_w": 15_000, "evses": ["E1", "E2", "E3", "E4"], "arrival_reserve_w": -1})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("arrival_reserve_w"), "{body}");
+}
