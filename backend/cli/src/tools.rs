@@ -34,6 +34,20 @@ pub enum BenchCommand {
     /// Gas and wall time of one tick's StatusLedger commits (250 groups × 25 charge points by
     /// default) written to a local anvil through the outbox writer.
     Chain(BenchChainArgs),
+    /// Event-to-profile latency of event re-plans: one group, or many groups each getting an
+    /// arrival in the same second (`--groups 250`).
+    Replan(evflex_sim::bench::ReplanBenchArgs),
+}
+
+/// `evflex bench replan`.
+pub fn bench_replan(args: &evflex_sim::bench::ReplanBenchArgs) -> anyhow::Result<()> {
+    let report = tokio::runtime::Runtime::new()?.block_on(evflex_sim::bench::run(args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
 }
 
 /// `evflex bench schedule`.

@@ -24,6 +24,7 @@
 //! come from ChaCha8 streams seeded from it; evflex's answers are deterministic too.
 
 pub mod cpo;
+pub mod bench;
 pub mod demand;
 pub mod demo;
 pub mod plots;
