@@ -42,7 +42,7 @@ impl fmt::Display for Contract {
 /// Match on the typed variants (e.g.
 /// `ContractError::StatusLedger(StatusLedgerErrors::StatusLedgerAlreadyCommitted(e))`);
 /// `Display` prints the error name and its arguments, e.g.
-/// `StatusLedgerAlreadyCommitted { groupId: 1, timestep: 7 }`.
+/// `StatusLedgerAlreadyCommitted { groupId: 1, timestep: 7, revision: 0 }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContractError {
     /// A custom error of AssetRegistry (or AccessControl).
@@ -119,7 +119,8 @@ impl ContractError {
         }
     }
 
-    /// The error's name and arguments, e.g. `StatusLedgerAlreadyCommitted { groupId: 1, timestep: 7 }`.
+    /// The error's name and arguments, e.g.
+    /// `StatusLedgerAlreadyCommitted { groupId: 1, timestep: 7, revision: 0 }`.
     pub fn describe(&self) -> String {
         match self {
             Self::AssetRegistry(e) => variant_debug(e),
@@ -188,13 +189,18 @@ pub enum ChainError {
         /// Its block.
         block_number: u64,
     },
-    /// A status commit for `(group_id, timestep)` exists with other hashes than the ones sent.
-    #[error("group {group_id} timestep {timestep} is committed with other hashes")]
+    /// A status commit for `(group_id, timestep, revision)` exists with other hashes than the
+    /// ones sent.
+    #[error(
+        "group {group_id} timestep {timestep} revision {revision} is committed with other hashes"
+    )]
     CommitConflict {
         /// The group.
         group_id: u64,
         /// The timestep.
         timestep: u64,
+        /// The revision within the timestep (0: the tick's).
+        revision: u32,
     },
     /// An asset is registered with other values than the ones sent (update it instead).
     #[error("{what} {id} is registered with other values")]
@@ -336,6 +342,7 @@ mod tests {
         let data = StatusLedgerAlreadyCommitted {
             groupId: 3,
             timestep: 9,
+            revision: 2,
         }
         .abi_encode();
         let e = ContractError::decode(Contract::StatusLedger, &data);
@@ -345,6 +352,7 @@ mod tests {
         ));
         assert_eq!(e.name(), "StatusLedgerAlreadyCommitted");
         assert!(e.to_string().contains("groupId: 3"), "{e}");
+        assert!(e.to_string().contains("revision: 2"), "{e}");
         let msg = alloy::sol_types::Revert::from("nope").abi_encode();
         assert_eq!(
             ContractError::decode(Contract::StatusLedger, &msg).to_string(),

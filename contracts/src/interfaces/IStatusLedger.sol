@@ -7,6 +7,11 @@ pragma solidity ^0.8.24;
  * 15-minute timestep carries the status of every member charge point in calldata and in an event, and stores
  * a single commitment slot.
  *
+ * A commit is identified by `(groupId, timestep, revision)`. Revision 0 is the quarter-hour tick's schedule;
+ * revisions 1, 2, … are the re-plans the backend makes on events within the timestep (a session starts, a
+ * capacity changes, …). Every revision's set-points are sent to charge point operators, so every revision
+ * is committed, in order, after the tick's.
+ *
  * Member record layout (`members` is the tight concatenation of one record per charge point in the group,
  * 21 bytes each, every field big-endian):
  *
@@ -24,6 +29,7 @@ interface IStatusLedger {
     struct Commit {
         uint64 groupId;
         uint64 timestep;
+        uint32 revision;
         bytes32 inputsHash;
         bytes32 scheduleHash;
         bytes32 algorithmVersion;
@@ -40,8 +46,14 @@ interface IStatusLedger {
         uint32 timeLeftS;
     }
 
-    /// @dev `(groupId, timestep)` already has a commitment. A replayed commit reports this error.
-    error StatusLedgerAlreadyCommitted(uint64 groupId, uint64 timestep);
+    /// @dev `(groupId, timestep, revision)` already has a commitment. A replayed commit reports this error.
+    error StatusLedgerAlreadyCommitted(uint64 groupId, uint64 timestep, uint32 revision);
+
+    /// @dev A revision above zero was committed for `(groupId, timestep)` before the tick's (revision 0).
+    error StatusLedgerRevisionOfUncommitted(uint64 groupId, uint64 timestep);
+
+    /// @dev `revision` is not the next revision of `(groupId, timestep)`, which is `expected`.
+    error StatusLedgerRevisionNotNext(uint64 groupId, uint64 timestep, uint32 revision, uint32 expected);
 
     /// @dev `timestep` is not after the group's last committed timestep `last`.
     error StatusLedgerTimestepNotAfterLast(uint64 groupId, uint64 timestep, uint64 last);
@@ -59,6 +71,7 @@ interface IStatusLedger {
     event StatusCommitted(
         uint64 indexed groupId,
         uint64 indexed timestep,
+        uint32 revision,
         bytes32 inputsHash,
         bytes32 scheduleHash,
         bytes32 algorithmVersion,
@@ -66,7 +79,8 @@ interface IStatusLedger {
     );
 
     /**
-     * @notice Commits the status of group `groupId` at `timestep`.
+     * @notice Commits the status of group `groupId` at `timestep`, revision `revision` (0 for the tick's
+     * schedule, then 1, 2, … in order for the re-plans within the timestep).
      * @param inputsHash Hash of every input the scheduler used for this group and timestep.
      * @param scheduleHash Hash of the schedule the scheduler produced.
      * @param algorithmVersion A usable version of the algorithm registry.
@@ -75,6 +89,7 @@ interface IStatusLedger {
     function commit(
         uint64 groupId,
         uint64 timestep,
+        uint32 revision,
         bytes32 inputsHash,
         bytes32 scheduleHash,
         bytes32 algorithmVersion,
@@ -84,22 +99,28 @@ interface IStatusLedger {
     /// @notice Commits several groups in one transaction; any failing commit reverts the whole batch.
     function commitBatch(Commit[] calldata commits) external;
 
-    /// @notice The commitment `keccak256(abi.encode(inputsHash, scheduleHash, algorithmVersion))`, or zero.
-    function commitmentOf(uint64 groupId, uint64 timestep) external view returns (bytes32);
+    /// @notice The commitment `keccak256(abi.encode(inputsHash, scheduleHash, algorithmVersion))` of
+    /// `(groupId, timestep, revision)`, or zero.
+    function commitmentOf(uint64 groupId, uint64 timestep, uint32 revision) external view returns (bytes32);
 
-    /// @notice Whether `(groupId, timestep)` has a commitment.
-    function isCommitted(uint64 groupId, uint64 timestep) external view returns (bool);
+    /// @notice Whether `(groupId, timestep, revision)` has a commitment.
+    function isCommitted(uint64 groupId, uint64 timestep, uint32 revision) external view returns (bool);
 
-    /// @notice Whether the commitment of `(groupId, timestep)` is the one of the given hashes.
+    /// @notice Whether the commitment of `(groupId, timestep, revision)` is the one of the given hashes.
     function matches(
         uint64 groupId,
         uint64 timestep,
+        uint32 revision,
         bytes32 inputsHash,
         bytes32 scheduleHash,
         bytes32 algorithmVersion
     ) external view returns (bool);
 
-    /// @notice The last committed timestep of group `groupId`, zero if none.
+    /// @notice The number of revisions committed after the tick's for `(groupId, timestep)`: 0 when only the
+    /// tick's (or nothing) is committed, else the highest committed revision.
+    function revisionCount(uint64 groupId, uint64 timestep) external view returns (uint32);
+
+    /// @notice The last timestep of group `groupId` with a tick commit (revision 0), zero if none.
     function lastTimestep(uint64 groupId) external view returns (uint64);
 
     /// @notice The commitment of the given hashes, as {commitmentOf} stores it.

@@ -1,4 +1,10 @@
 //! StatusLedger (SC2): per-group, per-timestep status commits, and their events.
+//!
+//! A commit is identified by `(group, timestep, revision)`: revision 0 is the quarter-hour
+//! tick's schedule, revisions 1, 2, … the event re-plans within the timestep. The contract takes
+//! a timestep's revisions only after its tick and in order, and reverts a replay of any of them
+//! with `StatusLedgerAlreadyCommitted(groupId, timestep, revision)`, which the writes here turn
+//! into "already done" when the chain holds the same hashes.
 
 use alloy::primitives::{B256, Bytes, TxHash, U256};
 use alloy::sol_types::SolEvent;
@@ -17,6 +23,10 @@ pub struct StatusCommitInput {
     pub group_id: u64,
     /// The 15-minute timestep (e.g. unix seconds / 900).
     pub timestep: u64,
+    /// The revision within the timestep: 0 for the tick's schedule, 1, 2, … for the event
+    /// re-plans (committed after the tick's, in order).
+    #[serde(default)]
+    pub revision: u32,
     /// keccak-256 of the canonical scheduler inputs.
     pub inputs_hash: B256,
     /// keccak-256 of the quantized schedule.
@@ -28,10 +38,24 @@ pub struct StatusCommitInput {
 }
 
 impl StatusCommitInput {
+    /// `(group, timestep, revision)`: what identifies the commit on chain.
+    pub fn key(&self) -> (u64, u64, u32) {
+        (self.group_id, self.timestep, self.revision)
+    }
+
+    fn conflict(&self) -> ChainError {
+        ChainError::CommitConflict {
+            group_id: self.group_id,
+            timestep: self.timestep,
+            revision: self.revision,
+        }
+    }
+
     fn to_commit(&self) -> StatusCommit {
         StatusCommit {
             groupId: self.group_id,
             timestep: self.timestep,
+            revision: self.revision,
             inputsHash: self.inputs_hash,
             scheduleHash: self.schedule_hash,
             algorithmVersion: self.algorithm_version,
@@ -56,14 +80,15 @@ pub struct StatusCommitRecord {
 pub struct CommitBatchOutcome {
     /// The transaction that committed the rest, if any was left to commit.
     pub tx: Option<TxInfo>,
-    /// `(group, timestep)` pairs already on chain with the same hashes (not re-sent).
-    pub already_committed: Vec<(u64, u64)>,
+    /// `(group, timestep, revision)` of the commits already on chain with the same hashes (not
+    /// re-sent).
+    pub already_committed: Vec<(u64, u64, u32)>,
 }
 
 /// Where a status commit stands on chain ([`ChainClient::commit_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitState {
-    /// Nothing committed for its group and timestep.
+    /// Nothing committed for its group, timestep and revision.
     Absent,
     /// Committed with exactly its hashes (done).
     Same,
@@ -76,15 +101,16 @@ pub enum CommitState {
 pub struct StatusBatchOutcome {
     /// The transaction.
     pub tx: TxInfo,
-    /// `(group, timestep)` of every `StatusCommitted` event it emitted.
-    pub committed: Vec<(u64, u64)>,
+    /// `(group, timestep, revision)` of every `StatusCommitted` event it emitted, in order.
+    pub committed: Vec<(u64, u64, u32)>,
 }
 
 impl ChainClient {
-    /// Commits one group's status at one timestep. A replay of a commit already on chain with
-    /// the same hashes is [`WriteOutcome::AlreadyDone`]; one with other hashes is
-    /// [`ChainError::CommitConflict`].
-    #[tracing::instrument(skip_all, fields(group_id = input.group_id, timestep = input.timestep, members = input.members.len()))]
+    /// Commits one group's status at one timestep and revision. A replay of a commit already on
+    /// chain with the same hashes is [`WriteOutcome::AlreadyDone`]; one with other hashes is
+    /// [`ChainError::CommitConflict`]. A revision sent before its timestep's tick or out of order
+    /// is the contract's `StatusLedgerRevisionOfUncommitted` or `StatusLedgerRevisionNotNext`.
+    #[tracing::instrument(skip_all, fields(group_id = input.group_id, timestep = input.timestep, revision = input.revision, members = input.members.len()))]
     pub async fn commit_status(
         &self,
         input: &StatusCommitInput,
@@ -93,6 +119,7 @@ impl ChainClient {
         let call = self.status_ledger.commit(
             c.groupId,
             c.timestep,
+            c.revision,
             c.inputsHash,
             c.scheduleHash,
             c.algorithmVersion,
@@ -112,19 +139,17 @@ impl ChainClient {
                 error:
                     ContractError::StatusLedger(StatusLedgerErrors::StatusLedgerAlreadyCommitted(_)),
                 ..
-            }) => Err(ChainError::CommitConflict {
-                group_id: input.group_id,
-                timestep: input.timestep,
-            }),
+            }) => Err(input.conflict()),
             Err(e) => Err(e),
         }
     }
 
-    /// Whether `input`'s hashes are committed for its group and timestep.
+    /// Whether `input`'s hashes are committed for its group, timestep and revision.
     async fn is_committed(&self, input: &StatusCommitInput) -> Result<bool, ChainError> {
         self.matches(
             input.group_id,
             input.timestep,
+            input.revision,
             input.inputs_hash,
             input.schedule_hash,
             input.algorithm_version,
@@ -133,9 +158,10 @@ impl ChainClient {
     }
 
     /// Where `input` stands on chain: not committed, committed with these hashes, or committed
-    /// with other hashes.
+    /// with other hashes (for its group, timestep and revision).
     pub async fn commit_state(&self, input: &StatusCommitInput) -> Result<CommitState, ChainError> {
-        if self.commitment_of(input.group_id, input.timestep).await? == B256::ZERO {
+        let (group_id, timestep, revision) = input.key();
+        if self.commitment_of(group_id, timestep, revision).await? == B256::ZERO {
             Ok(CommitState::Absent)
         } else if self.is_committed(input).await? {
             Ok(CommitState::Same)
@@ -146,7 +172,8 @@ impl ChainClient {
 
     /// Phase one of a batch commit: broadcasts one `commitBatch` of `inputs` (check them with
     /// [`commit_state`](Self::commit_state) first: the contract reverts the whole batch if one
-    /// is committed).
+    /// is committed). The contract commits them in order, so a timestep's tick and its revisions
+    /// may share a batch, the tick first and the revisions in increasing order.
     #[tracing::instrument(skip_all, fields(count = inputs.len()))]
     pub async fn broadcast_status_batch(
         &self,
@@ -158,7 +185,7 @@ impl ChainClient {
             .await
     }
 
-    /// Phase two of a batch commit: the receipt and the `(group, timestep)` pairs its
+    /// Phase two of a batch commit: the receipt and the `(group, timestep, revision)` its
     /// `StatusCommitted` events name.
     pub async fn confirm_status_batch(
         &self,
@@ -170,7 +197,7 @@ impl ChainClient {
             .iter()
             .filter(|l| l.address() == ledger)
             .filter_map(|l| StatusLedger::StatusCommitted::decode_log(&l.inner).ok())
-            .map(|ev| (ev.groupId, ev.timestep))
+            .map(|ev| (ev.groupId, ev.timestep, ev.revision))
             .collect();
         Ok(StatusBatchOutcome { tx, committed })
     }
@@ -189,13 +216,8 @@ impl ChainClient {
         for input in inputs {
             match self.commit_state(input).await? {
                 CommitState::Absent => todo.push(input.clone()),
-                CommitState::Same => already_committed.push((input.group_id, input.timestep)),
-                CommitState::Conflict => {
-                    return Err(ChainError::CommitConflict {
-                        group_id: input.group_id,
-                        timestep: input.timestep,
-                    });
-                }
+                CommitState::Same => already_committed.push(input.key()),
+                CommitState::Conflict => return Err(input.conflict()),
             }
         }
         if todo.is_empty() {
@@ -212,20 +234,26 @@ impl ChainClient {
         })
     }
 
-    /// The stored commitment of `(group_id, timestep)`, zero if none.
-    pub async fn commitment_of(&self, group_id: u64, timestep: u64) -> Result<B256, ChainError> {
+    /// The stored commitment of `(group_id, timestep, revision)`, zero if none.
+    pub async fn commitment_of(
+        &self,
+        group_id: u64,
+        timestep: u64,
+        revision: u32,
+    ) -> Result<B256, ChainError> {
         self.status_ledger
-            .commitmentOf(group_id, timestep)
+            .commitmentOf(group_id, timestep, revision)
             .call()
             .await
             .map_err(|e| decode_call_error(Contract::StatusLedger, "commitmentOf", e))
     }
 
-    /// Whether `(group_id, timestep)` is committed with exactly these hashes.
+    /// Whether `(group_id, timestep, revision)` is committed with exactly these hashes.
     pub async fn matches(
         &self,
         group_id: u64,
         timestep: u64,
+        revision: u32,
         inputs_hash: B256,
         schedule_hash: B256,
         algorithm_version: B256,
@@ -234,6 +262,7 @@ impl ChainClient {
             .matches(
                 group_id,
                 timestep,
+                revision,
                 inputs_hash,
                 schedule_hash,
                 algorithm_version,
@@ -243,7 +272,17 @@ impl ChainClient {
             .map_err(|e| decode_call_error(Contract::StatusLedger, "matches", e))
     }
 
-    /// The last committed timestep of `group_id`, zero if none.
+    /// How many revisions after the tick's `(group_id, timestep)` has on chain: 0 when only the
+    /// tick's (or nothing) is committed, else its highest revision.
+    pub async fn revision_count(&self, group_id: u64, timestep: u64) -> Result<u32, ChainError> {
+        self.status_ledger
+            .revisionCount(group_id, timestep)
+            .call()
+            .await
+            .map_err(|e| decode_call_error(Contract::StatusLedger, "revisionCount", e))
+    }
+
+    /// The last timestep of `group_id` with a tick commit (revision 0), zero if none.
     pub async fn last_timestep(&self, group_id: u64) -> Result<u64, ChainError> {
         self.status_ledger
             .lastTimestep(group_id)
@@ -275,8 +314,8 @@ impl ChainClient {
         })
     }
 
-    /// `StatusCommitted` events in blocks `from_block..=to_block`, optionally of one group, in
-    /// chain order (for audit and verification).
+    /// `StatusCommitted` events (ticks and revisions) in blocks `from_block..=to_block`,
+    /// optionally of one group, in chain order (for audit and verification).
     #[tracing::instrument(skip_all, fields(from_block, to_block, group_id))]
     pub async fn status_commits(
         &self,
@@ -303,6 +342,7 @@ impl ChainClient {
                     commit: StatusCommitInput {
                         group_id: ev.groupId,
                         timestep: ev.timestep,
+                        revision: ev.revision,
                         inputs_hash: ev.inputsHash,
                         schedule_hash: ev.scheduleHash,
                         algorithm_version: ev.algorithmVersion,

@@ -123,6 +123,7 @@ async fn status_commits_run_through_the_writers_two_phases() {
     let input = |group_id: u64, seed: u8| StatusCommitInput {
         group_id,
         timestep: 77,
+        revision: 0,
         inputs_hash: B256::repeat_byte(0x30 + seed),
         schedule_hash: B256::repeat_byte(0x40 + seed),
         algorithm_version: version,
@@ -135,13 +136,18 @@ async fn status_commits_run_through_the_writers_two_phases() {
             time_left_s: 3_600,
         }],
     };
-    let batch = vec![input(1, 1), input(2, 2)];
+    // A re-plan of group 1 rides in the same batch as its tick, after it.
+    let revision = StatusCommitInput {
+        revision: 1,
+        ..input(1, 5)
+    };
+    let batch = vec![input(1, 1), input(2, 2), revision];
     for i in &batch {
         assert_eq!(op.commit_state(i).await.unwrap(), CommitState::Absent);
     }
     let pending = op.broadcast_status_batch(&batch).await.unwrap();
     let outcome = op.confirm_status_batch(&pending).await.unwrap();
-    assert_eq!(outcome.committed, vec![(1, 77), (2, 77)]);
+    assert_eq!(outcome.committed, vec![(1, 77, 0), (2, 77, 0), (1, 77, 1)]);
     assert_eq!(op.commit_state(&batch[0]).await.unwrap(), CommitState::Same);
     assert_eq!(
         op.commit_state(&input(2, 9)).await.unwrap(),
@@ -149,7 +155,7 @@ async fn status_commits_run_through_the_writers_two_phases() {
     );
     // The one-call method checks with the same `commit_state` and sends nothing on a replay.
     let replay = op.commit_status_batch(&batch).await.unwrap();
-    assert_eq!((replay.tx, replay.already_committed.len()), (None, 2));
+    assert_eq!((replay.tx, replay.already_committed.len()), (None, 3));
     // Status commits are the one kind a chainless service does not enqueue.
     assert!(!WorkKind::StatusCommit.enqueued_without_chain());
 }
