@@ -106,17 +106,20 @@ test('the cockpit verifies a schedule commit on demand', async () => {
   await page.goto(`${s.base}/cockpit/`);
   await page.getByLabel('CPO token').fill(s.tokenC);
   await page.getByRole('button', { name: 'Open cockpit' }).click();
-  const row = page.locator(`#commits tr[data-group="1"][data-timestep="${commit.timestep}"]`);
+  // Event re-plans give a timestep more commits (revisions 1, 2, …): the row is the commit's revision.
+  const revision = commit.revision ?? 0;
+  const row = page.locator(`#commits tr[data-group="1"][data-timestep="${commit.timestep}"][data-revision="${revision}"]`);
   await row.waitFor({ timeout: 40_000 });
-  await row.getByRole('button', { name: `Verify group 1 timestep ${commit.timestep}` }).click();
+  const label = `Verify group 1 timestep ${commit.timestep}${revision ? ` revision ${revision}` : ''}`;
+  await row.getByRole('button', { name: label, exact: true }).click();
   const verdict = row.locator('[data-verdict]');
   await verdict.waitFor({ timeout: 30_000 });
   assert.equal(await verdict.getAttribute('data-verdict'), 'ok', await row.textContent());
   const checks = await row.locator('.checks').textContent();
   for (const c of ['inputs hash OK', 'schedule hash OK', 'on chain', 'feasible']) assert.ok(checks.includes(c), `${c} in "${checks}"`);
   // The same verdict from the route directly.
-  const r = await call(s.base, 'GET', `/api/v1/audit/groups/1/timesteps/${commit.timestep}/verify`);
-  assert.deepEqual([r.ok, r.inputs_hash_ok, r.schedule_hash_ok, r.on_chain, r.feasible], [true, true, true, true, true]);
+  const r = await call(s.base, 'GET', `/api/v1/audit/groups/1/timesteps/${commit.timestep}/verify?revision=${revision}`);
+  assert.deepEqual([r.revision, r.ok, r.inputs_hash_ok, r.schedule_hash_ok, r.on_chain, r.feasible], [revision, true, true, true, true, true]);
   await row.evaluate((el) => el.scrollIntoView({ block: 'center' }));
   await screenshot(page, 'cockpit-verify.png');
   // A (group, timestep) without a schedule is a 404, not a verdict.

@@ -1,6 +1,8 @@
 //! Audit routes (public: anyone may check what evflex committed): status commits, settlements,
-//! one (group, timestep)'s canonical inputs and schedule for `evflex verify`, and a server-side
-//! verification for the cockpit.
+//! one (group, timestep, revision)'s canonical inputs and schedule for `evflex verify`, and a
+//! server-side verification for the cockpit. A timestep's revision 0 is its tick's schedule,
+//! revisions 1, 2, … its event re-plans; each is committed on chain and verified on its own
+//! (`?revision=R`, 0 when absent).
 
 use super::error::{ApiError, parse_body};
 use super::limits::{Class, RateLimits};
@@ -9,7 +11,7 @@ use crate::chain::audit::{self, TimestepRecord, VerifyReport};
 use crate::store::bills;
 use crate::store::outbox;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use evflex_chain::WorkKind;
@@ -42,7 +44,7 @@ pub fn router(limits: &RateLimits) -> Router<AppState> {
         .route("/api/v1/audit/transactions/{tx_hash}", get(transaction))
 }
 
-/// Every (group, timestep) status commit with its hashes and on-chain receipt.
+/// Every (group, timestep, revision) status commit with its hashes and on-chain receipt.
 #[utoipa::path(get, path = "/api/v1/audit/commits", tag = "audit", responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     require_chain(&state)?;
@@ -55,6 +57,7 @@ async fn commits(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiE
             Some(json!({
                 "group_id": p.group_id,
                 "timestep": p.timestep,
+                "revision": p.revision,
                 "inputs_hash": p.inputs_hash,
                 "schedule_hash": p.schedule_hash,
                 "params_hash": p.params_hash,
@@ -97,40 +100,55 @@ async fn record(
     state: &AppState,
     group_id: i64,
     timestep: i64,
+    revision: i64,
 ) -> Result<TimestepRecord, ApiError> {
-    audit::timestep_record(&state.db, &state.engine.solve_options(), group_id, timestep)
+    let opts = state.engine.solve_options();
+    audit::revision_record(&state.db, &opts, group_id, timestep, revision)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
-                "no schedule for group {group_id} timestep {timestep}"
+                "no schedule for group {group_id} timestep {timestep} revision {revision}"
             ))
         })
 }
 
-/// Canonical inputs and schedule of one (group, timestep), for `evflex verify`.
-#[utoipa::path(get, path = "/api/v1/audit/groups/{group_id}/timesteps/{timestep}", tag = "audit", params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)")), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
+/// `?revision=R` of the per-timestep audit routes.
+#[derive(Debug, Default, Deserialize)]
+struct RevisionQuery {
+    /// 0 (the tick's schedule) when absent.
+    revision: Option<i64>,
+}
+
+/// Canonical inputs and schedule of one (group, timestep, revision), for `evflex verify`, with
+/// the timestep's last revision (`last_revision`) so a verifier can check them all.
+#[utoipa::path(get, path = "/api/v1/audit/groups/{group_id}/timesteps/{timestep}", tag = "audit", params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)"), ("revision" = Option<i64>, Query, description = "Revision within the timestep: 0 (default) for the tick's schedule, 1, 2, … for the event re-plans")), responses((status = 200, body = serde_json::Value), (status = 503, description = "No chain configured")))]
 async fn timestep(
     State(state): State<AppState>,
     Path((group_id, timestep)): Path<(i64, i64)>,
+    Query(q): Query<RevisionQuery>,
 ) -> Result<Json<TimestepRecord>, ApiError> {
-    Ok(Json(record(&state, group_id, timestep).await?))
+    let revision = q.revision.unwrap_or(0);
+    Ok(Json(record(&state, group_id, timestep, revision).await?))
 }
 
 #[derive(Deserialize)]
 struct VerifyReq {
     group_id: i64,
     timestep: i64,
+    /// 0 (the tick's schedule) when absent.
+    #[serde(default)]
+    revision: i64,
 }
 
-/// Runs the verify check for `{group_id, timestep}`: hashes, chain commitment, feasibility and optimality.
+/// Runs the verify check for `{group_id, timestep, revision}` (revision 0, the tick's, when absent): hashes, chain commitment, feasibility and optimality.
 #[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", request_body = serde_json::Value, responses((status = 200, body = serde_json::Value), (status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody), (status = 503, description = "No chain configured")))]
 async fn verify(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<VerifyReport>, ApiError> {
     let req: VerifyReq = parse_body(&body)?;
-    let rec = record(&state, req.group_id, req.timestep).await?;
+    let rec = record(&state, req.group_id, req.timestep, req.revision).await?;
     let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
     // The re-solve takes one of the engine's solve slots, as a tick does: strangers cannot pile
     // up solver work beyond the cores.
@@ -152,11 +170,14 @@ pub(super) fn require_chain(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// The verdict on one committed (group, timestep), as the cockpit's "Verify" button shows it.
+/// The verdict on one committed (group, timestep, revision), as the cockpit's "Verify" button
+/// shows it.
 #[derive(Debug, Serialize)]
 struct CommitVerification {
     group_id: i64,
     timestep: i64,
+    /// 0 for the tick's schedule, 1, 2, … for the event re-plans.
+    revision: i64,
     /// Everything below passed.
     ok: bool,
     /// The canonical inputs hash to the stored (and committed) inputs hash.
@@ -165,7 +186,7 @@ struct CommitVerification {
     schedule_hash_ok: bool,
     /// The published solve options hash to the stored params hash.
     algorithm_ok: bool,
-    /// StatusLedger holds exactly these hashes for (group, timestep).
+    /// StatusLedger holds exactly these hashes for (group, timestep, revision).
     on_chain: Option<bool>,
     /// The schedule keeps every rule of the model (windows, maxima, capacity, energy, …).
     feasible: bool,
@@ -189,16 +210,18 @@ fn is_optimality(violation: &str) -> bool {
 /// asks StatusLedger whether it holds them, and re-checks the schedule (feasible, optimal
 /// within tolerance). 503 without a chain or when the chain cannot be asked.
 #[utoipa::path(get, path = "/api/v1/audit/groups/{group_id}/timesteps/{timestep}/verify", tag = "audit",
-    params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)")),
+    params(("group_id" = i64, Path, description = "Group id"), ("timestep" = i64, Path, description = "Absolute timestep (Unix seconds / 900)"), ("revision" = Option<i64>, Query, description = "Revision within the timestep: 0 (default) for the tick's schedule, 1, 2, … for the event re-plans")),
     responses((status = 429, description = "Rate limited or busy; the message says when to retry", body = super::error::ErrorBody),
-        (status = 200, description = "{group_id, timestep, ok, inputs_hash_ok, schedule_hash_ok, algorithm_ok, on_chain, feasible, optimal, objective_gap_eur, violations, message}", body = serde_json::Value),
-        (status = 404, description = "No schedule stored for (group, timestep)"), (status = 503, description = "No chain configured, or the chain is unavailable")))]
+        (status = 200, description = "{group_id, timestep, revision, ok, inputs_hash_ok, schedule_hash_ok, algorithm_ok, on_chain, feasible, optimal, objective_gap_eur, violations, message}", body = serde_json::Value),
+        (status = 404, description = "No schedule stored for (group, timestep, revision)"), (status = 503, description = "No chain configured, or the chain is unavailable")))]
 async fn verify_commit(
     State(state): State<AppState>,
     Path((group_id, timestep)): Path<(i64, i64)>,
+    Query(q): Query<RevisionQuery>,
 ) -> Result<Json<CommitVerification>, ApiError> {
     require_chain(&state)?;
-    let rec = record(&state, group_id, timestep).await?;
+    let revision = q.revision.unwrap_or(0);
+    let rec = record(&state, group_id, timestep, revision).await?;
     let chain = state.engine.chain.as_ref().map(|c| c.operator.clone());
     // The re-solve takes one of the engine's solve slots, as a tick does: strangers cannot pile
     // up solver work beyond the cores.
@@ -206,7 +229,7 @@ async fn verify_commit(
     let report = audit::verify_record(&rec, chain.as_deref())
         .await
         .map_err(|e| {
-            tracing::warn!(group_id, timestep, error = %e, "verify: chain call failed");
+            tracing::warn!(group_id, timestep, revision, error = %e, "verify: chain call failed");
             ApiError::Unavailable("the chain is unavailable".to_owned())
         })?;
     let feasible = !report.violations.iter().any(|v| !is_optimality(v));
@@ -219,6 +242,7 @@ async fn verify_commit(
     Ok(Json(CommitVerification {
         group_id,
         timestep,
+        revision,
         ok: report.ok,
         inputs_hash_ok: report.inputs_hash_ok,
         schedule_hash_ok: report.schedule_hash_ok,

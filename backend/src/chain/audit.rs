@@ -1,18 +1,19 @@
 //! Audit and verification.
 //!
 //! - [`audit`]: compares the database with the chain field by field: every group, member charge
-//!   point, PV inverter and battery (SC1), every (group, timestep) commit (inputs hash,
+//!   point, PV inverter and battery (SC1), every (group, timestep, revision) commit (inputs hash,
 //!   schedule hash, algorithm version against the `StatusCommitted` event and the stored
-//!   commitment) and every bill (session id, settled or not, user, CPO, energy, credit,
+//!   commitment; revision 0 is the tick's, 1, 2, … the event re-plans) and every bill (session id, settled or not, user, CPO, energy, credit,
 //!   flexibility, price, cost, transaction against its `SessionSettled` event), plus records
 //!   on chain the database does not know. Returns one line per difference (`evflex audit`
 //!   prints them and exits non-zero if there is any).
-//! - [`verify_record`]: for one (group, timestep), recomputes the inputs and schedule hashes from
-//!   the canonical inputs and the stored schedule, checks them (and the algorithm version implied
-//!   by the published solve options) against the chain's commitment, and re-runs
-//!   `evflex_schedule::check` (feasible, optimal within tolerance). `evflex verify` does this from
-//!   the public API (`GET /api/v1/audit/groups/{G}/timesteps/{T}`) and an RPC URL only, so
-//!   anyone can run it without trusting the operator.
+//! - [`verify_record`]: for one (group, timestep, revision), recomputes the inputs and schedule
+//!   hashes from the canonical inputs and the stored schedule, checks them (and the algorithm
+//!   version implied by the published solve options) against the chain's commitment of that
+//!   revision, and re-runs `evflex_schedule::check` (feasible, optimal within tolerance).
+//!   `evflex verify` does this for every revision of a timestep (or the one asked for) from the
+//!   public API (`GET /api/v1/audit/groups/{G}/timesteps/{T}?revision={R}`) and an RPC URL only,
+//!   so anyone can run it without trusting the operator.
 
 use super::{Error, chain_algorithm_version, parse_b256, records};
 use crate::store::outbox;
@@ -25,14 +26,21 @@ use evflex_schedule::{GroupInputs, Schedule, SolveOptions, hash};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Everything needed to verify one (group, timestep), as `GET /api/v1/audit/groups/{G}/timesteps/{T}`
-/// publishes it.
+/// Everything needed to verify one (group, timestep, revision), as
+/// `GET /api/v1/audit/groups/{G}/timesteps/{T}?revision={R}` publishes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimestepRecord {
     /// Group.
     pub group_id: i64,
     /// Timestep.
     pub timestep: i64,
+    /// Revision within the timestep: 0 for the tick's schedule, 1, 2, … for the event re-plans
+    /// (each committed on chain on its own).
+    #[serde(default)]
+    pub revision: i64,
+    /// The timestep's highest stored revision: a verifier checks revisions 0 to this one.
+    #[serde(default)]
+    pub last_revision: i64,
     /// Stored inputs hash.
     pub inputs_hash: String,
     /// Stored schedule hash.
@@ -49,21 +57,37 @@ pub struct TimestepRecord {
     pub schedule: Schedule,
 }
 
-/// Reads the record of (group, timestep) from the database.
+/// Reads the record of (group, timestep) from the database: its tick's schedule (revision 0).
 pub async fn timestep_record(
     db: &Db,
     opts: &SolveOptions,
     group_id: i64,
     timestep: i64,
 ) -> Result<Option<TimestepRecord>, Error> {
+    revision_record(db, opts, group_id, timestep, 0).await
+}
+
+/// Reads the record of (group, timestep, revision) from the database.
+pub async fn revision_record(
+    db: &Db,
+    opts: &SolveOptions,
+    group_id: i64,
+    timestep: i64,
+    revision: i64,
+) -> Result<Option<TimestepRecord>, Error> {
     let mut conn = db.conn().await?;
-    let Some(s) = schedules::get(&mut conn, group_id, timestep).await? else {
+    let Some(s) = schedules::get(&mut conn, group_id, timestep, revision).await? else {
         return Ok(None);
     };
+    let last_revision = schedules::last_revision(&mut conn, group_id, timestep)
+        .await?
+        .unwrap_or(revision);
     let params = parse_b256(&s.params_hash)?;
     Ok(Some(TimestepRecord {
         group_id,
         timestep,
+        revision,
+        last_revision,
         inputs_hash: s.inputs_hash,
         schedule_hash: s.schedule_hash,
         params_hash: s.params_hash,
@@ -97,8 +121,17 @@ pub struct VerifyReport {
     pub message: String,
 }
 
+/// "group G timestep T", and " revision R" for an event re-plan's record.
+fn commit_name(group_id: i64, timestep: i64, revision: i64) -> String {
+    if revision == 0 {
+        format!("group {group_id} timestep {timestep}")
+    } else {
+        format!("group {group_id} timestep {timestep} revision {revision}")
+    }
+}
+
 /// Verifies a record (see the module docs). `chain` is asked `matches` with the recomputed
-/// hashes.
+/// hashes, for the record's revision.
 pub async fn verify_record(
     rec: &TimestepRecord,
     chain: Option<&ChainClient>,
@@ -113,10 +146,13 @@ pub async fn verify_record(
         ..VerifyReport::default()
     };
     if let Some(c) = chain {
+        let revision = u32::try_from(rec.revision)
+            .map_err(|_| Error::Invalid(format!("revision {} is out of range", rec.revision)))?;
         r.on_chain = Some(
             c.matches(
                 rec.group_id as u64,
                 rec.timestep as u64,
+                revision,
                 inputs_hash,
                 schedule_hash,
                 chain_algorithm_version(algorithm),
@@ -156,11 +192,10 @@ pub async fn verify_record(
     if !r.violations.is_empty() {
         problems.push("the schedule breaks the model's rules or is not optimal");
     }
+    let name = commit_name(rec.group_id, rec.timestep, rec.revision);
     r.message = if problems.is_empty() {
         format!(
-            "group {} timestep {}: hashes match{}, schedule feasible and optimal",
-            rec.group_id,
-            rec.timestep,
+            "{name}: hashes match{}, schedule feasible and optimal",
             if r.on_chain.is_some() {
                 " the chain"
             } else {
@@ -168,12 +203,7 @@ pub async fn verify_record(
             }
         )
     } else {
-        format!(
-            "group {} timestep {}: {}",
-            rec.group_id,
-            rec.timestep,
-            problems.join("; ")
-        )
+        format!("{name}: {}", problems.join("; "))
     };
     Ok(r)
 }
@@ -204,10 +234,11 @@ fn field<T: PartialEq + std::fmt::Display>(
 ///   limits (each node's parent, kind, voltage and limits), its link to its connection, and
 ///   each wired charge point's phase wiring and rate limits. The live EVSE
 ///   status is not compared: it changes every few minutes and is recorded per timestep in SC2.
-/// - **SC2 commits**, for every enqueued (group, timestep) commit: the stored inputs hash,
-///   schedule hash and (on-chain id of the) algorithm version against the `StatusCommitted`
-///   event, the commitment in storage against the stored values, and the stored inputs and
-///   schedule against their stored hashes; commits on chain the database does not know.
+/// - **SC2 commits**, for every enqueued (group, timestep, revision) commit, the tick's and each
+///   event re-plan's: the stored inputs hash, schedule hash and (on-chain id of the) algorithm
+///   version of that revision's schedule against its `StatusCommitted` event, the commitment in
+///   storage against the stored values, and the stored inputs and schedule against their stored
+///   hashes; commits on chain the database does not know.
 /// - **SC3 settlements**, for every bill: its session id (`keccak256(cdr key)`), settled on
 ///   chain exactly when settled in the database, and against its `SessionSettled` event: user,
 ///   CPO, energy, credit, flexibility (the FLEX it earns), price, cost, transaction and block;
@@ -485,7 +516,7 @@ async fn audit_commits(
         .status_commits(chain.deployment().start_block, to, None)
         .await?
     {
-        events.insert((ev.commit.group_id, ev.commit.timestep), ev.commit);
+        events.insert(ev.commit.key(), ev.commit);
     }
     let mut known = std::collections::BTreeSet::new();
     for row in outbox::list(conn, Some(WorkKind::StatusCommit.as_str()), i64::MAX).await? {
@@ -493,12 +524,19 @@ async fn audit_commits(
             diffs.push(format!("outbox row {}: unreadable payload", row.id));
             continue;
         };
-        let key = (p.group_id as u64, p.timestep as u64);
+        let what = commit_name(p.group_id, p.timestep, p.revision);
+        let Ok(revision) = u32::try_from(p.revision) else {
+            diffs.push(format!(
+                "{what}: revision out of range in outbox row {}",
+                row.id
+            ));
+            continue;
+        };
+        let key = (p.group_id as u64, p.timestep as u64, revision);
         if !known.insert(key) {
             continue;
         }
-        let what = format!("group {} timestep {}", p.group_id, p.timestep);
-        let Some(s) = schedules::get(conn, p.group_id, p.timestep).await? else {
+        let Some(s) = schedules::get(conn, p.group_id, p.timestep, p.revision).await? else {
             diffs.push(format!("{what}: commit enqueued but no schedule stored"));
             continue;
         };
@@ -512,7 +550,7 @@ async fn audit_commits(
             .ok()
             .map(|x| B256::from(hash::schedule_hash(&x)));
         let Some(ev) = events.get(&key) else {
-            let committed = chain.commitment_of(key.0, key.1).await?;
+            let committed = chain.commitment_of(key.0, key.1, key.2).await?;
             diffs.push(if committed == B256::ZERO {
                 format!(
                     "{what}: not committed on chain (outbox status {})",
@@ -551,7 +589,7 @@ async fn audit_commits(
             && schedule_hash == ev.schedule_hash
             && algorithm == ev.algorithm_version
             && !chain
-                .matches(key.0, key.1, inputs_hash, schedule_hash, algorithm)
+                .matches(key.0, key.1, key.2, inputs_hash, schedule_hash, algorithm)
                 .await?
         {
             diffs.push(format!(
@@ -561,8 +599,8 @@ async fn audit_commits(
     }
     for (key, _) in events.iter().filter(|(k, _)| !known.contains(*k)) {
         diffs.push(format!(
-            "group {} timestep {}: committed on chain, unknown to the database",
-            key.0, key.1
+            "{}: committed on chain, unknown to the database",
+            commit_name(key.0 as i64, key.1 as i64, i64::from(key.2))
         ));
     }
     Ok(())
@@ -711,6 +749,10 @@ pub struct VerifyArgs {
     /// Timestep (Unix seconds / 900).
     #[arg(long)]
     pub timestep: i64,
+    /// Verify this revision only (0: the tick's schedule; 1, 2, …: the event re-plans). Without
+    /// it, every revision the timestep has.
+    #[arg(long)]
+    pub revision: Option<i64>,
     /// Base URL of the evflex API.
     #[arg(long, env = "EVFLEX_API", default_value = "http://127.0.0.1:8080")]
     pub api: String,
@@ -749,10 +791,36 @@ pub async fn run_audit(args: &AuditArgs) -> anyhow::Result<bool> {
     Ok(diffs.is_empty())
 }
 
-/// Runs `evflex verify`; `Ok(false)` when verification fails.
+/// Runs `evflex verify`: the revision asked for, or every revision of the timestep (the tick's
+/// record names the last); `Ok(false)` when any verification fails.
 pub async fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
+    let first = fetch_record(args, args.revision.unwrap_or(0)).await?;
+    let last = if args.revision.is_some() {
+        first.revision
+    } else {
+        first.last_revision
+    };
+    let chain = reader(&args.rpc_url, &args.deployment).await?;
+    let mut ok = true;
+    for revision in first.revision..=last {
+        let rec = if revision == first.revision {
+            first.clone()
+        } else {
+            fetch_record(args, revision).await?
+        };
+        let report = verify_record(&rec, Some(&chain)).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", report.message);
+        ok &= report.ok;
+    }
+    Ok(ok)
+}
+
+/// `GET /api/v1/audit/groups/{G}/timesteps/{T}?revision={R}`, checked to answer for that
+/// (group, timestep, revision).
+async fn fetch_record(args: &VerifyArgs, revision: i64) -> anyhow::Result<TimestepRecord> {
     let url = format!(
-        "{}/api/v1/audit/groups/{}/timesteps/{}",
+        "{}/api/v1/audit/groups/{}/timesteps/{}?revision={revision}",
         args.api.trim_end_matches('/'),
         args.group,
         args.timestep
@@ -761,12 +829,8 @@ pub async fn run_verify(args: &VerifyArgs) -> anyhow::Result<bool> {
     anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
     let rec: TimestepRecord = resp.json().await?;
     anyhow::ensure!(
-        rec.group_id == args.group && rec.timestep == args.timestep,
-        "the API answered for another group or timestep"
+        rec.group_id == args.group && rec.timestep == args.timestep && rec.revision == revision,
+        "the API answered for another group, timestep or revision"
     );
-    let chain = reader(&args.rpc_url, &args.deployment).await?;
-    let report = verify_record(&rec, Some(&chain)).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("{}", report.message);
-    Ok(report.ok)
+    Ok(rec)
 }

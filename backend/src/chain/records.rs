@@ -297,7 +297,7 @@ impl KnownAlgorithms {
 }
 
 /// The chain input of a status commit: members by charge point id (from the database), the
-/// given on-chain algorithm version.
+/// given on-chain algorithm version, the schedule's revision within its timestep.
 pub async fn status_commit_input(
     conn: &mut Conn,
     work: &StatusCommitWork,
@@ -322,9 +322,12 @@ pub async fn status_commit_input(
             time_left_s: u32c(m.time_left_s),
         });
     }
+    let revision = u32::try_from(work.revision)
+        .map_err(|_| Error::Invalid(format!("revision {} is out of range", work.revision)))?;
     Ok(StatusCommitInput {
         group_id: work.group_id as u64,
         timestep: work.timestep as u64,
+        revision,
         inputs_hash: parse_b256(&work.inputs_hash)?,
         schedule_hash: parse_b256(&work.schedule_hash)?,
         algorithm_version,

@@ -12,10 +12,14 @@
 //!    where step 2 checks the chain before sending. A mined settlement also goes back to
 //!    `pending`, where the contract is asked whether it settled the session.
 //! 2. Due `pending` rows, in id order, in runs of one kind ([`WorkKind::batch_limit`]):
-//!    - `status_commit`: consecutive rows of one timestep go into one `commitBatch`. Each is
-//!      checked first ([`ChainClient::commit_state`]): same hashes on chain → `done`; other
-//!      hashes → `failed` (`CommitConflict`). If the batch reverts, its rows are retried one by
-//!      one so only the offending row fails.
+//!    - `status_commit`: consecutive rows of one timestep go into one `commitBatch`, in id
+//!      order, ticks and event re-plans (revisions) alike: a re-plan is enqueued after its
+//!      timestep's tick and after the re-plans before it, which is the order StatusLedger takes
+//!      them in, also within one batch. Each row is checked first
+//!      ([`ChainClient::commit_state`], by group, timestep and revision): same hashes on chain →
+//!      `done`; other hashes → `failed` (`CommitConflict`). If the batch reverts, its rows are
+//!      retried one by one so only the offending row fails (and a re-plan whose tick failed fails
+//!      with `StatusLedgerRevisionOfUncommitted`).
 //!    - `settlement`: consecutive signed bills go into one `settleBatch`; the contract skips the
 //!      bills it refuses and names the reason ([`SkipReason`]). An insufficient balance keeps the
 //!      row `pending` with note `awaiting funds` (woken by a top-up, else retried at the longest
@@ -85,7 +89,8 @@ impl std::fmt::Debug for Writer {
 }
 
 /// How many rows from the start of `rows` go into one send: consecutive rows of one batchable
-/// kind (status commits of one timestep, settlements), at most the kind's batch limit.
+/// kind (status commits of one timestep, whatever their revision; settlements), at most the
+/// kind's batch limit.
 fn run_len(rows: &[(DrainRow, ChainWork)]) -> usize {
     let Some((_, first)) = rows.first() else {
         return 0;

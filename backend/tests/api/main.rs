@@ -2,6 +2,7 @@
 //! 127.0.0.1:5432 by default; key tests also on SQLite). One binary, one module per feature.
 
 mod admin;
+mod audit_revisions;
 mod chain;
 mod electrical;
 mod handshake;

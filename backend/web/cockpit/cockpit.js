@@ -424,14 +424,19 @@ function renderCommits(/** @type {any[]} */ rows) {
   }
   box.innerHTML = `<div class="table-wrap"><table><caption class="visually-hidden">Schedule commits</caption>
     <thead><tr><th>Group</th><th>Timestep</th><th>Schedule hash</th><th>Transaction</th><th>Status</th><th>Verification</th></tr></thead><tbody>
-    ${rows.map((r) => `<tr data-group="${esc(r.group_id)}" data-timestep="${esc(r.timestep)}"><td>${esc(r.group_id)}</td><td class="num">${esc(r.timestep)}</td>
+    ${rows.map((r) => `<tr data-group="${esc(r.group_id)}" data-timestep="${esc(r.timestep)}" data-revision="${esc(r.revision ?? 0)}"><td>${esc(r.group_id)}</td><td class="num">${esc(r.timestep)}${r.revision ? ` <small title="event re-plan ${esc(r.revision)} of the timestep">r${esc(r.revision)}</small>` : ''}</td>
       <td><code title="${esc(r.schedule_hash)}">${esc(shortHex(r.schedule_hash))}</code></td>
       <td>${r.tx_hash ? `<a href="/api/v1/audit/transactions/${encodeURIComponent(r.tx_hash)}" rel="noopener" title="${esc(r.tx_hash)}"><code>${esc(shortHex(r.tx_hash))}</code></a>` : '–'}</td>
       <td><span class="badge ${esc(String(r.status ?? '').toLowerCase())}">${esc(r.status ?? 'queued')}</span></td>
-      <td class="verdict"><button type="button" class="secondary verify" aria-label="Verify group ${esc(r.group_id)} timestep ${esc(r.timestep)}">Verify</button>
-        <span class="result" role="status">${verdictHtml(state.verified.get(`${r.group_id}:${r.timestep}`))}</span></td></tr>`).join('')}
+      <td class="verdict"><button type="button" class="secondary verify" aria-label="Verify group ${esc(r.group_id)} timestep ${esc(r.timestep)}${r.revision ? ` revision ${esc(r.revision)}` : ''}">Verify</button>
+        <span class="result" role="status">${verdictHtml(state.verified.get(commitKey(r)))}</span></td></tr>`).join('')}
     </tbody></table></div>`;
   box.querySelectorAll('button.verify').forEach((b, i) => b.addEventListener('click', () => verify(/** @type {HTMLButtonElement} */ (b), rows[i])));
+}
+
+/** A commit's `group:timestep:revision` (revision 0: the tick's; 1, 2, …: the event re-plans). */
+function commitKey(/** @type {any} */ r) {
+  return `${r.group_id}:${r.timestep}:${r.revision ?? 0}`;
 }
 
 /**
@@ -456,17 +461,18 @@ function verdictHtml(r) {
 
 async function verify(/** @type {HTMLButtonElement} */ button, /** @type {any} */ row) {
   const cell = /** @type {HTMLElement} */ (button.closest('tr')?.querySelector('.verdict .result'));
-  const key = `${row.group_id}:${row.timestep}`;
+  const key = commitKey(row);
+  const revision = row.revision ?? 0;
   button.disabled = true;
   cell.innerHTML = '<span class="badge">verifying…</span>';
   try {
-    const r = await api(`/api/v1/audit/groups/${encodeURIComponent(row.group_id)}/timesteps/${encodeURIComponent(row.timestep)}/verify`, { auth: state.header ?? undefined });
+    const r = await api(`/api/v1/audit/groups/${encodeURIComponent(row.group_id)}/timesteps/${encodeURIComponent(row.timestep)}/verify?revision=${encodeURIComponent(revision)}`, { auth: state.header ?? undefined });
     state.verified.set(key, r);
   } catch (e) {
     state.verified.set(key, { error: e.message });
   } finally {
     // The table may have been redrawn meanwhile: write into the current row.
-    const current = document.querySelector(`#commits tr[data-group="${CSS.escape(String(row.group_id))}"][data-timestep="${CSS.escape(String(row.timestep))}"] .verdict .result`);
+    const current = document.querySelector(`#commits tr[data-group="${CSS.escape(String(row.group_id))}"][data-timestep="${CSS.escape(String(row.timestep))}"][data-revision="${CSS.escape(String(revision))}"] .verdict .result`);
     (current ?? cell).innerHTML = verdictHtml(state.verified.get(key));
     button.disabled = false;
   }
