@@ -79,3 +79,8 @@ CREATE TABLE replan_requests (
 
 -- The arrival reserve a CPO set for a group (W; NULL: evflex's rule, `engine::reserve`).
 ALTER TABLE charging_groups ADD COLUMN arrival_reserve_w BIGINT;
+
+-- The closed loop (`engine::closed_loop`): what a session's car was seen able to draw, and since
+-- when it draws above its limit.
+ALTER TABLE sessions ADD COLUMN observed_max_w BIGINT;
+ALTER TABLE sessions ADD COLUMN over_limit_since BIGINT;

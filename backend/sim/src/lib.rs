@@ -23,8 +23,8 @@
 //! Deterministic from [`SimConfig::seed`]: demand, charge-point choice and opt-in decisions
 //! come from ChaCha8 streams seeded from it; evflex's answers are deterministic too.
 
-pub mod cpo;
 pub mod bench;
+pub mod cpo;
 pub mod demand;
 pub mod demo;
 pub mod plots;

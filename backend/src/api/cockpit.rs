@@ -38,6 +38,14 @@ pub struct ChargePointView {
     pub session_id: Option<String>,
     /// The last profile evflex sent that session, and what the CPO made of it.
     pub profile: Option<ProfileView>,
+    /// The most the session's car was seen able to draw (W), when it drew clearly less than
+    /// its limit (tapering, full, or a lower vehicle maximum): the plan gives it no more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_max_w: Option<i64>,
+    /// Since when the charge point draws clearly more than its limit in force (it does not
+    /// follow its profile; the plan counts its measured draw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_limit_since: Option<String>,
 }
 
 /// The state of the last profile of a charge point's session.
@@ -155,6 +163,12 @@ async fn build(
             Some(s) => schedules::last_profile(&mut conn, id, s).await?,
             None => None,
         };
+        let session = match &session_id {
+            Some(s) => {
+                crate::store::sessions::get(&mut conn, &g.country_code, &g.party_id, s).await?
+            }
+            None => None,
+        };
         charge_points.push(ChargePointView {
             evse_uid: e.record.uid.clone(),
             status: e.record.status.clone(),
@@ -178,6 +192,11 @@ async fn build(
                     sent_at: p.sent_at.map(format_rfc3339),
                 }
             }),
+            observed_max_w: session.as_ref().and_then(|s| s.observed_max_w),
+            over_limit_since: session
+                .as_ref()
+                .and_then(|s| s.over_limit_since)
+                .map(format_rfc3339),
         });
     }
     let load_history = if history > 0 {

@@ -40,8 +40,12 @@ async fn post_batch(
     // The charge points it names, for the event stream (only when a stream is open).
     let named = (state.engine.events.receivers() > 0).then(|| charge_points_of(&party, &value));
     match meter::ingest(&state.db, value, &party).await {
-        Ok(n) => {
+        Ok(readings) => {
+            let n = readings.len();
             metrics::counter!("evflex_meter_values_total").increment(n as u64);
+            // The closed loop: cars that draw less or more than they are allowed re-plan
+            // their groups.
+            crate::engine::closed_loop::after_meter_values(&state.engine, &readings).await;
             if let Some(named) = named {
                 let groups = groups_of(&state, named).await;
                 state.engine.events.meter(groups, "meter_values");

@@ -334,6 +334,11 @@ pub async fn snapshot(
         }
         let last = schedules::last_profile_of_session(conn, s.id).await?;
         let reason = match setpoints::standing(last.as_ref(), t0) {
+            // A car that draws above its limit in force (`closed_loop`) is counted at its
+            // measured draw until it complies again.
+            Standing::Controlled if s.over_limit_since.is_some() => {
+                Some("draws above its limit in force".to_owned())
+            }
             Standing::Controlled => None,
             Standing::GivenUp(r) | Standing::NotInForce(r) => Some(r),
         };
@@ -373,11 +378,18 @@ pub async fn snapshot(
                 .unwrap_or(cfg.default_evse_power_w),
             request.as_ref().and_then(|q| q.vehicle_max_power_w),
         );
+        // What the car was seen able to draw (`closed_loop`: a taper, a full battery, a
+        // vehicle maximum below the charge point's) caps it, so its headroom goes to others.
+        let max_power_w = match s.observed_max_w {
+            Some(seen) => max_power_w.min(seen.max(0)),
+            None => max_power_w,
+        };
         let min_power = min_power_w(
             evse.record.power_type.as_deref(),
             evse.record.phases,
             max_power_w,
-        );
+        )
+        .min(max_power_w);
         let delivered = delivered_wh(conn, r, t0).await?;
         let (class, energy_left_wh, departure_ts, battery_capacity_wh) = match (&request, opted_in)
         {

@@ -206,14 +206,18 @@ fn bad_unit(field: &str, unit: &str) -> IngestError {
     IngestError::Invalid(format!("{field}.unit: unsupported unit {unit:?}"))
 }
 
-/// Validates and stores a batch in one transaction; returns the number of readings.
+/// Validates and stores a batch in one transaction; returns the readings stored.
 #[tracing::instrument(skip_all)]
-pub async fn ingest(db: &Db, body: serde_json::Value, cpo: &Party) -> IngestResult<usize> {
+pub async fn ingest(
+    db: &Db,
+    body: serde_json::Value,
+    cpo: &Party,
+) -> IngestResult<Vec<meter::MeterReading>> {
     let readings = readings(body, Actor::Cpo(cpo), &cpo.country_code, &cpo.party_id)?;
     let mut tx = db.begin().await?;
     meter::insert_batch(&mut tx, &readings).await?;
     tx.commit().await?;
-    Ok(readings.len())
+    Ok(readings)
 }
 
 #[cfg(test)]

@@ -63,6 +63,13 @@ pub struct StoredSession {
     pub shifted_wh: i64,
     /// Value of that shift at the day's prices (micro-EUR).
     pub shifted_value_micro_eur: i64,
+    /// The most the car was seen able to draw (W): set when it drew clearly less than its limit
+    /// in force (tapering, full, or a vehicle maximum below the charge point's), `None` while it
+    /// takes what it is given (`engine::closed_loop`).
+    pub observed_max_w: Option<i64>,
+    /// Since when the car draws clearly more than its limit in force (Unix seconds), `None`
+    /// while it complies (`engine::closed_loop`).
+    pub over_limit_since: Option<i64>,
 }
 
 /// The fields a session PATCH may change, already parsed (`None`: unchanged).
@@ -105,6 +112,8 @@ struct SessionRow {
     shifted_value_micro_eur: i64,
     body: String,
     last_updated: i64,
+    observed_max_w: Option<i64>,
+    over_limit_since: Option<i64>,
 }
 
 impl TryFrom<SessionRow> for StoredSession {
@@ -138,6 +147,8 @@ impl TryFrom<SessionRow> for StoredSession {
             user_id: r.user_id,
             shifted_wh: r.shifted_wh,
             shifted_value_micro_eur: r.shifted_value_micro_eur,
+            observed_max_w: r.observed_max_w,
+            over_limit_since: r.over_limit_since,
         })
     }
 }
@@ -145,7 +156,7 @@ impl TryFrom<SessionRow> for StoredSession {
 const SESSION_COLUMNS: &str = "id, country_code, party_id, session_id, owner_party, location_id, \
     evse_uid, connector_id, status, start_ts, end_ts, energy_wh, token_uid, contract_id, \
     charging_periods, total_cost, user_id, shifted_wh, shifted_value_micro_eur, body, \
-    last_updated";
+    last_updated, observed_max_w, over_limit_since";
 
 /// Inserts or replaces a session (PUT); keeps evflex's own columns (user, flexibility).
 #[tracing::instrument(skip_all, fields(session = %rec.session_id))]
@@ -479,6 +490,22 @@ pub async fn set_user(conn: &mut Conn, session_row: i64, user_id: i64) -> StoreR
     sqlx::query("UPDATE sessions SET user_id = $2 WHERE id = $1")
         .bind(session_row)
         .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records what the closed loop learned of a session's draw (`engine::closed_loop`).
+pub async fn set_draw(
+    conn: &mut Conn,
+    session_row: i64,
+    observed_max_w: Option<i64>,
+    over_limit_since: Option<i64>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE sessions SET observed_max_w = $2, over_limit_since = $3 WHERE id = $1")
+        .bind(session_row)
+        .bind(observed_max_w)
+        .bind(over_limit_since)
         .execute(conn)
         .await?;
     Ok(())

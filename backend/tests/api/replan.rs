@@ -10,6 +10,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// Seconds a profile is in force before readings are held against it.
+const GRACE: i64 = evflex::engine::closed_loop::GRACE_S;
+
 fn ts() -> i64 {
     timestep_of(T0, 900) as i64
 }
@@ -324,9 +327,7 @@ async fn the_worker_replans_on_its_own_and_two_replicas_plan_each_event_once() {
 
 /// Group 1 in the CPO's cockpit.
 async fn cockpit(app: &TestApp) -> Value {
-    let (status, body) = app
-        .cpo(Method::GET, "/api/v1/cockpit/groups/1", None)
-        .await;
+    let (status, body) = app.cpo(Method::GET, "/api/v1/cockpit/groups/1", None).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -351,8 +352,10 @@ async fn the_plan_keeps_an_arrival_reserve_for_the_free_charge_points() {
             .cpo(
                 Method::PATCH,
                 &format!("/ocpi/2.2.1/sessions/NL/EXA/{id}"),
-                Some(&json!({"status": "COMPLETED", "end_date_time": format_rfc3339(T0),
-                    "last_updated": format_rfc3339(T0 + 1)})),
+                Some(
+                    &json!({"status": "COMPLETED", "end_date_time": format_rfc3339(T0),
+                    "last_updated": format_rfc3339(T0 + 1)}),
+                ),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -369,13 +372,18 @@ async fn the_plan_keeps_an_arrival_reserve_for_the_free_charge_points() {
     // The CPO knows its stations react at once and sets no reserve: alice gets it all back.
     let spec = json!({"id": 1, "name": "group 1", "country_code": "NL", "party_id": "EXA",
         "capacity_w": 15_000, "evses": ["E1", "E2", "E3", "E4"], "arrival_reserve_w": 0});
-    let (status, body) = app
-        .cpo(Method::PUT, "/api/v1/groups/1", Some(&spec))
-        .await;
-    assert_eq!((status, &body["arrival_reserve_w"]), (200, &json!(0)), "{body}");
+    let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&spec)).await;
+    assert_eq!(
+        (status, &body["arrival_reserve_w"]),
+        (200, &json!(0)),
+        "{body}"
+    );
     replan::run_pending(&app.state.engine).await;
     assert_eq!(cockpit(&app).await["arrival_reserve_w"], 0);
-    assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 11_040.0);
+    assert_eq!(
+        first_limit(profiles_for(&cpo, "S1").last().unwrap()),
+        11_040.0
+    );
 
     // A reserve above what the free charge points can draw is capped at it; a negative one is
     // refused.
@@ -383,10 +391,103 @@ async fn the_plan_keeps_an_arrival_reserve_for_the_free_charge_points() {
         .cpo(
             Method::PUT,
             "/api/v1/groups/1",
-            Some(&json!({"id": 1, "name": "g", "country_code": "NL", "party_id": "EXA",
-                "capacity_w": 15_000, "evses": ["E1", "E2", "E3", "E4"], "arrival_reserve_w": -1})),
+            Some(
+                &json!({"id": 1, "name": "g", "country_code": "NL", "party_id": "EXA",
+                "capacity_w": 15_000, "evses": ["E1", "E2", "E3", "E4"], "arrival_reserve_w": -1}),
+            ),
         )
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("arrival_reserve_w"), "{body}");
+}
+
+/// The CPO confirms the newest profile of `session_id` in force (its `ChargingProfileResult`).
+async fn confirm(app: &TestApp, cpo: &MockCpo, session_id: &str) {
+    let url = profiles_for(cpo, session_id).last().unwrap()["response_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = url.trim_start_matches(&app.address).to_owned();
+    let (status, body) = app
+        .cpo(Method::POST, &path, Some(&json!({"result": "ACCEPTED"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A power reading of `session_id` on `evse_uid` at `at`.
+async fn power_reading(app: &TestApp, evse_uid: &str, session_id: &str, at: i64, w: i64) {
+    let batch = json!({"meter_values": [{"evse_uid": evse_uid, "session_id": session_id,
+        "meterValue": [{"timestamp": format_rfc3339(at), "sampledValue": [
+            {"measurand": "Power.Active.Import", "value": w.to_string(), "unit": "W"}]}]}]});
+    let (status, body) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_planned_at_it() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 12_000, &["E1", "E2"]).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    let (_, _, bob_uid) = app.new_user("bob", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
+    app.tick().await;
+    confirm(&app, &cpo, "S1").await;
+    confirm(&app, &cpo, "S2").await;
+    let limit = |s: &str| first_limit(profiles_for(&cpo, s).last().unwrap()) as i64;
+    // The 12 kW are shared out; the car given more is the one whose battery tapers.
+    let (taper, taper_evse, other, other_evse) = if limit("S1") >= limit("S2") {
+        ("S1", "E1", "S2", "E2")
+    } else {
+        ("S2", "E2", "S1", "E1")
+    };
+    assert!(limit(taper) >= 6_000, "{} + {}", limit("S1"), limit("S2"));
+    assert_eq!(limit(taper) + limit(other), 12_000);
+
+    // A minute later the tapering car draws 2 kW of its limit: its maximum becomes 2.7 kW,
+    // the group is re-planned at once and the other car gets the rest.
+    app.clock.advance(60);
+    power_reading(&app, taper_evse, taper, T0 + 60, 2_000).await;
+    let group = cockpit(&app).await;
+    let cp = |g: &Value, uid: &str| {
+        g["charge_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["evse_uid"] == uid)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(cp(&group, taper_evse)["observed_max_w"], 2_700);
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert_eq!(limit(taper), 2_700);
+    assert_eq!(limit(other), (12_000 - 2_700).min(11_040));
+    // A reading that changes nothing re-plans nothing.
+    confirm(&app, &cpo, taper).await;
+    confirm(&app, &cpo, other).await;
+    app.clock.advance(60);
+    power_reading(&app, taper_evse, taper, T0 + 120 + GRACE, 2_100).await;
+    assert_eq!(app.count("replan_requests").await, 0);
+
+    // The other charge point ignores its profile and draws 11 kW: it is shown as over its
+    // limit and planned at its measured draw; the tapering car gets what is left.
+    power_reading(&app, other_evse, other, T0 + 120 + GRACE, 11_000).await;
+    let group = cockpit(&app).await;
+    assert!(
+        cp(&group, other_evse)["over_limit_since"].is_string(),
+        "{group}"
+    );
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(limit(taper), 1_000, "12 kW less the 11 kW drawn");
+    // It complies again: back under control.
+    power_reading(&app, other_evse, other, T0 + 180 + GRACE, 9_000).await;
+    assert!(cp(&cockpit(&app).await, other_evse)["over_limit_since"].is_null());
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(limit(taper), 2_700);
 }

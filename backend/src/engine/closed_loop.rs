@@ -1,0 +1,251 @@
+//! The closed loop (issue 15): meter values tell whether each car draws what its profile in
+//! force allows, and the plan follows what they tell.
+//!
+//! For every power reading of a session whose profile the CPO confirmed in force (`in_force`,
+//! or `unchanged` since), at least [`GRACE_S`] after it took effect, [`assess`] compares the
+//! measured power with the profile's limit for now:
+//!
+//! - **Below**: more than [`below_margin_w`] under the limit (a battery tapering or full, or a
+//!   vehicle whose own maximum is below the charge point's). The session's `observed_max_w`
+//!   becomes the measured power plus 10 % and 500 W (never above an earlier one: a taper only
+//!   falls), and the plan gives the car no more than that: its unused headroom goes to the
+//!   others. An accepted request is still planned to be met with that maximum; when it no
+//!   longer can be, the schedule shows the shortfall and the user sees it (app and SSE).
+//! - **At its maximum**: a car drawing within 10 % of its `observed_max_w` while its limit
+//!   allows more may be able to take more (a pause ended, a cold battery warmed up): the
+//!   maximum is raised by half plus 1 kW, and removed once it reaches the charge point's
+//!   rating. The plan probes upwards a step per reading instead of trusting one low reading
+//!   forever.
+//! - **Above**: more than [`above_margin_w`] over the limit: the charge point does not follow
+//!   its profile. It is logged, counted (`evflex_noncompliant_readings_total`), shown in the
+//!   cockpit (`over_limit_since`), and the plan counts the car at its measured draw (as a
+//!   charge point out of control, `snapshot`) until it complies again.
+//!
+//! Each change re-plans the group at once (`engine::replan`); a reading that changes nothing
+//! does not.
+
+use super::{Engine, replan};
+use crate::store::meter::MeterReading;
+use crate::store::schedules;
+use crate::store::{StoreResult, sessions};
+
+/// Seconds after a profile took effect before readings are held against it (the station's own
+/// reaction).
+pub const GRACE_S: i64 = 30;
+
+/// How far under its limit a car must draw to count as not taking it (W).
+pub fn below_margin_w(limit_w: i64) -> i64 {
+    (limit_w / 5).max(1_000)
+}
+
+/// How far over its limit a car must draw to count as not following it (W).
+pub fn above_margin_w(limit_w: i64) -> i64 {
+    (limit_w / 10).max(1_000)
+}
+
+/// What one reading changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Assessment {
+    /// The session's `observed_max_w` from now on.
+    pub observed_max_w: Option<i64>,
+    /// Whether the car draws above its limit.
+    pub over_limit: bool,
+}
+
+/// Assesses a reading of `measured_w` against the limit in force `limit_w`, given what was
+/// observed before (`observed_max_w`) and the charge point's rating `rated_w`.
+pub fn assess(
+    limit_w: i64,
+    measured_w: i64,
+    observed_max_w: Option<i64>,
+    rated_w: i64,
+) -> Assessment {
+    let measured_w = measured_w.max(0);
+    if measured_w > limit_w + above_margin_w(limit_w) {
+        return Assessment {
+            observed_max_w,
+            over_limit: true,
+        };
+    }
+    let observed_max_w = if measured_w + below_margin_w(limit_w) < limit_w {
+        let seen = (measured_w * 11 / 10 + 500).min(rated_w.max(0));
+        Some(observed_max_w.map_or(seen, |o| o.min(seen)))
+    } else {
+        match observed_max_w {
+            Some(o) if limit_w > o && measured_w * 10 >= o * 9 => {
+                let raised = o * 3 / 2 + 1_000;
+                (raised < rated_w).then_some(raised)
+            }
+            other => other,
+        }
+    };
+    Assessment {
+        observed_max_w,
+        over_limit: false,
+    }
+}
+
+/// Applies [`assess`] to every power reading of a batch just stored, and re-plans the groups
+/// whose cars changed. Failures are logged: the readings are stored, and the next plan reads
+/// them.
+pub async fn after_meter_values(engine: &Engine, readings: &[MeterReading]) {
+    let mut groups = Vec::new();
+    for r in readings {
+        let (Some(session_id), Some(power_w)) = (&r.session_id, r.power_w) else {
+            continue;
+        };
+        match assess_reading(engine, r, session_id, power_w).await {
+            Ok(Some(group)) => groups.push(group),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(session = %session_id, error = %e, "closed loop: reading not assessed");
+            }
+        }
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        replan::request_or_log(engine, g, "meter").await;
+    }
+}
+
+/// Assesses one reading; the group to re-plan when it changed something.
+async fn assess_reading(
+    engine: &Engine,
+    r: &MeterReading,
+    session_id: &str,
+    power_w: i64,
+) -> StoreResult<Option<i64>> {
+    let mut conn = engine.db.conn().await?;
+    let Some(session) = sessions::get(&mut conn, &r.country_code, &r.party_id, session_id).await?
+    else {
+        return Ok(None);
+    };
+    let Some(profile) = schedules::last_profile_of_session(&mut conn, session.id).await? else {
+        return Ok(None);
+    };
+    let in_force = matches!(profile.status.as_str(), "in_force" | "unchanged");
+    if !in_force || r.ts < profile.updated_at + GRACE_S {
+        return Ok(None);
+    }
+    let rated_w = crate::store::locations::get_evse(
+        &mut conn,
+        &r.country_code,
+        &r.party_id,
+        &session.record.evse_uid,
+    )
+    .await?
+    .and_then(|e| e.record.rated_power_w)
+    .unwrap_or(engine.config.default_evse_power_w);
+    let a = assess(profile.power_w, power_w, session.observed_max_w, rated_w);
+    let over_limit_since = match (a.over_limit, session.over_limit_since) {
+        (true, Some(since)) => Some(since),
+        (true, None) => {
+            tracing::warn!(session = %session_id, evse = %session.record.evse_uid,
+                limit_w = profile.power_w, measured_w = power_w,
+                "closed loop: the charge point draws above its limit");
+            Some(r.ts)
+        }
+        (false, _) => None,
+    };
+    if a.over_limit {
+        metrics::counter!("evflex_noncompliant_readings_total").increment(1);
+    }
+    if a.observed_max_w == session.observed_max_w && over_limit_since == session.over_limit_since {
+        return Ok(None);
+    }
+    sessions::set_draw(&mut conn, session.id, a.observed_max_w, over_limit_since).await?;
+    crate::store::groups::group_of_evse(
+        &mut conn,
+        &r.country_code,
+        &r.party_id,
+        &session.record.evse_uid,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_car_drawing_its_limit_changes_nothing() {
+        let a = assess(11_040, 10_900, None, 11_040);
+        assert_eq!(
+            a,
+            Assessment {
+                observed_max_w: None,
+                over_limit: false
+            }
+        );
+        // Within the margin either way.
+        assert_eq!(assess(11_040, 9_000, None, 11_040).observed_max_w, None);
+        assert!(!assess(4_000, 4_900, None, 11_040).over_limit);
+    }
+
+    #[test]
+    fn a_tapering_car_gets_a_falling_maximum() {
+        // Allowed 11.04 kW, draws 5 kW: its maximum is 6 kW.
+        let a = assess(11_040, 5_000, None, 11_040);
+        assert_eq!(a.observed_max_w, Some(6_000));
+        // Later, allowed its 6 kW, it draws 3 kW: 3.8 kW.
+        let b = assess(6_000, 3_000, a.observed_max_w, 11_040);
+        assert_eq!(b.observed_max_w, Some(3_800));
+        // A full car (0 W) keeps 500 W.
+        assert_eq!(
+            assess(3_800, 0, b.observed_max_w, 11_040).observed_max_w,
+            Some(500)
+        );
+    }
+
+    #[test]
+    fn a_car_at_its_observed_maximum_is_probed_upwards() {
+        // Limited to its 6 kW maximum and drawing it: the plan may be holding it back. The
+        // limit in force is the maximum, so nothing is learned…
+        assert_eq!(
+            assess(6_000, 5_900, Some(6_000), 11_040).observed_max_w,
+            Some(6_000)
+        );
+        // …but with more allowed than its maximum and drawing the maximum, it is raised.
+        assert_eq!(
+            assess(8_000, 5_900, Some(6_000), 11_040).observed_max_w,
+            Some(10_000)
+        );
+        // Up to the rating, where the maximum no longer says anything.
+        assert_eq!(
+            assess(11_040, 9_500, Some(10_000), 11_040).observed_max_w,
+            None
+        );
+    }
+
+    #[test]
+    fn a_car_above_its_limit_is_not_complying() {
+        let a = assess(4_000, 11_000, Some(6_000), 11_040);
+        assert!(a.over_limit);
+        assert_eq!(a.observed_max_w, Some(6_000), "what was learned stays");
+        assert!(assess(20_000, 22_100, None, 22_080).over_limit);
+        assert!(!assess(20_000, 21_900, None, 22_080).over_limit);
+    }
+
+    proptest! {
+        #[test]
+        fn the_maximum_never_exceeds_the_rating_and_a_taper_only_lowers_it(
+            limit in 0i64..50_000,
+            measured in -1_000i64..60_000,
+            before in proptest::option::of(0i64..50_000),
+            rated in 1_000i64..50_000,
+        ) {
+            let a = assess(limit, measured, before, rated);
+            if let Some(o) = a.observed_max_w {
+                prop_assert!(o <= rated.max(before.unwrap_or(0)) && o >= 0);
+            }
+            if measured.max(0) + below_margin_w(limit) < limit
+                && measured.max(0) <= limit + above_margin_w(limit)
+                && let (Some(b), Some(o)) = (before, a.observed_max_w)
+            {
+                prop_assert!(o <= b);
+            }
+        }
+    }
+}
