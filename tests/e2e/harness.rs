@@ -153,6 +153,10 @@ impl Server {
             .env("EVFLEX_CPO_TARIFF", TARIFF.to_string())
             .env("EVFLEX_UNCONTROLLED_ENERGY_WH", "100000")
             .env("EVFLEX_SOLVER_THREADS", "1")
+            .env(
+                "EVFLEX_REPLAN",
+                std::env::var("E2E_REPLAN").unwrap_or_else(|_| "auto".to_owned()),
+            )
             .env("EVFLEX_DB_MAX_CONNECTIONS", "8")
             .env("RUST_LOG", "warn,evflex=info")
             .stdin(Stdio::null())

@@ -160,32 +160,38 @@ async fn check_day(day: &Day<'_>) {
         );
     }
 
-    // 4. Every tick of every group committed on chain exactly once, hashes as stored.
+    // 4. Every schedule of every group, the ticks' (revision 0) and the event re-plans' (1, 2,
+    // … within a timestep), committed on chain exactly once, hashes as stored.
     let chain = harness::chain_reader(day.rpc_url).await;
     let latest = chain.block_number().await.unwrap();
     let commits = chain.status_commits(0, latest, None).await.unwrap();
-    let mut on_chain: HashMap<(u64, u64), Vec<(B256, B256)>> = HashMap::new();
+    let mut on_chain: HashMap<(u64, u64, u64), Vec<(B256, B256)>> = HashMap::new();
     for c in &commits {
         on_chain
-            .entry((c.commit.group_id, c.commit.timestep))
+            .entry((
+                c.commit.group_id,
+                c.commit.timestep,
+                u64::from(c.commit.revision),
+            ))
             .or_default()
             .push((c.commit.inputs_hash, c.commit.schedule_hash));
     }
-    let stored: Vec<(i64, i64, String, String)> = sqlx::query_as(
-        "SELECT group_id, timestep, inputs_hash, schedule_hash FROM schedules ORDER BY 1, 2",
+    let stored: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT group_id, timestep, revision, inputs_hash, schedule_hash FROM schedules
+         ORDER BY 1, 2, 3",
     )
     .fetch_all(db)
     .await
     .unwrap();
     assert_eq!(
-        stored.len(),
+        stored.iter().filter(|s| s.2 == 0).count(),
         STEPS * cfg.groups,
         "a schedule per group and tick"
     );
     for ts in timesteps(cfg) {
         for g in 1..=cfg.groups as i64 {
             assert!(
-                stored.iter().any(|s| (s.0, s.1) == (g, ts)),
+                stored.iter().any(|s| (s.0, s.1, s.2) == (g, ts, 0)),
                 "no schedule for group {g} at {ts}"
             );
         }
@@ -195,20 +201,20 @@ async fn check_day(day: &Day<'_>) {
         stored.len(),
         "one commit per stored schedule"
     );
-    for (g, ts, inputs, schedule) in &stored {
+    for (g, ts, rev, inputs, schedule) in &stored {
         let c = on_chain
-            .get(&(*g as u64, *ts as u64))
-            .unwrap_or_else(|| panic!("group {g} timestep {ts} not on chain"));
+            .get(&(*g as u64, *ts as u64, *rev as u64))
+            .unwrap_or_else(|| panic!("group {g} timestep {ts} revision {rev} not on chain"));
         assert_eq!(
             c.len(),
             1,
-            "group {g} timestep {ts} committed {} times",
+            "group {g} timestep {ts} revision {rev} committed {} times",
             c.len()
         );
         assert_eq!(
             (format!("{:#x}", c[0].0), format!("{:#x}", c[0].1)),
             (inputs.to_lowercase(), schedule.to_lowercase()),
-            "hashes of group {g} timestep {ts}"
+            "hashes of group {g} timestep {ts} revision {rev}"
         );
     }
 
@@ -376,12 +382,13 @@ async fn check_day(day: &Day<'_>) {
 /// Tampering with one stored schedule makes `evflex verify` and `evflex audit` fail.
 async fn check_tampering_is_caught(day: &Day<'_>) {
     let t = timesteps(day.cfg)[STEPS / 2];
-    let schedule: String =
-        sqlx::query_scalar("SELECT schedule FROM schedules WHERE group_id = 1 AND timestep = $1")
-            .bind(t)
-            .fetch_one(day.db)
-            .await
-            .unwrap();
+    let schedule: String = sqlx::query_scalar(
+        "SELECT schedule FROM schedules WHERE group_id = 1 AND timestep = $1 AND revision = 0",
+    )
+    .bind(t)
+    .fetch_one(day.db)
+    .await
+    .unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&schedule).unwrap();
     let cell = v["power_w"]
         .as_array_mut()
@@ -390,12 +397,14 @@ async fn check_tampering_is_caught(day: &Day<'_>) {
         .and_then(|row| row.first_mut())
         .expect("a schedule with power_w");
     *cell = serde_json::json!(cell.as_i64().unwrap_or(0) + 1);
-    sqlx::query("UPDATE schedules SET schedule = $1 WHERE group_id = 1 AND timestep = $2")
-        .bind(v.to_string())
-        .bind(t)
-        .execute(day.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE schedules SET schedule = $1 WHERE group_id = 1 AND timestep = $2 AND revision = 0",
+    )
+    .bind(v.to_string())
+    .bind(t)
+    .execute(day.db)
+    .await
+    .unwrap();
     let (ok, out) = harness::verify(day.api, day.rpc_url, 1, t);
     assert!(!ok, "verify must fail on a tampered schedule:\n{out}");
     let (ok, out) = harness::audit(day.db_url, day.rpc_url);

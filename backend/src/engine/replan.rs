@@ -205,6 +205,29 @@ pub async fn run_pending(engine: &Engine) -> ReplanReport {
     }
 }
 
+/// Plans every waiting event and sends the set-points, here and now, until none is waiting
+/// (another replica's worker may hold a group meanwhile: then this waits for it), for at most
+/// `timeout`. For callers that read the profiles right after (the simulated clock's tick).
+pub async fn settle(engine: &Engine, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        run_pending(engine).await;
+        let left = match waiting(engine).await {
+            Ok(w) => w.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "re-plan: cannot read waiting events");
+                return;
+            }
+        };
+        if left == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A worker's round may have committed and still be sending: send what is pending.
+    setpoints::deliver_pending(engine).await;
+}
+
 /// Groups with events waiting, with their lease rows made sure of (a group created since the
 /// last tick has none yet).
 async fn waiting(engine: &Engine) -> StoreResult<Vec<i64>> {
