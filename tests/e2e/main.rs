@@ -648,3 +648,167 @@ fn the_demo_prints_the_four_policies_as_json() {
         "{stderr}"
     );
 }
+
+/// Issue 15's fault run: the server is killed with SIGKILL inside a burst of arrivals, while
+/// the re-plans they cause are in flight. After the restart every acknowledged arrival is
+/// planned and gets its profile, no schedule is committed twice, and the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_arrivals_survives_a_server_killed_mid_replan() {
+    use evflex_sim::Operator;
+    use evflex_sim::bench::{self, NOW};
+    const GROUPS: usize = 4;
+    const EVS: usize = 12;
+    const OCCUPIED: usize = 6;
+    let chain = harness::anvil().await;
+    let rpc_url = chain.endpoint();
+    let (db_url, db) = harness::fresh_database().await;
+    let mut server = Server::start(&db_url, &rpc_url, NOW).await;
+    let target = server.target();
+    target.setup(&[], NOW).await.expect("operator setup");
+    let cpo = evflex_sim::cpo::spawn("e2e-burst-token-b", evflex_sim::cpo::Quirks::NONE)
+        .await
+        .expect("CPO server");
+    let client = evflex_sim::Client::new(&server.base_url()).expect("client");
+    let auth = bench::register(&client, &cpo, target.registration_token())
+        .await
+        .expect("handshake");
+    bench::put_world(&client, &auth, GROUPS, EVS, OCCUPIED)
+        .await
+        .expect("locations, groups and cars");
+    let ts = evflex::domain::timestep_of(NOW, 900);
+    target.tick(ts).await.expect("tick");
+
+    // The burst: every free charge point of every group gets a car within a few milliseconds.
+    // Once half of them are acknowledged the server is killed; the rest are retried by the
+    // client until the restarted server takes them.
+    target.set_clock(NOW + 60).await.expect("clock");
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut arrivals = Vec::new();
+    for g in 0..GROUPS {
+        for c in OCCUPIED..EVS {
+            let id = format!("ARR-{g}-{c}");
+            let (client, auth, done_tx) = (client.clone(), auth.clone(), done_tx.clone());
+            let body = bench::session(&id, &bench::uid(g, c), "ACTIVE");
+            arrivals.push(id.clone());
+            tokio::spawn(async move {
+                if client
+                    .call(
+                        reqwest::Method::PUT,
+                        &bench::session_path(&id),
+                        Some(&auth),
+                        Some(&body),
+                    )
+                    .await
+                    .is_ok()
+                {
+                    let _ = done_tx.send(id);
+                }
+            });
+        }
+    }
+    drop(done_tx);
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < arrivals.len() / 2 {
+        acknowledged.push(done_rx.recv().await.expect("an acknowledged arrival"));
+    }
+    server.kill();
+    server.spawn(NOW + 60);
+    server.wait_ready().await;
+    while let Some(id) = done_rx.recv().await {
+        acknowledged.push(id);
+    }
+    assert_eq!(
+        acknowledged.len(),
+        arrivals.len(),
+        "every arrival acknowledged in the end"
+    );
+
+    // The restarted worker plans what was waiting: no event left, every arrival planned and
+    // sent its profile (each is curtailed: the groups bind).
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM replan_requests")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        let profiled = {
+            let inbox = cpo.inbox.lock().unwrap();
+            arrivals
+                .iter()
+                .filter(|id| inbox.first_put_at.contains_key(*id))
+                .count()
+        };
+        if waiting == 0 && profiled == arrivals.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} groups still waiting, {profiled} of {} arrivals profiled:\n{}",
+            arrivals.len(),
+            server.log_tail(40)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for g in 1..=GROUPS as i64 {
+        let schedule: String = sqlx::query_scalar(
+            "SELECT schedule FROM schedules WHERE group_id = $1 AND timestep = $2
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(g)
+        .bind(ts as i64)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        let schedule: serde_json::Value = serde_json::from_str(&schedule).unwrap();
+        assert_eq!(
+            schedule["vehicle_ids"].as_array().map(Vec::len),
+            Some(EVS),
+            "group {g}'s last plan has every car"
+        );
+    }
+
+    // Every schedule committed on chain once, with its hashes; the audit is clean.
+    harness::drain(&target, &db, NOW, &server).await;
+    let latest = harness::chain_reader(&rpc_url)
+        .await
+        .block_number()
+        .await
+        .unwrap();
+    let commits = harness::chain_reader(&rpc_url)
+        .await
+        .status_commits(0, latest, None)
+        .await
+        .unwrap();
+    let stored: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT group_id, timestep, revision, schedule_hash FROM schedules ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        stored.iter().any(|s| s.2 > 0),
+        "the burst was planned by event re-plans: {stored:?}"
+    );
+    assert_eq!(commits.len(), stored.len(), "one commit per schedule");
+    for (g, t, r, hash) in &stored {
+        let on_chain: Vec<_> = commits
+            .iter()
+            .filter(|c| {
+                (
+                    c.commit.group_id,
+                    c.commit.timestep,
+                    u64::from(c.commit.revision),
+                ) == (*g as u64, *t as u64, *r as u64)
+            })
+            .collect();
+        assert_eq!(on_chain.len(), 1, "group {g} timestep {t} revision {r}");
+        assert_eq!(
+            format!("{:#x}", on_chain[0].commit.schedule_hash),
+            hash.to_lowercase()
+        );
+    }
+    let (ok, out) = harness::audit(&db_url, &rpc_url);
+    assert!(ok, "evflex audit:\n{out}");
+    server.kill();
+    db.close().await;
+}

@@ -104,10 +104,12 @@ impl std::fmt::Display for ReplanBenchReport {
     }
 }
 
-const CC: &str = "NL";
-const PARTY: &str = "BEN";
+/// The benchmark CPO's country code.
+pub const CC: &str = "NL";
+/// The benchmark CPO's party id.
+pub const PARTY: &str = "BEN";
 /// A fixed day (the clock does not move: the latency is measured on the wall clock).
-const NOW: i64 = 1_714_557_600;
+pub const NOW: i64 = 1_714_557_600;
 
 /// Runs the benchmark.
 pub async fn run(args: &ReplanBenchArgs) -> anyhow::Result<ReplanBenchReport> {
@@ -211,7 +213,7 @@ pub async fn run(args: &ReplanBenchArgs) -> anyhow::Result<ReplanBenchReport> {
 }
 
 /// The CPO's credentials handshake; its `Authorization` header.
-async fn register(client: &Client, cpo: &CpoServer, token_a: &str) -> anyhow::Result<String> {
+pub async fn register(client: &Client, cpo: &CpoServer, token_a: &str) -> anyhow::Result<String> {
     let creds = json!({
         "token": cpo.token_b,
         "url": format!("{}/ocpi/versions", cpo.address),
@@ -232,16 +234,18 @@ async fn register(client: &Client, cpo: &CpoServer, token_a: &str) -> anyhow::Re
     Ok(token_header(token))
 }
 
-fn uid(group: usize, cp: usize) -> String {
+/// The uid of charge point `cp` of group `group` (0-based).
+pub fn uid(group: usize, cp: usize) -> String {
     format!("G{group:03}-CP{cp:02}")
 }
 
-fn session_path(id: &str) -> String {
+/// The OCPI path of a session of the benchmark's CPO.
+pub fn session_path(id: &str) -> String {
     format!("/ocpi/2.2.1/sessions/{CC}/{PARTY}/{id}")
 }
 
 /// A session of a car that did not opt in (an unknown token) on `evse_uid`.
-fn session(id: &str, evse_uid: &str, status: &str) -> Value {
+pub fn session(id: &str, evse_uid: &str, status: &str) -> Value {
     let location = evse_uid.split_once("-CP").map_or("G", |(g, _)| g);
     let now = format_rfc3339(NOW);
     json!({
@@ -260,6 +264,25 @@ async fn set_up(
     state: &AppState,
     groups: usize,
     evs: usize,
+) -> anyhow::Result<()> {
+    put_world(client, auth, groups, evs, evs - 1).await?;
+    evflex::engine::run_tick(
+        &state.engine,
+        evflex::domain::timestep_of(NOW, evflex::domain::TIME_STEP_S),
+    )
+    .await;
+    settle(state).await
+}
+
+/// The benchmark's world over HTTP: `groups` locations of `evs` charge points, each a group on
+/// a connection at half their ratings, with cars that did not opt in on the first `occupied`
+/// charge points of each (sessions `CAR-{group}-{cp}`).
+pub async fn put_world(
+    client: &Client,
+    auth: &str,
+    groups: usize,
+    evs: usize,
+    occupied: usize,
 ) -> anyhow::Result<()> {
     let stamp = format_rfc3339(NOW - 3_600);
     let mut specs = Vec::with_capacity(groups);
@@ -302,7 +325,7 @@ async fn set_up(
         )
         .await?;
     for g in 0..groups {
-        for c in 0..evs - 1 {
+        for c in 0..occupied.min(evs) {
             let id = format!("CAR-{g:03}-{c:02}");
             client
                 .call(
@@ -314,12 +337,7 @@ async fn set_up(
                 .await?;
         }
     }
-    evflex::engine::run_tick(
-        &state.engine,
-        evflex::domain::timestep_of(NOW, evflex::domain::TIME_STEP_S),
-    )
-    .await;
-    settle(state).await
+    Ok(())
 }
 
 /// Waits until no event is waiting for a re-plan (the worker has planned them all) and the
