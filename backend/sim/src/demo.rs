@@ -365,6 +365,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Vehicles that are not opted in charge until they are full; evflex must not assume they
     // stop earlier (its default, 30 kWh, is below the larger batteries).
     config.engine.uncontrolled_energy_wh = 100_000;
+    // The simulator moves in whole steps: a car plugs in at a step boundary and the tick plans
+    // it before it draws anything, so the reaction window the arrival reserve covers is zero.
+    config.engine.reaction_window_s = 0.0;
     let clock = SimClock::new(sim.day_start + i64::from(sim.start_hour) * 3_600);
     let mut chain_note = "no chain (--no-chain)".to_owned();
     let app = if args.chain_config.no_chain {

@@ -304,7 +304,7 @@ impl Operator for SimTarget {
     }
 
     async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {
-        let report = evflex::engine::run_tick(&self.state.engine, timestep).await;
+        let report = evflex::engine::replan::tick_settled(&self.state.engine, timestep).await;
         let json = serde_json::to_value(&report).map_err(|e| SimError::Other(e.to_string()))?;
         Ok(TickFigures::of_report(&json))
     }

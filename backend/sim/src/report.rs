@@ -339,11 +339,17 @@ pub struct Summary {
     pub accepted_offer: usize,
     /// Opted-in drivers without an accepted request.
     pub not_accepted: usize,
-    /// Energy the plugged vehicles wanted (Wh).
+    /// Energy the plugged vehicles would take before they stop by themselves (full, or the
+    /// driver's own limit; with real sessions, the energy the car took that day) (Wh): what
+    /// `delivered_wh` is measured against.
     pub wanted_wh: f64,
-    /// Energy of accepted requests (Wh).
+    /// Energy the opted-in drivers asked evflex for in their charging requests (Wh). With real
+    /// sessions it is the driver's own estimate and may exceed what the car takes.
+    pub requested_wh: f64,
+    /// The part of `requested_wh` evflex guaranteed: accepted requests, at once or through an
+    /// offer (Wh; never more than `requested_wh`).
     pub accepted_wh: f64,
-    /// Energy delivered (Wh).
+    /// Energy delivered (Wh; never more than `wanted_wh`).
     pub delivered_wh: f64,
     /// Energy delivered without smart charging (Wh).
     pub uncontrolled_delivered_wh: f64,
@@ -614,6 +620,11 @@ impl Summary {
                 .filter(|v| v.opted_in && v.accepted_wh.is_none())
                 .count(),
             wanted_wh: plugged.iter().map(|v| v.arrival.wanted_wh as f64).sum(),
+            requested_wh: plugged
+                .iter()
+                .filter(|v| v.opted_in)
+                .map(|v| v.arrival.request_wh as f64)
+                .sum(),
             accepted_wh: plugged
                 .iter()
                 .filter_map(|v| v.accepted_wh)
@@ -699,13 +710,13 @@ impl fmt::Display for Summary {
         )?;
         row(
             f,
-            "energy wanted / accepted / delivered",
-            format!(
-                "{} / {} / {}",
-                kwh(self.wanted_wh),
-                kwh(self.accepted_wh),
-                kwh(self.delivered_wh)
-            ),
+            "energy requested / accepted (guaranteed)",
+            format!("{} / {}", kwh(self.requested_wh), kwh(self.accepted_wh)),
+        )?;
+        row(
+            f,
+            "energy the cars would take / delivered",
+            format!("{} / {}", kwh(self.wanted_wh), kwh(self.delivered_wh)),
         )?;
         row(
             f,
@@ -871,6 +882,7 @@ mod tests {
             accepted_offer: 0,
             not_accepted: 0,
             wanted_wh: 20_000.0,
+            requested_wh: 12_000.0,
             accepted_wh: 10_000.0,
             delivered_wh: 19_500.0,
             uncontrolled_delivered_wh: 20_000.0,

@@ -19,7 +19,6 @@ use crate::app::AppState;
 use crate::config::{Secret, ServeConfig};
 use crate::domain::{Clock, SimClock};
 use crate::domain::{TIME_STEP_S, timestep_of};
-use crate::engine::run_tick;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -145,11 +144,8 @@ async fn tick(
     let timestep = req
         .timestep
         .unwrap_or_else(|| timestep_of(op.clock.now(), TIME_STEP_S));
-    // On a simulated clock the caller reads the profiles as soon as this answers: the re-plans
-    // its events caused (the worker may still be planning them) are finished first, so the
-    // step is planned from every event before it.
-    crate::engine::replan::settle(&state.engine, std::time::Duration::from_secs(30)).await;
-    let report = run_tick(&state.engine, timestep).await;
+    // On a simulated clock the caller reads the profiles as soon as this answers.
+    let report = crate::engine::replan::tick_settled(&state.engine, timestep).await;
     Ok(Json(
         serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?,
     ))

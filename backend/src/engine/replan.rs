@@ -228,6 +228,19 @@ pub async fn settle(engine: &Engine, timeout: Duration) {
     setpoints::deliver_pending(engine).await;
 }
 
+/// The tick of a simulated clock, whose caller reads the profiles as soon as this returns:
+/// first the re-plans its events caused (the worker may still be planning them), then the
+/// tick, then the re-plans the tick's own delivery caused (a CPO refusing a profile re-plans
+/// its group at once, with that charge point at its full draw), so the step is planned from
+/// every event of it, as the worker would within a second on a real clock.
+pub async fn tick_settled(engine: &Engine, timestep: u64) -> super::TickReport {
+    const SETTLE: Duration = Duration::from_secs(30);
+    settle(engine, SETTLE).await;
+    let report = super::run_tick(engine, timestep).await;
+    settle(engine, SETTLE).await;
+    report
+}
+
 /// Groups with events waiting, with their lease rows made sure of (a group created since the
 /// last tick has none yet).
 async fn waiting(engine: &Engine) -> StoreResult<Vec<i64>> {
