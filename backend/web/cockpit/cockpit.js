@@ -244,7 +244,7 @@ function renderOverview() {
  */
 function renderGroup(card, g) {
   $('h2', card).textContent = g.name;
-  $('.figures', card).innerHTML = `Capacity <b>${esc(kw(g.capacity_w))}</b> · Live load <b data-field="load">${esc(kw(g.load_w))}</b>${g.pv_peak_w > 0 ? ` · PV peak <b>${esc(kw(g.pv_peak_w))}</b>` : ''}`;
+  $('.figures', card).innerHTML = `Capacity <b>${esc(kw(g.capacity_w))}</b> · Live load <b data-field="load">${esc(kw(g.load_w))}</b>${g.pv_peak_w > 0 ? ` · PV peak <b>${esc(kw(g.pv_peak_w))}</b>` : ''}${g.arrival_reserve_w > 0 ? ` · <span data-field="reserve" title="Headroom every plan keeps for cars that plug in before their first profile lands${g.arrival_reserve_configured_w != null ? ' (set for this group)' : ' (from the arrival rate and the free charge points)'}">Arrival reserve <b>${esc(kw(g.arrival_reserve_w))}</b></span>` : ''}`;
   const share = g.capacity_w > 0 ? (100 * g.load_w) / g.capacity_w : 0;
   $('.load-line', card).innerHTML = `<div class="figures"><span>Live load</span><span>${esc(kw(g.load_w))} of ${esc(kw(g.capacity_w))} (${Math.round(share)} %)</span></div>
     <div class="bar big ${share > 100 ? 'over' : ''}" role="meter" aria-label="${esc(g.name)} load against capacity" aria-valuemin="0" aria-valuemax="${g.capacity_w / 1000}" aria-valuenow="${g.load_w / 1000}" aria-valuetext="${esc(kw(g.load_w))} of ${esc(kw(g.capacity_w))}"><span style="width:${Math.min(100, share)}%"></span></div>`;
@@ -258,6 +258,8 @@ function renderGroup(card, g) {
       <span class="power"><b data-field="power">${esc(kw(c.power_w))}</b> / ${esc(kw(c.rated_power_w))}</span>
       <div class="bar ${s > 100 ? 'over' : ''}" role="meter" aria-label="${esc(c.evse_uid)} power against rated power" aria-valuemin="0" aria-valuemax="${rated / 1000}" aria-valuenow="${p / 1000}" aria-valuetext="${esc(kw(p))} of ${esc(kw(rated))}"><span style="width:${Math.min(100, s)}%"></span></div>
       <span class="session">${c.session_id ? `Session <code>${esc(c.session_id)}</code>` : 'No session'}</span>
+      ${c.over_limit_since ? `<span class="badge over" data-field="over-limit" title="Draws clearly more than its profile allows; planned at its measured draw">over its limit since ${esc(clock(c.over_limit_since))}</span>` : ''}
+      ${c.observed_max_w != null ? `<span class="muted" data-field="observed-max" title="Drew clearly less than allowed (tapering, full, or a lower vehicle maximum): planned at no more than this">takes at most ${esc(kw(c.observed_max_w))}</span>` : ''}
       ${c.profile ? `<span class="profile" data-field="profile" title="${esc(c.profile.reason ?? '')}">Profile ${esc(kw(c.profile.limit_w))}: ${esc(PROFILE_STATES[c.profile.status] ?? c.profile.status)}${c.profile.reason ? ` (${esc(c.profile.reason)})` : ''}, ${esc(clock(c.profile.updated_at))}</span>` : ''}
     </li>`;
   }).join('') || '<li class="muted">No charge points in this group.</li>';
