@@ -174,6 +174,9 @@ pub struct ProfileStep {
     pub power_w: i64,
 }
 
+/// A shortfall the driver is warned about (Wh): above the optimiser's rounding.
+const SHORTFALL_WARN_WH: i64 = 100;
+
 /// Live status of one of the user's sessions.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionStatus {
@@ -199,6 +202,14 @@ pub struct SessionStatus {
     pub planned_profile: Vec<ProfileStep>,
     /// Energy expected by departure (or the end of the plan) (kWh).
     pub expected_energy_kwh: Option<f64>,
+    /// Energy of the accepted request the latest plan cannot deliver by departure (kWh), when
+    /// it is short: the car draws less than the plan needs (a taper, a full battery, a lower
+    /// vehicle maximum), or the group lost capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall_kwh: Option<f64>,
+    /// Why the guarantee is at risk, in words for the driver (with `shortfall_kwh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Live status of the user's recent sessions.
@@ -230,6 +241,7 @@ async fn status(
             groups::group_of_evse(&mut conn, &r.country_code, &r.party_id, &r.evse_uid).await?;
         let mut planned_profile = Vec::new();
         let mut expected = None;
+        let mut shortfall_wh = None;
         if open
             && let Some(gid) = group_id
             && let Some(sched) = schedules::latest_before(&mut conn, gid, i64::MAX).await?
@@ -241,6 +253,12 @@ async fn status(
                 && let Some(i) = ids.iter().position(|v| v.as_str() == Some(vid.as_str()))
                 && let Some(row) = rows.get(i).and_then(|r| r.as_array())
             {
+                shortfall_wh = sched
+                    .schedule
+                    .get("unmet_wh")
+                    .and_then(|u| u.get(i))
+                    .and_then(serde_json::Value::as_i64)
+                    .filter(|wh| request.is_some() && *wh > SHORTFALL_WARN_WH);
                 let offset = (current_step - sched.timestep).max(0) as usize;
                 let step_s = sched.time_step_s;
                 let mut wh = 0i64;
@@ -273,6 +291,19 @@ async fn status(
             requested_kwh: request.as_ref().map(|q| wh_to_kwh(q.energy_wh)),
             planned_profile,
             expected_energy_kwh: expected,
+            shortfall_kwh: shortfall_wh.map(wh_to_kwh),
+            warning: shortfall_wh.map(|wh| match s.observed_max_w {
+                Some(w) => format!(
+                    "Your car takes at most {:.1} kW now, so it will be {:.1} kWh short of your \
+                     guaranteed energy by departure",
+                    w as f64 / 1_000.0,
+                    wh_to_kwh(wh)
+                ),
+                None => format!(
+                    "The plan falls {:.1} kWh short of your guaranteed energy by departure",
+                    wh_to_kwh(wh)
+                ),
+            }),
         });
     }
     Ok(Json(out))

@@ -491,3 +491,46 @@ async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_pla
     replan::run_pending(&app.state.engine).await;
     assert_eq!(limit(taper), 2_700);
 }
+
+#[tokio::test]
+async fn a_driver_is_warned_as_soon_as_a_tapering_car_cannot_meet_its_guarantee() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 22_000, &["E1"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    let req = json!({"session_id": "S1", "energy_kwh": 20.0,
+        "departure": format_rfc3339(T0 + 3 * 3_600)});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    app.tick().await;
+    let status_of = async |app: &TestApp| {
+        let (status, body) = app
+            .user(&alice, Method::GET, "/api/v1/users/me/status", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body[0].clone()
+    };
+    let s = status_of(&app).await;
+    assert!(s["warning"].is_null(), "on track at first: {s}");
+    confirm(&app, &cpo, "S1").await;
+
+    // The car draws 2 kW of its 11.04 kW: at most 2.7 kW from now on, 8.1 kWh in 3 hours,
+    // not 20. The re-plan shows the shortfall and the driver is told why.
+    app.clock.advance(60);
+    power_reading(&app, "E1", "S1", T0 + 60, 2_000).await;
+    replan::run_pending(&app.state.engine).await;
+    let s = status_of(&app).await;
+    let short = s["shortfall_kwh"].as_f64().unwrap_or_default();
+    assert!(short > 10.0, "{s}");
+    let warning = s["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("at most 2.7 kW"), "{warning}");
+}

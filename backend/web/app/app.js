@@ -271,7 +271,11 @@ function updateSessionCard(card, s) {
   }
 
   const g = $('.guarantee', card);
-  if (requested && (s.expected_energy_kwh === null || s.expected_energy_kwh === undefined)) {
+  if (requested && s.warning) {
+    // The plan cannot meet the guarantee any more (the car draws less than it needs, or the
+    // group lost capacity): say so as soon as the re-plan shows it.
+    g.innerHTML = notice('warn', `${kwh(s.shortfall_kwh)} short by ${clock(s.departure)}`, esc(s.warning));
+  } else if (requested && (s.expected_energy_kwh === null || s.expected_energy_kwh === undefined)) {
     g.innerHTML = notice('ok', 'On track', `${esc(kwh(requested))} guaranteed by ${esc(clock(s.departure))}. Your charging plan appears at the next planning round (every 15 minutes).`);
   } else if (requested) {
     g.innerHTML = s.expected_energy_kwh + 0.05 >= requested
