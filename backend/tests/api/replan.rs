@@ -49,6 +49,20 @@ fn first_limit(body: &Value) -> f64 {
         .unwrap()
 }
 
+/// `user` asks for `kwh` on `session_id` by `departure`, and it is accepted.
+async fn request_accepted(app: &TestApp, user: &str, session_id: &str, kwh: f64, departure: i64) {
+    let req = json!({"session_id": session_id, "energy_kwh": kwh,
+        "departure": format_rfc3339(departure)});
+    let (status, body) = app
+        .user(user, Method::POST, "/api/v1/requests", Some(&req))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+}
+
 /// Group 1 (15 kW) with E1..E4; alice (opted in) charges on E1 and the tick has planned her.
 async fn planned_group(app: &mut TestApp, cpo: &MockCpo) -> String {
     app.register_cpo(cpo).await;
@@ -126,16 +140,7 @@ async fn an_accepted_request_gets_its_set_point_without_waiting_for_the_tick() {
     let (_, bob, bob_uid) = app.new_user("bob", true).await;
     app.put_session("S3", "E3", &bob_uid, 0.0).await;
     app.clock.advance(300);
-    let req = json!({"session_id": "S3", "energy_kwh": 10.0,
-        "departure": format_rfc3339(T0 + 4 * 3_600)});
-    let (status, body) = app
-        .user(&bob, Method::POST, "/api/v1/requests", Some(&req))
-        .await;
-    assert_eq!(
-        (status, body["decision"].as_str()),
-        (201, Some("accepted")),
-        "{body}"
-    );
+    request_accepted(&app, &bob, "S3", 10.0, T0 + 4 * 3_600).await;
     let report = replan::run_pending(&app.state.engine).await;
     assert_eq!(report.solved(), 1, "{report:?}");
     let sent = profiles_for(&cpo, "S3");
@@ -501,16 +506,7 @@ async fn a_driver_is_warned_as_soon_as_a_tapering_car_cannot_meet_its_guarantee(
     app.put_group(1, 22_000, &["E1"]).await;
     let (_, alice, alice_uid) = app.new_user("alice", true).await;
     app.put_session("S1", "E1", &alice_uid, 0.0).await;
-    let req = json!({"session_id": "S1", "energy_kwh": 20.0,
-        "departure": format_rfc3339(T0 + 3 * 3_600)});
-    let (status, body) = app
-        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
-        .await;
-    assert_eq!(
-        (status, body["decision"].as_str()),
-        (201, Some("accepted")),
-        "{body}"
-    );
+    request_accepted(&app, &alice, "S1", 20.0, T0 + 3 * 3_600).await;
     app.tick().await;
     let status_of = async |app: &TestApp| {
         let (status, body) = app
