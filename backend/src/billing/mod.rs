@@ -61,6 +61,7 @@
 //!   (what the optimiser saved against the uncontrolled profile); `saving` = uncontrolled cost −
 //!   cost.
 
+pub mod flexibility;
 pub mod signer;
 pub mod tariff;
 

@@ -11,10 +11,9 @@
 //!   falls), and the plan gives the car no more than that: its unused headroom goes to the
 //!   others. An accepted request is still planned to be met with that maximum; when it no
 //!   longer can be, the schedule shows the shortfall and the user sees it (app and SSE).
-//! - **At its maximum**: a car drawing within 10 % of its `observed_max_w` while its limit
-//!   allows more may be able to take more (a pause ended, a cold battery warmed up): the
-//!   maximum is raised by half plus 1 kW, and removed once it reaches the charge point's
-//!   rating. The plan probes upwards a step per reading instead of trusting one low reading
+//! - **At its maximum**: a car given (about) its `observed_max_w` and drawing within 10 % of it
+//!   may be able to take more (a pause ended, a cold battery warmed up): the maximum is raised
+//!   by half plus 1 kW, and removed once it reaches the charge point's rating. The plan probes upwards a step per reading instead of trusting one low reading
 //!   forever.
 //! - **Above**: more than [`above_margin_w`] over the limit: the charge point does not follow
 //!   its profile. It is logged, counted (`evflex_noncompliant_readings_total`), shown in the
@@ -72,7 +71,8 @@ pub fn assess(
         Some(observed_max_w.map_or(seen, |o| o.min(seen)))
     } else {
         match observed_max_w {
-            Some(o) if limit_w > o && measured_w * 10 >= o * 9 => {
+            // Given (about) its maximum and drawing it: it may take more.
+            Some(o) if limit_w * 10 >= o * 9 && measured_w * 10 >= o * 9 => {
                 let raised = o * 3 / 2 + 1_000;
                 (raised < rated_w).then_some(raised)
             }
@@ -201,21 +201,26 @@ mod tests {
 
     #[test]
     fn a_car_at_its_observed_maximum_is_probed_upwards() {
-        // Limited to its 6 kW maximum and drawing it: the plan may be holding it back. The
-        // limit in force is the maximum, so nothing is learned…
+        // Given its 6 kW maximum and drawing it: the maximum may be holding it back, so it is
+        // raised by half and 1 kW…
         assert_eq!(
             assess(6_000, 5_900, Some(6_000), 11_040).observed_max_w,
-            Some(6_000)
-        );
-        // …but with more allowed than its maximum and drawing the maximum, it is raised.
-        assert_eq!(
-            assess(8_000, 5_900, Some(6_000), 11_040).observed_max_w,
             Some(10_000)
         );
-        // Up to the rating, where the maximum no longer says anything.
+        // …up to the rating, where the maximum no longer says anything.
         assert_eq!(
-            assess(11_040, 9_500, Some(10_000), 11_040).observed_max_w,
+            assess(10_000, 9_500, Some(10_000), 11_040).observed_max_w,
             None
+        );
+        // A car given its maximum that draws clearly less stays where it is (a 7.4 kW car
+        // with its 8.64 kW maximum), and one given less than its maximum learns nothing.
+        assert_eq!(
+            assess(8_640, 7_400, Some(8_640), 11_040).observed_max_w,
+            Some(8_640)
+        );
+        assert_eq!(
+            assess(3_000, 3_000, Some(6_000), 11_040).observed_max_w,
+            Some(6_000)
         );
     }
 

@@ -171,6 +171,29 @@ pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
     Ok(n)
 }
 
+/// The register readings `(ts, Wh)` of an EVSE over `[start_ts, end_ts]`, oldest first.
+pub async fn register_series(
+    conn: &mut Conn,
+    country_code: &str,
+    party_id: &str,
+    evse_uid: &str,
+    start_ts: i64,
+    end_ts: i64,
+) -> StoreResult<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT ts, energy_wh FROM meter_values
+         WHERE country_code = $1 AND party_id = $2 AND evse_uid = $3
+           AND ts >= $4 AND ts <= $5 AND energy_wh IS NOT NULL ORDER BY ts",
+    )
+    .bind(country_code)
+    .bind(party_id)
+    .bind(evse_uid)
+    .bind(start_ts)
+    .bind(end_ts)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Energy from the meter register of an EVSE over `[start_ts, end_ts]` (last minus first
 /// reading, Wh), `None` with fewer than two readings.
 pub async fn register_energy_wh(

@@ -12,7 +12,7 @@ use crate::domain::bounds;
 use crate::ingest::{IngestError, IngestResult, Written, assets};
 use crate::store::locations::{self, ConnectorRecord, EvseRecord, LocationRecord, StoredEvse};
 use crate::store::sessions::{self, CdrRecord, KeyedPatch, PatchQueue, SessionRecord};
-use crate::store::{Conn, Db, users};
+use crate::store::{Conn, Db, meter, users};
 use evflex_chain::work::CdrFacts;
 use serde_json::{Map, Value};
 
@@ -822,6 +822,38 @@ fn cdr_record(cdr: &Cdr, owner_party: i64, body: Value) -> IngestResult<CdrRecor
     })
 }
 
+/// The flexibility a session gave, the basis of its FLEX reward: measured from the meter
+/// register over the session against its uncontrolled baseline (`billing::flexibility`), or,
+/// without two register readings, the largest shift a plan asked of it.
+async fn session_flexibility(
+    conn: &mut Conn,
+    session: &sessions::StoredSession,
+    cdr: &CdrRecord,
+) -> IngestResult<crate::billing::flexibility::Measured> {
+    let planned = crate::billing::flexibility::Measured {
+        shifted_wh: session.shifted_wh,
+        value_micro_eur: session.shifted_value_micro_eur,
+    };
+    let (start, end) = (cdr.start_ts, cdr.end_ts.max(cdr.start_ts));
+    let r = &session.record;
+    let readings =
+        meter::register_series(conn, &r.country_code, &r.party_id, &r.evse_uid, start, end).await?;
+    let rated = locations::get_evse(conn, &r.country_code, &r.party_id, &r.evse_uid)
+        .await?
+        .and_then(|e| e.record.rated_power_w)
+        .unwrap_or(crate::config::EngineConfig::default().default_evse_power_w);
+    let vehicle_max = crate::store::requests::accepted_for_session(conn, session.id)
+        .await?
+        .and_then(|q| q.vehicle_max_power_w);
+    let max_power_w = crate::engine::snapshot::vehicle_power_w(rated, vehicle_max);
+    let prices = crate::store::prices::in_range(conn, start, end).await?;
+    let flat = prices.first().map_or(0, |(_, p)| *p);
+    Ok(
+        crate::billing::flexibility::measured(start, end, max_power_w, &readings, &prices, flat)
+            .unwrap_or(planned),
+    )
+}
+
 /// `POST /cdrs`: a CDR. Stores it and enqueues its `settlement` in the same transaction;
 /// returns (country code, party id, CDR id). A CDR already stored is accepted again without a
 /// second settlement.
@@ -855,6 +887,10 @@ pub async fn post_cdr(
                 .await?
                 .map(|u| u.id),
         };
+        let flexibility = match &session {
+            Some(s) => Some(session_flexibility(&mut tx, s, &record).await?),
+            None => None,
+        };
         let payload = CdrFacts {
             country_code: record.country_code.clone(),
             party_id: record.party_id.clone(),
@@ -869,8 +905,8 @@ pub async fn post_cdr(
             total_cost_excl_vat_micro: record.total_cost_excl_vat_micro_eur,
             total_cost_incl_vat_micro: record.total_cost_incl_vat_micro_eur,
             currency: record.currency.clone(),
-            shifted_wh: session.as_ref().map_or(0, |s| s.shifted_wh),
-            shifted_value_micro_eur: session.as_ref().map_or(0, |s| s.shifted_value_micro_eur),
+            shifted_wh: flexibility.map_or(0, |f| f.shifted_wh),
+            shifted_value_micro_eur: flexibility.map_or(0, |f| f.value_micro_eur),
         };
         let key = format!(
             "settlement:{}*{}*{}",
