@@ -30,3 +30,9 @@ ALTER TABLE charging_groups ADD COLUMN arrival_reserve_w BIGINT;
 -- when it draws above its limit.
 ALTER TABLE sessions ADD COLUMN observed_max_w BIGINT;
 ALTER TABLE sessions ADD COLUMN over_limit_since BIGINT;
+
+-- A session's set-points, newest first: every plan reads the last one of each of its sessions
+-- and every new set-point supersedes the pending ones of its session (without this index, each
+-- of those reads scanned the whole table, and a burst of re-plans over many groups slowed down
+-- with the square of the set-points stored).
+CREATE INDEX setpoints_session ON setpoints (session_row, id);

@@ -142,12 +142,18 @@ pub async fn run_pending(engine: &Engine) -> ReplanReport {
         let engine = engine.clone();
         set.spawn(async move {
             let planned = plan_group(&engine, group_id, timestep, Trigger::Event).await;
-            (group_id, planned)
+            // Its set-points go out at once, not after the other groups of the round.
+            let delivery = match planned {
+                Ok(Ticked::Solved(_)) => setpoints::deliver_pending_of(&engine, group_id).await,
+                _ => setpoints::DeliveryReport::default(),
+            };
+            (group_id, planned, delivery)
         });
     }
     let mut groups = Vec::new();
+    let mut delivery = setpoints::DeliveryReport::default();
     while let Some(joined) = set.join_next().await {
-        let Ok((group_id, planned)) = joined else {
+        let Ok((group_id, planned, delivered)) = joined else {
             tracing::error!("re-plan: group task panicked");
             continue;
         };
@@ -176,16 +182,14 @@ pub async fn run_pending(engine: &Engine) -> ReplanReport {
             outcome,
             skip,
         });
+        delivery.sent += delivered.sent;
+        delivery.failed += delivered.failed;
+        delivery.rejected += delivered.rejected;
+        delivery.deferred += delivered.deferred;
+        delivery.retries += delivered.retries;
+        delivery.active_queries += delivered.active_queries;
     }
     groups.sort_by_key(|g| g.group_id);
-    let delivery = if groups
-        .iter()
-        .any(|g| matches!(g.outcome, GroupOutcome::Solved { .. }))
-    {
-        setpoints::deliver_pending(engine).await
-    } else {
-        setpoints::DeliveryReport::default()
-    };
     let elapsed = started.elapsed();
     metrics::histogram!("evflex_replan_round_seconds").record(elapsed.as_secs_f64());
     let solved: Vec<i64> = groups

@@ -122,8 +122,17 @@ async fn call_ocpi(
 /// Sends every pending set-point (one round, with retries); the "run one step" of delivery.
 #[tracing::instrument(skip_all)]
 pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
+    deliver(engine, None).await
+}
+
+/// Sends the pending set-points of one group (a re-plan's, right after its commit).
+pub async fn deliver_pending_of(engine: &Engine, group_id: i64) -> DeliveryReport {
+    deliver(engine, Some(group_id)).await
+}
+
+async fn deliver(engine: &Engine, group_id: Option<i64>) -> DeliveryReport {
     let mut report = DeliveryReport::default();
-    let (pending, parties) = match load(engine).await {
+    let (pending, parties) = match load(engine, group_id).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(error = ?e, "set-points: cannot read pending set-points");
@@ -158,7 +167,11 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
             report.retries += retries;
         }
     }
-    report.active_queries = query_overdue(engine).await;
+    // Overdue results are asked for in the rounds over every group (the tick's), not in each
+    // re-plan's.
+    if group_id.is_none() {
+        report.active_queries = query_overdue(engine).await;
+    }
     metrics::counter!("evflex_setpoints_total", "result" => "sent").increment(report.sent as u64);
     metrics::counter!("evflex_setpoints_total", "result" => "failed")
         .increment(report.failed as u64);
@@ -167,9 +180,16 @@ pub async fn deliver_pending(engine: &Engine) -> DeliveryReport {
 
 /// Pending set-points, the parties they go to, and the party codes of each one's session (the
 /// `OCPI-to-*` of its call: the CPO itself, or the CPO behind a hub).
-async fn load(engine: &Engine) -> crate::store::StoreResult<(Vec<Pending>, HashMap<i64, Party>)> {
+async fn load(
+    engine: &Engine,
+    group_id: Option<i64>,
+) -> crate::store::StoreResult<(Vec<Pending>, HashMap<i64, Party>)> {
     let mut conn = engine.db.conn().await?;
-    let setpoints = schedules::pending(&mut conn, engine.clock.now(), 10_000).await?;
+    let now = engine.clock.now();
+    let setpoints = match group_id {
+        Some(g) => schedules::pending_of_group(&mut conn, g, now, 10_000).await?,
+        None => schedules::pending(&mut conn, now, 10_000).await?,
+    };
     let mut pending = Vec::with_capacity(setpoints.len());
     for sp in setpoints {
         let to = crate::store::sessions::get_by_row(&mut conn, sp.record.session_row)

@@ -425,6 +425,26 @@ pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<S
     rows.into_iter().map(StoredSetpoint::try_from).collect()
 }
 
+/// Pending set-points of one group due at `now`, oldest first.
+pub async fn pending_of_group(
+    conn: &mut Conn,
+    group_id: i64,
+    now: i64,
+    limit: i64,
+) -> StoreResult<Vec<StoredSetpoint>> {
+    let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SETPOINT_COLUMNS} FROM setpoints
+         WHERE status = 'pending' AND not_before <= $2 AND group_id = $3
+         ORDER BY id LIMIT $1"
+    )))
+    .bind(limit)
+    .bind(now)
+    .bind(group_id)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(StoredSetpoint::try_from).collect()
+}
+
 /// Set-points of one (group, timestep, revision).
 pub async fn setpoints_of(
     conn: &mut Conn,
