@@ -142,14 +142,31 @@ async fn db_figures(db: &store::Db, chain: bool) -> Vec<(String, String)> {
     if let Ok(n) = store::sessions::count_cdrs(&mut conn).await {
         out.push(("CDRs stored by evflex".to_owned(), n.to_string()));
     }
-    if let Ok((wh, micro)) = store::sessions::flexibility_totals(&mut conn).await {
+    // What the settlements carry: the flexibility measured from each session's meter register
+    // at its CDR (`billing::flexibility`), the basis of its FLEX reward.
+    if let Ok(rows) = store::outbox::list(&mut conn, Some("settlement"), 100_000).await {
+        let (wh, micro) = rows
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+            .fold((0_i64, 0_i64), |(wh, micro), p| {
+                (
+                    wh + p["shifted_wh"].as_i64().unwrap_or(0),
+                    micro + p["shifted_value_micro_eur"].as_i64().unwrap_or(0),
+                )
+            });
         out.push((
-            "flexibility given (basis of FLEX rewards)".to_owned(),
+            "flexibility measured (basis of FLEX)".to_owned(),
             format!(
-                "{:.1} kWh shifted, worth {:.2} EUR",
+                "{:.1} kWh moved later than at full power, worth {:.2} EUR",
                 wh as f64 / 1_000.0,
                 micro as f64 / 1e6
             ),
+        ));
+    }
+    if let Ok((wh, _)) = store::sessions::flexibility_totals(&mut conn).await {
+        out.push((
+            "flexibility the plans asked for".to_owned(),
+            format!("{:.1} kWh (largest shift per session)", wh as f64 / 1_000.0),
         ));
     }
     let rows = store::outbox::counts_by_status(&mut conn)
