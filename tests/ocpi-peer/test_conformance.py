@@ -86,6 +86,19 @@ def iso(t: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
+def settled_count(items, quiet=0.6, timeout=15.0):
+    """How many `items()` there are once no new one has come for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    n = len(items())
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        m = len(items())
+        if m == n:
+            return n
+        n = m
+    return n
+
+
 def wait_for(what: str, predicate, timeout: float = 15.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -642,7 +655,11 @@ class TestCpoRegistersWithEvflex:
         # The library answers a list of one ChargingProfileResponse (OCPI: the object itself).
         for item in ex.response["data"] if isinstance(ex.response["data"], list) else [ex.response["data"]]:
             ChargingProfileResponse.parse_obj(item)
-        assert report["delivery"]["sent"] >= 1, report
+        # The accepted request re-planned its group at once and sent the profile above; the
+        # tick then finds the timestep committed by that re-plan (or plans it itself).
+        assert report["groups"] and all(
+            g["outcome"] == "solved" or g.get("skip", {}).get("reason") == "committed"
+            for g in report["groups"]), report
         # The library's background task posts the Charge Point's ChargingProfileResult to
         # evflex's response_url with the token evflex gave the CPO.
         out = wait_for("the library's ChargingProfileResult POST",
@@ -655,11 +672,15 @@ class TestCpoRegistersWithEvflex:
         """A profile whose result never reaches evflex is overdue after its timeout: evflex asks
         the CPO for the profile in force (GET with duration and response_url)."""
         require(world, "first_profile")
+        # Event re-plans may have sent more than one profile already, and evflex's re-plan
+        # worker may still be sending one (the session's start, the request, the meter value
+        # showing a 7.4 kW car on an 11 kW connector): the next one is the one after those.
+        sent_before = settled_count(lambda: exchanges("PUT", "/ocpi/cpo/2.2.1/chargingprofiles/"))
         cpo.STATE.post_results = False  # the next result goes out with a token evflex refuses
         evflex.set_clock(NOW + STEP)
         evflex.tick()
-        second = wait_for("a second ChargingProfile PUT",
-                          lambda: exchanges("PUT", "/ocpi/cpo/2.2.1/chargingprofiles/")[1:])[-1]
+        second = wait_for("a further ChargingProfile PUT",
+                          lambda: exchanges("PUT", "/ocpi/cpo/2.2.1/chargingprofiles/")[sent_before:])[-1]
         assert_validated(second)
         assert_only_library_deviations(SetChargingProfile, second.body, "evflex's second ChargingProfile PUT")
         assert_profile_sane(second.body, evflex.base)
