@@ -306,11 +306,11 @@ async fn the_worker_replans_on_its_own_and_two_replicas_plan_each_event_once() {
         app.count("replan_requests").await == 0
     })
     .await;
-    // Fewer plans than events (coalesced), each revision stored once, and the last one saw
-    // every car.
+    // At most one plan per event (how many coalesce depends on timing; the burst test above
+    // shows it), each revision stored once and in order, and the last one saw every car.
     let revs = revisions(&app, 1, ts()).await;
     assert!(
-        !revs.is_empty() && revs.len() < 11,
+        !revs.is_empty() && revs.len() <= 11,
         "revisions {revs:?} for 11 events"
     );
     assert_eq!(revs, (0..revs.len() as i64).collect::<Vec<_>>());
