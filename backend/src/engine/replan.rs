@@ -182,12 +182,7 @@ pub async fn run_pending(engine: &Engine) -> ReplanReport {
             outcome,
             skip,
         });
-        delivery.sent += delivered.sent;
-        delivery.failed += delivered.failed;
-        delivery.rejected += delivered.rejected;
-        delivery.deferred += delivered.deferred;
-        delivery.retries += delivered.retries;
-        delivery.active_queries += delivered.active_queries;
+        delivery.add(&delivered);
     }
     groups.sort_by_key(|g| g.group_id);
     let elapsed = started.elapsed();

@@ -57,6 +57,18 @@ pub struct DeliveryReport {
     pub active_queries: usize,
 }
 
+impl DeliveryReport {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Self) {
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.rejected += other.rejected;
+        self.deferred += other.deferred;
+        self.retries += other.retries;
+        self.active_queries += other.active_queries;
+    }
+}
+
 /// The outcome of one OCPI call to a CPO.
 pub(super) enum Attempt {
     /// Answered with an OCPI 1xxx status; the body.
