@@ -129,7 +129,7 @@ pub(crate) fn repair(
 
 /// Add power to vehicle `i`, one whole set-point at a time, until it has received `target_eu`
 /// (an amps point may overshoot by less than a step), visiting `steps` in order, within every
-/// limit on its path and the group's grid import.
+/// limit on its path, the group's grid import and its battery's taper.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn top_up(
     prep: &Prepared,
@@ -154,8 +154,9 @@ pub(crate) fn top_up(
         let group_room = prep.cap_eff[t] - (ev_w[t] + battery[t] + prep.other[t] - prep.pv[t]);
         let (room_w, room_ma) = loads.room(tree, i, t);
         let need = ((deficit + per_w - 1) / per_w).min(i64::MAX as i128 / 4) as i64;
+        let taper_room = v.taper_room_w(prep.dt_s, &power[i], t);
         let fit = cp.fit(
-            cur.saturating_add(group_room.min(room_w)),
+            cur.saturating_add(group_room.min(room_w).min(taper_room)),
             cp.current_ma(cur).saturating_add(room_ma),
         );
         let new = cp.ceil_power(cur.saturating_add(need)).min(fit);

@@ -52,6 +52,19 @@ pub enum Violation {
         /// Maximum (W).
         max_w: i64,
     },
+    /// Power above what the vehicle's tapering battery takes ([`crate::Vehicle::taper_knee_permille`]):
+    /// above the taper curve at the energy the battery holds at the end of the step, with
+    /// [`crate::ENERGY_TOLERANCE_WH`] of room.
+    AboveTaper {
+        /// Vehicle id.
+        vehicle: String,
+        /// Step.
+        step: usize,
+        /// Power (W).
+        power_w: i64,
+        /// The most the taper allows in that step after the steps before it (W).
+        max_w: i64,
+    },
     /// MILP mode: power strictly between 0 and the minimum.
     BelowMin {
         /// Vehicle id.
@@ -181,6 +194,15 @@ impl fmt::Display for Violation {
                     "vehicle {vehicle}: {power_w} W in step {step} above its maximum {max_w} W"
                 )
             }
+            Self::AboveTaper {
+                vehicle,
+                step,
+                power_w,
+                max_w,
+            } => write!(
+                f,
+                "vehicle {vehicle}: {power_w} W in step {step} above what its tapering battery takes ({max_w} W)"
+            ),
             Self::BelowMin {
                 vehicle,
                 step,
@@ -292,8 +314,8 @@ impl CheckReport {
     }
 }
 
-/// Verify `schedule` against `inputs`: windows, maxima, MILP minimums, capacity in every step,
-/// uncontrolled profiles, battery bounds, accepted energy (within
+/// Verify `schedule` against `inputs`: windows, maxima, battery tapers, MILP minimums, capacity
+/// in every step, uncontrolled profiles, battery bounds, accepted energy (within
 /// [`crate::ENERGY_TOLERANCE_WH`]), the reported figures, and optimality against a fresh solve.
 pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> CheckReport {
     let mut report = CheckReport {
@@ -374,6 +396,7 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
             }
         }
     }
+    check_taper(&prep, power, vio);
     if let Some(tree) = &prep.tree {
         for (i, (v, row)) in prep.vehicles.iter().zip(power).enumerate() {
             for (t, &p) in row.iter().enumerate() {
@@ -512,6 +535,30 @@ fn tolerance_eur(
     1e-6 * reference.abs() + quant + mip_gap.map_or(0.0, |g| g * reference.abs()) + 1e-9
 }
 
+/// Every tapering vehicle's power within its taper in every step of its window, in exact
+/// integers: `p_t · B · (1000 − knee) ≤ 1000 · P · (B − E_t + tolerance)` with `E_t` the energy
+/// at the end of step `t` (`crate::taper`), the tolerance [`crate::ENERGY_TOLERANCE_WH`].
+fn check_taper(prep: &Prepared, power: &[Vec<i64>], vio: &mut Vec<Violation>) {
+    for (v, row) in prep.vehicles.iter().zip(power) {
+        let Some(tp) = &v.taper else { continue };
+        let w = prep.dt_s as i128 * v.eff as i128;
+        let mut e = tp.e0_eu;
+        for (t, &p) in row.iter().enumerate().take(v.end).skip(v.start) {
+            let p = p.max(0);
+            let before = e;
+            e += p as i128 * w;
+            if tp.slack(p, e, TOL_EU) < 0 {
+                vio.push(Violation::AboveTaper {
+                    vehicle: v.id.clone(),
+                    step: t,
+                    power_w: p,
+                    max_w: tp.bound_w(before, w),
+                });
+            }
+        }
+    }
+}
+
 fn check_battery(prep: &Prepared, battery: &[i64], vio: &mut Vec<Violation>) {
     let Some(b) = prep.battery.as_ref() else {
         if let Some((t, _)) = battery.iter().enumerate().find(|(_, x)| **x != 0) {
@@ -543,5 +590,92 @@ fn check_battery(prep: &Prepared, battery: &[i64], vio: &mut Vec<Violation>) {
                 what: format!("state of energy {} Wh out of bounds", soc / EU_PER_WH),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Vehicle, solve, taper_max_power_w};
+
+    /// A 60 kWh car at 90 % with its knee at 80 %, 11 kW, four quarter hours.
+    fn tapering_group() -> GroupInputs {
+        GroupInputs {
+            group_id: 1,
+            start_timestep: 0,
+            time_step_s: 900,
+            horizon: 4,
+            capacity_w: vec![22_000; 4],
+            other_load_w: vec![0; 4],
+            pv_w: vec![0; 4],
+            price_micro_eur_per_kwh: vec![100_000; 4],
+            battery: None,
+            vehicles: vec![Vehicle {
+                id: "a".into(),
+                arrival: 0,
+                departure: 4,
+                max_power_w: 11_000,
+                min_power_w: 0,
+                energy_requested_wh: 6_000,
+                battery_capacity_wh: Some(60_000),
+                energy_on_arrival_wh: Some(54_000),
+                class: VehicleClass::BestEffort,
+                efficiency_permille: 1000,
+                taper_knee_permille: Some(800),
+            }],
+            topology: None,
+        }
+    }
+
+    fn taper_violations(r: &CheckReport) -> Vec<(usize, i64, i64)> {
+        r.violations
+            .iter()
+            .filter_map(|v| match v {
+                Violation::AboveTaper {
+                    step,
+                    power_w,
+                    max_w,
+                    ..
+                } => Some((*step, *power_w, *max_w)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plan_above_the_taper_is_rejected() {
+        let g = tapering_group();
+        let opts = SolveOptions::default();
+        let mut s = solve(&g, &opts, None).unwrap();
+        assert!(taper_violations(&check(&g, &s, &opts)).is_empty());
+
+        // Hand-made: full power for half an hour, as if the battery did not taper.
+        s.power_w = vec![vec![11_000, 11_000, 0, 0]];
+        let r = check(&g, &s, &opts);
+        let found = taper_violations(&r);
+        assert_eq!(found.len(), 2, "{:?}", r.violations);
+        // Step 0 may take the curve at the energy it ends with: 11000·6000/14750 W.
+        assert_eq!(found[0], (0, 11_000, 4_474));
+        assert_eq!(found[1].0, 1);
+        assert!(found[1].2 < found[0].2);
+        assert!(r.violations[0].to_string().contains("tapering battery"));
+
+        // Hand-made within the curve (by the public helper, at each step's end energy, floored
+        // with a watt of room): accepted by the taper check.
+        let mut e: f64 = 54_000.0;
+        let mut row = Vec::new();
+        for _ in 0..4 {
+            // p = curve(e + p/4): solve the linear equation, then floor.
+            let p = (11_000.0 * (60_000.0 - e) / 12_000.0 / (1.0 + 11_000.0 / 48_000.0)).floor();
+            assert!(p <= taper_max_power_w(11_000.0, 60_000.0, e + p / 4.0, 0.8));
+            e += p / 4.0;
+            row.push(p as i64);
+        }
+        s.power_w = vec![row.clone()];
+        assert!(taper_violations(&check(&g, &s, &opts)).is_empty());
+        // 20 W more in the last step is beyond the 1 Wh of tolerance (about 1 W there).
+        row[3] += 20;
+        s.power_w = vec![row];
+        assert_eq!(taper_violations(&check(&g, &s, &opts)).len(), 1);
     }
 }

@@ -71,6 +71,27 @@ pub enum ScheduleError {
         /// Capacity (Wh).
         capacity: i64,
     },
+    /// A vehicle's taper knee is not below full (1000 per mille).
+    #[error("vehicle {id}: taper_knee_permille must be below 1000 (got {value})")]
+    TaperKnee {
+        /// Vehicle id.
+        id: String,
+        /// The knee (per mille).
+        value: u16,
+    },
+    /// A tapering vehicle whose energy at the start exceeds its battery capacity (the taper
+    /// curve is undefined there).
+    #[error(
+        "vehicle {id}: energy_on_arrival_wh {energy} exceeds battery_capacity_wh {capacity} (taper)"
+    )]
+    TaperState {
+        /// Vehicle id.
+        id: String,
+        /// Energy at the start of the window (Wh).
+        energy: i64,
+        /// Battery capacity (Wh).
+        capacity: i64,
+    },
     /// A field of the neutral instance format is malformed (non-finite, out of range, …).
     #[error("invalid {field}: {reason}")]
     Invalid {

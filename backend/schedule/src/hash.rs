@@ -35,6 +35,11 @@
 //!   unit u8 (0 A, 1 W) | min_current_ma i64 | max_current_ma i64 | current_step_ma i64
 //! ```
 //!
+//! A group in which some vehicle has a taper knee ([`crate::Vehicle::taper_knee_permille`])
+//! starts with `"evflex.inputs.v3"` (no topology) or `"evflex.inputs.v4"` (with one) instead, and
+//! every vehicle record ends with `taper_knee_permille (u8 0 | u8 1, u16)`; otherwise the layout is
+//! that of v1 or v2 respectively. A group without a knee keeps its v1 or v2 bytes exactly.
+//!
 //! ## Schedule (`schedule_hash`)
 //! Covers the vehicle ids and whole-watt powers (and the battery), nothing else (no timings,
 //! no figures derived from them):
@@ -113,10 +118,15 @@ fn put_opt(out: &mut Vec<u8>, x: Option<i64>) {
 pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
     let h = inputs.horizon;
     let mut out = Vec::with_capacity(64 + 32 * h + 96 * inputs.vehicles.len());
-    out.extend_from_slice(if inputs.topology.is_some() {
-        b"evflex.inputs.v2"
-    } else {
-        b"evflex.inputs.v1"
+    let knees = inputs
+        .vehicles
+        .iter()
+        .any(|v| v.taper_knee_permille.is_some());
+    out.extend_from_slice(match (inputs.topology.is_some(), knees) {
+        (false, false) => b"evflex.inputs.v1",
+        (true, false) => b"evflex.inputs.v2",
+        (false, true) => b"evflex.inputs.v3",
+        (true, true) => b"evflex.inputs.v4",
     });
     out.extend_from_slice(&inputs.group_id.to_be_bytes());
     out.extend_from_slice(&inputs.start_timestep.to_be_bytes());
@@ -162,6 +172,15 @@ pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
         out.push(u8::from(v.class.opted_in()));
         out.push(u8::from(v.class.accepted()));
         out.extend_from_slice(&v.efficiency_permille.to_be_bytes());
+        if knees {
+            match v.taper_knee_permille {
+                Some(k) => {
+                    out.push(1);
+                    out.extend_from_slice(&k.to_be_bytes());
+                }
+                None => out.push(0),
+            }
+        }
     }
     if let Some(top) = &inputs.topology {
         put_topology(&mut out, top);
@@ -296,6 +315,70 @@ pub fn to_hex(hash: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::{GroupInputs, Vehicle, VehicleClass};
+
+    fn group(knee: Option<u16>) -> GroupInputs {
+        let ev = |id: &str, knee| Vehicle {
+            id: id.into(),
+            arrival: 0,
+            departure: 4,
+            max_power_w: 11_000,
+            min_power_w: 0,
+            energy_requested_wh: 5_000,
+            battery_capacity_wh: Some(60_000),
+            energy_on_arrival_wh: Some(54_000),
+            class: VehicleClass::Guaranteed,
+            efficiency_permille: 1000,
+            taper_knee_permille: knee,
+        };
+        GroupInputs {
+            group_id: 1,
+            start_timestep: 0,
+            time_step_s: 900,
+            horizon: 4,
+            capacity_w: vec![22_000; 4],
+            other_load_w: vec![0; 4],
+            pv_w: vec![0; 4],
+            price_micro_eur_per_kwh: vec![0; 4],
+            battery: None,
+            vehicles: vec![ev("a", knee), ev("b", None)],
+            topology: None,
+        }
+    }
+
+    /// A knee is covered by the canonical inputs (tag v3, one optional u16 per vehicle); without
+    /// one the bytes, the hash and the JSON are those of before the field existed.
+    #[test]
+    fn the_taper_knee_is_covered_only_when_present() {
+        let without = group(None);
+        let bytes = canonical_inputs(&without);
+        assert!(bytes.starts_with(b"evflex.inputs.v1"));
+        // The v1 layout: tag, header, 4 series, no battery, count, two vehicle records of
+        // id (4 + 1) + 2 × u32 + 3 × i64 + 2 × (1 + 8) + 2 × u8 + u16 bytes.
+        let record = 5 + 8 + 24 + 18 + 2 + 2;
+        assert_eq!(bytes.len(), 16 + 24 + 4 * 4 * 8 + 1 + 4 + 2 * record);
+        let json = serde_json::to_value(&without).unwrap();
+        assert!(json["vehicles"][0].get("taper_knee_permille").is_none());
+        let back: GroupInputs = serde_json::from_value(json).unwrap();
+        assert_eq!(back, without);
+
+        let with = group(Some(800));
+        let knee_bytes = canonical_inputs(&with);
+        assert!(knee_bytes.starts_with(b"evflex.inputs.v3"));
+        // Each record gains its optional knee: a = (1, 800), b = (0).
+        assert_eq!(knee_bytes.len(), bytes.len() + 3 + 1);
+        assert_ne!(inputs_hash(&with), inputs_hash(&without));
+        assert_ne!(inputs_hash(&with), inputs_hash(&group(Some(801))));
+        let json = serde_json::to_value(&with).unwrap();
+        assert_eq!(json["vehicles"][0]["taper_knee_permille"], 800);
+        assert!(json["vehicles"][1].get("taper_knee_permille").is_none());
+        let back: GroupInputs = serde_json::from_value(json).unwrap();
+        assert_eq!(back, with);
+        let mut reordered = with.clone();
+        reordered.vehicles.reverse();
+        assert_eq!(inputs_hash(&with), inputs_hash(&reordered));
+    }
 
     #[test]
     fn keccak_of_empty_is_the_ethereum_constant() {

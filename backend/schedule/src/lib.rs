@@ -15,6 +15,8 @@
 //! - [`Topology`] (optional in [`GroupInputs`]): the site's tree of limits per phase, phase
 //!   rotation and whole-amp charge points; [`set_points`] and [`node_loads`] read a schedule
 //!   back in each charge point's unit and as the load of every node and phase.
+//! - [`taper_max_power_w`]: the battery taper curve the plan respects
+//!   ([`Vehicle::taper_knee_permille`]), for a simulator's battery model.
 //! - [`demand`], [`neutral`], [`bench`]: synthetic demand, the neutral JSON instance format of
 //!   `evflex plan`, and `evflex bench schedule`.
 
@@ -40,6 +42,7 @@ mod prep;
 pub mod profile;
 mod reserve;
 mod solve;
+mod taper;
 mod topology;
 
 pub use admit::admit;
@@ -47,6 +50,7 @@ pub use check::{CheckReport, Violation, check};
 pub use error::ScheduleError;
 pub use model::*;
 pub use solve::{ENERGY_TOLERANCE_WH, baseline, solve};
+pub use taper::taper_max_power_w;
 pub use topology::{
     ChargePoint, Node, NodeLoad, Phase, RateUnit, SetPoints, Topology, Wiring, node_loads,
     set_points,

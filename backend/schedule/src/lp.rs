@@ -3,6 +3,16 @@
 //! Units inside the solver: kW, kWh, hours, and the objective in milli-EUR (so the small
 //! tie-breaking terms stay well above HiGHS's 1e-7 tolerances). Only variables inside each
 //! vehicle's window exist. See `DESIGN.md` for the formulation.
+//!
+//! **Battery taper** ([`crate::Vehicle::taper_knee_permille`], `crate::taper`): for a vehicle
+//! with capacity `B`, energy `E0` at the start of its window, knee `k` and maximum `P`, every
+//! step `t` of the window has the linear row `p_t ≤ P·(B − E_t) / (B·(1 − k))` with
+//! `E_t = E0 + η·Δt·Σ_{s ≤ t} p_s` the energy at the **end** of the step (conservative: the
+//! battery takes that power throughout the step). Above the knee it binds; below it `p_t ≤ P`
+//! already does, so rows that cannot bind are left out (a vehicle without a knee gets none, and
+//! its model is as before). Together the rows keep `E_t ≤ B`; the energy row's target is the
+//! request clamped to `B − E0` (`crate::prep`). The same rows hold in MILP mode (on the
+//! integer current steps of an amps point, `scale` kW each).
 
 use std::time::Instant;
 
@@ -115,6 +125,54 @@ pub(crate) fn early_coef(opts: &SolveOptions, dt_h: f64, t: usize, r: usize, n: 
         * (1.0 + (n.max(1) - 1 - r.min(n.max(1) - 1)) as f64 / (10.0 * n.max(1) as f64))
 }
 
+/// The taper rows of one vehicle (module docs): for each step `t` of its window (variables
+/// `p`, each `scale` kW), `scale·p_t + c·e_t ≤ c·(B − E0)` with `e_t = w·Σ_{s ≤ t} scale·p_s` the
+/// energy delivered by the end of the step (kWh), `c = P / (B (1 − k))` (per hour) and `w = η·Δt`
+/// (h), i.e. `p_t ≤ P (B − E_t) / (B (1 − k))` at the energy `E_t = E0 + e_t` the step ends with.
+/// Rows that cannot bind are left out: a step whose end energy is at most
+/// `E0 + min(most_kwh, (t + 1)·step_kwh)` (the energy row's bound, one step at the variable's
+/// maximum `step_kwh`) with the curve there still above that maximum. Those are a prefix of the
+/// window; from the first binding step on, `e_t` is a variable chained step to step
+/// (`e_t = e_{t−1} + w·scale·p_t`), so the rows stay sparse.
+#[allow(clippy::too_many_arguments)]
+fn taper_rows(
+    v: &mut Vars,
+    cons: &mut Vec<Constraint>,
+    tp: &crate::taper::Taper,
+    p: &[Variable],
+    scale: f64,
+    step_kwh: f64,
+    most_kwh: f64,
+    w_h: f64,
+) {
+    let cap_kwh = tp.cap_eu as f64 * KWH_PER_EU;
+    let e0_kwh = tp.e0_eu as f64 * KWH_PER_EU;
+    let span_kwh = cap_kwh * (1.0 - tp.knee_fraction());
+    if span_kwh <= 0.0 || p.is_empty() {
+        return;
+    }
+    let c = tp.p_w as f64 / 1000.0 / span_kwh;
+    let max_kw = step_kwh / w_h;
+    let mut prefix = Expression::with_capacity(p.len());
+    let mut prev: Option<Variable> = None;
+    for (k, &pk) in p.iter().enumerate() {
+        let e_max = e0_kwh + most_kwh.min(step_kwh * (k + 1) as f64);
+        if prev.is_none() && c * (cap_kwh - e_max) >= max_kw * (1.0 + 1e-9) {
+            prefix.add_mul(w_h * scale, pk);
+            continue;
+        }
+        let (e, _) = v.add(variable().min(0.0));
+        let mut def = Expression::from(e) - w_h * scale * pk;
+        match prev {
+            Some(ep) => def -= ep,
+            None => def -= prefix.clone(),
+        }
+        cons.push(def.eq(0.0));
+        cons.push((scale * pk + c * e).leq(c * (cap_kwh - e0_kwh)));
+        prev = Some(e);
+    }
+}
+
 struct Vars {
     vars: ProblemVariables,
     n: usize,
@@ -207,6 +265,7 @@ pub(crate) fn solve_phase(
         });
         let mut energy = Expression::with_capacity(pv_.end - pv_.start + 2);
         let mut cols = Vec::with_capacity(pv_.end - pv_.start);
+        let mut p_vars = Vec::with_capacity(pv_.end - pv_.start);
         for (t, bal) in balance.iter_mut().enumerate().take(pv_.end).skip(pv_.start) {
             let def = if int_amps {
                 variable().integer().min(0.0).max(ub)
@@ -215,6 +274,7 @@ pub(crate) fn solve_phase(
             };
             let (p, pi) = v.add(def);
             cols.push(pi);
+            p_vars.push(p);
             energy.add_mul(eta * dt * scale, p);
             bal.add_mul(-scale, p);
             obj.add_mul(early_coef(opts, dt, t, rank, n_flex) * OBJ_SCALE * scale, p);
@@ -260,13 +320,30 @@ pub(crate) fn solve_phase(
             hard_short.add_mul(1.0, s);
         }
         let target = total_eu as f64 * KWH_PER_EU;
-        if (milp && pv_.min_w > 0) || int_amps {
+        let min_step = (milp && pv_.min_w > 0) || int_amps;
+        if min_step {
             // With a minimum power an exact energy may be unreachable (request < one step at the
             // minimum): allow overshooting by at most one step at the minimum.
             cons.push(energy.clone().leq(target + min_kw * dt * eta));
             cons.push(energy.geq(target));
         } else {
             cons.push(energy.eq(target));
+        }
+        if let Some(tp) = &pv_.taper {
+            // Taper rows (module docs): the most the vehicle can hold by the end of a step is
+            // what the energy row and its maximum allow; a step that cannot end above the knee
+            // needs no row (its maximum already binds).
+            let most_kwh = target + if min_step { min_kw * dt * eta } else { 0.0 };
+            taper_rows(
+                &mut v,
+                &mut cons,
+                tp,
+                &p_vars,
+                scale,
+                ub * scale * eta * dt,
+                most_kwh,
+                eta * dt,
+            );
         }
         p_cols.push((i, pv_.start, scale, cols));
     }

@@ -107,12 +107,28 @@ pub struct Vehicle {
     pub energy_requested_wh: i64,
     /// Battery capacity (Wh), where known.
     pub battery_capacity_wh: Option<i64>,
-    /// Energy in the battery at plug-in (Wh), where known.
+    /// Energy in the battery (Wh) at the start of the vehicle's window in this plan, i.e. at
+    /// step `arrival` (step 0 for a vehicle already plugged in: its energy now, not at plug-in),
+    /// where known. With `battery_capacity_wh` it caps the request at `capacity − energy`.
     pub energy_on_arrival_wh: Option<i64>,
     /// How the optimiser treats it (guaranteed, best effort or uncontrolled).
     pub class: VehicleClass,
     /// Charging efficiency in per mille (grid → battery), e.g. 1000 or 920.
     pub efficiency_permille: u16,
+    /// The battery's taper knee: the state of charge (‰ of `battery_capacity_wh`) above which the
+    /// vehicle's maximum power falls linearly from `max_power_w` to 0 at full, where known.
+    ///
+    /// It applies only when `battery_capacity_wh` and `energy_on_arrival_wh` are known too (a
+    /// knee of 1000 or more, or energy above the capacity, is malformed). Then, with `B` the
+    /// capacity, `E0` the energy at `arrival`, `k = knee / 1000`, `P = max_power_w`, `η` the
+    /// efficiency and `Δ` the step in hours, the power `p_t` of every step `t` of the window is
+    /// bounded by the curve at the energy the battery holds at the **end** of the step, which is
+    /// linear in the powers (the LP stays an LP) and conservative:
+    /// `p_t ≤ P · (B − E_t) / (B (1 − k))`, `E_t = E0 + η Δ Σ_{s = arrival..=t} p_s`
+    /// ([`crate::taper_max_power_w`] is the curve). `None`: no taper (power up to `max_power_w`
+    /// until the request, capped at `B − E0`, is delivered), and the JSON and canonical inputs
+    /// are those of a vehicle without the field.
+    pub taper_knee_permille: Option<u16>,
 }
 
 /// The JSON form of [`Vehicle`]: the class as the flags `opted_in` and `accepted`.
@@ -129,6 +145,9 @@ struct VehicleJson {
     opted_in: bool,
     accepted: bool,
     efficiency_permille: u16,
+    /// Only when known, so the JSON of a vehicle without a knee stays as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    taper_knee_permille: Option<u16>,
 }
 
 impl From<VehicleJson> for Vehicle {
@@ -144,6 +163,7 @@ impl From<VehicleJson> for Vehicle {
             energy_on_arrival_wh: v.energy_on_arrival_wh,
             class: VehicleClass::from_flags(v.opted_in, v.accepted),
             efficiency_permille: v.efficiency_permille,
+            taper_knee_permille: v.taper_knee_permille,
         }
     }
 }
@@ -162,6 +182,7 @@ impl From<Vehicle> for VehicleJson {
             opted_in: v.class.opted_in(),
             accepted: v.class.accepted(),
             efficiency_permille: v.efficiency_permille,
+            taper_knee_permille: v.taper_knee_permille,
         }
     }
 }

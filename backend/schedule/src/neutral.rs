@@ -194,6 +194,7 @@ impl PlanInput {
                         .transpose()?,
                     class: VehicleClass::from_flags(v.opted_in, v.accepted),
                     efficiency_permille: ((eff * 1000.0).round() as u16).max(1),
+                    taper_knee_permille: None,
                 })
             })
             .collect::<Result<Vec<_>, ScheduleError>>()?;

@@ -2,6 +2,7 @@
 //! and [`crate::baseline`]: vehicles in id order, windows clipped to the horizon, energy targets
 //! in exact integer units, and the fixed profiles of uncontrolled vehicles.
 
+use crate::taper::Taper;
 use crate::topology::{Loads, PrepTree, prepare_tree};
 use crate::{Battery, GroupInputs, ScheduleError, Vehicle, VehicleClass};
 
@@ -39,12 +40,34 @@ pub(crate) struct PrepVehicle {
     pub soft_eu: i128,
     /// Fixed profile over the horizon (W) for uncontrolled vehicles; empty otherwise.
     pub fixed: Vec<i64>,
+    /// The battery taper, when it applies (`crate::taper`): every row of this vehicle keeps it.
+    pub taper: Option<Taper>,
 }
 
 impl PrepVehicle {
     /// Energy (EU) the row `power_w` (full horizon) delivers into this vehicle's battery.
     pub fn delivered_eu(&self, dt_s: i64, power_w: &[i64]) -> i128 {
         power_w.iter().map(|&p| p as i128).sum::<i128>() * dt_s as i128 * self.eff as i128
+    }
+
+    /// Lower the row `power_w` (full horizon) where it breaks the taper, if any, forward in time;
+    /// `floor` maps a lowered power to one the charge point takes.
+    pub fn clip_taper(&self, dt_s: i64, power_w: &mut [i64], floor: impl Fn(i64) -> i64) {
+        if let Some(tp) = &self.taper {
+            let w = dt_s as i128 * self.eff as i128;
+            tp.clip(w, power_w, self.start, self.end, floor);
+        }
+    }
+
+    /// The most (W) the taper lets `power_w[t]` grow by ([`Taper::room_w`]); unbounded without one.
+    pub fn taper_room_w(&self, dt_s: i64, power_w: &[i64], t: usize) -> i64 {
+        match &self.taper {
+            Some(tp) => {
+                let w = dt_s as i128 * self.eff as i128;
+                tp.room_w(w, power_w, self.start, self.end, t)
+            }
+            None => i64::MAX,
+        }
     }
 }
 
@@ -183,6 +206,23 @@ pub(crate) fn validate_vehicle(v: &Vehicle) -> Result<(), ScheduleError> {
             });
         }
     }
+    if let Some(knee) = v.taper_knee_permille {
+        if knee >= 1000 {
+            return Err(ScheduleError::TaperKnee {
+                id: v.id.clone(),
+                value: knee,
+            });
+        }
+        if let (Some(capacity), Some(energy)) = (v.battery_capacity_wh, v.energy_on_arrival_wh)
+            && energy > capacity
+        {
+            return Err(ScheduleError::TaperState {
+                id: v.id.clone(),
+                energy,
+                capacity,
+            });
+        }
+    }
     if v.min_power_w > v.max_power_w {
         return Err(ScheduleError::MinAboveMax {
             id: v.id.clone(),
@@ -204,8 +244,9 @@ pub(crate) fn clamped_request_wh(v: &Vehicle) -> i64 {
     }
 }
 
-/// As fast as possible from `start`: full power until `target_eu` is delivered, the last step
-/// rounded up (no group limit: the uncontrolled baseline).
+/// As fast as possible from `start`: full power (a tapering battery: as much as its taper takes)
+/// until `target_eu` is delivered, the last step rounded up (no group limit: the uncontrolled
+/// baseline).
 pub(crate) fn asap_profile(h: usize, dt_s: i64, v: &PrepVehicle, target_eu: i128) -> Vec<i64> {
     let mut row = vec![0i64; h];
     let per_w = dt_s as i128 * v.eff as i128;
@@ -214,7 +255,10 @@ pub(crate) fn asap_profile(h: usize, dt_s: i64, v: &PrepVehicle, target_eu: i128
         if remaining <= 0 {
             break;
         }
-        let p = ((remaining + per_w - 1) / per_w).min(v.max_w as i128) as i64;
+        let mut p = ((remaining + per_w - 1) / per_w).min(v.max_w as i128) as i64;
+        if let Some(tp) = &v.taper {
+            p = p.min(tp.bound_w(tp.e0_eu + target_eu - remaining, per_w));
+        }
         *slot = p;
         remaining -= p as i128 * per_w;
     }
@@ -261,7 +305,13 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
             let end = v.departure.min(h);
             let eff = v.efficiency_permille as i64;
             let per_step = max_w as i128 * dt_s as i128 * eff as i128;
-            let window_max = per_step * (end - start) as i128;
+            let taper = Taper::of(v);
+            // A tapering battery takes less than full power near full: its window maximum is
+            // full power capped by the taper, step after step.
+            let window_max = match &taper {
+                Some(tp) => tp.window_max_eu(dt_s as i128 * eff as i128, max_w, end - start),
+                None => per_step * (end - start) as i128,
+            };
             let after = per_step * (v.departure - v.arrival.max(h).min(v.departure)) as i128;
             let target_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
             let needed_eu = (target_eu - after).max(0);
@@ -290,6 +340,7 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
                 hard_eu,
                 soft_eu,
                 fixed: Vec::new(),
+                taper,
             }
         })
         .collect();
@@ -413,6 +464,7 @@ mod tests {
                 energy_on_arrival_wh: Some(46_000),
                 class: VehicleClass::Guaranteed,
                 efficiency_permille: 1000,
+                taper_knee_permille: None,
             }],
         }
     }
@@ -447,6 +499,68 @@ mod tests {
             validate(&g),
             Err(ScheduleError::Efficiency { .. })
         ));
+    }
+
+    #[test]
+    fn malformed_tapers_are_refused() {
+        let mut g = inputs();
+        g.vehicles[0].taper_knee_permille = Some(1000);
+        assert_eq!(
+            validate(&g),
+            Err(ScheduleError::TaperKnee {
+                id: "a".into(),
+                value: 1000
+            })
+        );
+        let mut g = inputs();
+        g.vehicles[0].taper_knee_permille = Some(800);
+        g.vehicles[0].energy_on_arrival_wh = Some(50_001);
+        assert_eq!(
+            validate(&g),
+            Err(ScheduleError::TaperState {
+                id: "a".into(),
+                energy: 50_001,
+                capacity: 50_000
+            })
+        );
+        assert!(
+            ScheduleError::TaperState {
+                id: "a".into(),
+                energy: 50_001,
+                capacity: 50_000
+            }
+            .to_string()
+            .contains("exceeds battery_capacity_wh")
+        );
+        // Without a knee, energy above the capacity is still accepted (the request clamps to 0).
+        g.vehicles[0].taper_knee_permille = None;
+        assert_eq!(validate(&g), Ok(()));
+        // A knee without the battery's state does not apply, and is valid.
+        let mut g = inputs();
+        g.vehicles[0].taper_knee_permille = Some(800);
+        g.vehicles[0].energy_on_arrival_wh = None;
+        assert_eq!(validate(&g), Ok(()));
+        assert!(prepare(&g).unwrap().vehicles[0].taper.is_none());
+    }
+
+    #[test]
+    fn a_taper_lowers_the_window_maximum() {
+        // 50 kWh, 46 kWh stored (92 %), knee 80 %, 4 kW: the window (steps 2..4) takes less than
+        // 2 kWh, so the soft energy is what the taper allows, each step capped by it.
+        let mut g = inputs();
+        g.vehicles[0].taper_knee_permille = Some(800);
+        let p = prepare(&g).unwrap();
+        let v = &p.vehicles[0];
+        let tp = v.taper.as_ref().unwrap();
+        let w = 900 * 1000;
+        let first = tp.bound_w(tp.e0_eu, w);
+        assert!(first < 4_000);
+        let second = tp.bound_w(tp.e0_eu + first as i128 * w, w);
+        assert_eq!(v.soft_eu, (first + second) as i128 * w);
+        assert_eq!(
+            asap_profile(4, 900, v, v.target_eu),
+            vec![0, 0, first, second]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::prep::{EU_PER_WH, clamped_request_wh};
+use crate::taper::Taper;
 use crate::{RateUnit, SetPoints, Vehicle};
 
 /// OCPI 2.2.1 `ChargingProfilePeriod`.
@@ -227,10 +228,14 @@ fn unit_scale(unit: RateUnit) -> (&'static str, f64) {
 /// row) gives it less than it would take on its own (its maximum, or what it still lacks of the
 /// assumed energy), the step is curtailed and the limit is the planned power; everywhere else
 /// the limit is its maximum, so a vehicle that wants more than the assumed energy is never
-/// stopped by the assumption. `None` when no step is curtailed.
+/// stopped by the assumption. A tapering battery ([`Vehicle::taper_knee_permille`]) would take
+/// no more than its taper, so a step planned at the taper is not curtailed. `None` when no step
+/// is curtailed.
 pub fn uncontrolled_limits(vehicle: &Vehicle, row_w: &[i64], time_step_s: u32) -> Option<Vec<i64>> {
     let per_w = time_step_s as i128 * vehicle.efficiency_permille as i128;
-    let mut remaining = clamped_request_wh(vehicle) as i128 * EU_PER_WH;
+    let target = clamped_request_wh(vehicle) as i128 * EU_PER_WH;
+    let mut remaining = target;
+    let taper = Taper::of(vehicle);
     let mut curtailed = false;
     let limits = row_w
         .iter()
@@ -239,7 +244,12 @@ pub fn uncontrolled_limits(vehicle: &Vehicle, row_w: &[i64], time_step_s: u32) -
             if t < vehicle.arrival || t >= vehicle.departure || remaining <= 0 || per_w <= 0 {
                 return vehicle.max_power_w;
             }
-            let want = ((remaining + per_w - 1) / per_w).min(vehicle.max_power_w as i128) as i64;
+            let mut want =
+                ((remaining + per_w - 1) / per_w).min(vehicle.max_power_w as i128) as i64;
+            // A tapering battery would take no more than its taper: not a curtailment.
+            if let Some(tp) = &taper {
+                want = want.min(tp.bound_w(tp.e0_eu + target - remaining, per_w));
+            }
             remaining -= p.max(0) as i128 * per_w;
             if p < want {
                 curtailed = true;
@@ -320,6 +330,7 @@ mod tests {
             energy_on_arrival_wh: None,
             class: VehicleClass::Uncontrolled,
             efficiency_permille: 1000,
+            taper_knee_permille: None,
         };
         // Free: 10 kW, then the 1 kW that is left of 6 kWh (15-min steps).
         assert_eq!(
@@ -332,5 +343,35 @@ mod tests {
             uncontrolled_limits(&v, &[0, 10_000, 3_000, 10_000, 1_000, 0], 900),
             Some(vec![10_000, 10_000, 3_000, 10_000, 10_000, 10_000])
         );
+        // A tapering battery (40 kWh, 36 kWh stored, knee 80 %) planned at its taper is free.
+        let tapering = Vehicle {
+            battery_capacity_wh: Some(40_000),
+            energy_on_arrival_wh: Some(36_000),
+            energy_requested_wh: 4_000,
+            taper_knee_permille: Some(800),
+            ..v
+        };
+        let g = crate::GroupInputs {
+            group_id: 0,
+            start_timestep: 0,
+            time_step_s: 900,
+            horizon: 6,
+            capacity_w: vec![50_000; 6],
+            other_load_w: vec![0; 6],
+            pv_w: vec![0; 6],
+            price_micro_eur_per_kwh: vec![0; 6],
+            battery: None,
+            vehicles: vec![tapering.clone()],
+            topology: None,
+        };
+        let row = crate::solve(&g, &crate::SolveOptions::default(), None)
+            .unwrap()
+            .power_w
+            .remove(0);
+        assert!(row[1] < 10_000 && row[1] > 0, "{row:?}");
+        assert_eq!(uncontrolled_limits(&tapering, &row, 900), None);
+        let mut cut = row.clone();
+        cut[2] -= 1;
+        assert!(uncontrolled_limits(&tapering, &cut, 900).is_some());
     }
 }

@@ -25,7 +25,12 @@
 //! those that keep `F*`).
 //!
 //! Limits: MILP minimum powers are not part of the reservation (a guarantee whose only
-//! schedules need a vehicle below its minimum power may still fall short in MILP mode).
+//! schedules need a vehicle below its minimum power may still fall short in MILP mode). Nor is
+//! an accepted vehicle's battery taper (`crate::taper`): its hard energy is capped at what the
+//! taper lets its window take, but the flow lets it take its full maximum in every step, so a
+//! tapering guarantee that can only be met by charging early (before its battery nears full) may
+//! lose early headroom to uncontrolled charging. Uncontrolled vehicles themselves follow their
+//! taper (as fast as their battery takes).
 
 use crate::Battery;
 use crate::VehicleClass;
@@ -209,7 +214,12 @@ pub(crate) fn uncontrolled_profiles(
         let want_w = |k: usize, remaining: &[i128]| {
             let v = &vehicles[order[k]];
             let per = per_step_eu(v);
-            ((remaining[k] + per - 1) / per).min(v.max_w as i128) as i64
+            let want = ((remaining[k] + per - 1) / per).min(v.max_w as i128) as i64;
+            // A tapering battery takes no more than its taper at the energy it has reached.
+            match &v.taper {
+                Some(tp) => want.min(tp.bound_w(tp.e0_eu + v.target_eu - remaining[k], per)),
+                None => want,
+            }
         };
         let mut allowed = cap[t];
         let acc_max: i64 = g

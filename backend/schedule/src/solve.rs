@@ -178,9 +178,9 @@ fn repair_capacity(prep: &Prepared, milp: bool, power: &mut [Vec<i64>], battery:
     }
 }
 
-/// Add power to vehicle `i` (within its maximum and the group capacity) until it has received
-/// `target_eu`, visiting the steps in `steps` order. MILP: never switches a step on below the
-/// minimum.
+/// Add power to vehicle `i` (within its maximum, its taper and the group capacity) until it has
+/// received `target_eu`, visiting the steps in `steps` order. MILP: never switches a step on
+/// below the minimum.
 fn top_up(
     prep: &Prepared,
     milp: bool,
@@ -200,7 +200,10 @@ fn top_up(
         let headroom =
             prep.cap_eff[t] - (ev_sum(power, t) + battery[t] + prep.other[t] - prep.pv[t]);
         let need = ((deficit + per_w - 1) / per_w).min(i64::MAX as i128) as i64;
-        let add = need.min(v.max_w - power[i][t]).min(headroom);
+        let add = need
+            .min(v.max_w - power[i][t])
+            .min(headroom)
+            .min(v.taper_room_w(prep.dt_s, &power[i], t));
         if add <= 0 || (milp && power[i][t] == 0 && add < v.min_w) {
             continue;
         }
@@ -238,6 +241,8 @@ fn finish(
                 }
                 *slot = p;
             }
+            // The LP keeps the taper within its tolerances; whole watts keep it exactly.
+            v.clip_taper(prep.dt_s, &mut row, |p| below_min(milp, v.min_w, p));
             row
         })
         .collect();
@@ -262,6 +267,11 @@ fn finish(
         s.status = SolveStatus::TimeLimit;
     }
     s
+}
+
+/// MILP: a power below the minimum drops to 0.
+fn below_min(milp: bool, min_w: i64, p: i64) -> i64 {
+    if milp && p > 0 && p < min_w { 0 } else { p }
 }
 
 /// The LP's battery power per step in whole watts, its magnitude rounded down (within a
@@ -295,7 +305,9 @@ fn finish_tree(
             if v.class == VehicleClass::Uncontrolled {
                 v.fixed.clone()
             } else {
-                amps::quantise(tree, i, &r.p_kw[i], v.start, v.end)
+                let mut row = amps::quantise(tree, i, &r.p_kw[i], v.start, v.end);
+                v.clip_taper(prep.dt_s, &mut row, |p| tree.cps[i].floor_power(p));
+                row
             }
         })
         .collect();
@@ -408,7 +420,7 @@ fn clamp_battery(prep: &Prepared, battery: &mut [i64]) {
 }
 
 /// The fallback: last tick's schedule shifted by one step (rows matched by vehicle id), cut to
-/// the current windows, maxima, minimums and requests, repaired to the capacity; then
+/// the current windows, maxima, minimums, tapers and requests, repaired to the capacity; then
 /// earliest-deadline-first filling (accepted first) of what is still missing. The battery idles.
 /// Never exceeds the capacity.
 fn fallback(
@@ -457,6 +469,7 @@ fn fallback(
                     over -= (row[t] - np) as i128 * per_w;
                     row[t] = np;
                 }
+                v.clip_taper(prep.dt_s, &mut row, |p| below_min(milp, v.min_w, p));
             }
             row
         })

@@ -60,6 +60,7 @@ fn acn_day_with_admission_control() {
                 energy_on_arrival_wh: None,
                 class: VehicleClass::BestEffort,
                 efficiency_permille: 1000,
+                taper_knee_permille: None,
             }
         })
         .collect();

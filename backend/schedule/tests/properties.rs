@@ -32,6 +32,7 @@ fn vehicle(h: usize) -> impl Strategy<Value = Vehicle> {
             energy_on_arrival_wh: (kind % 3 == 0).then_some(30_000),
             class: VehicleClass::from_flags(kind != 0, kind >= 4),
             efficiency_permille: eff,
+            taper_knee_permille: None,
         })
 }
 
@@ -308,6 +309,7 @@ fn a_tight_shortfall_cap_stays_solvable_in_milp_mode() {
         energy_on_arrival_wh: None,
         class,
         efficiency_permille: eff,
+        taper_knee_permille: None,
     };
     let g = GroupInputs {
         group_id: 1,

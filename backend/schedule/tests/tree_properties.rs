@@ -101,6 +101,7 @@ prop_compose! {
                 energy_on_arrival_wh: None,
                 class: VehicleClass::from_flags(kind != 0, kind >= 4),
                 efficiency_permille: 950,
+                taper_knee_permille: None,
             });
             cp.vehicle_id = id;
             cp.node = ["root", "cab0", "cab1"][n].into();

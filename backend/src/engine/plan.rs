@@ -359,6 +359,7 @@ mod tests {
             energy_on_arrival_wh: None,
             class: VehicleClass::from_flags(opted_in, opted_in),
             efficiency_permille: 1000,
+            taper_knee_permille: None,
         }
     }
 

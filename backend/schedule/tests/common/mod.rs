@@ -35,6 +35,7 @@ pub fn ev(id: &str, arrival: usize, departure: usize, max_w: i64, energy_wh: i64
         energy_on_arrival_wh: None,
         class: VehicleClass::Guaranteed,
         efficiency_permille: 1000,
+        taper_knee_permille: None,
     }
 }
 
