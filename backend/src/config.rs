@@ -233,6 +233,11 @@ pub struct EngineConfig {
     /// (`engine::reserve`).
     #[arg(long, env = "EVFLEX_REACTION_WINDOW_S", default_value_t = 10.0)]
     pub reaction_window_s: f64,
+    /// The SoC (‰) above which a battery's power is planned to fall linearly to 0 at full, for
+    /// a car whose battery size and SoC are known (its request) and whose own knee was not
+    /// learned from its meter values (`engine::closed_loop`); 1000: no taper.
+    #[arg(long, env = "EVFLEX_TAPER_KNEE_PERMILLE", default_value_t = 800)]
+    pub taper_knee_permille: u16,
 }
 
 impl Default for EngineConfig {
@@ -253,11 +258,17 @@ impl Default for EngineConfig {
             replan_debounce_ms: 50,
             replan_poll_ms: 1_000,
             reaction_window_s: 10.0,
+            taper_knee_permille: 800,
         }
     }
 }
 
 impl EngineConfig {
+    /// The knee the plan gives a battery of known size and SoC, `None` for no taper.
+    pub fn taper_knee(&self) -> Option<u16> {
+        (self.taper_knee_permille < 1_000).then_some(self.taper_knee_permille)
+    }
+
     /// The optimiser options these settings select.
     pub fn solve_options(&self) -> evflex_schedule::SolveOptions {
         evflex_schedule::SolveOptions {

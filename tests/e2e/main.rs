@@ -516,6 +516,121 @@ async fn the_day_survives_anvil_stopped_and_restarted_mid_day() {
     run_day(Fault::RestartAnvil(3, 5), false).await;
 }
 
+/// Issue 15's continuous-time day against the real binary: cars plug in and leave at their own
+/// seconds (mid-step), batteries taper above 80 % SoC, profiles take effect 5 s after they leave
+/// evflex, meter values every minute, on groups at 55 % of their charge points' ratings. From
+/// the simulator's 1-second load trace: no group over its capacity outside a car's reaction
+/// window, every accepted request met by departure, and every set-point evflex sent covered
+/// by a commitment `evflex verify` accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_time_day_keeps_both_promises() {
+    let chain = harness::anvil().await;
+    let rpc_url = chain.endpoint();
+    let (db_url, db) = harness::fresh_database().await;
+    let cfg = SimConfig {
+        capacity_share: 0.55,
+        capacity_cut: None,
+        demand: DemandSource::Generated {
+            config: DemandConfig {
+                n_vehicles: 14,
+                powers_kw: vec![11.0, 22.0],
+                batteries_kwh: vec![30.0, 40.0],
+                arrival_window_s: (9 * 3_600, 10 * 3_600),
+                parking_s: (2_700, 4_500),
+                ..DemandConfig::new(14)
+            },
+        },
+        continuous: Some(evflex_sim::live::Continuous::default()),
+        ..short_day()
+    };
+    let start = cfg.day_start + cfg.first_step() as i64 * 900;
+    let server = Server::start(&db_url, &rpc_url, start).await;
+    let target = server.target();
+    let api = server.base_url();
+    let record = evflex_sim::run(&cfg, &target, |_, _| {})
+        .await
+        .expect("the continuous-time day");
+    let day_end = cfg.day_start + cfg.end_step() as i64 * 900;
+    harness::drain(&target, &db, day_end, &server).await;
+    let report = evflex_sim::policies::of(&record);
+    println!("{report}");
+    assert!(record.api_errors.is_empty(), "{:?}", record.api_errors);
+    let trace = record.trace.as_ref().expect("a 1-second trace");
+    assert_eq!(report.resolution_s, 1);
+
+    // The day is the one the issue asks for: arrivals inside the quarter hours, cars that reach
+    // their taper, and a load that binds (uncontrolled charging would overload it).
+    let plugged: Vec<_> = record.vehicles.iter().filter(|v| v.cp.is_some()).collect();
+    assert!(
+        plugged.iter().filter(|v| v.plugged_ts % 900 != 0).count() >= plugged.len() / 2,
+        "most arrivals mid-step"
+    );
+    assert!(
+        plugged.iter().any(|v| {
+            let b = evflex_sim::live::Battery::of(&v.arrival, 0.8);
+            (b.energy_wh + v.delivered_wh) / b.capacity_wh > 0.8
+        }),
+        "some battery charged into its taper"
+    );
+    assert!(
+        report.policies["uncontrolled"].seconds_over_capacity > 0,
+        "{report}"
+    );
+
+    // 1. No overload after each car's reaction window, second by second.
+    let smart = &report.policies["smart"];
+    assert_eq!(smart.seconds_over_after_reaction, 0, "{report}");
+    assert!(
+        smart.seconds_over_capacity <= 6 * plugged.len() as u64,
+        "{report}"
+    );
+    assert_eq!(
+        trace.group_load_w[0].len() as i64,
+        day_end - start,
+        "one sample per second"
+    );
+
+    // 2. Every accepted request met by its departure.
+    assert!(smart.accepted_due >= 2, "{report}");
+    assert_eq!(smart.accepted_met, smart.accepted_due, "{report}");
+
+    // 3. Every set-point evflex sent came from a schedule committed on chain, and `evflex
+    //    verify` accepts every revision of those timesteps.
+    let sent: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT DISTINCT group_id, timestep, revision FROM setpoints WHERE status <> 'unchanged'
+         ORDER BY 1, 2, 3",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(
+        sent.iter().any(|s| s.2 > 0),
+        "event re-plans sent set-points"
+    );
+    let reader = harness::chain_reader(&rpc_url).await;
+    let latest = reader.block_number().await.unwrap();
+    let commits = reader.status_commits(0, latest, None).await.unwrap();
+    for (g, ts, rev) in &sent {
+        assert!(
+            commits.iter().any(|c| (
+                c.commit.group_id,
+                c.commit.timestep,
+                u64::from(c.commit.revision)
+            ) == (*g as u64, *ts as u64, *rev as u64)),
+            "set-points of group {g} timestep {ts} revision {rev} without a commitment"
+        );
+    }
+    let mut timesteps: Vec<(i64, i64)> = sent.iter().map(|s| (s.0, s.1)).collect();
+    timesteps.dedup();
+    for (g, ts) in timesteps {
+        let (ok, out) = harness::verify(&api, &rpc_url, g, ts);
+        assert!(ok, "evflex verify group {g} timestep {ts}:\n{out}");
+    }
+    let (ok, out) = harness::audit(&db_url, &rpc_url);
+    assert!(ok, "evflex audit:\n{out}");
+    db.close().await;
+}
+
 /// `evflex parties` on a database a CPO then registers on: `create-token-a` prints the token
 /// alone on its last line, `list` shows the party the handshake made, `revoke` takes it off.
 #[test]
@@ -635,8 +750,11 @@ fn the_demo_prints_the_four_policies_as_json() {
             assert!(p[key].is_number(), "{policy}.{key}: {report}");
         }
     }
+    // Continuous time by default: load every second, and no overload once a car's profile is
+    // in force.
+    assert_eq!(report["resolution_s"], 1, "{report}");
     assert_eq!(
-        report["policies"]["smart"]["seconds_over_capacity"], 0,
+        report["policies"]["smart"]["seconds_over_after_reaction"], 0,
         "{report}"
     );
     for key in ["p50", "p99", "max"] {

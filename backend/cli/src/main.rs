@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(tools::BenchCommand::Schedule(args)) => tools::bench_schedule(&args),
         Command::Bench(tools::BenchCommand::Chain(args)) => tools::bench_chain(&args),
         Command::Bench(tools::BenchCommand::Replan(args)) => tools::bench_replan(&args),
+        Command::Bench(tools::BenchCommand::Steps(args)) => tools::bench_steps(&args),
         Command::Demo(args) => evflex_sim::demo::main(*args),
         Command::Audit(args) => {
             let clean =

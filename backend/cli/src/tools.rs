@@ -37,6 +37,20 @@ pub enum BenchCommand {
     /// Event-to-profile latency of event re-plans: one group, or many groups each getting an
     /// arrival in the same second (`--groups 250`).
     Replan(evflex_sim::bench::ReplanBenchArgs),
+    /// Energy delivered on a day of tapering batteries under plans made in 15-minute against
+    /// finer steps (`--step-s 900,300`).
+    Steps(evflex_sim::steps::StepsBenchArgs),
+}
+
+/// `evflex bench steps`.
+pub fn bench_steps(args: &evflex_sim::steps::StepsBenchArgs) -> anyhow::Result<()> {
+    let runs = evflex_sim::steps::run(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print!("{}", evflex_sim::steps::table(&runs));
+    }
+    Ok(())
 }
 
 /// `evflex bench replan`.

@@ -2,9 +2,10 @@
 //! ([`evflex_schedule::demand::generate`]), or replayed from a CSV of real sessions (the
 //! ACN-Data export of `/work/shared/data`, gzip or plain).
 //!
-//! Times snap to the 15-minute grid as the planner does (arrival and departure floored); a
-//! vehicle plugs in at the start of its arrival step and unplugs at the start of its departure
-//! step. Nominal powers are at 230 V: a "6 kW" vehicle draws at most 6 × 11 040 / 11 W, so an
+//! Times snap to the 15-minute grid as the planner does (arrival and departure floored); the
+//! step simulator ([`crate::run`]) plugs a vehicle in at the start of its arrival step and
+//! unplugs it at the start of its departure step. Each arrival keeps its real second too
+//! (`arrival_s`, `departure_s`), which the continuous-time simulator ([`crate::live`]) plays. Nominal powers are at 230 V: a "6 kW" vehicle draws at most 6 × 11 040 / 11 W, so an
 //! "11 kW" vehicle takes exactly what a 3 × 16 A charge point gives.
 
 use super::{SimError, SimResult};
@@ -40,6 +41,12 @@ pub struct Arrival {
     pub arrival_step: usize,
     /// Step of the day it unplugs (> arrival).
     pub departure_step: usize,
+    /// Second of the day it plugs in (within `arrival_step`): the continuous-time simulator's
+    /// arrival ([`crate::live`]).
+    pub arrival_s: u32,
+    /// Second of the day it unplugs (> `arrival_s`, at most 86 400): the continuous-time
+    /// simulator's departure, and the departure its driver announces there.
+    pub departure_s: u32,
     /// The vehicle's maximum power (W); `None`: whatever the charge point gives.
     pub max_power_w: Option<i64>,
     /// Battery (Wh), when known (for SoC).
@@ -70,6 +77,8 @@ pub fn generated(config: &DemandConfig, seed: u64) -> Vec<Arrival> {
                 id: i,
                 arrival_step: r.arrival,
                 departure_step: r.departure,
+                arrival_s: r.arrival_s,
+                departure_s: r.departure_s.clamp(r.arrival_s + 1, 86_400),
                 max_power_w: Some(class_w(r.power_kw)),
                 battery_wh: Some((r.battery_kwh * 1_000.0).round() as i64),
                 energy_on_arrival_wh: Some((r.soe_init_kwh * 1_000.0).round() as i64),
@@ -188,6 +197,8 @@ pub fn from_csv(text: &str, day: Option<&str>) -> SimResult<(String, Vec<Arrival
                 id: i,
                 arrival_step,
                 departure_step,
+                arrival_s: r.arr_s,
+                departure_s: dep_s.max(r.arr_s + 1),
                 max_power_w: None,
                 battery_wh: None,
                 energy_on_arrival_wh: None,

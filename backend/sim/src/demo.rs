@@ -67,6 +67,22 @@ pub struct DemoArgs {
     /// possible.
     #[arg(long)]
     pub speed: Option<f64>,
+    /// Play the day in quarter-hour steps (every car plugs in and out on a tick boundary and
+    /// draws one power per step) instead of in continuous time.
+    #[arg(long)]
+    pub steps: bool,
+    /// Continuous time: meter values every this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub meter_interval_s: u32,
+    /// Continuous time: seconds from evflex sending a profile to the car following it.
+    #[arg(long, default_value_t = 5)]
+    pub profile_latency_s: u32,
+    /// Continuous time: share of charge points that ignore every profile.
+    #[arg(long, default_value_t = 0.0)]
+    pub ignore_profiles_share: f64,
+    /// Continuous time: SoC (%) above which a battery's power falls linearly to 0 at full.
+    #[arg(long, default_value_t = 80.0)]
+    pub taper_knee_percent: f64,
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
@@ -116,6 +132,12 @@ impl DemoArgs {
             } else {
                 super::cpo::Quirks::DEMO
             },
+            continuous: (!self.steps).then(|| super::live::Continuous {
+                meter_interval_s: self.meter_interval_s.max(1),
+                profile_latency_s: self.profile_latency_s,
+                ignore_profiles_share: self.ignore_profiles_share.clamp(0.0, 1.0),
+                taper_knee: (self.taper_knee_percent / 100.0).clamp(0.0, 0.99),
+            }),
             ..SimConfig::default()
         };
         cfg.demand = match &self.sessions_csv {
@@ -382,9 +404,14 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Vehicles that are not opted in charge until they are full; evflex must not assume they
     // stop earlier (its default, 30 kWh, is below the larger batteries).
     config.engine.uncontrolled_energy_wh = 100_000;
-    // The simulator moves in whole steps: a car plugs in at a step boundary and the tick plans
-    // it before it draws anything, so the reaction window the arrival reserve covers is zero.
-    config.engine.reaction_window_s = 0.0;
+    // The arrival reserve covers the cars that plug in before evflex's first profile for them
+    // is in force: in continuous time the profile latency (evflex plans each arrival at the
+    // second it lands); in quarter-hour steps none, as a car plugs in at a step boundary and
+    // the tick plans it before it draws anything.
+    config.engine.reaction_window_s = sim
+        .continuous
+        .as_ref()
+        .map_or(0.0, |c| f64::from(c.reaction_window_s()));
     let clock = SimClock::new(sim.day_start + i64::from(sim.start_hour) * 3_600);
     let mut chain_note = "no chain (--no-chain)".to_owned();
     let app = if args.chain_config.no_chain {

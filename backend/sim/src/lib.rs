@@ -27,11 +27,13 @@ pub mod bench;
 pub mod cpo;
 pub mod demand;
 pub mod demo;
+pub mod live;
 pub mod plots;
 pub mod policies;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod steps;
 
 pub use demand::{Arrival, DemandSource};
 pub use report::Summary;
@@ -139,6 +141,9 @@ pub struct SimConfig {
     /// connection and on a cabinet feeding half its points, points wired with the phases
     /// rotated, taking whole amps; every third car that plugs in there is single-phase.
     pub three_phase_group: bool,
+    /// Play the day in continuous time ([`live`]: real seconds, tapering batteries, profile
+    /// latency, 1-second load); `None`: quarter-hour steps ([`run`]).
+    pub continuous: Option<live::Continuous>,
 }
 
 impl Default for SimConfig {
@@ -168,6 +173,7 @@ impl Default for SimConfig {
             pace: None,
             cpo_quirks: cpo::Quirks::NONE,
             three_phase_group: true,
+            continuous: None,
         }
     }
 }
@@ -245,6 +251,9 @@ pub trait Operator: Sync {
     ) -> impl std::future::Future<Output = SimResult<bool>> + Send;
     /// Sets evflex's clock to `now` (Unix seconds).
     fn set_clock(&self, now: i64) -> impl std::future::Future<Output = SimResult<()>> + Send;
+    /// Lets evflex plan, now, the events it was told of (its re-plans) and send their
+    /// profiles, as its re-plan worker does within a second on a real clock.
+    fn settle(&self) -> impl std::future::Future<Output = SimResult<()>> + Send;
     /// Runs the tick for absolute `timestep` (idempotent: groups already solved are skipped).
     fn tick(
         &self,
@@ -300,6 +309,11 @@ impl Operator for SimTarget {
 
     async fn set_clock(&self, now: i64) -> SimResult<()> {
         self.clock.set(now);
+        Ok(())
+    }
+
+    async fn settle(&self) -> SimResult<()> {
+        evflex::engine::replan::settle(&self.state.engine, Duration::from_secs(30)).await;
         Ok(())
     }
 
@@ -376,6 +390,12 @@ impl Operator for RemoteTarget {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn settle(&self) -> SimResult<()> {
+        self.operator_call(reqwest::Method::POST, "/api/v1/operator/settle", None)
+            .await
+            .map(|_| ())
     }
 
     async fn tick(&self, timestep: u64) -> SimResult<TickFigures> {

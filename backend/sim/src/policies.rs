@@ -30,6 +30,7 @@
 
 use super::run::SimRecord;
 use super::{STEP_S, STEPS_PER_DAY};
+use crate::live::{Offer, Trace, replay};
 use crate::report::{baseline_rows, cost_eur, day_inputs, group_members};
 use evflex_schedule::{SolveOptions, VehicleClass};
 use serde::Serialize;
@@ -44,6 +45,10 @@ pub struct PolicyFigures {
     pub seconds_over_capacity: u64,
     /// Largest net load over capacity in any step (kW; 0 when never).
     pub max_overload_kw: f64,
+    /// Of `seconds_over_capacity`, those outside every car's reaction window (continuous time:
+    /// the seconds from a car's plug-in until a profile sent at once is in force, see
+    /// [`crate::live::Continuous::reaction_window_s`]); in quarter-hour steps the same figure.
+    pub seconds_over_after_reaction: u64,
     /// Energy the plugged-in cars asked for (kWh).
     pub energy_requested_kwh: f64,
     /// Energy delivered (kWh).
@@ -118,6 +123,9 @@ type Rows = BTreeMap<usize, Vec<f64>>;
 
 /// The four policies of `rec`.
 pub fn of(rec: &SimRecord) -> PolicyReport {
+    if let Some(trace) = &rec.trace {
+        return of_trace(rec, trace);
+    }
     let smart: Rows = plugged(rec)
         .map(|i| (i, rec.vehicles[i].power_w.clone()))
         .collect();
@@ -219,6 +227,7 @@ fn figures(rec: &SimRecord, rows: &Rows) -> PolicyFigures {
     PolicyFigures {
         seconds_over_capacity: seconds,
         max_overload_kw: round3(max_over / 1_000.0),
+        seconds_over_after_reaction: seconds,
         energy_requested_kwh: round3(requested / 1_000.0),
         energy_delivered_kwh: round3(delivered / 1_000.0),
         accepted_due: due,
@@ -262,41 +271,23 @@ fn equal_share(rec: &SimRecord) -> Rows {
             });
             let available = (group.capacity_at(k) + group.pv_w[k]).max(0) as f64;
             // What each car would take on its own this step.
-            let cap = |i: usize, delivered: &BTreeMap<usize, f64>| {
-                let v = &rec.vehicles[i];
-                let left = (v.arrival.wanted_wh as f64 - delivered[&i]).max(0.0) / STEP_H;
-                (v.max_w as f64).min(left)
-            };
-            present.retain(|i| cap(*i, &delivered) > 0.0);
-            // First come, first served: the last to arrive pause while shares are below 6 A.
-            while let Some(last) = present.last() {
-                let share = available / present.len() as f64;
-                if share >= min_share_w(rec.vehicles[*last].car_phases) {
-                    break;
-                }
-                present.pop();
-            }
-            // Water-filling: equal shares, a car's unused share to the others.
-            let mut left = available;
-            let mut open = present.clone();
-            let mut given: BTreeMap<usize, f64> = BTreeMap::new();
-            while !open.is_empty() && left > 1e-9 {
-                let share = left / open.len() as f64;
-                let mut next = Vec::new();
-                for i in &open {
-                    let want = cap(*i, &delivered) - given.get(i).copied().unwrap_or(0.0);
-                    let p = want.min(share);
-                    *given.entry(*i).or_default() += p;
-                    left -= p;
-                    if want > share + 1e-9 {
-                        next.push(*i);
+            let offers: Vec<Offer> = present
+                .iter()
+                .map(|i| {
+                    let v = &rec.vehicles[*i];
+                    let left = (v.arrival.wanted_wh as f64 - delivered[i]).max(0.0) / STEP_H;
+                    Offer {
+                        vi: *i,
+                        max_w: (v.max_w as f64).min(left),
+                        car_phases: v.car_phases,
                     }
-                }
-                if next.len() == open.len() {
-                    break;
-                }
-                open = next;
-            }
+                })
+                .collect();
+            let given: Vec<(usize, f64)> = offers
+                .iter()
+                .map(|o| o.vi)
+                .zip(share_equally(&offers, available))
+                .collect();
             for (i, p) in given {
                 if let Some(row) = rows.get_mut(&i) {
                     row[k] = p;
@@ -306,6 +297,167 @@ fn equal_share(rec: &SimRecord) -> Rows {
         }
     }
     rows
+}
+
+/// Seed 004's rule for one moment: `available` (W) shared equally among `offers` (in arrival
+/// order), each at least 6 A on its phases, so the last to arrive pause while the shares would
+/// be smaller (first come, first served); a car that takes less than its share leaves the rest
+/// to the others (water-filling). Answers each offer's power (W).
+fn share_equally(offers: &[Offer], available: f64) -> Vec<f64> {
+    let mut present: Vec<usize> = (0..offers.len())
+        .filter(|i| offers[*i].max_w > 0.0)
+        .collect();
+    while let Some(last) = present.last() {
+        let share = available / present.len() as f64;
+        if share >= min_share_w(offers[*last].car_phases) {
+            break;
+        }
+        present.pop();
+    }
+    let mut given = vec![0.0; offers.len()];
+    let mut left = available;
+    let mut open = present;
+    while !open.is_empty() && left > 1e-9 {
+        let share = left / open.len() as f64;
+        let mut next = Vec::new();
+        for i in &open {
+            let want = offers[*i].max_w - given[*i];
+            let p = want.min(share);
+            given[*i] += p;
+            left -= p;
+            if want > share + 1e-9 {
+                next.push(*i);
+            }
+        }
+        if next.len() == open.len() {
+            break;
+        }
+        open = next;
+    }
+    given
+}
+
+/// The four policies of a continuous-time day: `smart` from the simulator's 1-second trace,
+/// `uncontrolled` and `equal_share` replayed second by second through the same batteries
+/// ([`crate::live::replay`]), `hindsight` as in quarter-hour steps (an LP over the day that
+/// knows every arrival, with each car's whole arrival and departure steps: an upper bound).
+fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
+    let smart_delivered: BTreeMap<usize, f64> = plugged(rec)
+        .map(|i| (i, rec.vehicles[i].delivered_wh))
+        .collect();
+    let smart_rows: Rows = plugged(rec)
+        .map(|i| (i, rec.vehicles[i].power_w.clone()))
+        .collect();
+    let uncontrolled = replay(rec, trace, |offers, _| {
+        offers.iter().map(|o| o.max_w).collect()
+    });
+    let equal = replay(rec, trace, share_equally);
+    let mut hindsight = Rows::new();
+    for g in 0..rec.scenario.groups.len() {
+        hindsight.extend(hindsight_rows(rec, g));
+    }
+    let mut policies = BTreeMap::new();
+    policies.insert(
+        "smart",
+        second_figures(
+            rec,
+            trace,
+            &trace.group_load_w,
+            &smart_delivered,
+            &smart_rows,
+        ),
+    );
+    for (name, r) in [("uncontrolled", &uncontrolled), ("equal_share", &equal)] {
+        policies.insert(
+            name,
+            second_figures(rec, trace, &r.group_load_w, &r.delivered_wh, &r.rows),
+        );
+    }
+    policies.insert("hindsight", figures(rec, &hindsight));
+    PolicyReport {
+        policies,
+        latency_ms: latency(rec),
+        resolution_s: 1,
+    }
+}
+
+/// One policy's figures from its 1-second group loads, each car's energy by departure and its
+/// average power per step (for the cost).
+fn second_figures(
+    rec: &SimRecord,
+    trace: &Trace,
+    load_w: &[Vec<f32>],
+    delivered_wh: &BTreeMap<usize, f64>,
+    rows: &Rows,
+) -> PolicyFigures {
+    let day_start = rec.config.day_start;
+    let window = i64::from(trace.settings.reaction_window_s());
+    let mut seconds = 0;
+    let mut after_reaction = 0;
+    let mut max_over: f64 = 0.0;
+    for (g, group) in rec.scenario.groups.iter().enumerate() {
+        let members: Vec<&crate::run::VehicleRecord> = group_members(rec, g)
+            .into_iter()
+            .map(|i| &rec.vehicles[i])
+            .collect();
+        for (offset, w) in load_w[g].iter().enumerate() {
+            let t = trace.start_ts + offset as i64;
+            let k = ((t - day_start) / STEP_S as i64) as usize;
+            let present = members
+                .iter()
+                .filter(|v| v.plugged_ts <= t && t < v.departure_ts)
+                .count() as f64;
+            // 1 W per car plugged in: whole-watt rounding of the profiles.
+            let over = f64::from(*w) - group.pv_w[k] as f64 - group.capacity_at(k) as f64;
+            if over > present {
+                seconds += 1;
+                max_over = max_over.max(over);
+                let reacting = members
+                    .iter()
+                    .any(|v| v.plugged_ts <= t && t < v.plugged_ts + window);
+                if !reacting {
+                    after_reaction += 1;
+                }
+            }
+        }
+    }
+    let end_ts = rec.config.day_start + (rec.config.end_step() as i64) * STEP_S as i64;
+    let (mut due, mut met, mut requested, mut delivered) = (0, 0, 0.0, 0.0);
+    for i in plugged(rec) {
+        let v = &rec.vehicles[i];
+        let got = delivered_wh.get(&i).copied().unwrap_or(0.0);
+        requested += v.arrival.wanted_wh as f64;
+        delivered += got;
+        let Some(acc) = v.accepted_wh.filter(|_| v.opted_in) else {
+            continue;
+        };
+        if v.departure_ts > end_ts {
+            continue;
+        }
+        due += 1;
+        let steps = ((v.departure_ts - v.plugged_ts) as f64 / f64::from(STEP_S)).ceil();
+        if got >= acc.min(v.arrival.wanted_wh) as f64 - 1.0 - steps {
+            met += 1;
+        }
+    }
+    let mut load = vec![vec![0.0; STEPS_PER_DAY]; rec.scenario.groups.len()];
+    for (i, row) in rows {
+        if let Some(g) = group_of(rec, *i) {
+            for (k, w) in row.iter().enumerate() {
+                load[g][k] += w;
+            }
+        }
+    }
+    PolicyFigures {
+        seconds_over_capacity: seconds,
+        max_overload_kw: round3(max_over / 1_000.0),
+        seconds_over_after_reaction: after_reaction,
+        energy_requested_kwh: round3(requested / 1_000.0),
+        energy_delivered_kwh: round3(delivered / 1_000.0),
+        accepted_due: due,
+        accepted_met: met,
+        cost_eur: (cost_eur(rec, &load) * 100.0).round() / 100.0,
+    }
 }
 
 /// The hindsight optimum of group index `g`: one LP over the day with every car known from

@@ -445,17 +445,31 @@ pub(crate) fn day_inputs(rec: &SimRecord, g: usize, class: VehicleClass) -> Grou
         .into_iter()
         .map(|i| {
             let v = &rec.vehicles[i];
+            // In continuous time: each car's whole arrival and departure steps (it is there for
+            // part of them, so this bounds what any policy can give it from above) and its
+            // battery's taper (the simulated battery's curve).
+            let (departure, battery) = match &rec.config.continuous {
+                Some(live) => (
+                    (v.departure_ts - rec.config.day_start)
+                        .max(0)
+                        .unsigned_abs()
+                        .div_ceil(u64::from(STEP_S)) as usize,
+                    Some(crate::live::Battery::of(&v.arrival, live.taper_knee)),
+                ),
+                None => (v.arrival.departure_step, None),
+            };
             Vehicle {
                 id: format!("{i:08}"),
                 arrival: v.arrival.arrival_step,
-                departure: v.arrival.departure_step.min(end),
+                departure: departure.min(end),
                 max_power_w: v.max_w,
                 min_power_w: 0,
                 energy_requested_wh: v.arrival.wanted_wh,
-                battery_capacity_wh: None,
-                energy_on_arrival_wh: None,
+                battery_capacity_wh: battery.map(|b| b.capacity_wh.round() as i64),
+                energy_on_arrival_wh: battery.map(|b| b.energy_wh.round() as i64),
                 class,
                 efficiency_permille: 1_000,
+                taper_knee_permille: battery.map(|b| b.taper_knee_permille()),
             }
         })
         .collect();
@@ -508,7 +522,8 @@ impl Summary {
         let mut due = 0;
         for v in plugged.iter().filter(|v| v.opted_in) {
             let Some(acc) = v.accepted_wh else { continue };
-            if v.arrival.departure_step > end {
+            // Due: it left within the window (a departure after it is not due yet).
+            if v.departure_ts > rec.config.day_start + end as i64 * i64::from(super::STEP_S) {
                 continue;
             }
             due += 1;

@@ -78,8 +78,10 @@ pub struct VehicleRecord {
     pub accepted_wh: Option<i64>,
     /// The first request was rejected and the driver took the offer.
     pub took_offer: bool,
-    /// The request's departure (Unix seconds).
+    /// The request's departure (Unix seconds): when it unplugs.
     pub departure_ts: i64,
+    /// When it plugged in (Unix seconds).
+    pub plugged_ts: i64,
     /// Maximum power it can draw here: min(vehicle, charge point) (W).
     pub max_w: i64,
     /// Measured average power per step of the day (W).
@@ -126,6 +128,20 @@ pub struct TickStats {
     pub tick_ms: f64,
 }
 
+impl TickStats {
+    /// Counts one tick.
+    pub(crate) fn add(&mut self, report: &super::TickFigures) {
+        self.ticks += 1;
+        self.tick_ms += report.duration_ms;
+        self.setpoints_sent += report.setpoints_sent;
+        self.setpoints_failed += report.setpoints_failed;
+        self.setpoints_rejected += report.setpoints_rejected;
+        self.setpoints_deferred += report.setpoints_deferred;
+        self.solved += report.solved;
+        self.failed += report.failed;
+    }
+}
+
 /// Everything the simulator measured.
 #[derive(Debug, Clone)]
 pub struct SimRecord {
@@ -156,36 +172,83 @@ pub struct SimRecord {
     /// Measured current per node phase of the three-phase group, per step of the day (A):
     /// `(connection, cabinet)`; empty without such a group.
     pub phase_load_a: Vec<([f64; 3], [f64; 3])>,
+    /// The continuous-time simulator's 1-second load trace; `None` for the step simulator.
+    pub trace: Option<crate::live::Trace>,
 }
 
-struct Driver {
+/// What a day's loop measured: the step loop here, or the continuous-time one of
+/// [`crate::live`].
+pub(crate) struct Measured {
+    /// Average EV load per group and step of the day (W).
+    pub(crate) group_load_w: Vec<Vec<f64>>,
+    /// Current per node phase of the three-phase group per step (A), see
+    /// [`SimRecord::phase_load_a`].
+    pub(crate) phase_load_a: Vec<([f64; 3], [f64; 3])>,
+    /// Tick figures.
+    pub(crate) stats: TickStats,
+    /// Meter readings posted.
+    pub(crate) meter_values: usize,
+    /// CDRs posted.
+    pub(crate) cdrs: usize,
+    /// The 1-second load trace (continuous time only).
+    pub(crate) trace: Option<crate::live::Trace>,
+}
+
+impl Measured {
+    fn new(scenario: &Scenario) -> Self {
+        let has_tree = scenario.groups.iter().any(|g| g.tree.is_some());
+        Self {
+            group_load_w: vec![vec![0.0; STEPS_PER_DAY]; scenario.groups.len()],
+            phase_load_a: if has_tree {
+                vec![([0.0; 3], [0.0; 3]); STEPS_PER_DAY]
+            } else {
+                Vec::new()
+            },
+            stats: TickStats::default(),
+            meter_values: 0,
+            cdrs: 0,
+            trace: None,
+        }
+    }
+}
+
+pub(crate) struct Driver {
     bearer: String,
     /// The token uid evflex issued at sign-up: the car's app token at the charge point.
     token_uid: String,
 }
 
-struct World<'a> {
-    cfg: &'a SimConfig,
+pub(crate) struct World<'a> {
+    pub(crate) cfg: &'a SimConfig,
     /// When each session was PUT (wall clock), for the event-to-profile latency.
-    plugged_at: std::collections::HashMap<String, std::time::Instant>,
-    client: Client,
-    cpo_auth: String,
-    scenario: Scenario,
-    occupied: Vec<Option<usize>>,
-    register_wh: Vec<f64>,
-    vehicles: Vec<VehicleRecord>,
-    drivers: Vec<Option<Driver>>,
-    errors: Vec<String>,
+    pub(crate) plugged_at: std::collections::HashMap<String, std::time::Instant>,
+    pub(crate) client: Client,
+    pub(crate) cpo_auth: String,
+    pub(crate) scenario: Scenario,
+    pub(crate) occupied: Vec<Option<usize>>,
+    pub(crate) register_wh: Vec<f64>,
+    pub(crate) vehicles: Vec<VehicleRecord>,
+    pub(crate) drivers: Vec<Option<Driver>>,
+    pub(crate) errors: Vec<String>,
     /// evflex has a chain: drivers top up their wallets after registering.
-    chain: bool,
+    pub(crate) chain: bool,
     /// Drivers whose top-up failed (tried again next step).
-    pending_top_ups: Vec<usize>,
-    cp_rng: ChaCha8Rng,
-    stations: Vec<String>,
+    pub(crate) pending_top_ups: Vec<usize>,
+    pub(crate) cp_rng: ChaCha8Rng,
+    pub(crate) stations: Vec<String>,
 }
 
-fn ts(cfg: &SimConfig, step: usize) -> i64 {
+pub(crate) fn ts(cfg: &SimConfig, step: usize) -> i64 {
     cfg.day_start + step as i64 * STEP_S
+}
+
+/// When the vehicle unplugs, and the departure its driver announces: the start of its
+/// departure step in the step simulator, its real second in the continuous-time one.
+fn departure_ts(cfg: &SimConfig, a: &Arrival) -> i64 {
+    match cfg.continuous {
+        Some(_) => cfg.day_start + i64::from(a.departure_s),
+        None => ts(cfg, a.departure_step),
+    }
 }
 
 impl World<'_> {
@@ -196,13 +259,18 @@ impl World<'_> {
         &self.cfg.party_id
     }
 
-    async fn cpo_call(&self, method: Method, path: &str, body: &Value) -> SimResult<Value> {
+    pub(crate) async fn cpo_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+    ) -> SimResult<Value> {
         self.client
             .call(method, path, Some(&self.cpo_auth), Some(body))
             .await
     }
 
-    fn note(&mut self, r: SimResult<Value>) -> Option<Value> {
+    pub(crate) fn note(&mut self, r: SimResult<Value>) -> Option<Value> {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
@@ -259,7 +327,7 @@ impl World<'_> {
         Some(free[self.cp_rng.random_range(0..free.len())])
     }
 
-    async fn plug_in(&mut self, vi: usize, now: i64) -> SimResult<()> {
+    pub(crate) async fn plug_in(&mut self, vi: usize, now: i64) -> SimResult<()> {
         let a = self.vehicles[vi].arrival.clone();
         let Some(cp) = self.pick_cp(&a) else {
             return Ok(());
@@ -274,7 +342,8 @@ impl World<'_> {
                 v.car_phases = 1;
                 v.max_w = v.max_w.min(crate::scenario::PHASE_V as i64 * c.amps);
             }
-            v.departure_ts = ts(self.cfg, a.departure_step);
+            v.departure_ts = departure_ts(self.cfg, &a);
+            v.plugged_ts = now;
         }
         let opted_in = self.vehicles[vi].opted_in;
         // The driver registers (evflex issues the app token the car then starts with), then
@@ -334,6 +403,13 @@ impl World<'_> {
             if let Some(w) = single_phase_w.or(a.max_power_w).filter(|w| *w > 0) {
                 body["vehicle_max_power_kw"] = json!(w as f64 / 1_000.0);
             }
+            // In continuous time the car's app knows its battery and its SoC, so the plan can
+            // follow the battery's taper.
+            if let Some(live) = &self.cfg.continuous {
+                let battery = crate::live::Battery::of(&a, live.taper_knee);
+                body["battery_capacity_kwh"] = json!(battery.capacity_wh.round() / 1_000.0);
+                body["current_soc_percent"] = json!((battery.soc() * 1_000.0).round() / 10.0);
+            }
             let r = self
                 .client
                 .call(Method::POST, "/api/v1/requests", Some(&bearer), Some(&body))
@@ -369,7 +445,7 @@ impl World<'_> {
 
     /// The driver tops up their wallet with the demo chain's test euro (enough for any bill
     /// of the day); a failure (the chain is away) is logged and tried again next step.
-    async fn top_up(&mut self, vi: usize) {
+    pub(crate) async fn top_up(&mut self, vi: usize) {
         let Some(d) = &self.drivers[vi] else {
             return;
         };
@@ -388,7 +464,7 @@ impl World<'_> {
         }
     }
 
-    async fn unplug(&mut self, vi: usize, now: i64) {
+    pub(crate) async fn unplug(&mut self, vi: usize, now: i64) {
         let Some(cp) = self.vehicles[vi].cp else {
             return;
         };
@@ -397,7 +473,7 @@ impl World<'_> {
         let c = self.scenario.charge_points[cp].clone();
         let v = self.vehicles[vi].clone();
         let t = format_rfc3339(now);
-        let start = format_rfc3339(ts(self.cfg, v.arrival.arrival_step));
+        let start = format_rfc3339(v.plugged_ts);
         let kwh = (v.delivered_wh.round() / 1_000.0 * 1_000.0).round() / 1_000.0;
         let sid = &v.session_id;
         let path = format!("/ocpi/2.2.1/sessions/{}/{}/{sid}", self.cc(), self.pid());
@@ -409,7 +485,7 @@ impl World<'_> {
             )
             .await;
         self.note(r);
-        let hours = (now - ts(self.cfg, v.arrival.arrival_step)) as f64 / 3_600.0;
+        let hours = (now - v.plugged_ts) as f64 / 3_600.0;
         let cents = |eur_per_kwh: f64| (kwh * eur_per_kwh * 100.0).round() / 100.0;
         let mut cdr = json!({
             "country_code": self.cc(), "party_id": self.pid(), "id": format!("CDR-{sid}"),
@@ -561,7 +637,8 @@ pub async fn run(
             session_id: format!("SIM-{:05}", a.id),
             accepted_wh: None,
             took_offer: false,
-            departure_ts: ts(cfg, a.departure_step),
+            departure_ts: departure_ts(cfg, a),
+            plugged_ts: 0,
             max_w: 0,
             power_w: vec![0.0; STEPS_PER_DAY],
             delivered_wh: 0.0,
@@ -591,16 +668,7 @@ pub async fn run(
         stations,
         scenario,
     };
-    let mut group_load_w = vec![vec![0.0; STEPS_PER_DAY]; world.scenario.groups.len()];
-    let has_tree = world.scenario.groups.iter().any(|g| g.tree.is_some());
-    let mut phase_load_a = if has_tree {
-        vec![([0.0; 3], [0.0; 3]); STEPS_PER_DAY]
-    } else {
-        Vec::new()
-    };
-    let mut stats = TickStats::default();
-    let mut meter_values = 0;
-    let mut cdrs = 0;
+    let mut m = Measured::new(&world.scenario);
     let total = end.saturating_sub(first);
 
     // Opening register readings (no power yet): a real meter has a reading before the first
@@ -617,7 +685,7 @@ pub async fn run(
                     "value": format!("{}", wh.round() as i64), "unit": "Wh"}]}]})
         })
         .collect();
-    meter_values += opening.len();
+    m.meter_values += opening.len();
     let r = world
         .cpo_call(
             Method::POST,
@@ -627,157 +695,157 @@ pub async fn run(
         .await;
     world.note(r);
 
-    for k in first..end {
-        let now = ts(cfg, k);
-        target.set_clock(now).await?;
-        // Top-ups that failed (no chain at the time) are tried again.
-        for vi in std::mem::take(&mut world.pending_top_ups) {
-            world.top_up(vi).await;
-        }
-        // 1. Departures.
-        for vi in 0..world.vehicles.len() {
-            let v = &world.vehicles[vi];
-            if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == k {
-                world.unplug(vi, now).await;
-                cdrs += 1;
+    if let Some(live) = &cfg.continuous {
+        crate::live::play(&mut world, &server, target, live, &mut m, &mut progress).await?;
+    } else {
+        for k in first..end {
+            let now = ts(cfg, k);
+            target.set_clock(now).await?;
+            // Top-ups that failed (no chain at the time) are tried again.
+            for vi in std::mem::take(&mut world.pending_top_ups) {
+                world.top_up(vi).await;
             }
-        }
-        // 2. Arrivals.
-        for vi in 0..world.vehicles.len() {
-            if world.vehicles[vi].arrival.arrival_step == k {
-                world.plug_in(vi, now).await?;
-            }
-        }
-        // 3. The tick.
-        let report = target.tick(timestep_of(now, TIME_STEP_S)).await?;
-        stats.ticks += 1;
-        stats.tick_ms += report.duration_ms;
-        stats.setpoints_sent += report.setpoints_sent;
-        stats.setpoints_failed += report.setpoints_failed;
-        stats.setpoints_rejected += report.setpoints_rejected;
-        stats.setpoints_deferred += report.setpoints_deferred;
-        stats.solved += report.solved;
-        stats.failed += report.failed;
-        // 4. Charging.
-        let step_h = STEP_S as f64 / 3_600.0;
-        let mut readings = Vec::new();
-        let next = now + STEP_S;
-        let t_next = format_rfc3339(next);
-        for cp in 0..n_cp {
-            let mut power = 0.0;
-            let mut extra = Vec::new();
-            let mut session = None;
-            if let Some(vi) = world.occupied[cp] {
-                let (limit, received) = {
-                    let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
-                    let sid = &world.vehicles[vi].session_id;
-                    let car_phases = world.vehicles[vi].car_phases;
-                    (
-                        inbox
-                            .profiles
-                            .get(sid)
-                            .map(|p| p.limit_w_at(now, car_phases)),
-                        inbox.received.get(sid).copied().unwrap_or(0),
-                    )
-                };
-                let v = &mut world.vehicles[vi];
-                v.profiles = received;
-                let left_w = (v.arrival.wanted_wh as f64 - v.delivered_wh).max(0.0) / step_h;
-                power = limit
-                    .unwrap_or(f64::INFINITY)
-                    .min(v.max_w as f64)
-                    .min(left_w)
-                    .max(0.0);
-                v.power_w[k] = power;
-                v.delivered_wh += power * step_h;
-                session = Some(v.session_id.clone());
-                if let (Some(b), Some(e0)) = (v.arrival.battery_wh, v.arrival.energy_on_arrival_wh)
-                    && b > 0
-                {
-                    let soc = ((e0 as f64 + v.delivered_wh) / b as f64 * 100.0).clamp(0.0, 100.0);
-                    extra.push(json!({"measurand": "SoC", "value": format!("{soc:.1}"), "unit": "Percent"}));
+            // 1. Departures.
+            for vi in 0..world.vehicles.len() {
+                let v = &world.vehicles[vi];
+                if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == k {
+                    world.unplug(vi, now).await;
+                    m.cdrs += 1;
                 }
             }
-            world.register_wh[cp] += power * step_h;
-            let g = (world.scenario.charge_points[cp].group_id - 1) as usize;
-            group_load_w[g][k] += power;
-            let mut sampled = vec![
-                json!({"measurand": "Energy.Active.Import.Register",
+            // 2. Arrivals.
+            for vi in 0..world.vehicles.len() {
+                if world.vehicles[vi].arrival.arrival_step == k {
+                    world.plug_in(vi, now).await?;
+                }
+            }
+            // 3. The tick.
+            let report = target.tick(timestep_of(now, TIME_STEP_S)).await?;
+            m.stats.add(&report);
+            // 4. Charging.
+            let step_h = STEP_S as f64 / 3_600.0;
+            let mut readings = Vec::new();
+            let next = now + STEP_S;
+            let t_next = format_rfc3339(next);
+            for cp in 0..n_cp {
+                let mut power = 0.0;
+                let mut extra = Vec::new();
+                let mut session = None;
+                if let Some(vi) = world.occupied[cp] {
+                    let (limit, received) = {
+                        let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
+                        let sid = &world.vehicles[vi].session_id;
+                        let car_phases = world.vehicles[vi].car_phases;
+                        (
+                            inbox
+                                .profiles
+                                .get(sid)
+                                .map(|p| p.limit_w_at(now, car_phases)),
+                            inbox.received.get(sid).copied().unwrap_or(0),
+                        )
+                    };
+                    let v = &mut world.vehicles[vi];
+                    v.profiles = received;
+                    let left_w = (v.arrival.wanted_wh as f64 - v.delivered_wh).max(0.0) / step_h;
+                    power = limit
+                        .unwrap_or(f64::INFINITY)
+                        .min(v.max_w as f64)
+                        .min(left_w)
+                        .max(0.0);
+                    v.power_w[k] = power;
+                    v.delivered_wh += power * step_h;
+                    session = Some(v.session_id.clone());
+                    if let (Some(b), Some(e0)) =
+                        (v.arrival.battery_wh, v.arrival.energy_on_arrival_wh)
+                        && b > 0
+                    {
+                        let soc =
+                            ((e0 as f64 + v.delivered_wh) / b as f64 * 100.0).clamp(0.0, 100.0);
+                        extra.push(json!({"measurand": "SoC", "value": format!("{soc:.1}"), "unit": "Percent"}));
+                    }
+                }
+                world.register_wh[cp] += power * step_h;
+                let g = (world.scenario.charge_points[cp].group_id - 1) as usize;
+                m.group_load_w[g][k] += power;
+                let mut sampled = vec![
+                    json!({"measurand": "Energy.Active.Import.Register",
                     "value": format!("{}", world.register_wh[cp].round() as i64), "unit": "Wh"}),
-                json!({"measurand": "Power.Active.Import",
+                    json!({"measurand": "Power.Active.Import",
                     "value": format!("{}", power.round() as i64), "unit": "W"}),
-            ];
-            sampled.extend(extra);
-            let c = &world.scenario.charge_points[cp];
-            if let Some((_, cabinet)) = c.wiring {
-                let car_phases = world.occupied[cp].map_or(3, |vi| world.vehicles[vi].car_phases);
-                let node = c.phase_currents(power, car_phases);
-                let (connection, cab) = &mut phase_load_a[k];
-                for (ph, amps) in node.into_iter().enumerate() {
-                    connection[ph] += amps;
-                    if cabinet {
-                        cab[ph] += amps;
+                ];
+                sampled.extend(extra);
+                let c = &world.scenario.charge_points[cp];
+                if let Some((_, cabinet)) = c.wiring {
+                    let car_phases =
+                        world.occupied[cp].map_or(3, |vi| world.vehicles[vi].car_phases);
+                    let node = c.phase_currents(power, car_phases);
+                    let (connection, cab) = &mut m.phase_load_a[k];
+                    for (ph, amps) in node.into_iter().enumerate() {
+                        connection[ph] += amps;
+                        if cabinet {
+                            cab[ph] += amps;
+                        }
                     }
-                }
-                // The meter's per-phase currents, on the point's own L1, L2, L3.
-                if world.occupied[cp].is_some() {
-                    let per_phase = power / (crate::scenario::PHASE_V * f64::from(car_phases));
-                    for (i, name) in ["L1", "L2", "L3"].iter().enumerate() {
-                        let a = if i < usize::from(car_phases) {
-                            per_phase
-                        } else {
-                            0.0
-                        };
-                        sampled.push(json!({"measurand": "Current.Import", "phase": name,
+                    // The meter's per-phase currents, on the point's own L1, L2, L3.
+                    if world.occupied[cp].is_some() {
+                        let per_phase = power / (crate::scenario::PHASE_V * f64::from(car_phases));
+                        for (i, name) in ["L1", "L2", "L3"].iter().enumerate() {
+                            let a = if i < usize::from(car_phases) {
+                                per_phase
+                            } else {
+                                0.0
+                            };
+                            sampled.push(json!({"measurand": "Current.Import", "phase": name,
                             "value": format!("{a:.1}"), "unit": "A"}));
+                        }
                     }
                 }
-            }
-            readings.push(json!({"evse_uid": world.scenario.charge_points[cp].uid,
+                readings.push(json!({"evse_uid": world.scenario.charge_points[cp].uid,
                 "session_id": session,
                 "meterValue": [{"timestamp": t_next, "sampledValue": sampled}]}));
-        }
-        // 5. Meter values and session energy.
-        meter_values += readings.len();
-        let r = world
-            .cpo_call(
-                Method::POST,
-                "/api/v1/meter-values",
-                &json!({ "meter_values": readings }),
-            )
-            .await;
-        world.note(r);
-        for cp in 0..n_cp {
-            if let Some(vi) = world.occupied[cp] {
-                let v = &world.vehicles[vi];
-                let kwh = v.delivered_wh.round() / 1_000.0;
-                let path = format!(
-                    "/ocpi/2.2.1/sessions/{}/{}/{}",
-                    cfg.country_code, cfg.party_id, v.session_id
-                );
-                let r = world
-                    .cpo_call(
-                        Method::PATCH,
-                        &path,
-                        &json!({"kwh": kwh, "last_updated": t_next}),
-                    )
-                    .await;
-                world.note(r);
+            }
+            // 5. Meter values and session energy.
+            m.meter_values += readings.len();
+            let r = world
+                .cpo_call(
+                    Method::POST,
+                    "/api/v1/meter-values",
+                    &json!({ "meter_values": readings }),
+                )
+                .await;
+            world.note(r);
+            for cp in 0..n_cp {
+                if let Some(vi) = world.occupied[cp] {
+                    let v = &world.vehicles[vi];
+                    let kwh = v.delivered_wh.round() / 1_000.0;
+                    let path = format!(
+                        "/ocpi/2.2.1/sessions/{}/{}/{}",
+                        cfg.country_code, cfg.party_id, v.session_id
+                    );
+                    let r = world
+                        .cpo_call(
+                            Method::PATCH,
+                            &path,
+                            &json!({"kwh": kwh, "last_updated": t_next}),
+                        )
+                        .await;
+                    world.note(r);
+                }
+            }
+            progress(k + 1 - first, total);
+            if let Some(p) = cfg.pace {
+                tokio::time::sleep(p).await;
             }
         }
-        progress(k + 1 - first, total);
-        if let Some(p) = cfg.pace {
-            tokio::time::sleep(p).await;
-        }
-    }
-    // Vehicles leaving exactly at the end of the window still unplug.
-    let now = ts(cfg, end);
-    target.set_clock(now).await?;
-    for vi in 0..world.vehicles.len() {
-        let v = &world.vehicles[vi];
-        if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == end {
-            world.unplug(vi, now).await;
-            cdrs += 1;
+        // Vehicles leaving exactly at the end of the window still unplug.
+        let now = ts(cfg, end);
+        target.set_clock(now).await?;
+        for vi in 0..world.vehicles.len() {
+            let v = &world.vehicles[vi];
+            if v.cp.is_some() && !v.unplugged && v.arrival.departure_step == end {
+                world.unplug(vi, now).await;
+                m.cdrs += 1;
+            }
         }
     }
     let cpo_answers = {
@@ -798,14 +866,15 @@ pub async fn run(
         scenario: world.scenario,
         demand_label,
         vehicles: world.vehicles,
-        group_load_w,
-        ticks: stats,
-        meter_values,
-        cdrs,
+        group_load_w: m.group_load_w,
+        ticks: m.stats,
+        meter_values: m.meter_values,
+        cdrs: m.cdrs,
         api_errors: world.errors,
         cpo_token,
         wall: started.elapsed(),
         cpo_answers,
-        phase_load_a,
+        phase_load_a: m.phase_load_a,
+        trace: m.trace,
     })
 }

@@ -1,5 +1,5 @@
 //! Operator routes of a server on a simulated clock (`evflex serve --sim-clock`): move the
-//! clock, run the tick for a timestep, add an OCPI registration token (token A), load prices.
+//! clock, run the tick for a timestep, settle the waiting re-plans, add an OCPI registration token (token A), load prices.
 //!
 //! They let a simulator (or the end-to-end suite) drive a separately running evflex through
 //! the day, as `evflex demo` drives its in-process server. They exist only with `--sim-clock`
@@ -11,6 +11,7 @@
 //! - `GET  /api/v1/operator/status` → `{"now", "chain"}`
 //! - `PUT  /api/v1/operator/clock` `{"now": unix_s}` → `{"now"}`
 //! - `POST /api/v1/operator/tick` `{"timestep"?: n}` (default: the clock's) → the tick report
+//! - `POST /api/v1/operator/settle` → 204 once every waiting re-plan is planned and sent
 //! - `POST /api/v1/operator/registration-tokens` `{"token"}` → 204
 //! - `PUT  /api/v1/operator/prices` `{"prices": [[unix_s, micro_eur_per_kwh], …]}` → `{"prices"}`
 
@@ -69,6 +70,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/operator/status", get(status))
         .route("/api/v1/operator/clock", put(set_clock))
         .route("/api/v1/operator/tick", post(tick))
+        .route("/api/v1/operator/settle", post(settle))
         .route(
             "/api/v1/operator/registration-tokens",
             post(add_registration_token),
@@ -149,6 +151,15 @@ async fn tick(
     Ok(Json(
         serde_json::to_value(&report).map_err(|e| ApiError::Internal(e.to_string()))?,
     ))
+}
+
+/// Plans every event waiting (the re-plans the event hooks recorded) at the simulated clock's
+/// time and sends their profiles before answering: what the re-plan worker does within a second
+/// on a real clock, for a caller that reads the profiles next (the continuous-time simulator).
+async fn settle(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    access(&state, &headers)?;
+    crate::engine::replan::settle(&state.engine, std::time::Duration::from_secs(30)).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

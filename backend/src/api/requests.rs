@@ -40,7 +40,8 @@ pub struct NewChargingRequest {
     pub energy_kwh: Option<f64>,
     /// Target state of charge (%), with `battery_capacity_kwh`.
     pub target_soc_percent: Option<f64>,
-    /// Battery capacity (kWh).
+    /// Battery capacity (kWh): needed with `target_soc_percent`; with `energy_kwh` it lets the
+    /// plan follow the battery's taper above its knee SoC (with the SoC now).
     pub battery_capacity_kwh: Option<f64>,
     /// Current SoC (%), if the charge point does not report it.
     pub current_soc_percent: Option<f64>,
@@ -154,19 +155,24 @@ async fn create(
             session.record.status
         )));
     }
-    let (energy_wh, battery_capacity_wh) = match (req.energy_kwh, req.target_soc_percent) {
-        (Some(e), _) => (kwh("energy_kwh", e)?, None),
-        (None, Some(target)) => {
-            let capacity = kwh(
-                "battery_capacity_kwh",
-                req.battery_capacity_kwh.ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "battery_capacity_kwh: required with target_soc_percent".to_owned(),
-                    )
-                })?,
-            )?;
+    let given_capacity_wh = req
+        .battery_capacity_kwh
+        .map(|c| kwh("battery_capacity_kwh", c))
+        .transpose()?;
+    if let Some(soc) = req.current_soc_percent
+        && !(0.0..=100.0).contains(&soc)
+    {
+        return Err(ApiError::BadRequest(
+            "current_soc_percent: within 0..100".to_owned(),
+        ));
+    }
+    // The SoC now: the app's, else the charge point's last reading (only looked up when the
+    // battery's size is given, as nothing else needs it).
+    let current_soc = match (req.current_soc_percent, given_capacity_wh) {
+        (Some(soc), _) => Some(soc),
+        (None, Some(_)) => {
             let r = &session.record;
-            let live_soc = meter::live_of(
+            meter::live_of(
                 &mut conn,
                 &r.country_code,
                 &r.party_id,
@@ -176,8 +182,19 @@ async fn create(
             .into_iter()
             .next()
             .and_then(|l| l.soc_permille)
-            .map(|p| p as f64 / 10.0);
-            let current = req.current_soc_percent.or(live_soc).ok_or_else(|| {
+            .map(|p| p as f64 / 10.0)
+        }
+        (None, None) => None,
+    };
+    let energy_wh = match (req.energy_kwh, req.target_soc_percent) {
+        (Some(e), _) => kwh("energy_kwh", e)?,
+        (None, Some(target)) => {
+            let capacity = given_capacity_wh.ok_or_else(|| {
+                ApiError::BadRequest(
+                    "battery_capacity_kwh: required with target_soc_percent".to_owned(),
+                )
+            })?;
+            let current = current_soc.ok_or_else(|| {
                 ApiError::BadRequest(
                     "current_soc_percent: the charge point reports no SoC; give it or energy_kwh"
                         .to_owned(),
@@ -194,7 +211,7 @@ async fn create(
                     "target_soc_percent: already reached".to_owned(),
                 ));
             }
-            (wh, Some(capacity))
+            wh
         }
         (None, None) => {
             return Err(ApiError::BadRequest(
@@ -202,6 +219,10 @@ async fn create(
             ));
         }
     };
+    // With the battery's size and SoC the plan follows its taper (`engine::snapshot`).
+    let battery_energy_wh = given_capacity_wh
+        .zip(current_soc)
+        .map(|(capacity, soc)| (soc.clamp(0.0, 100.0) / 100.0 * capacity as f64).round() as i64);
     drop(conn);
     let session_id = session.record.session_id.clone();
     let decided = admission::decide(
@@ -211,7 +232,8 @@ async fn create(
             session,
             energy_wh,
             target_soc_percent: req.target_soc_percent.map(|t| t.round() as i64),
-            battery_capacity_wh,
+            battery_capacity_wh: given_capacity_wh,
+            battery_energy_wh,
             vehicle_max_power_w,
             departure_ts,
         },
@@ -274,6 +296,10 @@ async fn accept_offer(
         }
     };
     let session_id = s.record.session_id.clone();
+    // What the battery held at the request, plus what the session reported since.
+    let battery_energy_wh = r
+        .battery_energy_wh
+        .map(|e| e + (s.record.energy_wh - r.session_energy_wh_at_request).max(0));
     let decided = admission::decide(
         &state.engine,
         NewRequest {
@@ -282,6 +308,7 @@ async fn accept_offer(
             energy_wh: offered,
             target_soc_percent: None,
             battery_capacity_wh: r.battery_capacity_wh,
+            battery_energy_wh,
             vehicle_max_power_w: r.vehicle_max_power_w,
             departure_ts: r.departure_ts,
         },

@@ -49,6 +49,9 @@ pub struct NewRequest {
     pub target_soc_percent: Option<i64>,
     /// Battery capacity (Wh), when given.
     pub battery_capacity_wh: Option<i64>,
+    /// Energy in the battery now (Wh), when its size and SoC are known: the plan then follows
+    /// its taper.
+    pub battery_energy_wh: Option<i64>,
     /// The vehicle's own maximum charging power (W), when given.
     pub vehicle_max_power_w: Option<i64>,
     /// Departure (Unix seconds).
@@ -101,6 +104,8 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         let window_end = t0 + departure as i64 * i64::from(TIME_STEP_S);
         let lost_s = (now - t0).max(0) + (window_end - req.departure_ts).max(0);
         let pad_wh = ((max_power_w as i128 * lost_s as i128 + 3_599) / 3_600) as i64;
+        let lost_before_now_wh =
+            ((max_power_w as i128 * (now - t0).max(0) as i128 + 3_599) / 3_600) as i64;
         let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
         let mut vehicle = Vehicle {
             id: snapshot::vehicle_id(req.session.id),
@@ -110,9 +115,16 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
             min_power_w: min_power,
             energy_requested_wh: req.energy_wh.saturating_add(pad_wh),
             battery_capacity_wh: req.battery_capacity_wh,
-            energy_on_arrival_wh: None,
+            // At the step's start, as if the pad had been charged since (`snapshot::pad_elapsed`).
+            energy_on_arrival_wh: req
+                .battery_energy_wh
+                .map(|e| (e - lost_before_now_wh).max(0)),
             class: VehicleClass::Guaranteed,
             efficiency_permille: 1000,
+            taper_knee_permille: req
+                .battery_capacity_wh
+                .and(req.battery_energy_wh)
+                .and(engine.config.taper_knee()),
         };
         let group_id =
             groups::group_of_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
@@ -156,6 +168,11 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                     })
                 }) {
                     vehicle.min_power_w = 0;
+                }
+                // The request's car as the plan will see it: one phase when its own maximum
+                // says it can only be single-phase. `admit` adds the car; it is looked up by id.
+                if let Some(top) = snap.inputs.topology.as_mut() {
+                    snapshot::infer_single_phase(top, std::slice::from_ref(&vehicle));
                 }
                 drop(conn);
                 let opts = engine.solve_options();
@@ -207,6 +224,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         energy_wh: req.energy_wh,
         target_soc_percent: req.target_soc_percent,
         battery_capacity_wh: req.battery_capacity_wh,
+        battery_energy_wh: req.battery_energy_wh,
         vehicle_max_power_w: req.vehicle_max_power_w,
         departure_ts: req.departure_ts,
         session_energy_wh_at_request: delivered_at_request,

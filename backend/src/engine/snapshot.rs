@@ -174,7 +174,45 @@ pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
     {
         let pad_wh = ((v.max_power_w as i128 * elapsed_s as i128 + 3_599) / 3_600) as i64;
         v.energy_requested_wh = v.energy_requested_wh.saturating_add(pad_wh);
+        // As if the pad had been charged since the step's start: the battery held that much
+        // less then, so its taper is where it is now once the pad is in.
+        if let Some(e) = v.energy_on_arrival_wh.as_mut() {
+            *e = (*e - pad_wh).max(0);
+        }
     }
+}
+
+/// A battery whose size and energy the plan knows (issue 15, taper-aware planning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatteryNow {
+    /// Capacity (Wh).
+    pub capacity_wh: i64,
+    /// Energy in it at the plan's start (Wh).
+    pub energy_wh: i64,
+    /// The knee (‰ of the capacity) above which its power falls linearly to 0 at full.
+    pub knee_permille: u16,
+}
+
+/// A vehicle's maximum power (W) after what it was seen drawing at most (`closed_loop`'s
+/// observed maximum, `seen_w`). Without a known battery the observation caps it. With one, the
+/// plan already follows the taper, so a car drawing what its taper allows is not capped twice:
+/// only a draw below the taper (a vehicle maximum below the charge point's, a colder battery)
+/// lowers the curve's height, so that the curve at today's energy gives what it was seen to draw.
+pub fn capped_by_observed(max_power_w: i64, seen_w: i64, battery: Option<&BatteryNow>) -> i64 {
+    let Some(b) = battery else {
+        return max_power_w.min(seen_w);
+    };
+    let share = evflex_schedule::taper_max_power_w(
+        1.0,
+        b.capacity_wh as f64,
+        b.energy_wh as f64,
+        f64::from(b.knee_permille) / 1_000.0,
+    );
+    if share <= 0.0 {
+        return max_power_w;
+    }
+    let height = (seen_w as f64 / share).round() as i64;
+    max_power_w.min(height)
 }
 
 /// Maximum charging power of a vehicle: the EVSE's rating, or the vehicle's own maximum when
@@ -378,10 +416,37 @@ pub async fn snapshot(
                 .unwrap_or(cfg.default_evse_power_w),
             request.as_ref().and_then(|q| q.vehicle_max_power_w),
         );
+        let delivered = delivered_wh(conn, r, t0).await?;
+        // The battery, where the request gives its size: the energy in it from the SoC at the
+        // request plus what was charged since, else from the SoC the charge point last reported
+        // for this session. The plan then follows its taper above the knee.
+        let battery = request.as_ref().and_then(|q| {
+            let capacity_wh = q.battery_capacity_wh.filter(|c| *c > 0)?;
+            let reported = live
+                .iter()
+                .find(|l| {
+                    l.evse_uid == r.evse_uid && l.session_id.as_deref() == Some(&r.session_id)
+                })
+                .and_then(|l| l.soc_permille)
+                .map(|p| capacity_wh * p / 1_000);
+            let since_request = q
+                .battery_energy_wh
+                .map(|e| e + (delivered - q.session_energy_wh_at_request).max(0));
+            // The request's SoC plus the energy counted since is the measure the energy left
+            // is counted in (the two add up to where the battery ends); a reported SoC only
+            // stands in when the request gave none.
+            let energy_wh = since_request.or(reported)?.clamp(0, capacity_wh);
+            Some(BatteryNow {
+                capacity_wh,
+                energy_wh,
+                knee_permille: cfg.taper_knee()?,
+            })
+        });
         // What the car was seen able to draw (`closed_loop`: a taper, a full battery, a
-        // vehicle maximum below the charge point's) caps it, so its headroom goes to others.
+        // vehicle maximum below the charge point's) caps it, so its headroom goes to others;
+        // for a battery whose taper the plan follows, only a draw below that taper does.
         let max_power_w = match s.observed_max_w {
-            Some(seen) => max_power_w.min(seen.max(0)),
+            Some(seen) => capped_by_observed(max_power_w, seen.max(0), battery.as_ref()),
             None => max_power_w,
         };
         let min_power = min_power_w(
@@ -390,7 +455,6 @@ pub async fn snapshot(
             max_power_w,
         )
         .min(max_power_w);
-        let delivered = delivered_wh(conn, r, t0).await?;
         let (class, energy_left_wh, departure_ts, battery_capacity_wh) = match (&request, opted_in)
         {
             (Some(q), _) => {
@@ -433,9 +497,10 @@ pub async fn snapshot(
             min_power_w: min_power,
             energy_requested_wh: energy_left_wh,
             battery_capacity_wh,
-            energy_on_arrival_wh: None,
+            energy_on_arrival_wh: battery.as_ref().map(|b| b.energy_wh),
             class,
             efficiency_permille: 1000,
+            taper_knee_permille: battery.as_ref().map(|b| b.knee_permille),
         });
         infos.push(VehicleInfo {
             vehicle_id: id,
@@ -514,20 +579,24 @@ pub async fn snapshot(
             }
         }
     }
+    let mut inputs = GroupInputs {
+        group_id: group.record.id as u64,
+        start_timestep: timestep,
+        time_step_s,
+        horizon: h,
+        capacity_w,
+        other_load_w,
+        pv_w,
+        price_micro_eur_per_kwh,
+        battery,
+        vehicles,
+        topology,
+    };
+    if let Some(top) = inputs.topology.as_mut() {
+        infer_single_phase(top, &inputs.vehicles);
+    }
     Ok(GroupSnapshot {
-        inputs: GroupInputs {
-            group_id: group.record.id as u64,
-            start_timestep: timestep,
-            time_step_s,
-            horizon: h,
-            capacity_w,
-            other_load_w,
-            pv_w,
-            price_micro_eur_per_kwh,
-            battery,
-            vehicles,
-            topology,
-        },
+        inputs,
         members,
         vehicles: infos,
         measured_load_w,
@@ -535,6 +604,28 @@ pub async fn snapshot(
         group_capacity_w,
         reserve_w,
     })
+}
+
+/// A car whose phases no meter value has shown yet, and whose own maximum (its driver's
+/// request) is below what its charge point's minimum current draws on all the point's phases,
+/// can only be a single-phase car: it is planned on one phase. Otherwise the worst case, every
+/// wired phase, would forbid it from charging at all (6 A on three phases is 4.1 kW, above a
+/// 3.7 kW single-phase car's maximum).
+pub fn infer_single_phase(top: &mut evflex_schedule::Topology, vehicles: &[Vehicle]) {
+    for cp in top
+        .charge_points
+        .iter_mut()
+        .filter(|c| c.car_phases.is_none())
+    {
+        let Some(v) = vehicles.iter().find(|v| v.id == cp.vehicle_id) else {
+            continue;
+        };
+        let all_phases_min_w =
+            cp.min_current_ma * cp.phases.len() as i64 * i64::from(cp.voltage_v) / 1_000;
+        if cp.phases.len() > 1 && v.max_power_w > 0 && v.max_power_w < all_phases_min_w {
+            cp.car_phases = Some(1);
+        }
+    }
 }
 
 /// Whether a charge point in `status` can take a car that arrives (not out of order, removed
@@ -729,6 +820,28 @@ pub fn tree(p: &TreeParts<'_>) -> Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_car_drawing_its_taper_is_not_capped_twice() {
+        // 60 kWh at 90 % with the knee at 80 %: the taper allows half of 11 kW.
+        let b = BatteryNow {
+            capacity_wh: 60_000,
+            energy_wh: 54_000,
+            knee_permille: 800,
+        };
+        // Seen drawing what the taper allows (the closed loop's margin on top): no cap.
+        assert_eq!(capped_by_observed(11_000, 6_550, Some(&b)), 11_000);
+        // Seen drawing less than even the taper allows: the curve is lowered to meet it.
+        assert_eq!(capped_by_observed(11_000, 3_000, Some(&b)), 6_000);
+        // Without a known battery the observation is the cap.
+        assert_eq!(capped_by_observed(11_000, 6_550, None), 6_550);
+        // A full battery: nothing to scale, the plan's taper gives it 0 anyway.
+        let full = BatteryNow {
+            energy_wh: 60_000,
+            ..b
+        };
+        assert_eq!(capped_by_observed(11_000, 500, Some(&full)), 11_000);
+    }
 
     #[test]
     fn departure_steps_end_at_the_last_boundary_before_the_departure() {

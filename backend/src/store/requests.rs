@@ -52,6 +52,8 @@ pub struct ChargingRequest {
     pub target_soc_percent: Option<i64>,
     /// Battery capacity (Wh), when given.
     pub battery_capacity_wh: Option<i64>,
+    /// Energy in the battery when the request was made (Wh), when its SoC was known.
+    pub battery_energy_wh: Option<i64>,
     /// The vehicle's own maximum charging power (W), when given: the planner uses the lower of
     /// it and the charge point's rating.
     pub vehicle_max_power_w: Option<i64>,
@@ -78,6 +80,7 @@ struct RequestRow {
     energy_wh: i64,
     target_soc_percent: Option<i64>,
     battery_capacity_wh: Option<i64>,
+    battery_energy_wh: Option<i64>,
     vehicle_max_power_w: Option<i64>,
     departure_ts: i64,
     session_energy_wh_at_request: i64,
@@ -97,6 +100,7 @@ impl From<RequestRow> for ChargingRequest {
             energy_wh: r.energy_wh,
             target_soc_percent: r.target_soc_percent,
             battery_capacity_wh: r.battery_capacity_wh,
+            battery_energy_wh: r.battery_energy_wh,
             vehicle_max_power_w: r.vehicle_max_power_w,
             departure_ts: r.departure_ts,
             session_energy_wh_at_request: r.session_energy_wh_at_request,
@@ -109,8 +113,8 @@ impl From<RequestRow> for ChargingRequest {
 }
 
 const COLUMNS: &str = "id, user_id, session_row, group_id, energy_wh, target_soc_percent, \
-    battery_capacity_wh, vehicle_max_power_w, departure_ts, session_energy_wh_at_request, \
-    decision, max_guaranteed_wh, earliest_full_departure_ts, created_at";
+    battery_capacity_wh, battery_energy_wh, vehicle_max_power_w, departure_ts, \
+    session_energy_wh_at_request, decision, max_guaranteed_wh, earliest_full_departure_ts, created_at";
 
 /// Stores a decided request. An accepted request supersedes the session's earlier accepted one.
 #[tracing::instrument(skip_all, fields(session_row = r.session_row, decision = r.decision.as_str()))]
@@ -127,10 +131,10 @@ pub async fn insert(conn: &mut Conn, r: &ChargingRequest, now: i64) -> StoreResu
     }
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO charging_requests (user_id, session_row, group_id, energy_wh,
-             target_soc_percent, battery_capacity_wh, vehicle_max_power_w, departure_ts,
-             session_energy_wh_at_request, decision, max_guaranteed_wh,
+             target_soc_percent, battery_capacity_wh, battery_energy_wh, vehicle_max_power_w,
+             departure_ts, session_energy_wh_at_request, decision, max_guaranteed_wh,
              earliest_full_departure_ts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
     )
     .bind(r.user_id)
     .bind(r.session_row)
@@ -138,6 +142,7 @@ pub async fn insert(conn: &mut Conn, r: &ChargingRequest, now: i64) -> StoreResu
     .bind(r.energy_wh)
     .bind(r.target_soc_percent)
     .bind(r.battery_capacity_wh)
+    .bind(r.battery_energy_wh)
     .bind(r.vehicle_max_power_w)
     .bind(r.departure_ts)
     .bind(r.session_energy_wh_at_request)
