@@ -592,7 +592,32 @@ async fn a_continuous_time_day_keeps_both_promises() {
 
     // 2. Every accepted request met by its departure.
     assert!(smart.accepted_due >= 2, "{report}");
-    assert_eq!(smart.accepted_met, smart.accepted_due, "{report}");
+    let accepted: Vec<String> = plugged
+        .iter()
+        .filter_map(|v| {
+            let acc = v.accepted_wh.filter(|_| v.opted_in)?;
+            let b = evflex_sim::live::Battery::of(&v.arrival, 0.8);
+            Some(format!(
+                "{}: accepted {acc} Wh, delivered {:.0} Wh, wanted {} Wh, {} W on {} phase(s), \
+                 battery {:.0}/{:.0} Wh, {}–{}",
+                v.session_id,
+                v.delivered_wh,
+                v.arrival.wanted_wh,
+                v.max_w,
+                v.car_phases,
+                b.energy_wh,
+                b.capacity_wh,
+                v.plugged_ts,
+                v.departure_ts
+            ))
+        })
+        .collect();
+    assert_eq!(
+        smart.accepted_met,
+        smart.accepted_due,
+        "{report}\n{}",
+        accepted.join("\n")
+    );
 
     // 3. Every set-point evflex sent came from a schedule committed on chain, and `evflex
     //    verify` accepts every revision of those timesteps.

@@ -347,7 +347,7 @@ async fn post_meter_values(
 ) {
     let stamp = format_rfc3339(t);
     let interval_h = f64::from(live.meter_interval_s.max(1)) / 3_600.0;
-    let mut by_cp: BTreeMap<usize, (&str, f64, f64)> = BTreeMap::new();
+    let mut by_cp: BTreeMap<usize, (&str, f64, f64, u8)> = BTreeMap::new();
     for (vi, car) in cars.iter_mut() {
         let v = &world.vehicles[*vi];
         if let Some(cp) = v.cp {
@@ -357,6 +357,7 @@ async fn post_meter_values(
                     v.session_id.as_str(),
                     car.interval_wh / interval_h,
                     car.battery.soc(),
+                    v.car_phases,
                 ),
             );
             car.interval_wh = 0.0;
@@ -370,11 +371,15 @@ async fn post_meter_values(
         .map(|(cp, c)| {
             let mut sampled = vec![json!({"measurand": "Energy.Active.Import.Register",
                 "value": format!("{}", world.register_wh[cp].round() as i64), "unit": "Wh"})];
-            let session = by_cp.get(&cp).map(|(sid, power, soc)| {
+            let session = by_cp.get(&cp).map(|(sid, power, soc, car_phases)| {
                 sampled.push(json!({"measurand": "Power.Active.Import",
                     "value": format!("{}", power.round() as i64), "unit": "W"}));
                 sampled.push(json!({"measurand": "SoC",
                     "value": format!("{:.1}", soc * 100.0), "unit": "Percent"}));
+                // A three-phase point's meter shows the phases the car draws on.
+                if c.wiring.is_some() {
+                    sampled.extend(crate::run::phase_currents_sampled(*power, *car_phases));
+                }
                 *sid
             });
             json!({"evse_uid": c.uid, "session_id": session,

@@ -435,8 +435,8 @@ fn second_figures(
             continue;
         }
         due += 1;
-        let steps = ((v.departure_ts - v.plugged_ts) as f64 / f64::from(STEP_S)).ceil();
-        if got >= acc.min(v.arrival.wanted_wh) as f64 - 1.0 - steps {
+        let tolerance = v.met_tolerance_wh(Some(trace.settings.profile_latency_s));
+        if got >= acc.min(v.arrival.wanted_wh) as f64 - tolerance {
             met += 1;
         }
     }

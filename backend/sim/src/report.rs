@@ -527,9 +527,9 @@ impl Summary {
                 continue;
             }
             due += 1;
-            let steps = v.plugged_steps(end).len() as f64;
             let goal = acc.min(v.arrival.wanted_wh) as f64;
-            if v.delivered_wh < goal - 1.0 - steps {
+            let latency = rec.config.continuous.as_ref().map(|c| c.profile_latency_s);
+            if v.delivered_wh < goal - v.met_tolerance_wh(latency) {
                 let cp = &rec.scenario.charge_points[v.cp.unwrap_or_default()];
                 let window = v.plugged_steps(end);
                 let later_uncontrolled = rec.vehicles.iter().any(|o| {

@@ -101,6 +101,19 @@ pub struct VehicleRecord {
 }
 
 impl VehicleRecord {
+    /// How far below its accepted energy a car may end and still count as met (Wh): 1 Wh, plus
+    /// 1 Wh per quarter hour of its stay (the profiles' whole-watt rounding), plus, in
+    /// continuous time, what each profile it received can cost by taking effect
+    /// `profile_latency_s` after evflex sent it (that long at the car's full power).
+    pub fn met_tolerance_wh(&self, profile_latency_s: Option<u32>) -> f64 {
+        let stay_s = (self.departure_ts - self.plugged_ts).max(0) as f64;
+        let steps = (stay_s / f64::from(super::STEP_S)).ceil();
+        let latency = profile_latency_s.map_or(0.0, |s| {
+            f64::from(s) * self.max_w as f64 / 3_600.0 * self.profiles as f64
+        });
+        1.0 + steps + latency
+    }
+
     /// Steps it was plugged in within the window.
     pub fn plugged_steps(&self, end_step: usize) -> std::ops::Range<usize> {
         self.arrival.arrival_step..self.arrival.departure_step.min(end_step)
@@ -240,6 +253,25 @@ pub(crate) struct World<'a> {
 
 pub(crate) fn ts(cfg: &SimConfig, step: usize) -> i64 {
     cfg.day_start + step as i64 * STEP_S
+}
+
+/// A meter's per-phase currents (`Current.Import` on the point's own L1, L2, L3) for a car
+/// drawing `power` W on its first `car_phases` phases: how evflex learns a car's phases.
+pub(crate) fn phase_currents_sampled(power: f64, car_phases: u8) -> Vec<Value> {
+    let per_phase = power / (crate::scenario::PHASE_V * f64::from(car_phases.clamp(1, 3)));
+    ["L1", "L2", "L3"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let a = if i < usize::from(car_phases) {
+                per_phase
+            } else {
+                0.0
+            };
+            json!({"measurand": "Current.Import", "phase": name,
+                "value": format!("{a:.1}"), "unit": "A"})
+        })
+        .collect()
 }
 
 /// When the vehicle unplugs, and the departure its driver announces: the start of its
@@ -786,18 +818,8 @@ pub async fn run(
                             cab[ph] += amps;
                         }
                     }
-                    // The meter's per-phase currents, on the point's own L1, L2, L3.
                     if world.occupied[cp].is_some() {
-                        let per_phase = power / (crate::scenario::PHASE_V * f64::from(car_phases));
-                        for (i, name) in ["L1", "L2", "L3"].iter().enumerate() {
-                            let a = if i < usize::from(car_phases) {
-                                per_phase
-                            } else {
-                                0.0
-                            };
-                            sampled.push(json!({"measurand": "Current.Import", "phase": name,
-                            "value": format!("{a:.1}"), "unit": "A"}));
-                        }
+                        sampled.extend(phase_currents_sampled(power, car_phases));
                     }
                 }
                 readings.push(json!({"evse_uid": world.scenario.charge_points[cp].uid,
