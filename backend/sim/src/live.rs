@@ -234,6 +234,7 @@ pub(crate) async fn play(
             server,
             &mut cars,
             t + i64::from(live.profile_latency_s),
+            live.profile_latency_s,
         );
         step_second(world, &mut cars, &mut trace, live, t, m);
         if (t + 1 - start) % STEP_S as i64 == 0 {
@@ -261,20 +262,36 @@ pub(crate) async fn play(
 /// Reads the profiles the CPO server received since the last look; each takes effect at
 /// `effective`.
 fn collect_profiles(
-    world: &World<'_>,
+    world: &mut World<'_>,
     server: &CpoServer,
     cars: &mut BTreeMap<usize, Car>,
     effective: i64,
+    latency_s: u32,
 ) {
+    let mut arrivals_profiled = Vec::new();
     let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
     for (vi, car) in cars.iter_mut() {
         let sid = &world.vehicles[*vi].session_id;
         let received = inbox.received.get(sid).copied().unwrap_or(0);
         if received != car.seen {
+            // The event-to-profile latency: a profile sent for the arrival itself, at its
+            // simulated second, from the session PUT to the profile PUT (wall clock).
+            let v = &world.vehicles[*vi];
+            if car.seen == 0
+                && effective - i64::from(latency_s) == v.plugged_ts
+                && let (Some(put), Some(first)) =
+                    (world.plugged_at.get(sid), inbox.first_put_at.get(sid))
+            {
+                arrivals_profiled.push((*vi, first.saturating_duration_since(*put)));
+            }
             car.seen = received;
             car.pending
                 .push((effective, inbox.profiles.get(sid).cloned()));
         }
+    }
+    drop(inbox);
+    for (vi, after) in arrivals_profiled {
+        world.vehicles[vi].first_profile_after = Some(after);
     }
 }
 

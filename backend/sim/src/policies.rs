@@ -4,12 +4,13 @@
 //! knows every arrival: an upper bound on the energy any policy can deliver within the limits).
 //! `evflex demo --exit --json` prints [`PolicyReport`] on stdout.
 //!
-//! **Resolution.** The simulator moves in quarter-hour steps (arrivals and departures on step
-//! boundaries, each car at one power per step), so `seconds_over_capacity` counts the seconds
-//! of the steps whose average net load is over the group's capacity (900 per step), and
-//! `max_overload_kw` is the largest such excess. A continuous-time simulator (seconds, battery
-//! taper, profile latency) is not built yet; these figures are the same day at 15-minute
-//! resolution.
+//! **Resolution.** In continuous time ([`crate::live`], the demo's default) load is measured
+//! every second: `seconds_over_capacity` counts the seconds a group's EV load net of PV was over
+//! its capacity, `seconds_over_after_reaction` those outside every car's reaction window (its
+//! plug-in plus the profile latency), and the uncontrolled and equal-share policies are replayed
+//! second by second through the same batteries; `resolution_s` is 1. In quarter-hour steps
+//! (`--steps`) they count the seconds of the steps whose average net load was over (900 per
+//! step) and `resolution_s` is 900.
 //!
 //! **Figures.** Per policy, over the simulated window and every group: the energy the plugged-in
 //! cars asked for (`energy_requested_kwh`: what each car takes before it stops by itself) and
@@ -23,10 +24,10 @@
 //! would fall below that the last to arrive pause (first come, first served); a car that takes
 //! less than its share (its maximum, or what it still lacks) leaves the rest to the others.
 //!
-//! **Latency** (`latency_ms`): for each session that got a profile, the wall time from the
-//! simulated CPO's session PUT to evflex's first profile PUT for it, p50/p99/max. In this
-//! simulator a car plugs in just before the quarter-hour tick, so this is the tick's own time,
-//! not the latency of an event-driven re-plan.
+//! **Latency** (`latency_ms`): wall time from the simulated CPO's session PUT to evflex's first
+//! profile PUT for that session, p50/p99/max. In continuous time only the arrivals evflex sent
+//! a profile at once (at their simulated second) count: the event re-plan's latency. In
+//! quarter-hour steps every first profile counts, which is the tick's own time.
 
 use super::run::SimRecord;
 use super::{STEP_S, STEPS_PER_DAY};

@@ -874,10 +874,14 @@ pub async fn run(
         let inbox = server.inbox.lock().unwrap_or_else(|p| p.into_inner());
         for v in &mut world.vehicles {
             v.profiles = inbox.received.get(&v.session_id).copied().unwrap_or(0);
-            if let (Some(put), Some(first)) = (
-                world.plugged_at.get(&v.session_id),
-                inbox.first_put_at.get(&v.session_id),
-            ) {
+            // In continuous time the latency counts only the profiles an arrival got at once
+            // (`live`); a car that needed none then gets its first profile hours later.
+            if cfg.continuous.is_none()
+                && let (Some(put), Some(first)) = (
+                    world.plugged_at.get(&v.session_id),
+                    inbox.first_put_at.get(&v.session_id),
+                )
+            {
                 v.first_profile_after = Some(first.saturating_duration_since(*put));
             }
         }
