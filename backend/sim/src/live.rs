@@ -32,7 +32,6 @@ use super::{Operator, STEP_S, SimConfig, SimResult};
 use crate::cpo::{CpoServer, Profile};
 use crate::demand::Arrival;
 use evflex::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -403,38 +402,12 @@ async fn post_meter_values(
                 "meterValue": [{"timestamp": stamp, "sampledValue": sampled}]})
         })
         .collect();
-    m.meter_values += readings.len();
-    let r = world
-        .cpo_call(
-            Method::POST,
-            "/api/v1/meter-values",
-            &json!({ "meter_values": readings }),
-        )
-        .await;
-    world.note(r);
-    if !quarter {
-        return;
-    }
-    let sessions: Vec<(String, f64)> = cars
-        .keys()
-        .map(|vi| {
-            let v = &world.vehicles[*vi];
-            (v.session_id.clone(), v.delivered_wh.round() / 1_000.0)
-        })
-        .collect();
-    for (sid, kwh) in sessions {
-        let path = format!(
-            "/ocpi/2.2.1/sessions/{}/{}/{sid}",
-            world.cfg.country_code, world.cfg.party_id
-        );
-        let r = world
-            .cpo_call(
-                Method::PATCH,
-                &path,
-                &json!({"kwh": kwh, "last_updated": stamp}),
-            )
-            .await;
-        world.note(r);
+    m.meter_values += world.post_meter_values(readings).await;
+    if quarter {
+        let plugged: Vec<usize> = cars.keys().copied().collect();
+        for vi in plugged {
+            world.report_session_kwh(vi, &stamp).await;
+        }
     }
 }
 

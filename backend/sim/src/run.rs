@@ -496,6 +496,42 @@ impl World<'_> {
         }
     }
 
+    /// The CPO posts meter readings (each `{"evse_uid", "session_id"?, "meterValue"}`);
+    /// answers how many.
+    pub(crate) async fn post_meter_values(&mut self, readings: Vec<Value>) -> usize {
+        let n = readings.len();
+        let r = self
+            .cpo_call(
+                Method::POST,
+                "/api/v1/meter-values",
+                &json!({ "meter_values": readings }),
+            )
+            .await;
+        self.note(r);
+        n
+    }
+
+    /// The CPO reports vehicle `vi`'s session energy so far (a session `PATCH` of `kwh` at `at`,
+    /// RFC 3339).
+    pub(crate) async fn report_session_kwh(&mut self, vi: usize, at: &str) {
+        let v = &self.vehicles[vi];
+        let kwh = v.delivered_wh.round() / 1_000.0;
+        let path = format!(
+            "/ocpi/2.2.1/sessions/{}/{}/{}",
+            self.cc(),
+            self.pid(),
+            v.session_id
+        );
+        let r = self
+            .cpo_call(
+                Method::PATCH,
+                &path,
+                &json!({"kwh": kwh, "last_updated": at}),
+            )
+            .await;
+        self.note(r);
+    }
+
     pub(crate) async fn unplug(&mut self, vi: usize, now: i64) {
         let Some(cp) = self.vehicles[vi].cp else {
             return;
@@ -717,15 +753,7 @@ pub async fn run(
                     "value": format!("{}", wh.round() as i64), "unit": "Wh"}]}]})
         })
         .collect();
-    m.meter_values += opening.len();
-    let r = world
-        .cpo_call(
-            Method::POST,
-            "/api/v1/meter-values",
-            &json!({ "meter_values": opening }),
-        )
-        .await;
-    world.note(r);
+    m.meter_values += world.post_meter_values(opening).await;
 
     if let Some(live) = &cfg.continuous {
         crate::live::play(&mut world, &server, target, live, &mut m, &mut progress).await?;
@@ -827,31 +855,10 @@ pub async fn run(
                 "meterValue": [{"timestamp": t_next, "sampledValue": sampled}]}));
             }
             // 5. Meter values and session energy.
-            m.meter_values += readings.len();
-            let r = world
-                .cpo_call(
-                    Method::POST,
-                    "/api/v1/meter-values",
-                    &json!({ "meter_values": readings }),
-                )
-                .await;
-            world.note(r);
+            m.meter_values += world.post_meter_values(readings).await;
             for cp in 0..n_cp {
                 if let Some(vi) = world.occupied[cp] {
-                    let v = &world.vehicles[vi];
-                    let kwh = v.delivered_wh.round() / 1_000.0;
-                    let path = format!(
-                        "/ocpi/2.2.1/sessions/{}/{}/{}",
-                        cfg.country_code, cfg.party_id, v.session_id
-                    );
-                    let r = world
-                        .cpo_call(
-                            Method::PATCH,
-                            &path,
-                            &json!({"kwh": kwh, "last_updated": t_next}),
-                        )
-                        .await;
-                    world.note(r);
+                    world.report_session_kwh(vi, &t_next).await;
                 }
             }
             progress(k + 1 - first, total);
