@@ -135,13 +135,14 @@ test('a request that cannot be guaranteed shows the guaranteed energy and can be
 
 test('errors are explained: a session that ended meanwhile, chain features not available yet', async () => {
   // A page left open while the session ended: it still offers a session the server no longer
-  // has open for this user.
+  // has open for this user. The stale choice is made and submitted in one go, since a live
+  // update (the previous test's re-plan) may rebuild the session list in between.
+  await page.getByLabel('Energy to add').fill('5');
   await page.locator('#req-session').evaluate((el) => {
     el.append(new Option('Charge point gone', 'S-GONE'));
     el.value = 'S-GONE';
+    /** @type {HTMLFormElement} */ (el.form).requestSubmit();
   });
-  await page.getByLabel('Energy to add').fill('5');
-  await page.getByRole('button', { name: 'Request charging' }).click();
   await page.getByText('Charging session not found').waitFor();
 
   await page.getByRole('link', { name: /Wallet/ }).click();
