@@ -622,6 +622,7 @@ mod tests {
                 class: VehicleClass::BestEffort,
                 efficiency_permille: 1000,
                 taper_knee_permille: Some(800),
+                energy_wanted_wh: None,
             }],
             topology: None,
         }

@@ -40,6 +40,13 @@
 //! every vehicle record ends with `taper_knee_permille (u8 0 | u8 1, u16)`; otherwise the layout is
 //! that of v1 or v2 respectively. A group without a knee keeps its v1 or v2 bytes exactly.
 //!
+//! A group in which some vehicle wants more than its request
+//! ([`crate::Vehicle::energy_wanted_wh`] above `energy_requested_wh`) starts with
+//! `"evflex.inputs.v5"` (no topology) or `"evflex.inputs.v6"` (with one): the v3/v4 layout, every
+//! vehicle record ending with its optional knee and then its optional wanted energy
+//! `(u8 0 | u8 1, i64)` (0 where it wants no more than its request). A group without one keeps
+//! its v1–v4 bytes exactly.
+//!
 //! ## Schedule (`schedule_hash`)
 //! Covers the vehicle ids and whole-watt powers (and the battery), nothing else (no timings,
 //! no figures derived from them):
@@ -114,6 +121,13 @@ fn put_opt(out: &mut Vec<u8>, x: Option<i64>) {
     }
 }
 
+/// Whether a vehicle wants more than its request ([`crate::Vehicle::energy_wanted_wh`]): only
+/// then does the field change the plan, and only then is it encoded.
+fn wants_more(v: &crate::Vehicle) -> bool {
+    v.energy_wanted_wh
+        .is_some_and(|w| w > v.energy_requested_wh)
+}
+
 /// The canonical byte encoding of `inputs` (layout in the module documentation).
 pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
     let h = inputs.horizon;
@@ -122,12 +136,16 @@ pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
         .vehicles
         .iter()
         .any(|v| v.taper_knee_permille.is_some());
-    out.extend_from_slice(match (inputs.topology.is_some(), knees) {
-        (false, false) => b"evflex.inputs.v1",
-        (true, false) => b"evflex.inputs.v2",
-        (false, true) => b"evflex.inputs.v3",
-        (true, true) => b"evflex.inputs.v4",
+    let wanted = inputs.vehicles.iter().any(wants_more);
+    out.extend_from_slice(match (inputs.topology.is_some(), knees || wanted, wanted) {
+        (false, false, _) => b"evflex.inputs.v1",
+        (true, false, _) => b"evflex.inputs.v2",
+        (false, true, false) => b"evflex.inputs.v3",
+        (true, true, false) => b"evflex.inputs.v4",
+        (false, true, true) => b"evflex.inputs.v5",
+        (true, true, true) => b"evflex.inputs.v6",
     });
+    let knees = knees || wanted;
     out.extend_from_slice(&inputs.group_id.to_be_bytes());
     out.extend_from_slice(&inputs.start_timestep.to_be_bytes());
     out.extend_from_slice(&inputs.time_step_s.to_be_bytes());
@@ -180,6 +198,9 @@ pub fn canonical_inputs(inputs: &GroupInputs) -> Vec<u8> {
                 }
                 None => out.push(0),
             }
+        }
+        if wanted {
+            put_opt(&mut out, v.energy_wanted_wh.filter(|_| wants_more(v)));
         }
     }
     if let Some(top) = &inputs.topology {
@@ -331,6 +352,7 @@ mod tests {
             class: VehicleClass::Guaranteed,
             efficiency_permille: 1000,
             taper_knee_permille: knee,
+            energy_wanted_wh: None,
         };
         GroupInputs {
             group_id: 1,
@@ -378,6 +400,38 @@ mod tests {
         let mut reordered = with.clone();
         reordered.vehicles.reverse();
         assert_eq!(inputs_hash(&with), inputs_hash(&reordered));
+    }
+
+    /// Energy wanted beyond a request is covered (tag v5) only when some vehicle wants more
+    /// than its request; otherwise the bytes are those of v1/v3.
+    #[test]
+    fn energy_wanted_is_covered_only_when_it_asks_for_more() {
+        let mut g = group(None);
+        let base = canonical_inputs(&g);
+        g.vehicles[0].energy_wanted_wh = Some(g.vehicles[0].energy_requested_wh);
+        assert_eq!(
+            canonical_inputs(&g),
+            base,
+            "wanting the request is the request"
+        );
+        g.vehicles[0].energy_wanted_wh = Some(g.vehicles[0].energy_requested_wh + 1_000);
+        let bytes = canonical_inputs(&g);
+        assert!(bytes.starts_with(b"evflex.inputs.v5"));
+        // Each record gains its optional knee and its optional wanted energy: a = (0)(1, i64),
+        // b = (0)(0).
+        assert_eq!(bytes.len(), base.len() + 1 + 9 + 1 + 1);
+        assert_ne!(inputs_hash(&g), inputs_hash(&group(None)));
+        let json = serde_json::to_value(&g).unwrap();
+        let back: GroupInputs = serde_json::from_value(json).unwrap();
+        assert_eq!(back, g);
+        assert!(
+            serde_json::to_value(group(None)).unwrap()["vehicles"][0]
+                .get("energy_wanted_wh")
+                .is_none()
+        );
+        let mut knee = group(Some(800));
+        knee.vehicles[1].energy_wanted_wh = Some(knee.vehicles[1].energy_requested_wh + 1);
+        assert!(canonical_inputs(&knee).starts_with(b"evflex.inputs.v5"));
     }
 
     #[test]

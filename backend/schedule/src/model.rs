@@ -129,6 +129,13 @@ pub struct Vehicle {
     /// until the request, capped at `B − E0`, is delivered), and the JSON and canonical inputs
     /// are those of a vehicle without the field.
     pub taper_knee_permille: Option<u16>,
+    /// All the energy still wanted (Wh, measured like `energy_requested_wh`) when the driver
+    /// wants more than is guaranteed: an accepted offer below what was asked. The optimiser
+    /// guarantees `energy_requested_wh` and delivers the rest as best effort, when the
+    /// guarantees leave room (capped, like the request, at what the battery can take). `None`,
+    /// or a value not above `energy_requested_wh`: the request is all it wants, and the JSON and
+    /// canonical inputs are those of a vehicle without the field.
+    pub energy_wanted_wh: Option<i64>,
 }
 
 /// The JSON form of [`Vehicle`]: the class as the flags `opted_in` and `accepted`.
@@ -148,6 +155,9 @@ struct VehicleJson {
     /// Only when known, so the JSON of a vehicle without a knee stays as it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     taper_knee_permille: Option<u16>,
+    /// Only when given, as the knee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    energy_wanted_wh: Option<i64>,
 }
 
 impl From<VehicleJson> for Vehicle {
@@ -164,6 +174,7 @@ impl From<VehicleJson> for Vehicle {
             class: VehicleClass::from_flags(v.opted_in, v.accepted),
             efficiency_permille: v.efficiency_permille,
             taper_knee_permille: v.taper_knee_permille,
+            energy_wanted_wh: v.energy_wanted_wh,
         }
     }
 }
@@ -183,6 +194,7 @@ impl From<Vehicle> for VehicleJson {
             accepted: v.class.accepted(),
             efficiency_permille: v.efficiency_permille,
             taper_knee_permille: v.taper_knee_permille,
+            energy_wanted_wh: v.energy_wanted_wh,
         }
     }
 }

@@ -195,6 +195,7 @@ impl PlanInput {
                     class: VehicleClass::from_flags(v.opted_in, v.accepted),
                     efficiency_permille: ((eff * 1000.0).round() as u16).max(1),
                     taper_knee_permille: None,
+                    energy_wanted_wh: None,
                 })
             })
             .collect::<Result<Vec<_>, ScheduleError>>()?;

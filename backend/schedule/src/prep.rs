@@ -29,14 +29,16 @@ pub(crate) struct PrepVehicle {
     pub eff: i64,
     /// Treatment.
     pub class: VehicleClass,
-    /// The request clamped to what the battery can take (EU).
+    /// All the energy it takes: the request, or the energy wanted beyond an accepted one
+    /// ([`Vehicle::energy_wanted_wh`]), clamped to what the battery can take (EU).
     pub target_eu: i128,
-    /// The part of the target that must be delivered within the horizon to meet it by departure
-    /// (less than `target_eu` only when the vehicle stays past the horizon) (EU).
+    /// The part of the request that must be delivered within the horizon to meet it by
+    /// departure (less than the request only when the vehicle stays past the horizon) (EU).
     pub needed_eu: i128,
     /// Hard energy (accepted only): `min(needed, most the window can take)` (EU).
     pub hard_eu: i128,
-    /// Best-effort energy on top of `hard_eu`, up to `min(target, most the window can take)` (EU).
+    /// Best-effort energy on top of `hard_eu`, up to `min(target, most the window can take)`
+    /// (EU): a best-effort vehicle's request, an accepted one's energy wanted beyond it.
     pub soft_eu: i128,
     /// Fixed profile over the horizon (W) for uncontrolled vehicles; empty otherwise.
     pub fixed: Vec<i64>,
@@ -198,6 +200,7 @@ pub(crate) fn validate_vehicle(v: &Vehicle) -> Result<(), ScheduleError> {
         ("energy_requested_wh", Some(v.energy_requested_wh)),
         ("battery_capacity_wh", v.battery_capacity_wh),
         ("energy_on_arrival_wh", v.energy_on_arrival_wh),
+        ("energy_wanted_wh", v.energy_wanted_wh),
     ] {
         if let Some(x) = x.filter(|x| *x < 0) {
             return Err(ScheduleError::Negative {
@@ -241,6 +244,18 @@ pub(crate) fn clamped_request_wh(v: &Vehicle) -> i64 {
     match (v.battery_capacity_wh, v.energy_on_arrival_wh) {
         (Some(cap), Some(e0)) => v.energy_requested_wh.min((cap - e0).max(0)),
         _ => v.energy_requested_wh,
+    }
+}
+
+/// All the energy a vehicle takes (Wh): the request, or more where it wants more
+/// ([`Vehicle::energy_wanted_wh`]), clamped like the request.
+pub(crate) fn clamped_wanted_wh(v: &Vehicle) -> i64 {
+    let wanted = v
+        .energy_wanted_wh
+        .map_or(v.energy_requested_wh, |w| w.max(v.energy_requested_wh));
+    match (v.battery_capacity_wh, v.energy_on_arrival_wh) {
+        (Some(cap), Some(e0)) => wanted.min((cap - e0).max(0)),
+        _ => wanted,
     }
 }
 
@@ -313,8 +328,9 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
                 None => per_step * (end - start) as i128,
             };
             let after = per_step * (v.departure - v.arrival.max(h).min(v.departure)) as i128;
-            let target_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
-            let needed_eu = (target_eu - after).max(0);
+            let request_eu = clamped_request_wh(v) as i128 * EU_PER_WH;
+            let target_eu = clamped_wanted_wh(v) as i128 * EU_PER_WH;
+            let needed_eu = (request_eu - after).max(0);
             let class = v.class;
             let hard_eu = if class == VehicleClass::Guaranteed {
                 needed_eu.min(window_max)
@@ -465,6 +481,7 @@ mod tests {
                 class: VehicleClass::Guaranteed,
                 efficiency_permille: 1000,
                 taper_knee_permille: None,
+                energy_wanted_wh: None,
             }],
         }
     }
@@ -574,6 +591,38 @@ mod tests {
         assert_eq!(v.needed_eu, 0);
         assert_eq!(v.hard_eu, 0);
         assert_eq!(v.soft_eu, 2_000 * EU_PER_WH);
+    }
+
+    #[test]
+    fn energy_wanted_beyond_the_request_is_best_effort() {
+        // 2 kWh guaranteed by step 4, 6 kWh wanted in all: 2 kWh hard, 4 kWh soft (the window
+        // of 4 steps at 4 kW takes 4 kWh in all, so 2 kWh of it).
+        let mut g = inputs();
+        let v = &mut g.vehicles[0];
+        (v.arrival, v.departure) = (0, 4);
+        v.battery_capacity_wh = None;
+        v.energy_requested_wh = 2_000;
+        v.energy_wanted_wh = Some(6_000);
+        let p = prepare(&g).unwrap();
+        let pv = &p.vehicles[0];
+        assert_eq!(pv.target_eu, 6_000 * EU_PER_WH);
+        assert_eq!(pv.hard_eu, 2_000 * EU_PER_WH);
+        assert_eq!(pv.soft_eu, 2_000 * EU_PER_WH);
+        // Wanting less than the request changes nothing.
+        g.vehicles[0].energy_wanted_wh = Some(1_000);
+        let p = prepare(&g).unwrap();
+        assert_eq!(p.vehicles[0].target_eu, 2_000 * EU_PER_WH);
+        assert_eq!(p.vehicles[0].soft_eu, 0);
+        // Capped like the request at what the battery takes.
+        g.vehicles[0].energy_wanted_wh = Some(9_000);
+        g.vehicles[0].battery_capacity_wh = Some(50_000);
+        g.vehicles[0].energy_on_arrival_wh = Some(47_000);
+        assert_eq!(
+            prepare(&g).unwrap().vehicles[0].target_eu,
+            3_000 * EU_PER_WH
+        );
+        g.vehicles[0].energy_wanted_wh = Some(-1);
+        assert!(matches!(prepare(&g), Err(ScheduleError::Negative { .. })));
     }
 
     #[test]

@@ -331,6 +331,7 @@ mod tests {
             class: VehicleClass::Uncontrolled,
             efficiency_permille: 1000,
             taper_knee_permille: None,
+            energy_wanted_wh: None,
         };
         // Free: 10 kW, then the 1 kW that is left of 6 kWh (15-min steps).
         assert_eq!(
@@ -349,6 +350,7 @@ mod tests {
             energy_on_arrival_wh: Some(36_000),
             energy_requested_wh: 4_000,
             taper_knee_permille: Some(800),
+            energy_wanted_wh: None,
             ..v
         };
         let g = crate::GroupInputs {

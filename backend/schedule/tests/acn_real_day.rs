@@ -61,6 +61,7 @@ fn acn_day_with_admission_control() {
                 class: VehicleClass::BestEffort,
                 efficiency_permille: 1000,
                 taper_knee_permille: None,
+                energy_wanted_wh: None,
             }
         })
         .collect();

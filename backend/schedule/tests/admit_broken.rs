@@ -104,6 +104,7 @@ fn a_guarantee_broken_by_its_taper_does_not_block_admission() {
         battery_capacity_wh: Some(60_000),
         energy_on_arrival_wh: Some(50_000),
         taper_knee_permille: Some(800),
+        energy_wanted_wh: None,
         ..ev("a", 0, 4, 11_000, 9_000)
     };
     let g = group(79_000, vec![100_000; 12], vec![a]);

@@ -33,6 +33,7 @@ fn vehicle(h: usize) -> impl Strategy<Value = Vehicle> {
             class: VehicleClass::from_flags(kind != 0, kind >= 4),
             efficiency_permille: eff,
             taper_knee_permille: None,
+            energy_wanted_wh: None,
         })
 }
 
@@ -338,6 +339,7 @@ fn a_tight_shortfall_cap_stays_solvable_in_milp_mode() {
         class,
         efficiency_permille: eff,
         taper_knee_permille: None,
+        energy_wanted_wh: None,
     };
     let g = GroupInputs {
         group_id: 1,

@@ -18,6 +18,7 @@ fn tapering(v: Vehicle, capacity_wh: i64, energy_wh: i64, knee: u16) -> Vehicle 
         battery_capacity_wh: Some(capacity_wh),
         energy_on_arrival_wh: Some(energy_wh),
         taper_knee_permille: Some(knee),
+        energy_wanted_wh: None,
         ..v
     }
 }
@@ -303,6 +304,7 @@ fn vehicle(h: usize) -> impl Strategy<Value = Vehicle> {
                 class: VehicleClass::from_flags(kind != 0, kind >= 4),
                 efficiency_permille: eff,
                 taper_knee_permille: knee,
+                energy_wanted_wh: None,
             },
         )
 }

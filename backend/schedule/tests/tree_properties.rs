@@ -102,6 +102,7 @@ prop_compose! {
                 class: VehicleClass::from_flags(kind != 0, kind >= 4),
                 efficiency_permille: 950,
                 taper_knee_permille: None,
+                energy_wanted_wh: None,
             });
             cp.vehicle_id = id;
             cp.node = ["root", "cab0", "cab1"][n].into();

@@ -83,6 +83,10 @@ pub struct DemoArgs {
     /// Continuous time: SoC (%) above which a battery's power falls linearly to 0 at full.
     #[arg(long, default_value_t = 80.0)]
     pub taper_knee_percent: f64,
+    /// Continuous time: each vehicle's own knee lies up to this many points either side of
+    /// `--taper-knee-percent` (evflex is not told; it learns it from meter values).
+    #[arg(long, default_value_t = 0.0)]
+    pub taper_knee_spread_percent: f64,
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
@@ -137,6 +141,7 @@ impl DemoArgs {
                 profile_latency_s: self.profile_latency_s,
                 ignore_profiles_share: self.ignore_profiles_share.clamp(0.0, 1.0),
                 taper_knee: (self.taper_knee_percent / 100.0).clamp(0.0, 0.99),
+                taper_knee_spread: (self.taper_knee_spread_percent / 100.0).clamp(0.0, 0.5),
             }),
             ..SimConfig::default()
         };

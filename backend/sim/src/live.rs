@@ -47,6 +47,10 @@ pub struct Continuous {
     pub ignore_profiles_share: f64,
     /// SoC above which a battery's power falls linearly to 0 at full (0..1).
     pub taper_knee: f64,
+    /// Each vehicle's own knee lies this far either side of `taper_knee` (0..1; [`Self::knee_of`]).
+    /// evflex is not told it: it plans with its configured knee until meter values show the
+    /// car's own.
+    pub taper_knee_spread: f64,
 }
 
 impl Default for Continuous {
@@ -58,6 +62,7 @@ impl Default for Continuous {
             profile_latency_s: 5,
             ignore_profiles_share: 0.0,
             taper_knee: 0.8,
+            taper_knee_spread: 0.0,
         }
     }
 }
@@ -70,6 +75,20 @@ impl Continuous {
         }
         let every = (1.0 / self.ignore_profiles_share.min(1.0)).round().max(1.0) as usize;
         cp % every == every - 1
+    }
+
+    /// Vehicle `vi`'s knee: `taper_knee` moved by up to `taper_knee_spread` either way, the
+    /// same for the same vehicle in every run (a hash of its index), within 50–99 %.
+    pub fn knee_of(&self, vi: usize) -> f64 {
+        if self.taper_knee_spread <= 0.0 {
+            return self.taper_knee;
+        }
+        // splitmix64 of the index: uniform in [0, 1).
+        let mut z = (vi as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let u = (z ^ (z >> 31)) as f64 / u64::MAX as f64;
+        (self.taper_knee + self.taper_knee_spread * (2.0 * u - 1.0)).clamp(0.5, 0.99)
     }
 
     /// The reaction window of a car (s): from its plug-in until a profile sent at once is in
@@ -204,7 +223,7 @@ pub(crate) async fn play(
         for vi in coming {
             world.plug_in(vi, t).await?;
             if world.vehicles[vi].cp.is_some() {
-                let battery = Battery::of(&world.vehicles[vi].arrival, live.taper_knee);
+                let battery = Battery::of(&world.vehicles[vi].arrival, live.knee_of(vi));
                 cars.insert(
                     vi,
                     Car {
@@ -462,7 +481,7 @@ pub(crate) fn replay(
         for i in &members {
             state.insert(
                 *i,
-                Battery::of(&rec.vehicles[*i].arrival, trace.settings.taper_knee),
+                Battery::of(&rec.vehicles[*i].arrival, trace.settings.knee_of(*i)),
             );
             out.rows.insert(*i, vec![0.0; super::STEPS_PER_DAY]);
             out.delivered_wh.insert(*i, 0.0);

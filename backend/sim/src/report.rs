@@ -454,7 +454,7 @@ pub(crate) fn day_inputs(rec: &SimRecord, g: usize, class: VehicleClass) -> Grou
                         .max(0)
                         .unsigned_abs()
                         .div_ceil(u64::from(STEP_S)) as usize,
-                    Some(crate::live::Battery::of(&v.arrival, live.taper_knee)),
+                    Some(crate::live::Battery::of(&v.arrival, live.knee_of(i))),
                 ),
                 None => (v.arrival.departure_step, None),
             };
@@ -470,6 +470,7 @@ pub(crate) fn day_inputs(rec: &SimRecord, g: usize, class: VehicleClass) -> Grou
                 class,
                 efficiency_permille: 1_000,
                 taper_knee_permille: battery.map(|b| b.taper_knee_permille()),
+                energy_wanted_wh: None,
             }
         })
         .collect();

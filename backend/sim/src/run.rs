@@ -438,7 +438,7 @@ impl World<'_> {
             // In continuous time the car's app knows its battery and its SoC, so the plan can
             // follow the battery's taper.
             if let Some(live) = &self.cfg.continuous {
-                let battery = crate::live::Battery::of(&a, live.taper_knee);
+                let battery = crate::live::Battery::of(&a, live.knee_of(vi));
                 body["battery_capacity_kwh"] = json!(battery.capacity_wh.round() / 1_000.0);
                 body["current_soc_percent"] = json!((battery.soc() * 1_000.0).round() / 10.0);
             }

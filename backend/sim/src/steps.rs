@@ -210,6 +210,7 @@ fn solve(
                 class: VehicleClass::BestEffort,
                 efficiency_permille: 1_000,
                 taper_knee_permille: Some((knee * 1_000.0).round().clamp(0.0, 999.0) as u16),
+                energy_wanted_wh: None,
             }
         })
         .collect();

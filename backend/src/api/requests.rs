@@ -63,8 +63,11 @@ pub struct RequestView {
     pub session_id: String,
     /// Group of the session's EVSE.
     pub group_id: Option<i64>,
-    /// Energy requested (kWh).
+    /// Energy requested (kWh): for an accepted request, the energy guaranteed by departure.
     pub energy_kwh: f64,
+    /// For an accepted offer: all the energy its driver asked for (kWh). What the offer does
+    /// not guarantee is delivered as best effort, where the group has room.
+    pub energy_wanted_kwh: Option<f64>,
     /// Departure (RFC 3339).
     pub departure: String,
     /// For a rejected request: the largest energy guaranteed by the departure (kWh).
@@ -81,6 +84,7 @@ fn view(r: &ChargingRequest, session_id: String) -> RequestView {
         session_id,
         group_id: r.group_id,
         energy_kwh: wh_to_kwh(r.energy_wh),
+        energy_wanted_kwh: r.energy_wanted_wh.map(wh_to_kwh),
         departure: format_rfc3339(r.departure_ts),
         max_guaranteed_kwh: r.max_guaranteed_wh.map(wh_to_kwh),
         earliest_full_departure: r.earliest_full_departure_ts.map(format_rfc3339),
@@ -231,6 +235,7 @@ async fn create(
             user_id: user.id,
             session,
             energy_wh,
+            energy_wanted_wh: None,
             target_soc_percent: req.target_soc_percent.map(|t| t.round() as i64),
             battery_capacity_wh: given_capacity_wh,
             battery_energy_wh,
@@ -296,6 +301,7 @@ async fn accept_offer(
         }
     };
     let session_id = s.record.session_id.clone();
+    let s_energy_wh = s.record.energy_wh;
     // What the battery held at the request, plus what the session reported since.
     let battery_energy_wh = r
         .battery_energy_wh
@@ -306,6 +312,11 @@ async fn accept_offer(
             user_id: user.id,
             session: s,
             energy_wh: offered,
+            // The driver still wants all of the request: what the offer does not guarantee is
+            // delivered as best effort where the group has room.
+            energy_wanted_wh: Some(
+                (r.energy_wh - (s_energy_wh - r.session_energy_wh_at_request).max(0)).max(offered),
+            ),
             target_soc_percent: None,
             battery_capacity_wh: r.battery_capacity_wh,
             battery_energy_wh,

@@ -45,6 +45,9 @@ pub struct NewRequest {
     pub session: StoredSession,
     /// Energy wanted from now (Wh).
     pub energy_wh: i64,
+    /// For an accepted offer: all the energy the driver asked for from now (Wh), of which
+    /// `energy_wh` is to be guaranteed and the rest is delivered as best effort.
+    pub energy_wanted_wh: Option<i64>,
     /// Target SoC (%), when asked that way.
     pub target_soc_percent: Option<i64>,
     /// Battery capacity (Wh), when given.
@@ -99,13 +102,28 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         // The optimiser's window is whole steps: from the start of the current step to the
         // last step boundary before the departure (`steps_until`, the plan's own window). The
         // parts of it the vehicle cannot use (already past; after its departure, when it
-        // leaves within the current step) are added to the request at its full power, so
+        // leaves within the current step) are added to the request at what it could draw in them, so
         // `admit`'s rule "never more than the vehicle can take in its window" holds from now.
         let window_end = t0 + departure as i64 * i64::from(TIME_STEP_S);
-        let lost_s = (now - t0).max(0) + (window_end - req.departure_ts).max(0);
-        let pad_wh = ((max_power_w as i128 * lost_s as i128 + 3_599) / 3_600) as i64;
+        // The part already past at what the battery could have drawn in it
+        // (`snapshot::elapsed_pad_wh`: a tapering one less than its full power).
+        let battery_now = req
+            .battery_capacity_wh
+            .zip(req.battery_energy_wh)
+            .zip(snapshot::learned_knee(&engine.config, &req.session))
+            .map(
+                |((capacity_wh, energy_wh), knee_permille)| snapshot::BatteryNow {
+                    capacity_wh,
+                    energy_wh,
+                    knee_permille,
+                },
+            );
         let lost_before_now_wh =
-            ((max_power_w as i128 * (now - t0).max(0) as i128 + 3_599) / 3_600) as i64;
+            snapshot::elapsed_pad_wh(max_power_w, battery_now.as_ref(), now - t0);
+        let pad_wh = lost_before_now_wh.saturating_add(
+            ((max_power_w as i128 * (window_end - req.departure_ts).max(0) as i128 + 3_599) / 3_600)
+                as i64,
+        );
         let own_max_wh = (max_power_w as i128 * (req.departure_ts - now) as i128 / 3_600) as i64;
         let mut vehicle = Vehicle {
             id: snapshot::vehicle_id(req.session.id),
@@ -121,10 +139,8 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                 .map(|e| (e - lost_before_now_wh).max(0)),
             class: VehicleClass::Guaranteed,
             efficiency_permille: 1000,
-            taper_knee_permille: req
-                .battery_capacity_wh
-                .and(req.battery_energy_wh)
-                .and(engine.config.taper_knee()),
+            taper_knee_permille: battery_now.map(|b| b.knee_permille),
+            energy_wanted_wh: None,
         };
         let group_id =
             groups::group_of_evse(&mut conn, &s.country_code, &s.party_id, &s.evse_uid).await?;
@@ -222,6 +238,7 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
         session_row: req.session.id,
         group_id,
         energy_wh: req.energy_wh,
+        energy_wanted_wh: req.energy_wanted_wh.filter(|w| *w > req.energy_wh),
         target_soc_percent: req.target_soc_percent,
         battery_capacity_wh: req.battery_capacity_wh,
         battery_energy_wh: req.battery_energy_wh,

@@ -20,6 +20,10 @@
 //!   cockpit (`over_limit_since`), and the plan counts the car at its measured draw (as a
 //!   charge point out of control, `snapshot`) until it complies again.
 //!
+//! - **A taper**: a reading below its limit that gives the battery's SoC also tells where the
+//!   car's taper starts ([`knee_from_reading`]). The session keeps the lowest knee its readings
+//!   gave, and the plan follows that taper instead of the configured one (`snapshot`).
+//!
 //! Each change re-plans the group at once (`engine::replan`); a reading that changes nothing
 //! does not.
 
@@ -40,6 +44,29 @@ pub fn below_margin_w(limit_w: i64) -> i64 {
 /// How far over its limit a car must draw to count as not following it (W).
 pub fn above_margin_w(limit_w: i64) -> i64 {
     (limit_w / 10).max(1_000)
+}
+
+/// The lowest knee (‰ SoC) learned from a reading: below it, a car drawing less than its
+/// maximum has another cause (a vehicle maximum below the charge point's, a cold battery, a
+/// single-phase car), which the observed maximum covers.
+pub const MIN_LEARNED_KNEE_PERMILLE: i64 = 500;
+
+/// The taper knee (‰ SoC) that explains a car drawing `measured_w` at `soc_permille` when its
+/// full power is `full_w`, on the taper the plan models (full power to the knee, then falling
+/// linearly to 0 at full: `measured = full · (1000 − soc) / (1000 − knee)`). `None` when the
+/// reading shows no taper: the car draws (nearly) its full power, nothing, or a knee below
+/// [`MIN_LEARNED_KNEE_PERMILLE`].
+pub fn knee_from_reading(full_w: i64, measured_w: i64, soc_permille: i64) -> Option<i64> {
+    if measured_w <= 0 || full_w <= 0 || !(0..1_000).contains(&soc_permille) {
+        return None;
+    }
+    // Within 5 % of its full power the car is not (yet) tapering.
+    if measured_w * 20 >= full_w * 19 {
+        return None;
+    }
+    let span = (1_000 - soc_permille) * full_w;
+    let knee = 1_000 - (span + measured_w - 1) / measured_w;
+    (knee >= MIN_LEARNED_KNEE_PERMILLE).then_some(knee)
 }
 
 /// What one reading changes.
@@ -138,6 +165,25 @@ async fn assess_reading(
     .and_then(|e| e.record.rated_power_w)
     .unwrap_or(engine.config.default_evse_power_w);
     let a = assess(profile.power_w, power_w, session.observed_max_w, rated_w);
+    // A reading clearly below its limit with the battery's SoC: where the car's taper starts,
+    // for a request whose battery the plan follows.
+    let mut taper_knee_permille = session.taper_knee_permille;
+    if let Some(soc) = r.soc_permille
+        && power_w + below_margin_w(profile.power_w) < profile.power_w
+        && let Some(q) = crate::store::requests::accepted_for_session(&mut conn, session.id)
+            .await?
+            .filter(|q| q.battery_capacity_wh.is_some())
+        && let Some(knee) = knee_from_reading(
+            super::snapshot::vehicle_power_w(rated_w, q.vehicle_max_power_w),
+            power_w,
+            soc,
+        )
+        && taper_knee_permille.is_none_or(|k| knee < k)
+    {
+        tracing::info!(session = %session_id, knee_permille = knee, soc_permille = soc,
+            measured_w = power_w, "closed loop: taper knee learned");
+        taper_knee_permille = Some(knee);
+    }
     let over_limit_since = match (a.over_limit, session.over_limit_since) {
         (true, Some(since)) => Some(since),
         (true, None) => {
@@ -151,10 +197,15 @@ async fn assess_reading(
     if a.over_limit {
         metrics::counter!("evflex_noncompliant_readings_total").increment(1);
     }
-    if a.observed_max_w == session.observed_max_w && over_limit_since == session.over_limit_since {
+    let draw = sessions::Draw {
+        observed_max_w: a.observed_max_w,
+        over_limit_since,
+        taper_knee_permille,
+    };
+    if draw == session.draw() {
         return Ok(None);
     }
-    sessions::set_draw(&mut conn, session.id, a.observed_max_w, over_limit_since).await?;
+    sessions::set_draw(&mut conn, session.id, draw).await?;
     crate::store::groups::group_of_evse(
         &mut conn,
         &r.country_code,
@@ -233,7 +284,48 @@ mod tests {
         assert!(!assess(20_000, 21_900, None, 22_080).over_limit);
     }
 
+    #[test]
+    fn a_taper_tells_its_knee() {
+        // 11 kW car at 90 % SoC drawing 5.5 kW: the knee at 80 %.
+        assert_eq!(knee_from_reading(11_000, 5_500, 900), Some(800));
+        // At 95 % drawing 5 kW: 1000 − 50 · 11 / 5 = 890.
+        assert_eq!(knee_from_reading(11_000, 5_000, 950), Some(890));
+        // Rounded towards the lower knee (the plan then expects a little less).
+        assert_eq!(knee_from_reading(11_000, 3_000, 900), Some(633));
+        // Full power, or within 5 % of it: no taper seen.
+        assert_eq!(knee_from_reading(11_000, 10_500, 900), None);
+        // A 7.4 kW car at 40 %: a vehicle maximum, not a taper.
+        assert_eq!(knee_from_reading(11_000, 7_400, 400), None);
+        // Nothing drawn, an impossible SoC, no full power: nothing learned.
+        assert_eq!(knee_from_reading(11_000, 0, 900), None);
+        assert_eq!(knee_from_reading(11_000, 5_000, 1_000), None);
+        assert_eq!(knee_from_reading(0, 5_000, 900), None);
+    }
+
     proptest! {
+        #[test]
+        fn a_learned_knee_reproduces_its_reading_on_the_planned_taper(
+            full in 1_000i64..50_000,
+            knee in 500i64..990,
+            soc in 0i64..1_000,
+        ) {
+            // A battery following the modelled taper: what the plan's curve allows at `soc`.
+            let measured = evflex_schedule::taper_max_power_w(
+                full as f64, 1_000.0, soc as f64, knee as f64 / 1_000.0,
+            ).floor() as i64;
+            if let Some(k) = knee_from_reading(full, measured, soc) {
+                // Never above the true knee (the plan never expects more than the car takes),
+                // and close to it where the reading says enough.
+                prop_assert!(k <= knee);
+                prop_assert!(k >= MIN_LEARNED_KNEE_PERMILLE);
+                let at_learned = evflex_schedule::taper_max_power_w(
+                    full as f64, 1_000.0, soc as f64, k as f64 / 1_000.0,
+                );
+                prop_assert!(at_learned <= measured as f64 + 1e-3);
+            }
+        }
+
+
         #[test]
         fn the_maximum_never_exceeds_the_rating_and_a_taper_only_lowers_it(
             limit in 0i64..50_000,

@@ -360,6 +360,7 @@ mod tests {
             class: VehicleClass::from_flags(opted_in, opted_in),
             efficiency_permille: 1000,
             taper_knee_permille: None,
+            energy_wanted_wh: None,
         }
     }
 

@@ -158,10 +158,10 @@ pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize 
 }
 
 /// For a plan made `elapsed_s` into its first step (an event re-plan, `engine::replan`): each
-/// guaranteed vehicle's energy grows by what its full power would deliver in the part of the
-/// step already past. The optimiser plans whole steps, so without this it would count on that
-/// past part; admission pads a request the same way. Energy already delivered in it is measured
-/// and already counted (`delivered_wh`).
+/// guaranteed vehicle's energy grows by what it could have drawn in the part of the step
+/// already past ([`elapsed_pad_wh`]). The optimiser plans whole steps, so without this it would
+/// count on that past part; admission pads a request the same way. Energy already delivered in
+/// it is measured and already counted (`delivered_wh`).
 pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
     let elapsed_s = elapsed_s.clamp(0, i64::from(inputs.time_step_s));
     if elapsed_s == 0 {
@@ -172,14 +172,54 @@ pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
         .iter_mut()
         .filter(|v| v.class == VehicleClass::Guaranteed)
     {
-        let pad_wh = ((v.max_power_w as i128 * elapsed_s as i128 + 3_599) / 3_600) as i64;
+        let battery = match (
+            v.battery_capacity_wh,
+            v.energy_on_arrival_wh,
+            v.taper_knee_permille,
+        ) {
+            (Some(capacity_wh), Some(energy_wh), Some(knee_permille)) => Some(BatteryNow {
+                capacity_wh,
+                energy_wh,
+                knee_permille,
+            }),
+            _ => None,
+        };
+        let pad_wh = elapsed_pad_wh(v.max_power_w, battery.as_ref(), elapsed_s);
         v.energy_requested_wh = v.energy_requested_wh.saturating_add(pad_wh);
+        if let Some(w) = v.energy_wanted_wh.as_mut() {
+            *w = w.saturating_add(pad_wh);
+        }
         // As if the pad had been charged since the step's start: the battery held that much
         // less then, so its taper is where it is now once the pad is in.
         if let Some(e) = v.energy_on_arrival_wh.as_mut() {
             *e = (*e - pad_wh).max(0);
         }
     }
+}
+
+/// What a vehicle could have drawn in the `elapsed_s` of its plan's first step already past
+/// (Wh, rounded up): its maximum power, or, for a battery whose taper the plan follows, the
+/// power its taper allows now.
+///
+/// The plan counts the pad as charged in the first step and, to keep the taper where it is,
+/// starts the battery that much lower. Padding a tapering battery at its full power would start
+/// it too low, and every later step's taper would allow more than the battery takes: the plan
+/// would put energy where the car cannot draw it (issue 15, misses on the generated day). At
+/// the power the taper allows now, the first step's planned power can never exceed it (the
+/// taper row of that step holds it there), so the pad still covers all the first step counts
+/// on in its past part.
+pub fn elapsed_pad_wh(max_power_w: i64, battery: Option<&BatteryNow>, elapsed_s: i64) -> i64 {
+    let power_w = match battery {
+        Some(b) => evflex_schedule::taper_max_power_w(
+            max_power_w as f64,
+            b.capacity_wh as f64,
+            b.energy_wh as f64,
+            f64::from(b.knee_permille) / 1_000.0,
+        )
+        .ceil() as i64,
+        None => max_power_w,
+    };
+    ((power_w.max(0) as i128 * elapsed_s.max(0) as i128 + 3_599) / 3_600) as i64
 }
 
 /// A battery whose size and energy the plan knows (issue 15, taper-aware planning).
@@ -191,6 +231,19 @@ pub struct BatteryNow {
     pub energy_wh: i64,
     /// The knee (‰ of the capacity) above which its power falls linearly to 0 at full.
     pub knee_permille: u16,
+}
+
+/// The knee (‰ SoC) the plan gives a session's battery: the one its meter values showed
+/// (`closed_loop::knee_from_reading`), else the configured one; `None` when taper planning is
+/// off.
+pub fn learned_knee(cfg: &EngineConfig, s: &crate::store::sessions::StoredSession) -> Option<u16> {
+    let configured = cfg.taper_knee()?;
+    Some(
+        s.taper_knee_permille
+            .and_then(|k| u16::try_from(k).ok())
+            .filter(|k| *k < 1_000)
+            .unwrap_or(configured),
+    )
 }
 
 /// A vehicle's maximum power (W) after what it was seen drawing at most (`closed_loop`'s
@@ -439,7 +492,7 @@ pub async fn snapshot(
             Some(BatteryNow {
                 capacity_wh,
                 energy_wh,
-                knee_permille: cfg.taper_knee()?,
+                knee_permille: learned_knee(cfg, &s)?,
             })
         });
         // What the car was seen able to draw (`closed_loop`: a taper, a full battery, a
@@ -501,6 +554,11 @@ pub async fn snapshot(
             class,
             efficiency_permille: 1000,
             taper_knee_permille: battery.as_ref().map(|b| b.knee_permille),
+            // An accepted offer: what its driver asked for beyond it, best effort.
+            energy_wanted_wh: request.as_ref().and_then(|q| {
+                let since = (delivered - q.session_energy_wh_at_request).max(0);
+                q.energy_wanted_wh.map(|w| (w - since).max(0))
+            }),
         });
         infos.push(VehicleInfo {
             vehicle_id: id,
@@ -841,6 +899,58 @@ mod tests {
             ..b
         };
         assert_eq!(capped_by_observed(11_000, 500, Some(&full)), 11_000);
+    }
+
+    #[test]
+    fn a_tapering_battery_is_padded_with_what_its_taper_allows() {
+        let b = BatteryNow {
+            capacity_wh: 60_000,
+            energy_wh: 57_000,
+            knee_permille: 800,
+        };
+        // 95 % SoC with the knee at 80 %: a quarter of 11 kW, 2,750 W, for 600 s.
+        assert_eq!(elapsed_pad_wh(11_000, Some(&b), 600), 459);
+        // Below the knee, and without a known battery: the full power.
+        let low = BatteryNow {
+            energy_wh: 30_000,
+            ..b
+        };
+        assert_eq!(elapsed_pad_wh(11_000, Some(&low), 600), 1_834);
+        assert_eq!(elapsed_pad_wh(11_000, None, 600), 1_834);
+        assert_eq!(elapsed_pad_wh(11_000, Some(&b), 0), 0);
+
+        // In a group's inputs the battery starts that much lower, so its taper after the pad
+        // is where it is now, not 1.8 kWh lower (which would let the plan count on power the
+        // battery cannot take).
+        let mut inputs = evflex_schedule::GroupInputs {
+            vehicles: vec![evflex_schedule::Vehicle {
+                id: "v".into(),
+                arrival: 0,
+                departure: 8,
+                max_power_w: 11_000,
+                min_power_w: 0,
+                energy_requested_wh: 2_000,
+                battery_capacity_wh: Some(60_000),
+                energy_on_arrival_wh: Some(57_000),
+                class: VehicleClass::Guaranteed,
+                efficiency_permille: 1_000,
+                taper_knee_permille: Some(800),
+                energy_wanted_wh: None,
+            }],
+            group_id: 1,
+            start_timestep: 0,
+            time_step_s: 900,
+            horizon: 8,
+            capacity_w: vec![22_000; 8],
+            other_load_w: vec![0; 8],
+            pv_w: vec![0; 8],
+            price_micro_eur_per_kwh: vec![0; 8],
+            battery: None,
+            topology: None,
+        };
+        pad_elapsed(&mut inputs, 600);
+        assert_eq!(inputs.vehicles[0].energy_requested_wh, 2_459);
+        assert_eq!(inputs.vehicles[0].energy_on_arrival_wh, Some(56_541));
     }
 
     #[test]

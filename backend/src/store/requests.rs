@@ -48,6 +48,9 @@ pub struct ChargingRequest {
     pub group_id: Option<i64>,
     /// Energy asked for (Wh).
     pub energy_wh: i64,
+    /// For an accepted offer: all the energy its driver asked for (Wh, counted like
+    /// `energy_wh`); the plan delivers what it can of it beyond `energy_wh`, best effort.
+    pub energy_wanted_wh: Option<i64>,
     /// Target SoC (%), when asked that way.
     pub target_soc_percent: Option<i64>,
     /// Battery capacity (Wh), when given.
@@ -78,6 +81,7 @@ struct RequestRow {
     session_row: i64,
     group_id: Option<i64>,
     energy_wh: i64,
+    energy_wanted_wh: Option<i64>,
     target_soc_percent: Option<i64>,
     battery_capacity_wh: Option<i64>,
     battery_energy_wh: Option<i64>,
@@ -98,6 +102,7 @@ impl From<RequestRow> for ChargingRequest {
             session_row: r.session_row,
             group_id: r.group_id,
             energy_wh: r.energy_wh,
+            energy_wanted_wh: r.energy_wanted_wh,
             target_soc_percent: r.target_soc_percent,
             battery_capacity_wh: r.battery_capacity_wh,
             battery_energy_wh: r.battery_energy_wh,
@@ -112,7 +117,8 @@ impl From<RequestRow> for ChargingRequest {
     }
 }
 
-const COLUMNS: &str = "id, user_id, session_row, group_id, energy_wh, target_soc_percent, \
+const COLUMNS: &str = "id, user_id, session_row, group_id, energy_wh, energy_wanted_wh, \
+    target_soc_percent, \
     battery_capacity_wh, battery_energy_wh, vehicle_max_power_w, departure_ts, \
     session_energy_wh_at_request, decision, max_guaranteed_wh, earliest_full_departure_ts, created_at";
 
@@ -133,8 +139,9 @@ pub async fn insert(conn: &mut Conn, r: &ChargingRequest, now: i64) -> StoreResu
         "INSERT INTO charging_requests (user_id, session_row, group_id, energy_wh,
              target_soc_percent, battery_capacity_wh, battery_energy_wh, vehicle_max_power_w,
              departure_ts, session_energy_wh_at_request, decision, max_guaranteed_wh,
-             earliest_full_departure_ts, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING id",
+             earliest_full_departure_ts, created_at, updated_at, energy_wanted_wh)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
+         RETURNING id",
     )
     .bind(r.user_id)
     .bind(r.session_row)
@@ -150,6 +157,7 @@ pub async fn insert(conn: &mut Conn, r: &ChargingRequest, now: i64) -> StoreResu
     .bind(r.max_guaranteed_wh)
     .bind(r.earliest_full_departure_ts)
     .bind(now)
+    .bind(r.energy_wanted_wh)
     .fetch_one(conn)
     .await?;
     Ok(id)

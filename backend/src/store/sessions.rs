@@ -70,6 +70,9 @@ pub struct StoredSession {
     /// Since when the car draws clearly more than its limit in force (Unix seconds), `None`
     /// while it complies (`engine::closed_loop`).
     pub over_limit_since: Option<i64>,
+    /// The taper knee (‰ SoC) learned for the car from its meter values, `None` until a reading
+    /// shows one (`engine::closed_loop::knee_from_reading`).
+    pub taper_knee_permille: Option<i64>,
 }
 
 /// The fields a session PATCH may change, already parsed (`None`: unchanged).
@@ -114,6 +117,7 @@ struct SessionRow {
     last_updated: i64,
     observed_max_w: Option<i64>,
     over_limit_since: Option<i64>,
+    taper_knee_permille: Option<i64>,
 }
 
 impl TryFrom<SessionRow> for StoredSession {
@@ -149,6 +153,7 @@ impl TryFrom<SessionRow> for StoredSession {
             shifted_value_micro_eur: r.shifted_value_micro_eur,
             observed_max_w: r.observed_max_w,
             over_limit_since: r.over_limit_since,
+            taper_knee_permille: r.taper_knee_permille,
         })
     }
 }
@@ -156,7 +161,7 @@ impl TryFrom<SessionRow> for StoredSession {
 const SESSION_COLUMNS: &str = "id, country_code, party_id, session_id, owner_party, location_id, \
     evse_uid, connector_id, status, start_ts, end_ts, energy_wh, token_uid, contract_id, \
     charging_periods, total_cost, user_id, shifted_wh, shifted_value_micro_eur, body, \
-    last_updated, observed_max_w, over_limit_since";
+    last_updated, observed_max_w, over_limit_since, taper_knee_permille";
 
 /// Inserts or replaces a session (PUT); keeps evflex's own columns (user, flexibility).
 #[tracing::instrument(skip_all, fields(session = %rec.session_id))]
@@ -495,19 +500,40 @@ pub async fn set_user(conn: &mut Conn, session_row: i64, user_id: i64) -> StoreR
     Ok(())
 }
 
+/// What the closed loop learned of a session's draw (`engine::closed_loop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    /// [`StoredSession::observed_max_w`].
+    pub observed_max_w: Option<i64>,
+    /// [`StoredSession::over_limit_since`].
+    pub over_limit_since: Option<i64>,
+    /// [`StoredSession::taper_knee_permille`].
+    pub taper_knee_permille: Option<i64>,
+}
+
+impl StoredSession {
+    /// What the closed loop knows of this session's draw.
+    pub fn draw(&self) -> Draw {
+        Draw {
+            observed_max_w: self.observed_max_w,
+            over_limit_since: self.over_limit_since,
+            taper_knee_permille: self.taper_knee_permille,
+        }
+    }
+}
+
 /// Records what the closed loop learned of a session's draw (`engine::closed_loop`).
-pub async fn set_draw(
-    conn: &mut Conn,
-    session_row: i64,
-    observed_max_w: Option<i64>,
-    over_limit_since: Option<i64>,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE sessions SET observed_max_w = $2, over_limit_since = $3 WHERE id = $1")
-        .bind(session_row)
-        .bind(observed_max_w)
-        .bind(over_limit_since)
-        .execute(conn)
-        .await?;
+pub async fn set_draw(conn: &mut Conn, session_row: i64, draw: Draw) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE sessions SET observed_max_w = $2, over_limit_since = $3, \
+         taper_knee_permille = $4 WHERE id = $1",
+    )
+    .bind(session_row)
+    .bind(draw.observed_max_w)
+    .bind(draw.over_limit_since)
+    .bind(draw.taper_knee_permille)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -530,3 +530,161 @@ async fn a_driver_is_warned_as_soon_as_a_tapering_car_cannot_meet_its_guarantee(
     let warning = s["warning"].as_str().unwrap_or_default();
     assert!(warning.contains("at most 2.7 kW"), "{warning}");
 }
+
+#[tokio::test]
+async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 22_000, &["E1"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    // A 60 kWh battery at 85 %: with the configured knee (80 %) the plan expects three
+    // quarters of the charge point's 11.04 kW.
+    let req = json!({"session_id": "S1", "energy_kwh": 3.0, "battery_capacity_kwh": 60.0,
+        "current_soc_percent": 85.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    app.tick().await;
+    let knee_of_plan = async |app: &TestApp| {
+        let mut conn = app.state.db.conn().await.unwrap();
+        let s = store::schedules::latest_of(&mut conn, 1, ts())
+            .await
+            .unwrap()
+            .unwrap();
+        s.inputs["vehicles"][0]["taper_knee_permille"].as_i64()
+    };
+    assert_eq!(knee_of_plan(&app).await, Some(800));
+    confirm(&app, &cpo, "S1").await;
+
+    // A minute later, at 86 %, the car draws 4 kW: its own taper starts at 61.3 %
+    // (1000 − 140 · 11,040 / 4,000). The group is re-planned with that knee, and the plan's
+    // taper now allows what the car draws rather than 7.7 kW.
+    app.clock.advance(60 + GRACE);
+    let batch = json!({"meter_values": [{"evse_uid": "E1", "session_id": "S1",
+        "meterValue": [{"timestamp": format_rfc3339(T0 + 60 + GRACE), "sampledValue": [
+            {"measurand": "Power.Active.Import", "value": "4000", "unit": "W"},
+            {"measurand": "SoC", "value": "86", "unit": "Percent"}]}]}]});
+    let (status, body) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    assert_eq!(knee_of_plan(&app).await, Some(613));
+    let limit = first_limit(profiles_for(&cpo, "S1").last().unwrap());
+    assert!(limit <= 4_200.0, "planned at its own taper: {limit}");
+
+    // A reading at full power teaches nothing new, and a later, higher estimate does not
+    // raise the knee (a taper only falls).
+    confirm(&app, &cpo, "S1").await;
+    app.clock.advance(60);
+    let batch = json!({"meter_values": [{"evse_uid": "E1", "session_id": "S1",
+        "meterValue": [{"timestamp": format_rfc3339(T0 + 120 + 2 * GRACE), "sampledValue": [
+            {"measurand": "Power.Active.Import", "value": "3900", "unit": "W"},
+            {"measurand": "SoC", "value": "87", "unit": "Percent"}]}]}]});
+    let (status, _) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert_eq!(status, 200);
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(knee_of_plan(&app).await, Some(613));
+}
+
+#[tokio::test]
+async fn an_accepted_offer_gets_the_rest_of_its_request_once_there_is_room() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 8_000, &["E1", "E2"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    let (_, bob, bob_uid) = app.new_user("bob", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
+    // Bob's 12 kWh in two hours leave alice, in four hours on the 8 kW group, about 20 of the
+    // 30 kWh she asks for: she takes the offer.
+    request_accepted(&app, &bob, "S2", 12.0, T0 + 2 * 3_600).await;
+    let ask = json!({"session_id": "S1", "energy_kwh": 30.0,
+        "departure": format_rfc3339(T0 + 4 * 3_600)});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&ask))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("rejected")),
+        "{body}"
+    );
+    let id = body["request_id"].as_i64().unwrap();
+    let (status, body) = app
+        .user(
+            &alice,
+            Method::POST,
+            &format!("/api/v1/requests/{id}/accept-offer"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    let offered_wh = (body["energy_kwh"].as_f64().unwrap() * 1_000.0).round() as i64;
+    assert_eq!(body["energy_wanted_kwh"], 30.0, "{body}");
+    assert!((19_000..21_000).contains(&offered_wh), "{body}");
+    app.tick().await;
+    let alice_in_plan = async |app: &TestApp| {
+        let mut conn = app.state.db.conn().await.unwrap();
+        let s = store::schedules::latest_of(&mut conn, 1, ts())
+            .await
+            .unwrap()
+            .unwrap();
+        let vehicle = s.inputs["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["energy_requested_wh"].as_i64() >= Some(15_000))
+            .unwrap()
+            .clone();
+        let row = s.schedule["vehicle_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|id| *id == vehicle["id"])
+            .unwrap();
+        let planned_wh = s.schedule["delivered_wh"][row].as_i64().unwrap();
+        (vehicle, planned_wh)
+    };
+    let (vehicle, planned_wh) = alice_in_plan(&app).await;
+    assert_eq!(vehicle["energy_requested_wh"], offered_wh);
+    assert_eq!(vehicle["energy_wanted_wh"], 30_000, "{vehicle}");
+    assert!(planned_wh >= offered_wh, "{planned_wh}");
+
+    // Bob leaves at once: the group's 8 kW are hers for four hours, and the plan gives her
+    // more than the offer guaranteed (all the 30 kWh she asked for fits in 32 kWh).
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            "/ocpi/2.2.1/sessions/NL/EXA/S2",
+            Some(
+                &json!({"status": "COMPLETED", "end_date_time": format_rfc3339(T0),
+                "last_updated": format_rfc3339(T0 + 1)}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let (_, planned_wh) = alice_in_plan(&app).await;
+    assert!(
+        planned_wh >= 29_900,
+        "best effort beyond the offer: {planned_wh} Wh planned"
+    );
+}

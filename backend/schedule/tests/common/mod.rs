@@ -36,6 +36,7 @@ pub fn ev(id: &str, arrival: usize, departure: usize, max_w: i64, energy_wh: i64
         class: VehicleClass::Guaranteed,
         efficiency_permille: 1000,
         taper_knee_permille: None,
+        energy_wanted_wh: None,
     }
 }
 
