@@ -404,12 +404,14 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
             let v = &vehicles[i];
             let mut need = v.hard_eu;
             let mut row = vec![0i64; h];
+            // A tapering battery takes little in its last steps (`reserve::step_caps_w`).
+            let caps = crate::reserve::step_caps_w(v, h, dt_s);
             for t in (v.start..v.end).rev() {
                 if need <= 0 {
                     break;
                 }
                 let (room_w, room_ma) = loads.room(tr, i, t);
-                let p = tr.cps[i].fit(room_w.min(v.max_w), room_ma);
+                let p = tr.cps[i].fit(room_w.min(caps[t]), room_ma);
                 loads.change(tr, i, t, 0, p);
                 row[t] = p;
                 need -= p as i128 * dt_s as i128 * v.eff as i128;

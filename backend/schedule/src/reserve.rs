@@ -24,13 +24,18 @@
 //! guarantee does not need (the uncontrolled delivery is lexicographically earliest among
 //! those that keep `F*`).
 //!
+//! A tapering accepted vehicle (`crate::taper`) carries, in each step, at most what its taper
+//! allows at the least energy any schedule meeting its hard energy holds by the end of that step
+//! ([`step_caps_w`]): late steps, near a full battery, carry little, so the flow keeps the early
+//! headroom such a guarantee needs. Before this the flow let it take its full maximum in every
+//! step, and uncontrolled cars arriving later took the early headroom of guarantees that could
+//! only be met early (issue 15: most of the misses of the continuous-time generated day). The
+//! caps are necessary, not sufficient, for the taper (a schedule within them may still break it
+//! where it charges earlier than as late as possible); the LP keeps the taper exactly.
+//!
 //! Limits: MILP minimum powers are not part of the reservation (a guarantee whose only
-//! schedules need a vehicle below its minimum power may still fall short in MILP mode). Nor is
-//! an accepted vehicle's battery taper (`crate::taper`): its hard energy is capped at what the
-//! taper lets its window take, but the flow lets it take its full maximum in every step, so a
-//! tapering guarantee that can only be met by charging early (before its battery nears full) may
-//! lose early headroom to uncontrolled charging. Uncontrolled vehicles themselves follow their
-//! taper (as fast as their battery takes).
+//! schedules need a vehicle below its minimum power may still fall short in MILP mode).
+//! Uncontrolled vehicles themselves follow their taper (as fast as their battery takes).
 
 use crate::Battery;
 use crate::VehicleClass;
@@ -123,7 +128,9 @@ impl Network {
 /// The accepted vehicles' transportation problem, rebuilt for each capacity vector.
 struct Guarantees<'a> {
     h: usize,
-    accepted: Vec<(&'a PrepVehicle, i64)>,
+    /// Each accepted vehicle, its hard energy (W-steps) and the most each step can carry for
+    /// it ([`step_caps_w`]).
+    accepted: Vec<(&'a PrepVehicle, i64, Vec<i64>)>,
     /// Battery energy available for discharge (W-steps) and its discharge power (W).
     battery: Option<(i64, i64)>,
 }
@@ -141,9 +148,9 @@ impl Guarantees<'_> {
         for (t, &c) in cap.iter().enumerate() {
             net.edge(src, step(t), c);
         }
-        for (k, (v, need)) in self.accepted.iter().enumerate() {
+        for (k, (v, need, caps)) in self.accepted.iter().enumerate() {
             for t in v.start..v.end {
-                net.edge(step(t), veh(k), v.max_w);
+                net.edge(step(t), veh(k), caps[t]);
             }
             net.edge(veh(k), sink, *need);
         }
@@ -160,6 +167,25 @@ impl Guarantees<'_> {
     }
 }
 
+/// The most (W) each step of the horizon can carry for accepted vehicle `v`: its maximum in its
+/// window, lowered where its battery's taper bounds every schedule that meets its hard energy
+/// ([`crate::taper::Taper::late_caps_w`]); 0 outside the window.
+pub(crate) fn step_caps_w(v: &PrepVehicle, h: usize, dt_s: i64) -> Vec<i64> {
+    let w_eu = dt_s as i128 * v.eff as i128;
+    match &v.taper {
+        Some(tp) => tp.late_caps_w(v.hard_eu, w_eu, v.max_w, v.start, v.end, h),
+        None => (0..h)
+            .map(|t| {
+                if (v.start..v.end).contains(&t) {
+                    v.max_w
+                } else {
+                    0
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Fixed profiles (W over the horizon) of the uncontrolled vehicles `order` (first come, first
 /// served), each as fast as possible towards its `target_eu`, within `headroom[t]` (W, what the
 /// connection carries for EVs) less what the accepted vehicles need (module docs).
@@ -172,7 +198,7 @@ pub(crate) fn uncontrolled_profiles(
     battery: Option<&Battery>,
 ) -> Vec<Vec<i64>> {
     let per_step_eu = |v: &PrepVehicle| dt_s as i128 * v.eff as i128;
-    let accepted: Vec<(&PrepVehicle, i64)> = vehicles
+    let accepted: Vec<(&PrepVehicle, i64, Vec<i64>)> = vehicles
         .iter()
         .filter(|v| {
             v.class == VehicleClass::Guaranteed && v.hard_eu > 0 && v.start < v.end && v.max_w > 0
@@ -182,6 +208,7 @@ pub(crate) fn uncontrolled_profiles(
             (
                 v,
                 ((v.hard_eu + per - 1) / per).min(i64::MAX as i128) as i64,
+                step_caps_w(v, h, dt_s),
             )
         })
         .collect();
@@ -225,8 +252,8 @@ pub(crate) fn uncontrolled_profiles(
         let acc_max: i64 = g
             .accepted
             .iter()
-            .filter(|(v, _)| v.start <= t && t < v.end)
-            .map(|(v, _)| v.max_w)
+            .filter(|(v, _, _)| v.start <= t && t < v.end)
+            .map(|(_, _, caps)| caps[t])
             .sum();
         let total_want: i64 = wanting.iter().map(|&k| want_w(k, &remaining)).sum();
         // Only when uncontrolled and accepted load together could exceed the headroom can a

@@ -106,6 +106,38 @@ impl Taper {
         (num.max(0) / den).min(i64::MAX as i128) as i64
     }
 
+    /// The most power (W) each step of the window `start..end` can carry in any schedule that
+    /// delivers `hard_eu` by the window's end (`w_eu` the energy of one watt for one step,
+    /// `max_w` the vehicle's maximum): `h` entries, 0 outside the window.
+    ///
+    /// Filling `hard_eu` as late as the taper allows (backwards from the window's end, each step
+    /// at its bound at the energy it ends with) gives the least energy any such schedule can
+    /// hold at the end of each step; the taper at that energy bounds the step's power. Late
+    /// steps, near a full battery, carry little, so a reservation that fills a tapering
+    /// guarantee late (`crate::reserve`, the tree's in `prep`) keeps the earlier room it needs.
+    pub fn late_caps_w(
+        &self,
+        hard_eu: i128,
+        w_eu: i128,
+        max_w: i64,
+        start: usize,
+        end: usize,
+        h: usize,
+    ) -> Vec<i64> {
+        let mut caps = vec![0i64; h];
+        let mut left = hard_eu.max(0);
+        for t in (start..end.min(h)).rev() {
+            let e_end = self.e0_eu + left;
+            let cap = (self.height().saturating_mul(self.cap_eu - e_end).max(0) / self.own().max(1))
+                .min(max_w as i128) as i64;
+            caps[t] = cap.max(0);
+            if w_eu > 0 {
+                left = (left - caps[t] as i128 * w_eu).max(0);
+            }
+        }
+        caps
+    }
+
     /// Lower `row` (W over the horizon) where it breaks the taper, forward in time from `start`
     /// to `end` (each step at most [`Taper::bound_w`] at the energy its earlier steps leave).
     /// Lowering a step only relaxes the later ones, so the result keeps the constraint in every

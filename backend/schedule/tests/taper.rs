@@ -431,3 +431,38 @@ fn the_random_groups_exercise_binding_tapers() {
     }
     assert!(binding >= n / 2, "{binding} of {n}");
 }
+
+/// (6) A guarantee that its taper lets be met only by charging early keeps that early headroom
+/// against an uncontrolled car (`reserve::step_caps_w`). "g" (30 kWh battery at 33 %, 22 kW)
+/// must take 19 kWh in six steps: its last steps, near full, carry little, so it needs about the
+/// first five. Reserved as if it could take 22 kW in its last four steps, the uncontrolled "u"
+/// got the first two and "g" ended 1.4 kWh short.
+#[test]
+fn a_tapering_guarantee_keeps_the_early_headroom_it_needs() {
+    let g_car = tapering(ev("g", 0, 6, 22_080, 19_000), 30_000, 9_900, 800);
+    let u_car = Vehicle {
+        class: VehicleClass::Uncontrolled,
+        ..ev("u", 0, 6, 22_080, 30_000)
+    };
+    let g = group(22_080, vec![100_000; 6], vec![g_car, u_car]);
+    for mode in [Mode::Lp, Mode::Milp] {
+        let opts = SolveOptions {
+            mode,
+            ..SolveOptions::default()
+        };
+        let s = solve(&g, &opts, None).unwrap();
+        let gi = s.vehicle_ids.iter().position(|v| v == "g").unwrap();
+        assert_eq!(s.unmet_wh[gi], 0, "{mode:?}: {:?}", s.power_w);
+        assert!(
+            s.delivered_wh[gi] >= 19_000,
+            "{mode:?}: {:?}",
+            s.delivered_wh
+        );
+        // The uncontrolled car still gets what the guarantee leaves, from the start.
+        let u = row(&s, "u");
+        assert!(u.iter().sum::<i64>() > 0, "{mode:?}: {u:?}");
+        assert_within_tapers(&g, &s).unwrap();
+        let report = check(&g, &s, &opts);
+        assert!(report.is_ok(), "{mode:?}: {:?}", report.violations);
+    }
+}

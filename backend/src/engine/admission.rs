@@ -165,6 +165,22 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                     .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
                 let mut snap =
                     snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
+                // The others as a re-plan now would see them: the part of the step already
+                // past is padded at the power each was planned to draw in it
+                // (`snapshot::pad_elapsed`), so admission does not count on it.
+                let planned = match crate::store::schedules::latest_before(
+                    &mut conn,
+                    gid,
+                    timestep as i64 + 1,
+                )
+                .await?
+                {
+                    Some(last) => super::plan::previous_schedule(&last)
+                        .map(|p| snapshot::planned_in_step(&p, last.timestep, timestep as i64))
+                        .unwrap_or_default(),
+                    None => Default::default(),
+                };
+                snapshot::pad_elapsed(&mut snap.inputs, now - t0, &planned);
                 // A tree needs the request's charge point; its session is a vehicle of the
                 // snapshot unless its charge point is planned at its measured draw.
                 if let Some(top) = snap.inputs.topology.as_mut()

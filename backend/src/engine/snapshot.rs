@@ -157,12 +157,26 @@ pub fn steps_until(t0: i64, ts: i64, time_step_s: u32, horizon: usize) -> usize 
     steps.clamp(1, horizon as i64) as usize
 }
 
-/// For a plan made `elapsed_s` into its first step (an event re-plan, `engine::replan`): each
-/// guaranteed vehicle's energy grows by what it could have drawn in the part of the step
-/// already past ([`elapsed_pad_wh`]). The optimiser plans whole steps, so without this it would
-/// count on that past part; admission pads a request the same way. Energy already delivered in
-/// it is measured and already counted (`delivered_wh`).
-pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
+/// For a plan made `elapsed_s` into its first step (an event re-plan, `engine::replan`, and
+/// admission): the optimiser plans whole steps, so it counts a vehicle's first-step power over
+/// the whole step although only the rest of it is ahead. Each guaranteed vehicle's energy grows
+/// by what it drew in the part already past at the power its plan gave it for this step
+/// (`planned_w`, the latest schedule's; measured energy since is already counted in
+/// `delivered_wh`), or, for a vehicle that had no plan for this step (a new arrival), by what it
+/// could have drawn ([`elapsed_pad_wh`]).
+///
+/// The pad stands for the first-step energy the new plan counts but cannot deliver, the new
+/// first-step power times `elapsed_s`. The power in force is its best estimate: padding every
+/// car at its full power instead (as before) asked a group planned below full power for energy
+/// no car needs, up to a quarter hour of full power per car late in a step. On the generated
+/// day every event re-plan showed thousands of Wh of such phantom shortfall, and the plans moved
+/// real energy to meet it. Where the new plan gives more than the power in force, the next plan
+/// measures the difference and plans it.
+pub fn pad_elapsed(
+    inputs: &mut evflex_schedule::GroupInputs,
+    elapsed_s: i64,
+    planned_w: &std::collections::HashMap<String, i64>,
+) {
     let elapsed_s = elapsed_s.clamp(0, i64::from(inputs.time_step_s));
     if elapsed_s == 0 {
         return;
@@ -184,7 +198,11 @@ pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
             }),
             _ => None,
         };
-        let pad_wh = elapsed_pad_wh(v.max_power_w, battery.as_ref(), elapsed_s);
+        let could_wh = elapsed_pad_wh(v.max_power_w, battery.as_ref(), elapsed_s);
+        let pad_wh = match planned_w.get(&v.id) {
+            Some(w) => could_wh.min(((*w).max(0) as i128 * elapsed_s as i128 / 3_600) as i64),
+            None => could_wh,
+        };
         v.energy_requested_wh = v.energy_requested_wh.saturating_add(pad_wh);
         if let Some(w) = v.energy_wanted_wh.as_mut() {
             *w = w.saturating_add(pad_wh);
@@ -195,6 +213,24 @@ pub fn pad_elapsed(inputs: &mut evflex_schedule::GroupInputs, elapsed_s: i64) {
             *e = (*e - pad_wh).max(0);
         }
     }
+}
+
+/// The power (W) each vehicle is planned to draw in `timestep` by `schedule`, the group's
+/// latest, made for `schedule_timestep` (`timestep` or before).
+pub fn planned_in_step(
+    schedule: &evflex_schedule::Schedule,
+    schedule_timestep: i64,
+    timestep: i64,
+) -> std::collections::HashMap<String, i64> {
+    let Ok(offset) = usize::try_from(timestep - schedule_timestep) else {
+        return Default::default();
+    };
+    schedule
+        .vehicle_ids
+        .iter()
+        .zip(&schedule.power_w)
+        .filter_map(|(id, row)| Some((id.clone(), *row.get(offset)?)))
+        .collect()
 }
 
 /// What a vehicle could have drawn in the `elapsed_s` of its plan's first step already past
@@ -948,9 +984,20 @@ mod tests {
             battery: None,
             topology: None,
         };
-        pad_elapsed(&mut inputs, 600);
+        let mut padded = inputs.clone();
+        pad_elapsed(&mut padded, 600, &Default::default());
+        assert_eq!(padded.vehicles[0].energy_requested_wh, 2_459);
+        assert_eq!(padded.vehicles[0].energy_on_arrival_wh, Some(56_541));
+        // Planned at 1.2 kW for this step: it drew 200 Wh of it, and the pad is that.
+        let planned = std::collections::HashMap::from([("v".to_owned(), 1_200)]);
+        let mut padded = inputs.clone();
+        pad_elapsed(&mut padded, 600, &planned);
+        assert_eq!(padded.vehicles[0].energy_requested_wh, 2_200);
+        assert_eq!(padded.vehicles[0].energy_on_arrival_wh, Some(56_800));
+        // Never more than it could have drawn.
+        let planned = std::collections::HashMap::from([("v".to_owned(), 11_000)]);
+        pad_elapsed(&mut inputs, 600, &planned);
         assert_eq!(inputs.vehicles[0].energy_requested_wh, 2_459);
-        assert_eq!(inputs.vehicles[0].energy_on_arrival_wh, Some(56_541));
     }
 
     #[test]

@@ -390,23 +390,31 @@ async fn read_inputs(
         .await?
         .ok_or(TickError::GroupGone)?;
     let mut snapshot = snapshot::snapshot(conn, &engine.config, &group, timestep).await?;
-    if revision > 0 {
-        // A re-plan within the timestep: the part of its first step already past cannot be
-        // used (as in admission).
-        let elapsed_s =
-            engine.clock.now() - crate::domain::step_start(timestep, snapshot.inputs.time_step_s);
-        snapshot::pad_elapsed(&mut snapshot.inputs, elapsed_s);
-    }
-    let (previous, previous_setpoints) =
+    let (previous, previous_timestep, previous_setpoints) =
         match schedules::latest_before(conn, group_id, ts + 1).await? {
             Some(last) => {
                 let setpoints =
                     schedules::setpoints_of(conn, group_id, last.timestep, last.revision).await?;
                 let previous = previous_or_log(&last);
-                (previous, setpoints.into_iter().map(|s| s.record).collect())
+                (
+                    previous,
+                    last.timestep,
+                    setpoints.into_iter().map(|s| s.record).collect(),
+                )
             }
-            None => (None, Vec::new()),
+            None => (None, ts, Vec::new()),
         };
+    if revision > 0 {
+        // A re-plan within the timestep: the part of its first step already past cannot be
+        // used (as in admission).
+        let elapsed_s =
+            engine.clock.now() - crate::domain::step_start(timestep, snapshot.inputs.time_step_s);
+        let planned = previous
+            .as_ref()
+            .map(|p| snapshot::planned_in_step(p, previous_timestep, ts))
+            .unwrap_or_default();
+        snapshot::pad_elapsed(&mut snapshot.inputs, elapsed_s, &planned);
+    }
     Ok(Read::Inputs(Box::new(Inputs {
         revision,
         replan_seq: waiting.map(|w| w.seq),
