@@ -418,6 +418,7 @@ mod tests {
             fixed: Vec::new(),
             group_capacity_w: 30_000,
             reserve_w: 0,
+            unreserved: None,
         }
     }
 

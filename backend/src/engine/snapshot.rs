@@ -123,6 +123,37 @@ pub struct GroupSnapshot {
     pub group_capacity_w: i64,
     /// The arrival reserve taken off the capacity in every step (W, `engine::reserve`).
     pub reserve_w: i64,
+    /// The capacity per step and the connection node as they were before the reserve was taken
+    /// off, for [`GroupSnapshot::give_back_reserve`].
+    pub unreserved: Option<Unreserved>,
+}
+
+/// What [`GroupSnapshot::give_back_reserve`] restores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreserved {
+    capacity_w: Vec<i64>,
+    connection: Option<evflex_schedule::Node>,
+}
+
+impl GroupSnapshot {
+    /// Gives the arrival reserve back to the plan: the capacity and the connection's limits as
+    /// they were before it was taken off. The tick does this when the plan with the reserve
+    /// leaves an accepted guarantee short and the plan without it does not leave it as short
+    /// (`engine::tick`): room for cars that may arrive never outranks a guarantee already given.
+    /// Returns whether there was a reserve to give back.
+    pub fn give_back_reserve(&mut self) -> bool {
+        let Some(u) = self.unreserved.take() else {
+            return false;
+        };
+        self.inputs.capacity_w = u.capacity_w;
+        if let (Some(top), Some(root)) = (self.inputs.topology.as_mut(), u.connection)
+            && let Some(node) = top.nodes.iter_mut().find(|n| n.id == CONNECTION_NODE)
+        {
+            *node = root;
+        }
+        self.reserve_w = 0;
+        true
+    }
 }
 
 /// Vehicle id of a session in the optimiser's inputs: `V` and the session's row id.
@@ -633,6 +664,7 @@ pub async fn snapshot(
         g.arrival_reserve_w,
     );
     let group_capacity_w = capacity_w.first().copied().unwrap_or(g.capacity_w);
+    let unreserved_capacity_w = (reserve_w > 0).then(|| capacity_w.clone());
     let capacity_w: Vec<i64> = capacity_w
         .into_iter()
         .map(|c| (c - reserve_w).max(0))
@@ -655,6 +687,10 @@ pub async fn snapshot(
         })
     });
     let mut topology = topology;
+    let unreserved_connection = topology
+        .as_ref()
+        .filter(|_| reserve_w > 0)
+        .and_then(|top| top.nodes.iter().find(|n| n.id == CONNECTION_NODE).cloned());
     if let Some(top) = topology.as_mut() {
         reserve_at_connection(top, reserve_w, g.electrical.phase_voltage_v);
     }
@@ -697,6 +733,10 @@ pub async fn snapshot(
         fixed,
         group_capacity_w,
         reserve_w,
+        unreserved: unreserved_capacity_w.map(|capacity_w| Unreserved {
+            capacity_w,
+            connection: unreserved_connection,
+        }),
     })
 }
 

@@ -215,7 +215,32 @@ pub(super) async fn plan_group(
         Read::Skip(skip) => return Ok(Ticked::Skipped(skip)),
     };
     let opts = engine.solve_options();
-    let schedule = claim.solve(engine, &inputs, &opts).await?;
+    let mut inputs = inputs;
+    let mut schedule = claim.solve(engine, &inputs, &opts).await?;
+    // The arrival reserve yields to accepted guarantees: a plan that leaves one short with the
+    // reserve is made again without it, and kept when that leaves less short. (A charge point
+    // freed in a capacity cut raised the reserve and broke guarantees admitted before it.)
+    let short = accepted_shortfall_wh(&inputs.snapshot.inputs, &schedule);
+    if short > evflex_schedule::ENERGY_TOLERANCE_WH {
+        let mut without = inputs.snapshot.clone();
+        if without.give_back_reserve() {
+            let mut retry = Inputs {
+                snapshot: without,
+                previous: inputs.previous.clone(),
+                previous_setpoints: Vec::new(),
+                ..*inputs
+            };
+            let again = claim.solve(engine, &retry, &opts).await?;
+            if accepted_shortfall_wh(&retry.snapshot.inputs, &again) < short {
+                tracing::info!(group = group_id, short_wh = short,
+                    reserve_w = inputs.snapshot.reserve_w,
+                    "tick: the arrival reserve yields to accepted guarantees");
+                retry.previous_setpoints = std::mem::take(&mut inputs.previous_setpoints);
+                inputs = Box::new(retry);
+                schedule = again;
+            }
+        }
+    }
     let step = Step {
         group_id,
         timestep,
@@ -237,6 +262,22 @@ pub(super) async fn plan_group(
         }
         Committed::Already(skip) => Ok(Ticked::Skipped(skip)),
     }
+}
+
+/// The energy (Wh) `schedule` leaves the accepted vehicles of `inputs` short by departure.
+fn accepted_shortfall_wh(inputs: &GroupInputs, schedule: &Schedule) -> i64 {
+    schedule
+        .vehicle_ids
+        .iter()
+        .zip(&schedule.unmet_wh)
+        .filter(|(id, _)| {
+            inputs
+                .vehicles
+                .iter()
+                .any(|v| v.id == **id && v.class == evflex_schedule::VehicleClass::Guaranteed)
+        })
+        .map(|(_, unmet)| (*unmet).max(0))
+        .sum()
 }
 
 /// This replica's claim on one group for one tick.
