@@ -87,6 +87,11 @@ pub struct DemoArgs {
     /// `--taper-knee-percent` (evflex is not told; it learns it from meter values).
     #[arg(long, default_value_t = 0.0)]
     pub taper_knee_spread_percent: f64,
+    /// Every group's arrival reserve (W), as a CPO sets it in the topology; by default
+    /// evflex's rule (README, "Control in real time"). `--arrival-reserve-w 0` measures what
+    /// the reserve costs.
+    #[arg(long)]
+    pub arrival_reserve_w: Option<i64>,
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
@@ -143,6 +148,7 @@ impl DemoArgs {
                 taper_knee: (self.taper_knee_percent / 100.0).clamp(0.0, 0.99),
                 taper_knee_spread: (self.taper_knee_spread_percent / 100.0).clamp(0.0, 0.5),
             }),
+            arrival_reserve_w: self.arrival_reserve_w,
             ..SimConfig::default()
         };
         cfg.demand = match &self.sessions_csv {

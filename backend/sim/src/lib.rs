@@ -144,6 +144,9 @@ pub struct SimConfig {
     /// Play the day in continuous time ([`live`]: real seconds, tapering batteries, profile
     /// latency, 1-second load); `None`: quarter-hour steps ([`run`]).
     pub continuous: Option<live::Continuous>,
+    /// Every group's arrival reserve as its CPO sets it (`arrival_reserve_w` in the topology, W);
+    /// `None`: evflex's rule (`engine::reserve`).
+    pub arrival_reserve_w: Option<i64>,
 }
 
 impl Default for SimConfig {
@@ -174,6 +177,7 @@ impl Default for SimConfig {
             cpo_quirks: cpo::Quirks::NONE,
             three_phase_group: true,
             continuous: None,
+            arrival_reserve_w: None,
         }
     }
 }

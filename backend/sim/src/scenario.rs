@@ -270,6 +270,9 @@ impl Scenario {
                 if let Some(tree) = &g.tree {
                     group["electrical"] = self.electrical(g.id, tree);
                 }
+                if let Some(w) = cfg.arrival_reserve_w {
+                    group["arrival_reserve_w"] = json!(w);
+                }
                 group
             })
             .collect();
