@@ -149,8 +149,8 @@ impl Guarantees<'_> {
             net.edge(src, step(t), c);
         }
         for (k, (v, need, caps)) in self.accepted.iter().enumerate() {
-            for t in v.start..v.end {
-                net.edge(step(t), veh(k), caps[t]);
+            for (t, &c) in caps.iter().enumerate().take(v.end).skip(v.start) {
+                net.edge(step(t), veh(k), c);
             }
             net.edge(veh(k), sink, *need);
         }

@@ -232,11 +232,14 @@ pub(super) async fn plan_group(
             };
             let again = claim.solve(engine, &retry, &opts).await?;
             if accepted_shortfall_wh(&retry.snapshot.inputs, &again) < short {
-                tracing::info!(group = group_id, short_wh = short,
+                tracing::info!(
+                    group = group_id,
+                    short_wh = short,
                     reserve_w = inputs.snapshot.reserve_w,
-                    "tick: the arrival reserve yields to accepted guarantees");
+                    "tick: the arrival reserve yields to accepted guarantees"
+                );
                 retry.previous_setpoints = std::mem::take(&mut inputs.previous_setpoints);
-                inputs = Box::new(retry);
+                *inputs = retry;
                 schedule = again;
             }
         }
