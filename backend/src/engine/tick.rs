@@ -224,23 +224,18 @@ pub(super) async fn plan_group(
     if short > evflex_schedule::ENERGY_TOLERANCE_WH {
         let mut without = inputs.snapshot.clone();
         if without.give_back_reserve() {
-            let mut retry = Inputs {
-                snapshot: without,
-                previous: inputs.previous.clone(),
-                previous_setpoints: Vec::new(),
-                ..*inputs
-            };
-            let again = claim.solve(engine, &retry, &opts).await?;
-            if accepted_shortfall_wh(&retry.snapshot.inputs, &again) < short {
+            let with = std::mem::replace(&mut inputs.snapshot, without);
+            let again = claim.solve(engine, &inputs, &opts).await?;
+            if accepted_shortfall_wh(&inputs.snapshot.inputs, &again) < short {
                 tracing::info!(
                     group = group_id,
                     short_wh = short,
-                    reserve_w = inputs.snapshot.reserve_w,
+                    reserve_w = with.reserve_w,
                     "tick: the arrival reserve yields to accepted guarantees"
                 );
-                retry.previous_setpoints = std::mem::take(&mut inputs.previous_setpoints);
-                *inputs = retry;
                 schedule = again;
+            } else {
+                inputs.snapshot = with;
             }
         }
     }

@@ -688,3 +688,51 @@ async fn an_accepted_offer_gets_the_rest_of_its_request_once_there_is_room() {
         "best effort beyond the offer: {planned_wh} Wh planned"
     );
 }
+
+#[tokio::test]
+async fn the_arrival_reserve_yields_to_an_accepted_guarantee() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let group = |reserve_w: i64| {
+        json!({"id": 1, "name": "g", "country_code": "NL", "party_id": "EXA",
+            "capacity_w": 11_040, "evses": ["E1", "E2"], "arrival_reserve_w": reserve_w})
+    };
+    let (status, body) = app
+        .cpo(Method::PUT, "/api/v1/groups/1", Some(&group(0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    // 10 kWh in one hour at 11.04 kW: accepted while the group keeps no reserve.
+    request_accepted(&app, &alice, "S1", 10.0, T0 + 3_600).await;
+
+    // The CPO then keeps 5 kW free for arrivals on E2: with it the group could give alice only
+    // 6 kWh by her departure. The plan gives the reserve back to her guarantee.
+    let (status, body) = app
+        .cpo(Method::PUT, "/api/v1/groups/1", Some(&group(5_000)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.tick().await;
+    let mut conn = app.state.db.conn().await.unwrap();
+    let s = store::schedules::latest_of(&mut conn, 1, ts())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.reserve_w, 0, "the reserve yielded");
+    assert_eq!(s.inputs["capacity_w"][0], 11_040);
+    assert_eq!(s.schedule["unmet_wh"][0], 0, "{}", s.schedule);
+    assert!(s.schedule["delivered_wh"][0].as_i64().unwrap() >= 10_000);
+
+    // A guarantee that fits beside the reserve keeps it: alice asks for 5 kWh instead.
+    request_accepted(&app, &alice, "S1", 5.0, T0 + 3_600).await;
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let s = store::schedules::latest_of(&mut conn, 1, ts())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.reserve_w, 5_000);
+    assert_eq!(s.inputs["capacity_w"][0], 11_040 - 5_000);
+}
