@@ -131,6 +131,9 @@ test('a request that cannot be guaranteed shows the guaranteed energy and can be
   await screenshot(page, 'user-app-rejected-375.png');
   await accept.click();
   await page.getByText('Request accepted').waitFor();
+  // What the offer does not guarantee is still wanted, best effort.
+  const wanted = await page.locator('[data-field="wanted"]').textContent();
+  assert.ok(parseFloat(wanted) > parseFloat(guaranteed) && parseFloat(wanted) <= 150, `${wanted} wanted, ${guaranteed} guaranteed`);
 });
 
 test('errors are explained: a session that ended meanwhile, chain features not available yet', async () => {

@@ -446,14 +446,17 @@ function showDecision(r, body) {
   const out = $('#request-result');
   out.dataset.decision = r.decision;
   if (r.decision === 'accepted') {
-    out.innerHTML = notice('ok', 'Request accepted', `<span data-field="accepted">${esc(kwh(r.energy_kwh))} guaranteed by ${esc(dateTime(r.departure))}</span>. You will see the plan above; it is updated every 15 minutes.`);
+    const more = r.energy_wanted_kwh > r.energy_kwh
+      ? ` The rest of your <span data-field="wanted">${esc(kwh(r.energy_wanted_kwh))}</span> is charged wherever the site has room.`
+      : '';
+    out.innerHTML = notice('ok', 'Request accepted', `<span data-field="accepted">${esc(kwh(r.energy_kwh))} guaranteed by ${esc(dateTime(r.departure))}</span>.${more} You will see the plan above; it is updated every 15 minutes.`);
     refreshStatus();
     return;
   }
   const max = r.max_guaranteed_kwh ?? 0;
   let html = notice('warn', `We can't guarantee ${kwh(r.energy_kwh)} by ${when(r.departure)}`,
     max > 0
-      ? `The site can guarantee <b data-field="guaranteed">${esc(kwh(max))}</b> by then.`
+      ? `The site can guarantee <b data-field="guaranteed">${esc(kwh(max))}</b> by then. If you accept, the rest is charged wherever the site has room.`
       : 'Nothing can be guaranteed by then: the site is fully booked.');
   html += '<div class="actions">';
   if (max > 0) html += `<button type="button" id="accept-offer">Accept ${esc(kwh(max))}</button>`;
