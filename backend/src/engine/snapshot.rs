@@ -530,17 +530,27 @@ pub async fn snapshot(
         } else {
             None
         };
+        // A driver whose request could not be guaranteed still said what the car needs and when
+        // it leaves: its best effort is planned towards that (else evflex's defaults).
+        let asked = if opted_in && request.is_none() {
+            requests::latest_for_session(conn, s.id)
+                .await?
+                .filter(|q| q.departure_ts > t0)
+        } else {
+            None
+        };
+        let told = request.as_ref().or(asked.as_ref());
         let max_power_w = vehicle_power_w(
             evse.record
                 .rated_power_w
                 .unwrap_or(cfg.default_evse_power_w),
-            request.as_ref().and_then(|q| q.vehicle_max_power_w),
+            told.and_then(|q| q.vehicle_max_power_w),
         );
         let delivered = delivered_wh(conn, r, t0).await?;
         // The battery, where the request gives its size: the energy in it from the SoC at the
         // request plus what was charged since, else from the SoC the charge point last reported
         // for this session. The plan then follows its taper above the knee.
-        let battery = request.as_ref().and_then(|q| {
+        let battery = told.and_then(|q| {
             let capacity_wh = q.battery_capacity_wh.filter(|c| *c > 0)?;
             let reported = live
                 .iter()
@@ -586,12 +596,20 @@ pub async fn snapshot(
                     q.battery_capacity_wh,
                 )
             }
-            (None, true) => (
-                VehicleClass::BestEffort,
-                (cfg.default_energy_wh - delivered).max(0),
-                (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
-                None,
-            ),
+            (None, true) => match &asked {
+                Some(q) => (
+                    VehicleClass::BestEffort,
+                    (q.energy_wh - (delivered - q.session_energy_wh_at_request).max(0)).max(0),
+                    q.departure_ts,
+                    q.battery_capacity_wh,
+                ),
+                None => (
+                    VehicleClass::BestEffort,
+                    (cfg.default_energy_wh - delivered).max(0),
+                    (r.start_ts + cfg.default_dwell_s).max(t0 + 3_600),
+                    None,
+                ),
+            },
             // A car that keeps drawing past the assumption is planned to go on drawing what it
             // is measured at for another hour, so its draw is not left out of the plan
             // (issue 15: a car wanting 42.9 kWh against the 30 kWh assumed overloaded its group).

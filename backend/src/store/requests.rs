@@ -163,6 +163,21 @@ pub async fn insert(conn: &mut Conn, r: &ChargingRequest, now: i64) -> StoreResu
     Ok(id)
 }
 
+/// The session's newest request, whatever was decided: a rejected one still says what its
+/// driver wants and by when (`engine::snapshot` plans best effort towards it).
+pub async fn latest_for_session(
+    conn: &mut Conn,
+    session_row: i64,
+) -> StoreResult<Option<ChargingRequest>> {
+    let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM charging_requests WHERE session_row = $1 ORDER BY id DESC LIMIT 1"
+    )))
+    .bind(session_row)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(ChargingRequest::from))
+}
+
 /// A request by id.
 pub async fn get(conn: &mut Conn, id: i64) -> StoreResult<Option<ChargingRequest>> {
     let row: Option<RequestRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

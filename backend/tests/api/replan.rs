@@ -736,3 +736,39 @@ async fn the_arrival_reserve_yields_to_an_accepted_guarantee() {
     assert_eq!(s.reserve_w, 5_000);
     assert_eq!(s.inputs["capacity_w"][0], 11_040 - 5_000);
 }
+
+#[tokio::test]
+async fn a_request_that_was_not_guaranteed_still_steers_its_best_effort() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    app.put_group(1, 4_000, &["E1"]).await;
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    // 30 kWh in two hours on a 4 kW group cannot be guaranteed; alice does not take the offer.
+    let ask = json!({"session_id": "S1", "energy_kwh": 30.0,
+        "departure": format_rfc3339(T0 + 2 * 3_600)});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&ask))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("rejected")),
+        "{body}"
+    );
+    app.tick().await;
+    let mut conn = app.state.db.conn().await.unwrap();
+    let s = store::schedules::latest_of(&mut conn, 1, ts())
+        .await
+        .unwrap()
+        .unwrap();
+    let v = &s.inputs["vehicles"][0];
+    // Best effort towards what she asked, by when she leaves: not the default 20 kWh over 8 h.
+    assert_eq!(v["accepted"], false, "{v}");
+    assert_eq!(v["opted_in"], true, "{v}");
+    assert_eq!(v["energy_requested_wh"], 30_000, "{v}");
+    assert_eq!(v["departure"], 8, "{v}");
+    // All the group can give before she leaves: 4 kW for two hours.
+    assert_eq!(s.schedule["delivered_wh"][0], 8_000, "{}", s.schedule);
+}
