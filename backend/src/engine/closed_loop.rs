@@ -166,11 +166,11 @@ async fn assess_reading(
     .unwrap_or(engine.config.default_evse_power_w);
     let a = assess(profile.power_w, power_w, session.observed_max_w, rated_w);
     // A reading clearly below its limit with the battery's SoC: where the car's taper starts,
-    // for a request whose battery the plan follows.
+    // for a request (guaranteed or not) whose battery the plan follows.
     let mut taper_knee_permille = session.taper_knee_permille;
     if let Some(soc) = r.soc_permille
         && power_w + below_margin_w(profile.power_w) < profile.power_w
-        && let Some(q) = crate::store::requests::accepted_for_session(&mut conn, session.id)
+        && let Some(q) = crate::store::requests::latest_for_session(&mut conn, session.id)
             .await?
             .filter(|q| q.battery_capacity_wh.is_some())
         && let Some(knee) = knee_from_reading(
