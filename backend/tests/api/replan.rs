@@ -18,6 +18,15 @@ fn ts() -> i64 {
 }
 
 /// The revisions stored for (group, timestep), ascending.
+/// Group 1's newest schedule of the current timestep.
+async fn latest_plan(app: &TestApp) -> store::schedules::ScheduleRecord {
+    let mut conn = app.state.db.conn().await.unwrap();
+    store::schedules::latest_of(&mut conn, 1, ts())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 async fn revisions(app: &TestApp, group: i64, timestep: i64) -> Vec<i64> {
     let rows: Vec<(i64,)> = sqlx::query_as(
         "SELECT revision FROM schedules WHERE group_id = $1 AND timestep = $2 ORDER BY revision",
@@ -147,10 +156,7 @@ async fn an_accepted_request_gets_its_set_point_without_waiting_for_the_tick() {
     assert_eq!(sent.len(), 1, "bob's profile goes out with the re-plan");
     // 10 kWh in the 3 h 45 min from the next boundary on, plus the 5 minutes already past at
     // full power (the padding of a mid-step plan): the profile plans at least that.
-    let stored = store::schedules::latest_of(&mut app.state.db.conn().await.unwrap(), 1, ts())
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = latest_plan(&app).await;
     assert_eq!(stored.revision, 1);
     let inputs: evflex_schedule::GroupInputs = serde_json::from_value(stored.inputs).unwrap();
     let bob_vehicle = inputs
@@ -314,10 +320,7 @@ async fn the_worker_replans_on_its_own_and_two_replicas_plan_each_event_once() {
         "revisions {revs:?} for 11 events"
     );
     assert_eq!(revs, (0..revs.len() as i64).collect::<Vec<_>>());
-    let last = store::schedules::latest_of(&mut app.state.db.conn().await.unwrap(), 1, ts())
-        .await
-        .unwrap()
-        .unwrap();
+    let last = latest_plan(&app).await;
     assert_eq!(last.schedule["vehicle_ids"].as_array().unwrap().len(), 10);
     // No session got two set-points from one revision.
     let (dupes,): (i64,) = sqlx::query_as(
@@ -554,11 +557,7 @@ async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
     );
     app.tick().await;
     let knee_of_plan = async |app: &TestApp| {
-        let mut conn = app.state.db.conn().await.unwrap();
-        let s = store::schedules::latest_of(&mut conn, 1, ts())
-            .await
-            .unwrap()
-            .unwrap();
+        let s = latest_plan(app).await;
         s.inputs["vehicles"][0]["taper_knee_permille"].as_i64()
     };
     assert_eq!(knee_of_plan(&app).await, Some(800));
@@ -641,11 +640,7 @@ async fn an_accepted_offer_gets_the_rest_of_its_request_once_there_is_room() {
     assert!((19_000..21_000).contains(&offered_wh), "{body}");
     app.tick().await;
     let alice_in_plan = async |app: &TestApp| {
-        let mut conn = app.state.db.conn().await.unwrap();
-        let s = store::schedules::latest_of(&mut conn, 1, ts())
-            .await
-            .unwrap()
-            .unwrap();
+        let s = latest_plan(app).await;
         let vehicle = s.inputs["vehicles"]
             .as_array()
             .unwrap()
@@ -715,11 +710,7 @@ async fn the_arrival_reserve_yields_to_an_accepted_guarantee() {
         .await;
     assert_eq!(status, 200, "{body}");
     app.tick().await;
-    let mut conn = app.state.db.conn().await.unwrap();
-    let s = store::schedules::latest_of(&mut conn, 1, ts())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = latest_plan(&app).await;
     assert_eq!(s.reserve_w, 0, "the reserve yielded");
     assert_eq!(s.inputs["capacity_w"][0], 11_040);
     assert_eq!(s.schedule["unmet_wh"][0], 0, "{}", s.schedule);
@@ -729,10 +720,7 @@ async fn the_arrival_reserve_yields_to_an_accepted_guarantee() {
     request_accepted(&app, &alice, "S1", 5.0, T0 + 3_600).await;
     let report = replan::run_pending(&app.state.engine).await;
     assert_eq!(report.solved(), 1, "{report:?}");
-    let s = store::schedules::latest_of(&mut conn, 1, ts())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = latest_plan(&app).await;
     assert_eq!(s.reserve_w, 5_000);
     assert_eq!(s.inputs["capacity_w"][0], 11_040 - 5_000);
 }
@@ -758,11 +746,7 @@ async fn a_request_that_was_not_guaranteed_still_steers_its_best_effort() {
         "{body}"
     );
     app.tick().await;
-    let mut conn = app.state.db.conn().await.unwrap();
-    let s = store::schedules::latest_of(&mut conn, 1, ts())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = latest_plan(&app).await;
     let v = &s.inputs["vehicles"][0];
     // Best effort towards what she asked, by when she leaves: not the default 20 kWh over 8 h.
     assert_eq!(v["accepted"], false, "{v}");
