@@ -3,7 +3,9 @@
 //!
 //! The receiver checks token B, records each session's latest profile and answers
 //! `ACCEPTED`; [`Profile::limit_at`] gives the limit in force at an instant, which is what the
-//! simulated charge point obeys.
+//! simulated charge point obeys. Like a real CPO (OCPI 2.2.1 `SetChargingProfile`), it then
+//! posts the `ChargingProfileResult` to the profile's `response_url` once the charge point has
+//! applied it (`crate::live`, at the second it takes effect).
 //!
 //! Like real CPO backends, it does not take every profile ([`Quirks`], on in the demo): some
 //! charge points' firmware cannot be smart-charged, so the CPO answers `REJECTED` to every
@@ -94,6 +96,9 @@ pub struct CpoInbox {
     pub profiles: HashMap<String, Profile>,
     /// Profiles received per session id.
     pub received: HashMap<String, usize>,
+    /// The `response_url` of each session's latest `ACCEPTED` profile: where the CPO posts its
+    /// `ChargingProfileResult` once the charge point applied it (`crate::live`).
+    pub result_urls: HashMap<String, String>,
     /// Requests refused for a wrong token.
     pub unauthorized: usize,
     /// Profile PUTs answered per `ChargingProfileResponse` result (`ACCEPTED`, `TOO_OFTEN`,
@@ -269,6 +274,10 @@ async fn set_profile(
     *inbox.answers.entry(result).or_default() += 1;
     if result == "ACCEPTED" {
         *inbox.received.entry(session_id.clone()).or_default() += 1;
+        match body.get("response_url").and_then(Value::as_str) {
+            Some(url) => inbox.result_urls.insert(session_id.clone(), url.to_owned()),
+            None => inbox.result_urls.remove(&session_id),
+        };
         inbox.profiles.insert(session_id, profile);
     }
     (
@@ -288,6 +297,7 @@ async fn clear_profile(
     }
     let mut inbox = s.inbox.lock().unwrap_or_else(|p| p.into_inner());
     *inbox.received.entry(session_id.clone()).or_default() += 1;
+    inbox.result_urls.remove(&session_id);
     inbox.profiles.remove(&session_id);
     (
         StatusCode::OK,

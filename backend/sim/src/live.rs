@@ -14,7 +14,10 @@
 //! 4. lets evflex plan what these events asked for at this simulated second
 //!    ([`Operator::settle`]: the re-plans its event hooks recorded), and reads the profiles
 //!    the CPO server received since: each takes effect [`Continuous::profile_latency_s`] later
-//!    (the CPO backend, the charge point and the car between them).
+//!    (the CPO backend, the charge point and the car between them), and at that second the
+//!    CPO posts its `ChargingProfileResult` (`ACCEPTED`) to the profile's `response_url`, as
+//!    an OCPI CPO does once the charge point applied it, so evflex knows the profile is in
+//!    force and holds the meter values against it (`engine::closed_loop`).
 //!
 //! Then every charge point draws, for the second, `min(limit in force, the battery's taper,
 //! what the car still takes)`; one that ignores profiles ([`Continuous::ignore_profiles_share`])
@@ -168,6 +171,9 @@ struct Car {
     battery: Battery,
     /// Profiles received and when each takes effect (`None`: cleared).
     pending: Vec<(i64, Option<Profile>)>,
+    /// The `response_url`s of the accepted profiles among them, with the second each takes
+    /// effect: the CPO posts the `ChargingProfileResult` then.
+    results: Vec<(i64, String)>,
     in_force: Option<Profile>,
     /// Profile PUTs (and clears) seen at the CPO server.
     seen: usize,
@@ -210,11 +216,25 @@ pub(crate) async fn play(
             .filter(|vi| world.vehicles[*vi].departure_ts == t)
             .collect();
         let coming = arrivals.remove(&t).unwrap_or_default();
-        if leaving.is_empty() && coming.is_empty() && !quarter && !meter {
+        let results: Vec<String> = cars
+            .values_mut()
+            .flat_map(|car| {
+                let (due, later) = std::mem::take(&mut car.results)
+                    .into_iter()
+                    .partition::<Vec<_>, _>(|(at, _)| *at <= t);
+                car.results = later;
+                due.into_iter().map(|(_, url)| url)
+            })
+            .collect();
+        if leaving.is_empty() && coming.is_empty() && !quarter && !meter && results.is_empty() {
             step_second(world, &mut cars, &mut trace, live, t, m);
             continue;
         }
         target.set_clock(t).await?;
+        // The CPO's asynchronous results for the profiles that take effect this second.
+        for url in results {
+            world.post_profile_result(&url).await;
+        }
         for vi in leaving {
             cars.remove(&vi);
             world.unplug(vi, t).await;
@@ -229,6 +249,7 @@ pub(crate) async fn play(
                     Car {
                         battery,
                         pending: Vec::new(),
+                        results: Vec::new(),
                         in_force: None,
                         seen: 0,
                         interval_wh: 0.0,
@@ -303,8 +324,13 @@ fn collect_profiles(
                 arrivals_profiled.push((*vi, first.saturating_duration_since(*put)));
             }
             car.seen = received;
-            car.pending
-                .push((effective, inbox.profiles.get(sid).cloned()));
+            let profile = inbox.profiles.get(sid).cloned();
+            if profile.is_some()
+                && let Some(url) = inbox.result_urls.get(sid)
+            {
+                car.results.push((effective, url.clone()));
+            }
+            car.pending.push((effective, profile));
         }
     }
     drop(inbox);

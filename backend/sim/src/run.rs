@@ -302,6 +302,22 @@ impl World<'_> {
             .await
     }
 
+    /// Posts the CPO's `ChargingProfileResult` (`ACCEPTED`) to a profile's `response_url`. A
+    /// result for a set-point evflex no longer knows is an answer nobody waits for: logged, not
+    /// counted as an error.
+    pub(crate) async fn post_profile_result(&mut self, url: &str) {
+        let Some(at) = url.find("/ocpi/") else {
+            tracing::warn!(url, "sim: a response_url outside evflex's OCPI routes");
+            return;
+        };
+        if let Err(e) = self
+            .cpo_call(Method::POST, &url[at..], &json!({"result": "ACCEPTED"}))
+            .await
+        {
+            tracing::debug!(url, error = %e, "sim: profile result not taken");
+        }
+    }
+
     pub(crate) fn note(&mut self, r: SimResult<Value>) -> Option<Value> {
         match r {
             Ok(v) => Some(v),

@@ -3,7 +3,12 @@
 //!
 //! For every power reading of a session whose profile the CPO confirmed in force (`in_force`,
 //! or `unchanged` since), at least [`GRACE_S`] after it took effect, [`assess`] compares the
-//! measured power with the profile's limit for now:
+//! measured power with the profile's limit for now. A session that no profile ever limited
+//! (a car that did not opt in and fits the headroom) is held against its charge point's rating
+//! from [`GRACE_S`] after it started: it draws what it can, so its draw is what the plan counts
+//! (issue 15: "plan uncontrolled cars from their measured draw"; a car drawing 7 kW at a 22 kW
+//! point had kept 15 kW of the group's capacity from the others all day).
+//!
 //!
 //! - **Below**: more than [`below_margin_w`] under the limit (a battery tapering or full, or a
 //!   vehicle whose own maximum is below the charge point's). The session's `observed_max_w`
@@ -32,9 +37,12 @@ use crate::store::meter::MeterReading;
 use crate::store::schedules;
 use crate::store::{StoreResult, sessions};
 
-/// Seconds after a profile took effect before readings are held against it (the station's own
-/// reaction).
-pub const GRACE_S: i64 = 30;
+/// Seconds after a profile took effect (or a session started) before readings are held against
+/// it: the station's own reaction, and a whole meter interval (60 s, the usual sampling) drawn
+/// under the new limit, since a reading may average its interval (the simulator's do). At 30 s,
+/// a reading half before and half after a limit went up showed the car at half its new limit,
+/// and the plan capped it there.
+pub const GRACE_S: i64 = 90;
 
 /// How far under its limit a car must draw to count as not taking it (W).
 pub fn below_margin_w(limit_w: i64) -> i64 {
@@ -148,11 +156,11 @@ async fn assess_reading(
     else {
         return Ok(None);
     };
-    let Some(profile) = schedules::last_profile_of_session(&mut conn, session.id).await? else {
-        return Ok(None);
-    };
-    let in_force = matches!(profile.status.as_str(), "in_force" | "unchanged");
-    if !in_force || r.ts < profile.updated_at + GRACE_S {
+    let profile = schedules::last_profile_of_session(&mut conn, session.id).await?;
+    if profile
+        .as_ref()
+        .is_some_and(|p| !matches!(p.status.as_str(), "in_force" | "unchanged"))
+    {
         return Ok(None);
     }
     let rated_w = crate::store::locations::get_evse(
@@ -164,12 +172,21 @@ async fn assess_reading(
     .await?
     .and_then(|e| e.record.rated_power_w)
     .unwrap_or(engine.config.default_evse_power_w);
-    let a = assess(profile.power_w, power_w, session.observed_max_w, rated_w);
+    // The limit the reading is held against, and since when: the profile in force, else (no
+    // profile ever limited the session) the charge point's rating since the session started.
+    let (limit_w, since) = match &profile {
+        Some(p) => (p.power_w, p.updated_at),
+        None => (rated_w, session.record.start_ts),
+    };
+    if r.ts < since + GRACE_S {
+        return Ok(None);
+    }
+    let a = assess(limit_w, power_w, session.observed_max_w, rated_w);
     // A reading clearly below its limit with the battery's SoC: where the car's taper starts,
     // for a request (guaranteed or not) whose battery the plan follows.
     let mut taper_knee_permille = session.taper_knee_permille;
     if let Some(soc) = r.soc_permille
-        && power_w + below_margin_w(profile.power_w) < profile.power_w
+        && power_w + below_margin_w(limit_w) < limit_w
         && let Some(q) = crate::store::requests::latest_for_session(&mut conn, session.id)
             .await?
             .filter(|q| q.battery_capacity_wh.is_some())
@@ -188,7 +205,7 @@ async fn assess_reading(
         (true, Some(since)) => Some(since),
         (true, None) => {
             tracing::warn!(session = %session_id, evse = %session.record.evse_uid,
-                limit_w = profile.power_w, measured_w = power_w,
+                limit_w, measured_w = power_w,
                 "closed loop: the charge point draws above its limit");
             Some(r.ts)
         }

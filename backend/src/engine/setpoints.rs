@@ -23,7 +23,9 @@
 //! **Only changes are sent** (issue 15: a CPO is not flooded with a fresh 24-hour profile per
 //! car at every tick): a new set-point whose profile says what the profile the CPO confirmed
 //! in force already says ([`unchanged`]) is stored as `unchanged` and not sent. A profile is
-//! sent again when a limit moves by more than [`UNCHANGED_W`] (any change of an amps limit),
+//! sent again when a limit falls at all (the plan gave the watts it takes away to other cars,
+//! so a limit left a little high would put the group over its capacity), rises by more than
+//! [`UNCHANGED_W`] (any change of an amps limit),
 //! when its unit or minimum changes, when the one in force was not confirmed (`sent` without a
 //! result, or refused), or when the one in force would end within [`REFRESH_BEFORE_END_S`] of
 //! the new one's end (so a profile never runs out while the car is still planned).
@@ -433,8 +435,9 @@ fn answer_of(body: &str) -> Answer {
     }
 }
 
-/// Limits of a new profile closer than this to the profile in force are not worth a new
-/// `PUT` (W). Amps limits are whole steps: any change is sent.
+/// Limits of a new profile at most this far above the profile in force are not worth a new
+/// `PUT` (W): the car gets a little less than planned, which no limit minds. A limit that
+/// falls is always sent. Amps limits are whole steps: any change is sent.
 pub const UNCHANGED_W: f64 = 100.0;
 /// A profile in force that ends more than this before the new one's end is refreshed (s).
 pub const REFRESH_BEFORE_END_S: i64 = 4 * 3_600;
@@ -477,7 +480,7 @@ impl Limits {
 }
 
 /// Whether a `new` profile says what the profile `in_force` says from the new one's start on,
-/// within [`UNCHANGED_W`] (module docs: only changes are sent).
+/// no lower anywhere and at most [`UNCHANGED_W`] higher (module docs: only changes are sent).
 pub fn unchanged(in_force: &serde_json::Value, new: &serde_json::Value) -> bool {
     let (Some(old), Some(new)) = (Limits::of(in_force), Limits::of(new)) else {
         return false;
@@ -494,7 +497,10 @@ pub fn unchanged(in_force: &serde_json::Value, new: &serde_json::Value) -> bool 
     std::iter::once(new.start)
         .chain(old.periods.iter().chain(&new.periods).map(|(t, _)| *t))
         .filter(|t| (new.start..until).contains(t))
-        .all(|t| (old.at(t) - new.at(t)).abs() <= tolerance)
+        .all(|t| {
+            let rise = new.at(t) - old.at(t);
+            (0.0..=tolerance).contains(&rise) || rise.abs() <= 1e-9
+        })
 }
 
 /// Where a session's last profile stands, for the planner and the cockpit.
@@ -752,14 +758,23 @@ mod tests {
             "W",
             json!([{"start_period": 0, "limit": 11040.0}, {"start_period": 3600, "limit": 4000.0}]),
         );
-        // At 10:15 the plan says the same from 10:15 on (within 100 W): not sent.
+        // At 10:15 the plan says the same from 10:15 on (at most 100 W more): not sent.
         let same = profile(
+            "2024-05-01T10:15:00Z",
+            day,
+            "W",
+            json!([{"start_period": 0, "limit": 11040.0}, {"start_period": 2700, "limit": 4080.0}]),
+        );
+        assert!(unchanged(&in_force, &same));
+        // A limit 40 W lower is sent: the plan gave those watts to another car, and the one in
+        // force would put the group 40 W over its capacity.
+        let lower = profile(
             "2024-05-01T10:15:00Z",
             day,
             "W",
             json!([{"start_period": 0, "limit": 11000.0}, {"start_period": 2700, "limit": 4000.0}]),
         );
-        assert!(unchanged(&in_force, &same));
+        assert!(!unchanged(&in_force, &lower));
         // A step that moves by more than 100 W, or moves in time, is sent.
         let more = profile(
             "2024-05-01T10:15:00Z",

@@ -457,10 +457,11 @@ async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_pla
     assert!(limit(taper) >= 6_000, "{} + {}", limit("S1"), limit("S2"));
     assert_eq!(limit(taper) + limit(other), 12_000);
 
-    // A minute later the tapering car draws 2 kW of its limit: its maximum becomes 2.7 kW,
-    // the group is re-planned at once and the other car gets the rest.
-    app.clock.advance(60);
-    power_reading(&app, taper_evse, taper, T0 + 60, 2_000).await;
+    // Once its limit has been in force for a whole meter interval, the tapering car draws
+    // 2 kW of it: its maximum becomes 2.7 kW, the group is re-planned at once and the other
+    // car gets the rest.
+    app.clock.advance(GRACE);
+    power_reading(&app, taper_evse, taper, T0 + GRACE, 2_000).await;
     let group = cockpit(&app).await;
     let cp = |g: &Value, uid: &str| {
         g["charge_points"]
@@ -479,13 +480,14 @@ async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_pla
     // A reading that changes nothing re-plans nothing.
     confirm(&app, &cpo, taper).await;
     confirm(&app, &cpo, other).await;
-    app.clock.advance(60);
-    power_reading(&app, taper_evse, taper, T0 + 120 + GRACE, 2_100).await;
+    app.clock.advance(GRACE);
+    let now = app.clock.now_s();
+    power_reading(&app, taper_evse, taper, now, 2_100).await;
     assert_eq!(app.count("replan_requests").await, 0);
 
     // The other charge point ignores its profile and draws 11 kW: it is shown as over its
     // limit and planned at its measured draw; the tapering car gets what is left.
-    power_reading(&app, other_evse, other, T0 + 120 + GRACE, 11_000).await;
+    power_reading(&app, other_evse, other, now, 11_000).await;
     let group = cockpit(&app).await;
     assert!(
         cp(&group, other_evse)["over_limit_since"].is_string(),
@@ -494,7 +496,8 @@ async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_pla
     replan::run_pending(&app.state.engine).await;
     assert_eq!(limit(taper), 1_000, "12 kW less the 11 kW drawn");
     // It complies again: back under control.
-    power_reading(&app, other_evse, other, T0 + 180 + GRACE, 9_000).await;
+    app.clock.advance(60);
+    power_reading(&app, other_evse, other, now + 60, 9_000).await;
     assert!(cp(&cockpit(&app).await, other_evse)["over_limit_since"].is_null());
     replan::run_pending(&app.state.engine).await;
     assert_eq!(limit(taper), 2_700);
@@ -524,8 +527,8 @@ async fn a_driver_is_warned_as_soon_as_a_tapering_car_cannot_meet_its_guarantee(
 
     // The car draws 2 kW of its 11.04 kW: at most 2.7 kW from now on, 8.1 kWh in 3 hours,
     // not 20. The re-plan shows the shortfall and the driver is told why.
-    app.clock.advance(60);
-    power_reading(&app, "E1", "S1", T0 + 60, 2_000).await;
+    app.clock.advance(GRACE);
+    power_reading(&app, "E1", "S1", T0 + GRACE, 2_000).await;
     replan::run_pending(&app.state.engine).await;
     let s = status_of(&app).await;
     let short = s["shortfall_kwh"].as_f64().unwrap_or_default();
@@ -755,4 +758,41 @@ async fn a_request_that_was_not_guaranteed_still_steers_its_best_effort() {
     assert_eq!(v["departure"], 8, "{v}");
     // All the group can give before she leaves: 4 kW for two hours.
     assert_eq!(s.schedule["delivered_wh"][0], 8_000, "{}", s.schedule);
+}
+
+#[tokio::test]
+async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 15_000, &["E1", "E2"]).await;
+    // A car that did not opt in fits the group at the charge point's 11.04 kW: no profile
+    // limits it. Alice, opted in, gets the rest.
+    let (_, _, walk_in_uid) = app.new_user("walk-in", false).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &walk_in_uid, 0.0).await;
+    app.put_session("S2", "E2", &alice_uid, 0.0).await;
+    app.tick().await;
+    assert!(profiles_for(&cpo, "S1").is_empty());
+    let alice = || first_limit(profiles_for(&cpo, "S2").last().unwrap()) as i64;
+    assert_eq!(alice(), 15_000 - 11_040);
+
+    // Its own maximum is 5 kW, and it draws that: the plan counts it at 6 kW from then on
+    // (issue 15: a car drawing 7 kW at a 22 kW point had held 15 kW from the others), and
+    // Alice gets the room it leaves.
+    power_reading(&app, "E1", "S1", T0, 5_000).await;
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let group = cockpit(&app).await;
+    let walk_in = group["charge_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["evse_uid"] == "E1")
+        .unwrap()
+        .clone();
+    assert_eq!(walk_in["observed_max_w"], 6_000, "{group}");
+    assert_eq!(alice(), 15_000 - 6_000);
+    assert!(profiles_for(&cpo, "S1").is_empty(), "still never limited");
 }
