@@ -24,12 +24,21 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Installs the tracing subscriber (`RUST_LOG`, default `info`); idempotent.
+/// Installs the tracing subscriber (`RUST_LOG`, default `info`); idempotent. With
+/// `EVFLEX_LOG_SPANS=1` every span logs its time when it closes (`time.busy`, `time.idle`): where
+/// a re-plan spends its time (snapshot, solve, plan, commit), for profiling.
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::format::FmtSpan;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spans = if std::env::var("EVFLEX_LOG_SPANS").is_ok_and(|v| v == "1") {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_span_events(spans)
         .try_init();
 }

@@ -55,6 +55,11 @@ pub fn bench_steps(args: &evflex_sim::steps::StepsBenchArgs) -> anyhow::Result<(
 
 /// `evflex bench replan`.
 pub fn bench_replan(args: &evflex_sim::bench::ReplanBenchArgs) -> anyhow::Result<()> {
+    // Quiet unless asked: `RUST_LOG=debug EVFLEX_LOG_SPANS=1` shows where each re-plan spends
+    // its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        evflex::telemetry::init_tracing();
+    }
     let report = tokio::runtime::Runtime::new()?.block_on(evflex_sim::bench::run(args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -56,6 +56,7 @@ use evflex_schedule::{
     Wiring,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// What the engine knows about one vehicle of the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +366,31 @@ pub async fn delivered_wh(
     Ok(metered.map_or(s.energy_wh, |m| m.max(s.energy_wh)))
 }
 
+/// [`delivered_wh`] of several sessions in one query, in the order given.
+pub async fn delivered_of(
+    conn: &mut Conn,
+    sessions: &[&crate::store::sessions::SessionRecord],
+    now: i64,
+) -> StoreResult<Vec<i64>> {
+    let windows: Vec<(&str, &str, &str, i64)> = sessions
+        .iter()
+        .map(|s| {
+            (
+                s.country_code.as_str(),
+                s.party_id.as_str(),
+                s.evse_uid.as_str(),
+                s.start_ts,
+            )
+        })
+        .collect();
+    let metered = meter::register_energy_of(conn, &windows, now).await?;
+    Ok(sessions
+        .iter()
+        .zip(metered)
+        .map(|(s, m)| m.map_or(s.energy_wh, |m| m.max(s.energy_wh)))
+        .collect())
+}
+
 /// Minimum charging power of an EVSE (6 A per phase at 230 V for AC; 0 for DC).
 pub fn min_power_w(power_type: Option<&str>, phases: Option<i64>, max_power_w: i64) -> i64 {
     if power_type == Some("DC") {
@@ -472,10 +498,37 @@ pub async fn snapshot(
         .collect();
     let measured_load_w = members.iter().map(|m| m.measured_w).sum();
 
+    // The sessions' set-points, drivers, requests and metered energy, each in one query for the
+    // whole group (a re-plan in a burst over many groups read them session by session before,
+    // four round trips per car).
+    let open = sessions::open_sessions_of_group(conn, g.id).await?;
+    let rows: Vec<i64> = open.iter().map(|s| s.id).collect();
+    let mut last_profiles = schedules::last_profiles_of_sessions(conn, &rows).await?;
+    let mut drivers: Vec<i64> = open.iter().filter_map(|s| s.user_id).collect();
+    drivers.sort_unstable();
+    drivers.dedup();
+    let opted_in_drivers = users::opted_in_among(conn, &drivers).await?;
+    let opted_rows: Vec<i64> = open
+        .iter()
+        .filter(|s| s.user_id.is_some_and(|u| opted_in_drivers.contains(&u)))
+        .map(|s| s.id)
+        .collect();
+    let mut accepted_of = HashMap::new();
+    let mut latest_of = HashMap::new();
+    for q in requests::of_sessions(conn, &opted_rows).await? {
+        if q.decision == requests::Decision::Accepted {
+            accepted_of.insert(q.session_row, q.clone());
+        }
+        latest_of.insert(q.session_row, q);
+    }
+    let records: Vec<&crate::store::sessions::SessionRecord> =
+        open.iter().map(|s| &s.record).collect();
+    let delivered_of = delivered_of(conn, &records, t0).await?;
+
     let mut vehicles = Vec::new();
     let mut infos = Vec::new();
     let mut fixed = Vec::new();
-    for s in sessions::open_sessions_of_group(conn, g.id).await? {
+    for (s, &delivered) in open.iter().zip(&delivered_of) {
         let r = &s.record;
         let Some(evse) = evses.iter().find(|e| e.record.uid == r.evse_uid) else {
             continue;
@@ -490,7 +543,7 @@ pub async fn snapshot(
         if infos.iter().any(|v: &VehicleInfo| v.vehicle_id == id) {
             continue;
         }
-        let last = schedules::last_profile_of_session(conn, s.id).await?;
+        let last = last_profiles.remove(&s.id);
         let reason = match setpoints::standing(last.as_ref(), t0) {
             // A car that draws above its limit in force (`closed_loop`) is counted at its
             // measured draw until it complies again.
@@ -519,26 +572,15 @@ pub async fn snapshot(
             });
             continue;
         }
-        let opted_in = match s.user_id {
-            Some(uid) => users::get(conn, uid).await?.is_some_and(|u| u.opted_in),
-            None => false,
-        };
-        let request = if opted_in {
-            requests::accepted_for_session(conn, s.id)
-                .await?
-                .filter(|q| q.departure_ts > t0)
-        } else {
-            None
-        };
+        let opted_in = s.user_id.is_some_and(|u| opted_in_drivers.contains(&u));
+        let request = accepted_of
+            .remove(&s.id)
+            .filter(|q| opted_in && q.departure_ts > t0);
         // A driver whose request could not be guaranteed still said what the car needs and when
         // it leaves: its best effort is planned towards that (else evflex's defaults).
-        let asked = if opted_in && request.is_none() {
-            requests::latest_for_session(conn, s.id)
-                .await?
-                .filter(|q| q.departure_ts > t0)
-        } else {
-            None
-        };
+        let asked = latest_of
+            .remove(&s.id)
+            .filter(|q| opted_in && request.is_none() && q.departure_ts > t0);
         let told = request.as_ref().or(asked.as_ref());
         let max_power_w = vehicle_power_w(
             evse.record
@@ -546,7 +588,6 @@ pub async fn snapshot(
                 .unwrap_or(cfg.default_evse_power_w),
             told.and_then(|q| q.vehicle_max_power_w),
         );
-        let delivered = delivered_wh(conn, r, t0).await?;
         // The battery, where the request gives its size: the energy in it from the SoC at the
         // request plus what was charged since, else from the SoC the charge point last reported
         // for this session. The plan then follows its taper above the knee.

@@ -59,6 +59,7 @@ use evflex_schedule::{GroupInputs, Schedule, SolveOptions};
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Runs one tick for absolute `timestep` (Unix seconds / 900): the "run one step" entry point
 /// used by the wall-clock loop, the tests and the demo's simulated clock.
@@ -198,13 +199,17 @@ async fn tick_group(engine: &Engine, group_id: i64, timestep: u64) -> Result<Tic
 /// PostgreSQL: one transaction from the lease to the commit (see the module docs). SQLite: the
 /// snapshot and the solve run outside any transaction (its single connection must stay free for
 /// ingestion while the solver runs) and the commit transaction is the lease.
+#[tracing::instrument(level = "debug", skip_all, fields(group_id))]
 pub(super) async fn plan_group(
     engine: &Engine,
     group_id: i64,
     timestep: u64,
     trigger: Trigger,
 ) -> Result<Ticked, TickError> {
-    let Some(mut claim) = Claim::take(engine, group_id).await? else {
+    let Some(mut claim) = Claim::take(engine, group_id)
+        .instrument(tracing::debug_span!("claim"))
+        .await?
+    else {
         return Ok(Ticked::Skipped(SkipReason::Held));
     };
     let inputs = match claim
@@ -404,6 +409,7 @@ fn committed_by(lease: Option<Lease>, timestep: i64) -> SkipReason {
 /// re-plan plans the timestep's next revision (revision 0 when the tick has not run yet), and
 /// skips a group with no event waiting. Either clears the group's waiting events when it
 /// commits: the snapshot, read after them, covers them.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn read_inputs(
     engine: &Engine,
     conn: &mut Conn,
@@ -478,6 +484,7 @@ fn previous_or_log(last: &ScheduleRecord) -> Option<Schedule> {
 }
 
 /// Runs the optimiser on a blocking thread.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn solve(
     inputs: GroupInputs,
     opts: SolveOptions,
@@ -504,6 +511,7 @@ enum Committed {
 /// primary key is the last guard against a second commit of (group, timestep, revision)), then
 /// the flexibility, the set-points, the chain work, the lease record and the clearing of the
 /// events the plan covers (`replan_seq`, see [`crate::store::replans`]).
+#[tracing::instrument(level = "debug", skip_all)]
 async fn commit(
     engine: &Engine,
     mut tx: Tx,

@@ -194,6 +194,52 @@ pub async fn register_series(
     .await?)
 }
 
+/// [`register_energy_wh`] of several EVSEs, each from its own start, in one query: for each
+/// `(country_code, party_id, evse_uid, start_ts)` of `windows`, the register's energy over
+/// `[start_ts, end_ts]`, in the order given.
+pub async fn register_energy_of(
+    conn: &mut Conn,
+    windows: &[(&str, &str, &str, i64)],
+    end_ts: i64,
+) -> StoreResult<Vec<Option<i64>>> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<String> = (0..windows.len())
+        .map(|i| format!("({})", super::numbered(2 + 5 * i, 5)))
+        .collect();
+    let sql = format!(
+        "WITH w(k, country_code, party_id, evse_uid, start_ts) AS (VALUES {})
+         SELECT w.k, MIN(m.energy_wh), MAX(m.energy_wh), COUNT(m.energy_wh)
+         FROM w JOIN meter_values m
+           ON m.country_code = w.country_code AND m.party_id = w.party_id
+              AND m.evse_uid = w.evse_uid AND m.ts >= w.start_ts AND m.ts <= $1
+              AND m.energy_wh IS NOT NULL
+         GROUP BY w.k",
+        rows.join(", ")
+    );
+    let mut query =
+        sqlx::query_as::<_, (i64, Option<i64>, Option<i64>, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(end_ts);
+    for (k, (cc, pid, uid, start)) in windows.iter().enumerate() {
+        query = query
+            .bind(k as i64)
+            .bind(*cc)
+            .bind(*pid)
+            .bind(*uid)
+            .bind(*start);
+    }
+    let mut out = vec![None; windows.len()];
+    for (k, min, max, n) in query.fetch_all(conn).await? {
+        if let (Some(min), Some(max), true, Some(slot)) =
+            (min, max, n >= 2, out.get_mut(k as usize))
+        {
+            *slot = Some(max - min);
+        }
+    }
+    Ok(out)
+}
+
 /// Energy from the meter register of an EVSE over `[start_ts, end_ts]` (last minus first
 /// reading, Wh), `None` with fewer than two readings.
 pub async fn register_energy_wh(

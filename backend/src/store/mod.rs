@@ -200,6 +200,14 @@ impl Db {
 }
 
 /// Serialises a value for a JSON `TEXT` column.
+/// `$first, $first+1, …` for `n` bound parameters: an `IN (…)` list of a batched read.
+pub(crate) fn numbered(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }

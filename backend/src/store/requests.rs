@@ -204,6 +204,32 @@ pub async fn accepted_for_session(
     Ok(row.map(ChargingRequest::from))
 }
 
+/// Every request of the sessions in `session_rows`, oldest first (a group's snapshot reads
+/// them all at once and takes each session's [`accepted_for_session`] and
+/// [`latest_for_session`] from them).
+pub async fn of_sessions(
+    conn: &mut Conn,
+    session_rows: &[i64],
+) -> StoreResult<Vec<ChargingRequest>> {
+    if session_rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM charging_requests WHERE session_row IN ({}) ORDER BY id",
+        super::numbered(1, session_rows.len())
+    );
+    let mut query = sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql));
+    for row in session_rows {
+        query = query.bind(row);
+    }
+    Ok(query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(ChargingRequest::from)
+        .collect())
+}
+
 /// Counts requests by decision (for tests and the cockpit).
 pub async fn count_by_decision(conn: &mut Conn, decision: Decision) -> StoreResult<i64> {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM charging_requests WHERE decision = $1")

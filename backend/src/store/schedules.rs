@@ -654,6 +654,38 @@ pub async fn last_profile_of_session(
     .await?)
 }
 
+/// [`last_profile_of_session`] of every session in `session_rows` in one query (a group's
+/// snapshot reads them all at once): session row → its newest set-point's state.
+pub async fn last_profiles_of_sessions(
+    conn: &mut Conn,
+    session_rows: &[i64],
+) -> StoreResult<std::collections::HashMap<i64, ProfileState>> {
+    #[derive(FromRow)]
+    struct Keyed {
+        session_row: i64,
+        #[sqlx(flatten)]
+        state: ProfileState,
+    }
+    if session_rows.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT session_row, {PROFILE_STATE_COLUMNS} FROM setpoints WHERE id IN (
+             SELECT MAX(id) FROM setpoints WHERE session_row IN ({}) GROUP BY session_row)",
+        super::numbered(1, session_rows.len())
+    );
+    let mut query = sqlx::query_as::<_, Keyed>(sqlx::AssertSqlSafe(sql));
+    for row in session_rows {
+        query = query.bind(row);
+    }
+    Ok(query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|k| (k.session_row, k.state))
+        .collect())
+}
+
 /// The newest set-point of a session in a group, if any.
 pub async fn last_profile(
     conn: &mut Conn,

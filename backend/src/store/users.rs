@@ -107,6 +107,30 @@ pub async fn get(conn: &mut Conn, id: i64) -> StoreResult<Option<User>> {
     Ok(row.map(User::from))
 }
 
+/// Which of `ids` are users who opted in (a group's snapshot asks for all its drivers at once).
+pub async fn opted_in_among(
+    conn: &mut Conn,
+    ids: &[i64],
+) -> StoreResult<std::collections::HashSet<i64>> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT id FROM users WHERE opted_in <> 0 AND id IN ({})",
+        super::numbered(1, ids.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    Ok(query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect())
+}
+
 /// The user evflex issued an OCPI token uid to, if any (uids are unique).
 pub async fn by_token_uid(conn: &mut Conn, token_uid: &str) -> StoreResult<Option<User>> {
     let row: Option<UserRow> = sqlx::query_as(

@@ -796,3 +796,56 @@ async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
     assert_eq!(alice(), 15_000 - 6_000);
     assert!(profiles_for(&cpo, "S1").is_empty(), "still never limited");
 }
+
+/// Each car's delivered energy is the freshest of what its CPO reported and what its charge
+/// point's register moved since the session started (issue 15), read for the whole group at
+/// once.
+async fn the_plan_counts_each_cars_freshest_energy(backend: Backend) {
+    let mut app = spawn_app_on(backend).await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 30_000, &["E1", "E2"]).await;
+    let (_, _, one) = app.new_user("walk-in-1", false).await;
+    let (_, _, two) = app.new_user("walk-in-2", false).await;
+    // The CPO says 1 kWh for S1 and 3 kWh for S2 (both started at 09:30).
+    app.put_session("S1", "E1", &one, 1.0).await;
+    app.put_session("S2", "E2", &two, 3.0).await;
+    let reading = |at: &str, wh: i64| {
+        json!({"timestamp": at, "sampledValue": [
+            {"measurand": "Energy.Active.Import.Register", "value": wh.to_string(), "unit": "Wh"}]})
+    };
+    // E1's register moved 4 kWh since 09:30 (its 09:00 reading, another car's, is not S1's);
+    // E2's moved 1 kWh, less than its CPO's 3 kWh.
+    let batch = json!({"meter_values": [
+        {"evse_uid": "E1", "meterValue": [reading("2024-05-01T09:00:00Z", 0)]},
+        {"evse_uid": "E1", "session_id": "S1", "meterValue": [
+            reading("2024-05-01T09:30:00Z", 10_000), reading("2024-05-01T09:50:00Z", 14_000)]},
+        {"evse_uid": "E2", "session_id": "S2", "meterValue": [
+            reading("2024-05-01T09:30:00Z", 500), reading("2024-05-01T09:50:00Z", 1_500)]}]});
+    let (status, body) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = app.tick().await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let assumed = app.state.engine.config.uncontrolled_energy_wh;
+    let plan = latest_plan(&app).await;
+    let left: Vec<i64> = plan.inputs["vehicles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["energy_requested_wh"].as_i64().unwrap())
+        .collect();
+    assert_eq!(left, [assumed - 4_000, assumed - 3_000], "{}", plan.inputs);
+}
+
+#[tokio::test]
+async fn the_plan_counts_each_cars_freshest_energy_on_postgres() {
+    the_plan_counts_each_cars_freshest_energy(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_plan_counts_each_cars_freshest_energy_on_sqlite() {
+    the_plan_counts_each_cars_freshest_energy(Backend::Sqlite).await;
+}
