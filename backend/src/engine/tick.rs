@@ -529,9 +529,12 @@ async fn commit(
         let lease = leases::get(&mut tx, group_id).await?;
         return Ok(Committed::Already(committed_by(lease, ts)));
     }
-    for f in &plan.flexibility {
-        sessions::set_flexibility(&mut tx, f.session_row, f.shifted_wh, f.value_micro_eur).await?;
-    }
+    let flexibility: Vec<(i64, i64, i64)> = plan
+        .flexibility
+        .iter()
+        .map(|f| (f.session_row, f.shifted_wh, f.value_micro_eur))
+        .collect();
+    sessions::set_flexibilities(&mut tx, &flexibility).await?;
     // Only changes are sent (`setpoints`, module docs): a profile that says what the one in
     // force says is recorded as `unchanged`.
     for sp in &plan.setpoints {

@@ -537,27 +537,37 @@ pub async fn set_draw(conn: &mut Conn, session_row: i64, draw: Draw) -> StoreRes
     Ok(())
 }
 
-/// Records the flexibility a session gives: the largest shift any tick's plan asked of it.
+/// Records the flexibility sessions give, `(session_row, shifted_wh, value_micro_eur)`, in one
+/// statement (a group's commit writes all its sessions at once): for each, the largest shift
+/// any tick's plan asked of it.
 ///
 /// Each tick plans over the rest of the plug-in window, so its figure shrinks as the window
 /// runs out (the last tick before departure usually shifts nothing). Keeping the largest
 /// figure (with the value from the same plan) records what the user's window let evflex move;
 /// billing caps the reward at the billed energy.
-pub async fn set_flexibility(
-    conn: &mut Conn,
-    session_row: i64,
-    shifted_wh: i64,
-    value_micro_eur: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE sessions SET shifted_wh = $2, shifted_value_micro_eur = $3 \
-         WHERE id = $1 AND shifted_wh < $2",
-    )
-    .bind(session_row)
-    .bind(shifted_wh)
-    .bind(value_micro_eur)
-    .execute(conn)
-    .await?;
+pub async fn set_flexibilities(conn: &mut Conn, rows: &[(i64, i64, i64)]) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let cells: Vec<String> = (1..=3)
+                .map(|k| format!("CAST(${} AS BIGINT)", 3 * i + k))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE sessions SET shifted_wh = v.column2, shifted_value_micro_eur = v.column3
+         FROM (VALUES {}) AS v
+         WHERE sessions.id = v.column1 AND sessions.shifted_wh < v.column2",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (row, shifted, value) in rows {
+        query = query.bind(row).bind(shifted).bind(value);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
