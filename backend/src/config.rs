@@ -203,6 +203,12 @@ pub struct EngineConfig {
     /// Parallel solves per tick (0: one per core).
     #[arg(long, env = "EVFLEX_SOLVER_THREADS", default_value_t = 0)]
     pub solver_threads: usize,
+    /// Groups planned at once, each holding its lease transaction and a database connection
+    /// (0: three per solve slot, at most half the connection pool). A re-plan mostly waits on
+    /// the database (its snapshot and its commit), so planning more groups than there are cores
+    /// keeps both busy; each solve still takes one of the `--solver-threads` slots.
+    #[arg(long, env = "EVFLEX_PARALLEL_PLANS", default_value_t = 0)]
+    pub parallel_plans: usize,
     /// Opted-in session without a request: assumed stay from its start (s).
     #[arg(long, env = "EVFLEX_DEFAULT_DWELL_S", default_value_t = 8 * 3_600)]
     pub default_dwell_s: i64,
@@ -249,6 +255,7 @@ impl Default for EngineConfig {
             solve_time_limit_ms: 5_000,
             demand_charge_eur_per_kw: 0.0,
             solver_threads: 0,
+            parallel_plans: 0,
             default_dwell_s: 8 * 3_600,
             default_energy_wh: 20_000,
             uncontrolled_energy_wh: 30_000,
@@ -283,6 +290,15 @@ impl EngineConfig {
         }
     }
 
+    /// Groups planned at once with a pool of `pool_connections` ([`Self::parallel_plans`]).
+    pub fn parallel_plans(&self, pool_connections: u32) -> usize {
+        if self.parallel_plans > 0 {
+            self.parallel_plans
+        } else {
+            (3 * self.parallel_solves()).min((pool_connections as usize / 2).max(1))
+        }
+    }
+
     /// Parallel solves per tick.
     pub fn parallel_solves(&self) -> usize {
         if self.solver_threads > 0 {
@@ -302,5 +318,16 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn groups_planned_at_once_are_three_per_solve_slot_within_half_the_pool() {
+        let mut engine = ServeConfig::for_tests("sqlite::memory:").engine;
+        engine.solver_threads = 2;
+        assert_eq!(engine.parallel_plans(16), 6);
+        assert_eq!(engine.parallel_plans(8), 4, "half the pool");
+        assert_eq!(engine.parallel_plans(1), 1, "SQLite's one connection");
+        engine.parallel_plans = 10;
+        assert_eq!(engine.parallel_plans(8), 10, "as configured");
     }
 }

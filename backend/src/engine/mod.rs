@@ -76,6 +76,9 @@ pub struct Engine {
     pub identity: Arc<crate::ingest::ocpi::credentials::Identity>,
     /// Bounds parallel solves (ticks and admission) to the cores.
     pub solve_slots: Arc<Semaphore>,
+    /// Bounds the groups planned at once (each holds a lease transaction on PostgreSQL;
+    /// [`EngineConfig::parallel_plans`]).
+    pub plan_slots: Arc<Semaphore>,
     /// One token push round at a time ([`tokens::push_pending`]), so rounds started by sign-ups
     /// at once do not push the same token twice.
     pub token_pushes: Arc<tokio::sync::Mutex<()>>,
@@ -89,7 +92,8 @@ pub struct Engine {
 
 impl Engine {
     /// An engine on `db` and `clock` with `config`: solve slots sized by
-    /// [`EngineConfig::parallel_solves`], a new event bus, this replica's [`replica_id`] and no
+    /// [`EngineConfig::parallel_solves`], plan slots by [`EngineConfig::parallel_plans`] within
+    /// `db`'s pool, a new event bus, this replica's [`replica_id`] and no
     /// faults.
     pub fn new(
         db: Db,
@@ -100,10 +104,12 @@ impl Engine {
         public_url: Arc<str>,
         identity: crate::ingest::ocpi::credentials::Identity,
     ) -> Self {
+        let plan_slots = config.parallel_plans(db.pool().options().get_max_connections());
         Self {
             db,
             clock,
             solve_slots: Arc::new(Semaphore::new(config.parallel_solves())),
+            plan_slots: Arc::new(Semaphore::new(plan_slots)),
             token_pushes: Arc::default(),
             replan_wake: Arc::default(),
             config: Arc::new(config),

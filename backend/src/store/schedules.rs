@@ -332,7 +332,7 @@ const SETPOINT_COLUMNS: &str = "id, group_id, timestep, revision, session_row, s
 ///
 /// The new one inherits the back-off of the ones it supersedes (see [`defer`]).
 pub async fn insert_setpoint(conn: &mut Conn, s: &SetpointRecord, now: i64) -> StoreResult<()> {
-    insert_setpoint_as(conn, s, "pending", now).await
+    insert_setpoints(conn, &[(s, SetpointKind::Pending)], now).await
 }
 
 /// Records a set-point the CPO is not sent because the profile it confirmed in force already
@@ -343,7 +343,112 @@ pub async fn insert_unchanged_setpoint(
     s: &SetpointRecord,
     now: i64,
 ) -> StoreResult<()> {
-    insert_setpoint_as(conn, s, "unchanged", now).await
+    insert_setpoints(conn, &[(s, SetpointKind::Unchanged)], now).await
+}
+
+/// How a new set-point is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetpointKind {
+    /// To be sent ([`insert_setpoint`]).
+    Pending,
+    /// Not sent: the profile in force says the same ([`insert_unchanged_setpoint`]).
+    Unchanged,
+}
+
+impl SetpointKind {
+    fn status(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// [`insert_setpoint`] and [`insert_unchanged_setpoint`] of a group's set-points (one per
+/// session) in three statements, whatever their number: each session's pending set-points are
+/// superseded, and a new pending one keeps their back-off (`not_before`, `deferrals`).
+pub async fn insert_setpoints(
+    conn: &mut Conn,
+    setpoints: &[(&SetpointRecord, SetpointKind)],
+    now: i64,
+) -> StoreResult<()> {
+    if setpoints.is_empty() {
+        return Ok(());
+    }
+    let rows = super::numbered(1, setpoints.len());
+    let sql = format!(
+        "SELECT session_row, MAX(not_before), MAX(deferrals) FROM setpoints
+         WHERE status = 'pending' AND session_row IN ({rows}) GROUP BY session_row"
+    );
+    let mut query = sqlx::query_as::<_, (i64, Option<i64>, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+    for (s, _) in setpoints {
+        query = query.bind(s.session_row);
+    }
+    let backoff: std::collections::HashMap<i64, (i64, i64)> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(row, nb, d)| (row, (nb.unwrap_or(0), d.unwrap_or(0))))
+        .collect();
+    let sql = format!(
+        "UPDATE setpoints SET status = 'superseded', updated_at = $1
+         WHERE status = 'pending' AND session_row IN ({})",
+        super::numbered(2, setpoints.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for (s, _) in setpoints {
+        query = query.bind(s.session_row);
+    }
+    query.execute(&mut *conn).await?;
+    const COLUMNS: usize = 12;
+    let values: Vec<String> = (0..setpoints.len())
+        .map(|i| {
+            let p = |k: usize| format!("${}", COLUMNS * i + k);
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(9),
+                p(10),
+                p(11),
+                p(12)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
+             power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals,
+             revision)
+         VALUES {}
+         ON CONFLICT (group_id, timestep, revision, session_row) DO NOTHING",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (s, kind) in setpoints {
+        let (not_before, deferrals) = backoff.get(&s.session_row).copied().unwrap_or((0, 0));
+        query = query
+            .bind(s.group_id)
+            .bind(s.timestep)
+            .bind(s.session_row)
+            .bind(s.session_id.clone())
+            .bind(s.owner_party)
+            .bind(s.power_w)
+            .bind(to_json(&s.profile))
+            .bind(kind.status())
+            .bind(now)
+            .bind(not_before)
+            .bind(deferrals)
+            .bind(s.revision);
+    }
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// The profile of a session's newest set-point that was sent (not `unchanged`), if the CPO
@@ -352,64 +457,36 @@ pub async fn profile_in_force(
     conn: &mut Conn,
     session_row: i64,
 ) -> StoreResult<Option<serde_json::Value>> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT status, profile FROM setpoints
-         WHERE session_row = $1 AND status <> 'unchanged' ORDER BY id DESC LIMIT 1",
-    )
-    .bind(session_row)
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some((status, profile)) if status == "in_force" => {
-            Some(super::from_json(&profile, "setpoints.profile")?)
-        }
-        _ => None,
-    })
+    Ok(profiles_in_force(conn, &[session_row])
+        .await?
+        .remove(&session_row))
 }
 
-async fn insert_setpoint_as(
+/// [`profile_in_force`] of several sessions in one query: session row → the profile in force.
+pub async fn profiles_in_force(
     conn: &mut Conn,
-    s: &SetpointRecord,
-    status: &str,
-    now: i64,
-) -> StoreResult<()> {
-    let (not_before, deferrals): (Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT MAX(not_before), MAX(deferrals) FROM setpoints
-         WHERE session_row = $1 AND status = 'pending'",
-    )
-    .bind(s.session_row)
-    .fetch_one(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE setpoints SET status = 'superseded', updated_at = $2
-         WHERE session_row = $1 AND status = 'pending'",
-    )
-    .bind(s.session_row)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO setpoints (group_id, timestep, session_row, session_id, owner_party,
-             power_w, profile, status, attempts, created_at, updated_at, not_before, deferrals,
-             revision)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $11, 0, $8, $8, $9, $10, $12)
-         ON CONFLICT (group_id, timestep, revision, session_row) DO NOTHING",
-    )
-    .bind(s.group_id)
-    .bind(s.timestep)
-    .bind(s.session_row)
-    .bind(&s.session_id)
-    .bind(s.owner_party)
-    .bind(s.power_w)
-    .bind(to_json(&s.profile))
-    .bind(now)
-    .bind(not_before.unwrap_or(0))
-    .bind(deferrals.unwrap_or(0))
-    .bind(status)
-    .bind(s.revision)
-    .execute(conn)
-    .await?;
-    Ok(())
+    session_rows: &[i64],
+) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
+    if session_rows.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT session_row, status, profile FROM setpoints WHERE id IN (
+             SELECT MAX(id) FROM setpoints
+             WHERE status <> 'unchanged' AND session_row IN ({}) GROUP BY session_row)",
+        super::numbered(1, session_rows.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
+    for row in session_rows {
+        query = query.bind(row);
+    }
+    let mut out = std::collections::HashMap::new();
+    for (row, status, profile) in query.fetch_all(conn).await? {
+        if status == "in_force" {
+            out.insert(row, super::from_json(&profile, "setpoints.profile")?);
+        }
+    }
+    Ok(out)
 }
 
 /// Pending set-points due at `now` (not backing off), oldest first.
