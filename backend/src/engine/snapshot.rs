@@ -610,7 +610,7 @@ pub async fn snapshot(
             Some(BatteryNow {
                 capacity_wh,
                 energy_wh,
-                knee_permille: learned_knee(cfg, &s)?,
+                knee_permille: learned_knee(cfg, s)?,
             })
         });
         // What the car was seen able to draw (`closed_loop`: a taper, a full battery, a
