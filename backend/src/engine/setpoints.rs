@@ -320,6 +320,11 @@ async fn deliver_one(
                 if let Err(e) = deferred {
                     tracing::error!(error = ?e, setpoint = sp.id, "set-point: cannot record deferral");
                 }
+                // Until it is sent again the profile is not in force (`standing`): plan the
+                // charge point at its measured or full draw and give the others the rest at
+                // once. (A throttled first profile let an arriving car overload its group for
+                // up to 330 s in the demo, until the next event.)
+                super::replan::request_or_log(engine, sp.record.group_id, "deferred").await;
                 return (Delivered::Deferred, retries);
             }
             answer @ (Answer::TooOften | Answer::UnknownSession) => {

@@ -558,7 +558,10 @@ pub async fn snapshot(
                 .record
                 .rated_power_w
                 .unwrap_or(cfg.default_evse_power_w);
-            let power_w = measured_power(&r.evse_uid)
+            // Only this session's own reading counts: the charge point's latest may still be
+            // the previous car's (a car plugging in at a point that refuses profiles was
+            // counted at the 12 kW its predecessor drew last, and drew 22 kW).
+            let power_w = session_power(&r.evse_uid, &r.session_id)
                 .unwrap_or(rated)
                 .clamp(0, rated.max(0));
             for load in &mut other_load_w {

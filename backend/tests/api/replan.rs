@@ -849,3 +849,32 @@ async fn the_plan_counts_each_cars_freshest_energy_on_postgres() {
 async fn the_plan_counts_each_cars_freshest_energy_on_sqlite() {
     the_plan_counts_each_cars_freshest_energy(Backend::Sqlite).await;
 }
+
+#[tokio::test]
+async fn a_charge_point_out_of_control_is_counted_at_its_own_cars_draw_not_the_previous_ones() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 15_000, &["E1", "E2"]).await;
+    // E1's latest reading is the previous car's: 3 kW.
+    power_reading(&app, "E1", "S0", T0 - 60, 3_000).await;
+    let (_, _, bob_uid) = app.new_user("bob", true).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &bob_uid, 0.0).await;
+    app.put_session("S2", "E2", &alice_uid, 0.0).await;
+    // The CPO throttles every profile: none is in force, and the group is re-planned at once
+    // with both charge points at their cars' draw, which no reading of theirs tells yet.
+    cpo.log.lock().unwrap().answer = Some("TOO_OFTEN");
+    app.tick().await;
+    assert_eq!(app.count("replan_requests").await, 1);
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let plan = latest_plan(&app).await;
+    assert_eq!(
+        plan.inputs["other_load_w"][0],
+        2 * 11_040,
+        "both at their full rating, not E1 at the previous car's 3 kW: {}",
+        plan.inputs
+    );
+}

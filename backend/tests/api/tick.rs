@@ -700,6 +700,9 @@ async fn too_often_backs_off_and_unknown_session_is_given_up_after_three_tries()
     assert_eq!(status, "pending");
     assert!(error.unwrap().contains("TOO_OFTEN"));
     assert_eq!(not_before, T0 + 60);
+    // Meanwhile the profiles are not in force: both groups are re-planned at once with those
+    // charge points at their measured or full draw.
+    assert_eq!(app.count("replan_requests").await, 2);
     // Within the back-off nothing is sent.
     let puts = cpo.log.lock().unwrap().profiles.len();
     let delivery = evflex::engine::setpoints::deliver_pending(engine).await;
