@@ -354,16 +354,10 @@ pub async fn delivered_wh(
     s: &crate::store::sessions::SessionRecord,
     now: i64,
 ) -> StoreResult<i64> {
-    let metered = meter::register_energy_wh(
-        conn,
-        &s.country_code,
-        &s.party_id,
-        &s.evse_uid,
-        s.start_ts,
-        now,
-    )
-    .await?;
-    Ok(metered.map_or(s.energy_wh, |m| m.max(s.energy_wh)))
+    Ok(delivered_of(conn, &[s], now)
+        .await?
+        .pop()
+        .unwrap_or(s.energy_wh))
 }
 
 /// [`delivered_wh`] of several sessions in one query, in the order given.

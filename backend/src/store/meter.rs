@@ -250,20 +250,9 @@ pub async fn register_energy_wh(
     start_ts: i64,
     end_ts: i64,
 ) -> StoreResult<Option<i64>> {
-    let row: (Option<i64>, Option<i64>, i64) = sqlx::query_as(
-        "SELECT MIN(energy_wh), MAX(energy_wh), COUNT(energy_wh) FROM meter_values
-         WHERE country_code = $1 AND party_id = $2 AND evse_uid = $3
-           AND ts >= $4 AND ts <= $5 AND energy_wh IS NOT NULL",
-    )
-    .bind(country_code)
-    .bind(party_id)
-    .bind(evse_uid)
-    .bind(start_ts)
-    .bind(end_ts)
-    .fetch_one(conn)
-    .await?;
-    Ok(match row {
-        (Some(min), Some(max), n) if n >= 2 => Some(max - min),
-        _ => None,
-    })
+    let window = [(country_code, party_id, evse_uid, start_ts)];
+    Ok(register_energy_of(conn, &window, end_ts)
+        .await?
+        .pop()
+        .flatten())
 }

@@ -722,13 +722,9 @@ pub async fn last_profile_of_session(
     conn: &mut Conn,
     session_row: i64,
 ) -> StoreResult<Option<ProfileState>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {PROFILE_STATE_COLUMNS} FROM setpoints
-         WHERE session_row = $1 ORDER BY id DESC LIMIT 1"
-    )))
-    .bind(session_row)
-    .fetch_optional(conn)
-    .await?)
+    Ok(last_profiles_of_sessions(conn, &[session_row])
+        .await?
+        .remove(&session_row))
 }
 
 /// [`last_profile_of_session`] of every session in `session_rows` in one query (a group's
