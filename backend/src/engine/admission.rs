@@ -163,8 +163,14 @@ pub async fn decide(engine: &Engine, req: NewRequest) -> Result<ChargingRequest,
                 let group = groups::get(&mut conn, gid)
                     .await?
                     .ok_or_else(|| AdmissionError::Invalid("group disappeared".to_owned()))?;
-                let mut snap =
-                    snapshot::snapshot(&mut conn, &engine.config, &group, timestep).await?;
+                let mut snap = snapshot::snapshot(
+                    &mut conn,
+                    &engine.config,
+                    &group,
+                    timestep,
+                    engine.clock.now(),
+                )
+                .await?;
                 // The others as a re-plan now would see them: the part of the step already
                 // past is padded at the power each was planned to draw in it
                 // (`snapshot::pad_elapsed`), so admission does not count on it.

@@ -127,6 +127,9 @@ pub async fn request_for_evse_or_log(
 pub async fn run_pending(engine: &Engine) -> ReplanReport {
     let started = Instant::now();
     let timestep = timestep_of(engine.clock.now(), TIME_STEP_S);
+    // A set-point whose wait at the CPO has ended goes out, or is an event of its group when
+    // plans have moved on since it was made (`setpoints::end_waits`).
+    setpoints::end_waits(engine).await;
     let waiting = match waiting(engine).await {
         Ok(w) => w,
         Err(e) => {
@@ -211,6 +214,9 @@ pub async fn settle(engine: &Engine, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         run_pending(engine).await;
+        // A worker's round may have committed and still be sending: send what is pending (a
+        // set-point whose wait ended may re-plan its group, hence within the loop).
+        setpoints::deliver_pending(engine).await;
         let left = match waiting(engine).await {
             Ok(w) => w.len(),
             Err(e) => {
@@ -223,8 +229,6 @@ pub async fn settle(engine: &Engine, timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A worker's round may have committed and still be sending: send what is pending.
-    setpoints::deliver_pending(engine).await;
 }
 
 /// The tick of a simulated clock, whose caller reads the profiles as soon as this returns:

@@ -411,13 +411,15 @@ fn per_step(
         .collect()
 }
 
-/// Reads a group's state for `timestep`.
+/// Reads a group's state for `timestep`, as it stands at `now` (a re-plan's or admission's
+/// second within the timestep: whether a charge point is in control depends on it).
 #[tracing::instrument(skip_all, fields(group_id = group.record.id, timestep))]
 pub async fn snapshot(
     conn: &mut Conn,
     cfg: &EngineConfig,
     group: &StoredGroup,
     timestep: u64,
+    now: i64,
 ) -> StoreResult<GroupSnapshot> {
     let g = &group.record;
     let time_step_s = crate::domain::TIME_STEP_S;
@@ -538,7 +540,11 @@ pub async fn snapshot(
             continue;
         }
         let last = last_profiles.remove(&s.id);
-        let reason = match setpoints::standing(last.as_ref(), t0) {
+        // At the second of the plan, not the step's start: a wait the CPO asked for that ended
+        // within the step ends for the plan too (read at the step's start, a throttled car
+        // stayed out of control until the next tick, planned at its draw while its profile
+        // was sent again and let it rise).
+        let reason = match setpoints::standing(last.as_ref(), now.max(t0)) {
             // A car that draws above its limit in force (`closed_loop`) is counted at its
             // measured draw until it complies again.
             Standing::Controlled if s.over_limit_since.is_some() => {

@@ -429,7 +429,8 @@ async fn read_inputs(
     let group = groups::get(conn, group_id)
         .await?
         .ok_or(TickError::GroupGone)?;
-    let mut snapshot = snapshot::snapshot(conn, &engine.config, &group, timestep).await?;
+    let mut snapshot =
+        snapshot::snapshot(conn, &engine.config, &group, timestep, engine.clock.now()).await?;
     let (previous, previous_timestep, previous_setpoints) =
         match schedules::latest_before(conn, group_id, ts + 1).await? {
             Some(last) => {

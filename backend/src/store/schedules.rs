@@ -522,6 +522,60 @@ pub async fn pending_of_group(
     rows.into_iter().map(StoredSetpoint::try_from).collect()
 }
 
+/// A pending set-point whose back-off has ended ([`waited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct Waited {
+    /// Set-point id.
+    pub id: i64,
+    /// Its group.
+    pub group_id: i64,
+    /// When its wait ended (Unix seconds).
+    pub not_before: i64,
+    /// When the group's newest plan was committed, if a plan newer than the set-point's own
+    /// came since (Unix seconds).
+    pub newer_plan_at: Option<i64>,
+}
+
+/// Pending set-points the CPO asked to wait for (`deferrals > 0`) whose wait has ended at `now`,
+/// of one group or of all, with the commit time of any plan of their group newer than their
+/// own.
+pub async fn waited(conn: &mut Conn, now: i64, group_id: Option<i64>) -> StoreResult<Vec<Waited>> {
+    Ok(sqlx::query_as(
+        "SELECT sp.id, sp.group_id, sp.not_before,
+             (SELECT s.created_at FROM schedules s
+              WHERE s.group_id = sp.group_id
+                AND (s.timestep > sp.timestep
+                     OR (s.timestep = sp.timestep AND s.revision > sp.revision))
+              ORDER BY s.timestep DESC, s.revision DESC LIMIT 1) AS newer_plan_at
+         FROM setpoints sp
+         WHERE sp.status = 'pending' AND sp.deferrals > 0 AND sp.not_before <= $1
+           AND ($2 IS NULL OR sp.group_id = $2)
+         ORDER BY sp.id",
+    )
+    .bind(now)
+    .bind(group_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Marks the pending set-points `ids` superseded (never to be sent).
+pub async fn supersede(conn: &mut Conn, ids: &[i64], now: i64) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE setpoints SET status = 'superseded', updated_at = $1
+         WHERE status = 'pending' AND id IN ({})",
+        super::numbered(2, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
 /// Set-points of one (group, timestep, revision).
 pub async fn setpoints_of(
     conn: &mut Conn,

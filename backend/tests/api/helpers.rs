@@ -500,6 +500,8 @@ pub struct CpoLog {
     pub ids: Vec<(String, String)>,
     /// The `ChargingProfileResponse` result to answer profile PUTs with (`ACCEPTED` if unset).
     pub answer: Option<&'static str>,
+    /// The same for one session's profile PUTs (before `answer`).
+    pub answer_for: std::collections::HashMap<String, &'static str>,
     /// Credentials POSTed to it (evflex starting the handshake) as (Authorization, body).
     pub credentials: Vec<(String, Value)>,
     /// `DELETE chargingprofiles/{session_id}` (ClearProfile) as (session id, query).
@@ -673,8 +675,13 @@ pub async fn spawn_cpo_offering(versions: &[&str]) -> MockCpo {
                         log.fail_first -= 1;
                         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
                     }
+                    let result = log
+                        .answer_for
+                        .get(&session_id)
+                        .copied()
+                        .or(log.answer)
+                        .unwrap_or("ACCEPTED");
                     log.profiles.push((session_id, body));
-                    let result = log.answer.unwrap_or("ACCEPTED");
                     (
                         axum::http::StatusCode::OK,
                         Json(json!({"data": {"result": result, "timeout": 30},

@@ -878,3 +878,95 @@ async fn a_charge_point_out_of_control_is_counted_at_its_own_cars_draw_not_the_p
         plan.inputs
     );
 }
+
+/// A profile the CPO throttled (`TOO_OFTEN`) is not sent as it was planned once its wait ends if
+/// plans of its group came meanwhile: they counted the car at its measured draw and gave the
+/// rest to others, so the old profile would put the group over its capacity. The group is
+/// re-planned when the wait ends and the car's fresh profile goes out.
+#[tokio::test]
+async fn a_throttled_rise_is_planned_again_when_its_wait_ends_not_sent_stale() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 15_000, &["E1", "E2"]).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    let (_, _, bob_uid) = app.new_user("bob", true).await;
+    let (_, _, carol_uid) = app.new_user("carol", true).await;
+    let limit = |s: &str| first_limit(profiles_for(&cpo, s).last().unwrap()) as i64;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
+    app.tick().await;
+    confirm(&app, &cpo, "S1").await;
+    confirm(&app, &cpo, "S2").await;
+    assert_eq!(limit("S1") + limit("S2"), 15_000);
+    // The car given less is the one that stays.
+    let (stays, stays_evse, leaves, free_evse) = if limit("S1") <= limit("S2") {
+        ("S1", "E1", "S2", "E2")
+    } else {
+        ("S2", "E2", "S1", "E1")
+    };
+    let before = limit(stays);
+    assert!(before < 11_040, "{before}");
+    app.clock.advance(GRACE);
+    let now = app.clock.now_s();
+    power_reading(&app, stays_evse, stays, now, before).await;
+
+    // The other car leaves: the one that stays may rise to its full 11.04 kW, but the CPO
+    // throttles its profile. The group is re-planned with it at its measured draw.
+    cpo.log
+        .lock()
+        .unwrap()
+        .answer_for
+        .insert(stays.into(), "TOO_OFTEN");
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            &format!("/ocpi/2.2.1/sessions/NL/EXA/{leaves}"),
+            Some(
+                &json!({"status": "COMPLETED", "end_date_time": format_rfc3339(now),
+                "last_updated": format_rfc3339(now)}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(limit(stays), 11_040, "the rise was asked for");
+    replan::run_pending(&app.state.engine).await;
+
+    // Carol plugs in while it waits: she gets what its measured draw leaves.
+    app.clock.advance(10);
+    app.put_session("S3", free_evse, &carol_uid, 0.0).await;
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(limit("S3"), 15_000 - before);
+    confirm(&app, &cpo, "S3").await;
+    let puts = profiles_for(&cpo, stays).len();
+
+    // The wait ends (60 s). The throttled 11.04 kW no longer fits next to carol's limit: the
+    // group is planned again and a fresh profile goes out, within the capacity.
+    cpo.log.lock().unwrap().answer_for.clear();
+    app.clock.advance(60);
+    replan::run_pending(&app.state.engine).await;
+    evflex::engine::setpoints::deliver_pending(&app.state.engine).await;
+    assert!(
+        limit(stays) + limit("S3") <= 15_000,
+        "{} + carol {}",
+        limit(stays),
+        limit("S3")
+    );
+    assert_eq!(
+        profiles_for(&cpo, stays).len(),
+        puts + 1,
+        "one fresh profile"
+    );
+    let mut conn = app.state.db.conn().await.unwrap();
+    let (held,): (String,) =
+        sqlx::query_as("SELECT status FROM setpoints WHERE deferrals > 0 AND revision = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        held, "superseded",
+        "the throttled profile was never sent again"
+    );
+}
