@@ -576,6 +576,42 @@ pub fn unchanged(in_force: &serde_json::Value, new: &serde_json::Value) -> bool 
         })
 }
 
+/// The highest limit a profile sets between `from` and `until` (W; a limit in A is per phase, on
+/// `phases` phases at 230 V); `None` when the profile does not read or is not running then.
+pub fn highest_limit_w(
+    profile: &serde_json::Value,
+    from: i64,
+    until: i64,
+    phases: i64,
+) -> Option<i64> {
+    let limits = Limits::of(profile)?;
+    let (from, until) = (from.max(limits.start), until.min(limits.end));
+    if from >= until {
+        return None;
+    }
+    let highest = std::iter::once(from)
+        .chain(limits.periods.iter().map(|(t, _)| *t))
+        .filter(|t| (from..until).contains(t))
+        .map(|t| limits.at(t))
+        .fold(0.0_f64, f64::max);
+    let w = if limits.amps {
+        highest * 230.0 * phases.max(1) as f64
+    } else {
+        highest
+    };
+    Some(w.round() as i64)
+}
+
+/// Until when a session whose last profile is `last` stays out of control for a reason that
+/// passes ([`Standing::NotInForce`]): the end of the CPO's wait, or one timestep after a
+/// failed delivery.
+pub fn out_of_control_until(last: &schedules::ProfileState) -> i64 {
+    match last.status.as_str() {
+        "pending" => last.not_before,
+        _ => last.updated_at + i64::from(crate::domain::TIME_STEP_S),
+    }
+}
+
 /// Where a session's last profile stands, for the planner and the cockpit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
@@ -813,6 +849,41 @@ mod tests {
         assert_eq!(
             result_due_by(1_000, None),
             1_000 + DEFAULT_RESULT_TIMEOUT_S + RESULT_GRACE_S
+        );
+    }
+
+    #[test]
+    fn the_highest_limit_is_read_over_a_window() {
+        use serde_json::json;
+        // From 10:00: 4 kW, 11 kW from 10:15, 2 kW from 10:30, for an hour.
+        let watts = json!({"start_date_time": "2024-05-01T10:00:00Z", "duration": 3_600,
+            "charging_rate_unit": "W", "charging_profile_period": [
+                {"start_period": 0, "limit": 4000.0}, {"start_period": 900, "limit": 11000.0},
+                {"start_period": 1800, "limit": 2000.0}]});
+        let ten = 1_714_557_600;
+        assert_eq!(highest_limit_w(&watts, ten + 60, ten + 120, 3), Some(4_000));
+        // A wait that runs past 10:15 meets the rise.
+        assert_eq!(
+            highest_limit_w(&watts, ten + 60, ten + 960, 3),
+            Some(11_000)
+        );
+        assert_eq!(
+            highest_limit_w(&watts, ten + 1_800, ten + 7_200, 3),
+            Some(2_000)
+        );
+        assert_eq!(
+            highest_limit_w(&watts, ten + 3_600, ten + 7_200, 3),
+            None,
+            "ended"
+        );
+        // Amps are per phase.
+        let amps = json!({"start_date_time": "2024-05-01T10:00:00Z", "duration": 3_600,
+            "charging_rate_unit": "A", "charging_profile_period": [
+                {"start_period": 0, "limit": 10.0}]});
+        assert_eq!(highest_limit_w(&amps, ten, ten + 60, 3), Some(6_900));
+        assert_eq!(
+            highest_limit_w(&serde_json::Value::Null, ten, ten + 60, 3),
+            None
         );
     }
 

@@ -411,6 +411,10 @@ fn per_step(
         .collect()
 }
 
+/// How long after its session's start a power reading tells what a car out of control draws
+/// (s): one averaging interval of the meter.
+const FIRST_READING_S: i64 = 60;
+
 /// Reads a group's state for `timestep`, as it stands at `now` (a re-plan's or admission's
 /// second within the timestep: whether a charge point is in control depends on it).
 #[tracing::instrument(skip_all, fields(group_id = group.record.id, timestep))]
@@ -517,6 +521,19 @@ pub async fn snapshot(
         }
         latest_of.insert(q.session_row, q);
     }
+    // What the charge points out of control for a while (the CPO asked to wait, or could not be
+    // reached) follow meanwhile: the newest profile their CPO took.
+    let waiting: Vec<i64> = open
+        .iter()
+        .filter(|s| {
+            matches!(
+                setpoints::standing(last_profiles.get(&s.id), now.max(t0)),
+                Standing::NotInForce(_)
+            )
+        })
+        .map(|s| s.id)
+        .collect();
+    let taken = schedules::taken_profiles(conn, &waiting).await?;
     let records: Vec<&crate::store::sessions::SessionRecord> =
         open.iter().map(|s| &s.record).collect();
     let delivered_of = delivered_of(conn, &records, t0).await?;
@@ -544,26 +561,54 @@ pub async fn snapshot(
         // within the step ends for the plan too (read at the step's start, a throttled car
         // stayed out of control until the next tick, planned at its draw while its profile
         // was sent again and let it rise).
-        let reason = match setpoints::standing(last.as_ref(), now.max(t0)) {
+        let standing = setpoints::standing(last.as_ref(), now.max(t0));
+        let reason = match &standing {
             // A car that draws above its limit in force (`closed_loop`) is counted at its
             // measured draw until it complies again.
             Standing::Controlled if s.over_limit_since.is_some() => {
                 Some("draws above its limit in force".to_owned())
             }
             Standing::Controlled => None,
-            Standing::GivenUp(r) | Standing::NotInForce(r) => Some(r),
+            Standing::GivenUp(r) | Standing::NotInForce(r) => Some(r.clone()),
         };
         if let Some(reason) = reason {
             let rated = evse
                 .record
                 .rated_power_w
-                .unwrap_or(cfg.default_evse_power_w);
+                .unwrap_or(cfg.default_evse_power_w)
+                .max(0);
             // Only this session's own reading counts: the charge point's latest may still be
             // the previous car's (a car plugging in at a point that refuses profiles was
             // counted at the 12 kW its predecessor drew last, and drew 22 kW).
-            let power_w = session_power(&r.evse_uid, &r.session_id)
-                .unwrap_or(rated)
-                .clamp(0, rated.max(0));
+            // A reading taken within a minute of plug-in may average over time before the car
+            // drew (meters that report the interval's mean): it says nothing of the draw. (A
+            // car counted at the 5.2 kW of its first 28 seconds drew 11 kW.)
+            let measured = live
+                .iter()
+                .find(|l| {
+                    l.evse_uid == r.evse_uid
+                        && l.session_id.as_deref() == Some(&r.session_id)
+                        && l.ts >= r.start_ts + FIRST_READING_S
+                })
+                .and_then(|l| l.power_w);
+            let mut power_w = measured.unwrap_or(rated).clamp(0, rated);
+            // While it waits, the charge point follows the newest profile its CPO took, which
+            // its reading (a minute old, under an older limit) may not show yet, and whose
+            // limit may rise at a step boundary within the wait: count the highest limit that
+            // profile sets until the wait ends, within what the car was seen able to draw. (At
+            // its measured draw alone, cars whose newer profile the CPO took just before it
+            // throttled the next one put the demo's groups up to 8 kW over for a minute.)
+            if let (Standing::NotInForce(_), Some(profile), Some(last)) =
+                (&standing, taken.get(&s.id), last.as_ref())
+            {
+                let until = setpoints::out_of_control_until(last) + 60;
+                let phases = evse.record.phases.unwrap_or(3);
+                if let Some(limit) = setpoints::highest_limit_w(profile, now.max(t0), until, phases)
+                {
+                    let able = s.observed_max_w.unwrap_or(rated).max(0);
+                    power_w = limit.min(able).max(measured.unwrap_or(0)).clamp(0, rated);
+                }
+            }
             for load in &mut other_load_w {
                 *load += power_w;
             }

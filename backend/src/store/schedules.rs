@@ -489,6 +489,33 @@ pub async fn profiles_in_force(
     Ok(out)
 }
 
+/// The profile of each session's newest set-point the CPO took (`sent` or `in_force`): what
+/// its charge point follows while a newer one waits.
+pub async fn taken_profiles(
+    conn: &mut Conn,
+    session_rows: &[i64],
+) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
+    if session_rows.is_empty() {
+        return Ok(Default::default());
+    }
+    let sql = format!(
+        "SELECT session_row, profile FROM setpoints WHERE id IN (
+             SELECT MAX(id) FROM setpoints
+             WHERE status IN ('sent', 'in_force') AND session_row IN ({}) GROUP BY session_row)",
+        super::numbered(1, session_rows.len())
+    );
+    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    for row in session_rows {
+        query = query.bind(row);
+    }
+    query
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|(row, profile)| Ok((row, super::from_json(&profile, "setpoints.profile")?)))
+        .collect()
+}
+
 /// Pending set-points due at `now` (not backing off), oldest first.
 pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<StoredSetpoint>> {
     let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -877,6 +877,85 @@ async fn a_charge_point_out_of_control_is_counted_at_its_own_cars_draw_not_the_p
         "both at their full rating, not E1 at the previous car's 3 kW: {}",
         plan.inputs
     );
+
+    // A car that plugs in at E2 now: a reading 20 s on may average over time before it drew, so
+    // it still counts at its rating; one a minute on tells its draw.
+    end_session(&app, "S2").await;
+    let start = app.clock.now_s();
+    let session = json!({"country_code": "NL", "party_id": "EXA", "id": "S4",
+        "start_date_time": format_rfc3339(start), "kwh": 0.0,
+        "cdr_token": {"uid": alice_uid, "type": "RFID", "contract_id": format!("NL-EXA-{alice_uid}")},
+        "auth_method": "WHITELIST", "location_id": "LOC-A", "evse_uid": "E2", "connector_id": "1",
+        "currency": "EUR", "status": "ACTIVE", "last_updated": format_rfc3339(start)});
+    let (status, body) = app
+        .cpo(
+            Method::PUT,
+            "/ocpi/2.2.1/sessions/NL/EXA/S4",
+            Some(&session),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{body}");
+    let e2_now = async |app: &mut TestApp, at: i64| {
+        app.clock.set(at);
+        power_reading(app, "E2", "S4", at, 3_600).await;
+        replan::request(&app.state.engine, 1, "test").await.unwrap();
+        // Its first profile is throttled too, which re-plans the group.
+        replan::run_pending(&app.state.engine).await;
+        replan::run_pending(&app.state.engine).await;
+        latest_plan(app).await.inputs["other_load_w"][0]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(e2_now(&mut app, start + 20).await, 2 * 11_040);
+    assert_eq!(e2_now(&mut app, start + 80).await, 11_040 + 3_600);
+}
+
+/// Two cars share a 15 kW group of two 11.04 kW charge points, their limits confirmed in force
+/// and read back; the one given less stays. Returns (stays, its EVSE, the other, its EVSE, the
+/// limit of the one that stays).
+async fn two_cars_sharing(
+    app: &mut TestApp,
+    cpo: &MockCpo,
+) -> (&'static str, &'static str, &'static str, &'static str, i64) {
+    app.register_cpo(cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    app.put_group(1, 15_000, &["E1", "E2"]).await;
+    let (_, _, alice_uid) = app.new_user("alice", true).await;
+    let (_, _, bob_uid) = app.new_user("bob", true).await;
+    let limit = |s: &str| first_limit(profiles_for(cpo, s).last().unwrap()) as i64;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    app.put_session("S2", "E2", &bob_uid, 0.0).await;
+    app.tick().await;
+    confirm(app, cpo, "S1").await;
+    confirm(app, cpo, "S2").await;
+    assert_eq!(limit("S1") + limit("S2"), 15_000);
+    let (stays, stays_evse, leaves, free_evse) = if limit("S1") <= limit("S2") {
+        ("S1", "E1", "S2", "E2")
+    } else {
+        ("S2", "E2", "S1", "E1")
+    };
+    let before = limit(stays);
+    assert!(before < 11_040, "{before}");
+    app.clock.advance(GRACE);
+    let now = app.clock.now_s();
+    power_reading(app, stays_evse, stays, now, before).await;
+    (stays, stays_evse, leaves, free_evse, before)
+}
+
+/// The CPO ends session `id` now.
+async fn end_session(app: &TestApp, id: &str) {
+    let now = app.clock.now_s();
+    let (status, body) = app
+        .cpo(
+            Method::PATCH,
+            &format!("/ocpi/2.2.1/sessions/NL/EXA/{id}"),
+            Some(
+                &json!({"status": "COMPLETED", "end_date_time": format_rfc3339(now),
+                "last_updated": format_rfc3339(now)}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A profile the CPO throttled (`TOO_OFTEN`) is not sent as it was planned once its wait ends if
@@ -887,30 +966,9 @@ async fn a_charge_point_out_of_control_is_counted_at_its_own_cars_draw_not_the_p
 async fn a_throttled_rise_is_planned_again_when_its_wait_ends_not_sent_stale() {
     let mut app = spawn_app().await;
     let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
-    app.put_group(1, 15_000, &["E1", "E2"]).await;
-    let (_, _, alice_uid) = app.new_user("alice", true).await;
-    let (_, _, bob_uid) = app.new_user("bob", true).await;
+    let (stays, _, leaves, free_evse, before) = two_cars_sharing(&mut app, &cpo).await;
     let (_, _, carol_uid) = app.new_user("carol", true).await;
     let limit = |s: &str| first_limit(profiles_for(&cpo, s).last().unwrap()) as i64;
-    app.put_session("S1", "E1", &alice_uid, 0.0).await;
-    app.put_session("S2", "E2", &bob_uid, 0.0).await;
-    app.tick().await;
-    confirm(&app, &cpo, "S1").await;
-    confirm(&app, &cpo, "S2").await;
-    assert_eq!(limit("S1") + limit("S2"), 15_000);
-    // The car given less is the one that stays.
-    let (stays, stays_evse, leaves, free_evse) = if limit("S1") <= limit("S2") {
-        ("S1", "E1", "S2", "E2")
-    } else {
-        ("S2", "E2", "S1", "E1")
-    };
-    let before = limit(stays);
-    assert!(before < 11_040, "{before}");
-    app.clock.advance(GRACE);
-    let now = app.clock.now_s();
-    power_reading(&app, stays_evse, stays, now, before).await;
 
     // The other car leaves: the one that stays may rise to its full 11.04 kW, but the CPO
     // throttles its profile. The group is re-planned with it at its measured draw.
@@ -919,17 +977,7 @@ async fn a_throttled_rise_is_planned_again_when_its_wait_ends_not_sent_stale() {
         .unwrap()
         .answer_for
         .insert(stays.into(), "TOO_OFTEN");
-    let (status, body) = app
-        .cpo(
-            Method::PATCH,
-            &format!("/ocpi/2.2.1/sessions/NL/EXA/{leaves}"),
-            Some(
-                &json!({"status": "COMPLETED", "end_date_time": format_rfc3339(now),
-                "last_updated": format_rfc3339(now)}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    end_session(&app, leaves).await;
     replan::run_pending(&app.state.engine).await;
     assert_eq!(limit(stays), 11_040, "the rise was asked for");
     replan::run_pending(&app.state.engine).await;
@@ -968,5 +1016,40 @@ async fn a_throttled_rise_is_planned_again_when_its_wait_ends_not_sent_stale() {
     assert_eq!(
         held, "superseded",
         "the throttled profile was never sent again"
+    );
+}
+
+/// While a car's newest profile waits (`TOO_OFTEN`), its charge point follows the profile the
+/// CPO took before it, which its last reading may not show yet: the plan counts that profile's
+/// limit, not the reading.
+#[tokio::test]
+async fn a_throttled_car_is_counted_at_the_limit_its_cpo_took_not_its_older_reading() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    let (stays, _, leaves, free_evse, before) = two_cars_sharing(&mut app, &cpo).await;
+    let (_, _, carol_uid) = app.new_user("carol", true).await;
+    let limit = |s: &str| first_limit(profiles_for(&cpo, s).last().unwrap()) as i64;
+    // The other car leaves: the one that stays rises to 11.04 kW, and the CPO takes it. Its
+    // reading still says the limit before.
+    end_session(&app, leaves).await;
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(limit(stays), 11_040);
+    assert!(before < 11_040);
+
+    // Carol plugs in; its lower profile is throttled. It goes on at 11.04 kW, so carol gets
+    // what that leaves, not what its older reading would.
+    cpo.log
+        .lock()
+        .unwrap()
+        .answer_for
+        .insert(stays.into(), "TOO_OFTEN");
+    app.clock.advance(10);
+    app.put_session("S3", free_evse, &carol_uid, 0.0).await;
+    replan::run_pending(&app.state.engine).await;
+    replan::run_pending(&app.state.engine).await;
+    assert_eq!(
+        limit("S3"),
+        15_000 - 11_040,
+        "the car that waits draws 11.04 kW"
     );
 }
