@@ -214,9 +214,10 @@ pub async fn settle(engine: &Engine, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         run_pending(engine).await;
-        // A worker's round may have committed and still be sending: send what is pending (a
-        // set-point whose wait ended may re-plan its group, hence within the loop).
+        // A worker's round may have committed and still be sending: send what is pending; a
+        // set-point whose wait ended meanwhile may re-plan its group, hence within the loop.
         setpoints::deliver_pending(engine).await;
+        setpoints::end_waits(engine).await;
         let left = match waiting(engine).await {
             Ok(w) => w.len(),
             Err(e) => {

@@ -14,7 +14,7 @@
 //! tried three times with the same back-off (the CPO's session PUT and our profile may have
 //! crossed), then given up. A wait ends within a second of `not_before` (the re-plan worker's
 //! poll): the set-point goes out then if it is still its group's plan, else its group is
-//! re-planned first ([`sort_waited`]), since the plans made while it waited counted the car at
+//! re-planned first ([`end_waits`]), since the plans made while it waited counted the car at
 //! its measured draw.
 //!
 //! Profiles of uncontrolled sessions (users who did not opt in) are queued by the tick, in the
@@ -200,7 +200,6 @@ async fn load(
     engine: &Engine,
     group_id: Option<i64>,
 ) -> crate::store::StoreResult<(Vec<Pending>, HashMap<i64, Party>)> {
-    let held = sort_waited(engine, group_id).await?.held;
     let mut conn = engine.db.conn().await?;
     let now = engine.clock.now();
     let setpoints = match group_id {
@@ -208,7 +207,7 @@ async fn load(
         None => schedules::pending(&mut conn, now, 10_000).await?,
     };
     let mut pending = Vec::with_capacity(setpoints.len());
-    for sp in setpoints.into_iter().filter(|sp| !held.contains(&sp.id)) {
+    for sp in setpoints {
         let to = crate::store::sessions::get_by_row(&mut conn, sp.record.session_row)
             .await?
             .map(|s| (s.record.country_code, s.record.party_id));
@@ -225,34 +224,44 @@ async fn load(
     Ok((pending, parties))
 }
 
-/// Decides what becomes of the set-points (of one group, or of all) whose `TOO_OFTEN` or
-/// `UNKNOWN_SESSION` wait has ended, and returns those to hold back from this round.
+/// Ends the `TOO_OFTEN` or `UNKNOWN_SESSION` waits that are over.
 ///
 /// While a set-point waits, its charge point is out of control (`standing`) and every plan of
-/// its group counts the car at its measured draw and gives the others the rest. Sent as it
-/// was planned, before those plans, it could let the car take watts they have since given to
-/// the others (a throttled rise put the demo's groups up to 5 kW over capacity for minutes,
-/// until the next event). So:
-/// - no plan of its group since its own: it is still the plan, and it is sent;
-/// - plans since, all made while it waited: held back, and its group is re-planned now; the
-///   re-plan's fresh set-point for the car supersedes it (keeping its back-off) and goes out;
+/// its group counts the car at its measured draw (or the limit its CPO took) and gives the
+/// others the rest. Sent as it was planned, before those plans, it could let the car take watts
+/// they have since given to the others (a throttled rise put the demo's groups up to 5 kW over
+/// capacity for minutes, until the next event). So:
+/// - no plan of its group since its own: it is still the plan, and it is sent now;
+/// - plans since, all made while it waited: its group is re-planned (the delivery rounds leave
+///   it out, `schedules::pending`); the re-plan's fresh set-point for the car supersedes it,
+///   keeping its back-off, and goes out;
 /// - a plan since made after its wait ended gave the car no set-point (the session ended, or
 ///   is out of control for another reason): superseded, never sent.
-async fn sort_waited(engine: &Engine, group_id: Option<i64>) -> crate::store::StoreResult<Waits> {
+///
+/// The re-plan worker runs this at the start of every round, so a wait ends within a poll on a
+/// real clock, not at the next tick.
+pub async fn end_waits(engine: &Engine) {
+    if let Err(e) = try_end_waits(engine).await {
+        tracing::error!(error = ?e, "set-points: cannot end the waits that are over");
+    }
+}
+
+async fn try_end_waits(engine: &Engine) -> crate::store::StoreResult<()> {
     let now = engine.clock.now();
     let mut conn = engine.db.conn().await?;
-    let waited = schedules::waited(&mut conn, now, group_id).await?;
-    let mut held = std::collections::HashSet::new();
+    let waited = schedules::waited(&mut conn, now).await?;
+    if waited.is_empty() {
+        return Ok(());
+    }
     let mut due = std::collections::BTreeSet::new();
-    let mut dropped = Vec::new();
     let mut replan = std::collections::BTreeSet::new();
+    let mut dropped = Vec::new();
     for w in waited {
         match w.newer_plan_at {
             None => {
                 due.insert(w.group_id);
             }
             Some(at) if at < w.not_before => {
-                held.insert(w.id);
                 replan.insert(w.group_id);
             }
             Some(_) => dropped.push(w.id),
@@ -263,31 +272,10 @@ async fn sort_waited(engine: &Engine, group_id: Option<i64>) -> crate::store::St
     for group_id in replan {
         super::replan::request_or_log(engine, group_id, "wait ended").await;
     }
-    Ok(Waits { held, due })
-}
-
-/// What [`sort_waited`] found.
-struct Waits {
-    /// Set-points held back until their group is re-planned.
-    held: std::collections::HashSet<i64>,
-    /// Groups with a set-point to send as it is.
-    due: std::collections::BTreeSet<i64>,
-}
-
-/// Ends the waits that are over ([`sort_waited`]): each set-point still its group's plan is sent,
-/// the others' groups are re-planned. The re-plan worker runs this every round, so a wait ends
-/// within a poll on a real clock, not at the next tick.
-pub async fn end_waits(engine: &Engine) {
-    match sort_waited(engine, None).await {
-        Ok(waits) => {
-            for group_id in waits.due {
-                deliver_pending_of(engine, group_id).await;
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = ?e, "set-points: cannot read the set-points whose wait ended");
-        }
+    for group_id in due {
+        deliver_pending_of(engine, group_id).await;
     }
+    Ok(())
 }
 
 /// A pending set-point and the party codes of its session.

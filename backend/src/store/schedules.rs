@@ -516,10 +516,20 @@ pub async fn taken_profiles(
         .collect()
 }
 
-/// Pending set-points due at `now` (not backing off), oldest first.
+/// Of pending set-points: not one that waited (`deferrals > 0`) while a newer plan of its group
+/// was committed. Such a one is not sent as it was planned: its group is planned again first
+/// (`engine::setpoints::end_waits`).
+const NOT_OUTDATED: &str = "NOT (setpoints.deferrals > 0 AND EXISTS (
+    SELECT 1 FROM schedules s WHERE s.group_id = setpoints.group_id
+      AND (s.timestep > setpoints.timestep
+           OR (s.timestep = setpoints.timestep AND s.revision > setpoints.revision))))";
+
+/// Pending set-points due at `now` (not backing off, not outdated: [`NOT_OUTDATED`]), oldest
+/// first.
 pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<StoredSetpoint>> {
     let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE status = 'pending' AND not_before <= $2
+           AND {NOT_OUTDATED}
          ORDER BY id LIMIT $1"
     )))
     .bind(limit)
@@ -529,7 +539,7 @@ pub async fn pending(conn: &mut Conn, now: i64, limit: i64) -> StoreResult<Vec<S
     rows.into_iter().map(StoredSetpoint::try_from).collect()
 }
 
-/// Pending set-points of one group due at `now`, oldest first.
+/// Pending set-points of one group due at `now` (as [`pending`]), oldest first.
 pub async fn pending_of_group(
     conn: &mut Conn,
     group_id: i64,
@@ -538,7 +548,7 @@ pub async fn pending_of_group(
 ) -> StoreResult<Vec<StoredSetpoint>> {
     let rows: Vec<SetpointRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SETPOINT_COLUMNS} FROM setpoints
-         WHERE status = 'pending' AND not_before <= $2 AND group_id = $3
+         WHERE status = 'pending' AND not_before <= $2 AND group_id = $3 AND {NOT_OUTDATED}
          ORDER BY id LIMIT $1"
     )))
     .bind(limit)
@@ -564,9 +574,8 @@ pub struct Waited {
 }
 
 /// Pending set-points the CPO asked to wait for (`deferrals > 0`) whose wait has ended at `now`,
-/// of one group or of all, with the commit time of any plan of their group newer than their
-/// own.
-pub async fn waited(conn: &mut Conn, now: i64, group_id: Option<i64>) -> StoreResult<Vec<Waited>> {
+/// with the commit time of any plan of their group newer than their own.
+pub async fn waited(conn: &mut Conn, now: i64) -> StoreResult<Vec<Waited>> {
     Ok(sqlx::query_as(
         "SELECT sp.id, sp.group_id, sp.not_before,
              (SELECT s.created_at FROM schedules s
@@ -576,11 +585,9 @@ pub async fn waited(conn: &mut Conn, now: i64, group_id: Option<i64>) -> StoreRe
               ORDER BY s.timestep DESC, s.revision DESC LIMIT 1) AS newer_plan_at
          FROM setpoints sp
          WHERE sp.status = 'pending' AND sp.deferrals > 0 AND sp.not_before <= $1
-           AND ($2 IS NULL OR sp.group_id = $2)
          ORDER BY sp.id",
     )
     .bind(now)
-    .bind(group_id)
     .fetch_all(conn)
     .await?)
 }
