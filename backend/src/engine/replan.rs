@@ -213,11 +213,8 @@ pub async fn run_pending(engine: &Engine) -> ReplanReport {
 pub async fn settle(engine: &Engine, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
+        // Each round ends the waits that are over first (`setpoints::end_waits`).
         run_pending(engine).await;
-        // A worker's round may have committed and still be sending: send what is pending; a
-        // set-point whose wait ended meanwhile may re-plan its group, hence within the loop.
-        setpoints::deliver_pending(engine).await;
-        setpoints::end_waits(engine).await;
         let left = match waiting(engine).await {
             Ok(w) => w.len(),
             Err(e) => {
@@ -230,6 +227,8 @@ pub async fn settle(engine: &Engine, timeout: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // A worker's round may have committed and still be sending: send what is pending.
+    setpoints::deliver_pending(engine).await;
 }
 
 /// The tick of a simulated clock, whose caller reads the profiles as soon as this returns:
