@@ -775,6 +775,13 @@ fn the_demo_prints_the_four_policies_as_json() {
             assert!(p[key].is_number(), "{policy}.{key}: {report}");
         }
     }
+    // The hindsight optimum that keeps the arrival reserve free is a tighter bound than the one
+    // that does not.
+    let served = |name: &str| report["policies"][name]["energy_delivered_kwh"].as_f64();
+    assert!(
+        served("hindsight_reserved").unwrap() <= served("hindsight").unwrap() + 0.01,
+        "{report}"
+    );
     // Continuous time by default: load every second, and no overload once a car's profile is
     // in force.
     assert_eq!(report["resolution_s"], 1, "{report}");

@@ -2,6 +2,8 @@
 //! simulator measured it), `uncontrolled` (every car at full power from plug-in), seed 004's
 //! `equal_share` load balancing, and the `hindsight` optimum (one LP over the whole day that
 //! knows every arrival: an upper bound on the energy any policy can deliver within the limits).
+//! In continuous time a fifth line, `hindsight_reserved`, is the same LP keeping smart's arrival
+//! reserve free: what the reserve costs any policy, however good its plans.
 //! `evflex demo --exit --json` prints [`PolicyReport`] on stdout.
 //!
 //! **Resolution.** In continuous time ([`crate::live`], the demo's default) load is measured
@@ -76,8 +78,11 @@ pub struct Latency {
 /// The day under four policies (`evflex demo --exit --json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyReport {
-    /// `smart`, `uncontrolled`, `equal_share`, `hindsight`.
+    /// `smart`, `uncontrolled`, `equal_share`, `hindsight`; in continuous time also
+    /// `hindsight_reserved`.
     pub policies: BTreeMap<&'static str, PolicyFigures>,
+    /// The same per group, by group id.
+    pub groups: BTreeMap<i64, BTreeMap<&'static str, PolicyFigures>>,
     /// Session PUT to first profile PUT (ms).
     pub latency_ms: Latency,
     /// How finely load is measured (s): the simulator's step.
@@ -89,7 +94,7 @@ impl std::fmt::Display for PolicyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "  {:<13} {:>13} {:>12} {:>13} {:>13} {:>15} {:>9}",
+            "  {:<18} {:>13} {:>12} {:>13} {:>13} {:>15} {:>9}",
             "policy",
             "over cap. (s)",
             "max over kW",
@@ -101,7 +106,7 @@ impl std::fmt::Display for PolicyReport {
         for (name, p) in &self.policies {
             writeln!(
                 f,
-                "  {:<13} {:>13} {:>12.1} {:>13.1} {:>13.1} {:>15} {:>9.2}",
+                "  {:<18} {:>13} {:>12.1} {:>13.1} {:>13.1} {:>15} {:>9.2}",
                 name,
                 p.seconds_over_capacity,
                 p.max_overload_kw,
@@ -110,6 +115,20 @@ impl std::fmt::Display for PolicyReport {
                 format!("{} of {}", p.accepted_met, p.accepted_due),
                 p.cost_eur
             )?;
+        }
+        if let Some(names) = self.groups.values().next().map(|p| p.keys()) {
+            write!(f, "  {:<18}", "served kWh, group")?;
+            for name in names {
+                write!(f, " {name:>13.13}")?;
+            }
+            writeln!(f)?;
+        }
+        for (id, policies) in &self.groups {
+            write!(f, "  {id:<18}")?;
+            for p in policies.values() {
+                write!(f, " {:>13.1}", p.energy_delivered_kwh)?;
+            }
+            writeln!(f)?;
         }
         write!(
             f,
@@ -137,23 +156,39 @@ pub fn of(rec: &SimRecord) -> PolicyReport {
         for (i, row) in members.iter().zip(baseline_rows(rec, g)) {
             uncontrolled.insert(*i, row.iter().map(|w| *w as f64).collect());
         }
-        hindsight.extend(hindsight_rows(rec, g));
+        hindsight.extend(hindsight_rows(rec, g, None));
     }
     let equal = equal_share(rec);
-    let mut policies = BTreeMap::new();
-    for (name, rows) in [
-        ("smart", &smart),
-        ("uncontrolled", &uncontrolled),
-        ("equal_share", &equal),
-        ("hindsight", &hindsight),
-    ] {
-        policies.insert(name, figures(rec, rows));
-    }
+    let scope = |only: Option<usize>| -> BTreeMap<&'static str, PolicyFigures> {
+        [
+            ("smart", &smart),
+            ("uncontrolled", &uncontrolled),
+            ("equal_share", &equal),
+            ("hindsight", &hindsight),
+        ]
+        .into_iter()
+        .map(|(name, rows)| (name, figures(rec, rows, only)))
+        .collect()
+    };
     PolicyReport {
-        policies,
+        policies: scope(None),
+        groups: per_group(rec, scope),
         latency_ms: latency(rec),
         resolution_s: STEP_S,
     }
+}
+
+/// `scope` of each group, by group id.
+fn per_group(
+    rec: &SimRecord,
+    scope: impl Fn(Option<usize>) -> BTreeMap<&'static str, PolicyFigures>,
+) -> BTreeMap<i64, BTreeMap<&'static str, PolicyFigures>> {
+    rec.scenario
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| (group.id, scope(Some(g))))
+        .collect()
 }
 
 /// Vehicles plugged in during the window, by index.
@@ -170,14 +205,32 @@ fn group_of(rec: &SimRecord, i: usize) -> Option<usize> {
     rec.scenario.groups.iter().position(|g| g.id == id)
 }
 
-/// The figures of one policy's rows.
-fn figures(rec: &SimRecord, rows: &Rows) -> PolicyFigures {
+/// [`plugged`] in every group, or in `only` group index `g`.
+fn plugged_in(rec: &SimRecord, only: Option<usize>) -> impl Iterator<Item = usize> + '_ {
+    plugged(rec).filter(move |i| only.is_none_or(|o| group_of(rec, *i) == Some(o)))
+}
+
+/// The groups with their index: every one, or `only` index `g`.
+fn in_scope(
+    groups: &[crate::scenario::Group],
+    only: Option<usize>,
+) -> impl Iterator<Item = (usize, &crate::scenario::Group)> {
+    groups
+        .iter()
+        .enumerate()
+        .filter(move |(g, _)| only.is_none_or(|o| o == *g))
+}
+
+/// The figures of one policy's rows, over every group or `only` group index `g`.
+fn figures(rec: &SimRecord, rows: &Rows, only: Option<usize>) -> PolicyFigures {
     let (first, end) = (rec.config.first_step(), rec.config.end_step());
     let groups = &rec.scenario.groups;
     let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
     let mut plugged_n = vec![vec![0usize; STEPS_PER_DAY]; groups.len()];
     for (i, row) in rows {
-        let Some(g) = group_of(rec, *i) else { continue };
+        let Some(g) = group_of(rec, *i).filter(|g| only.is_none_or(|o| o == *g)) else {
+            continue;
+        };
         for k in rec.vehicles[*i].plugged_steps(end) {
             plugged_n[g][k] += 1;
         }
@@ -187,7 +240,7 @@ fn figures(rec: &SimRecord, rows: &Rows) -> PolicyFigures {
     }
     let mut seconds = 0;
     let mut max_over: f64 = 0.0;
-    for (g, group) in groups.iter().enumerate() {
+    for (g, group) in in_scope(groups, only) {
         for k in first..end {
             // 1 W per car plugged in: whole-watt rounding of the profiles (`crate::report`).
             let over = load[g][k]
@@ -208,7 +261,7 @@ fn figures(rec: &SimRecord, rows: &Rows) -> PolicyFigures {
     let mut met = 0;
     let mut requested = 0.0;
     let mut delivered = 0.0;
-    for i in plugged(rec) {
+    for i in plugged_in(rec, only) {
         let v = &rec.vehicles[i];
         requested += v.arrival.wanted_wh as f64;
         delivered += delivered_by(i, STEPS_PER_DAY);
@@ -340,8 +393,10 @@ fn share_equally(offers: &[Offer], available: f64) -> Vec<f64> {
 
 /// The four policies of a continuous-time day: `smart` from the simulator's 1-second trace,
 /// `uncontrolled` and `equal_share` replayed second by second through the same batteries
-/// ([`crate::live::replay`]), `hindsight` as in quarter-hour steps (an LP over the day that
-/// knows every arrival, with each car's whole arrival and departure steps: an upper bound).
+/// ([`crate::live::replay`]), `hindsight` an LP over the day in one-minute steps that knows
+/// every arrival (an upper bound); and a fifth line, `hindsight_reserved`: the same LP keeping
+/// smart's arrival reserve free, the bound for any policy that is safe from an arrival's first
+/// second without knowing when cars come.
 fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
     let smart_delivered: BTreeMap<usize, f64> = plugged(rec)
         .map(|i| (i, rec.vehicles[i].delivered_wh))
@@ -353,30 +408,44 @@ fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
         offers.iter().map(|o| o.max_w).collect()
     });
     let equal = replay(rec, trace, share_equally);
-    let mut hindsight = Rows::new();
+    let window_s = trace.settings.reaction_window_s();
+    let (mut hindsight, mut reserved) = (Rows::new(), Rows::new());
     for g in 0..rec.scenario.groups.len() {
-        hindsight.extend(hindsight_rows(rec, g));
+        hindsight.extend(hindsight_rows(rec, g, None));
+        reserved.extend(hindsight_rows(rec, g, Some(window_s)));
     }
-    let mut policies = BTreeMap::new();
-    policies.insert(
-        "smart",
-        second_figures(
-            rec,
-            trace,
-            &trace.group_load_w,
-            &smart_delivered,
-            &smart_rows,
-        ),
-    );
-    for (name, r) in [("uncontrolled", &uncontrolled), ("equal_share", &equal)] {
-        policies.insert(
-            name,
-            second_figures(rec, trace, &r.group_load_w, &r.delivered_wh, &r.rows),
-        );
-    }
-    policies.insert("hindsight", figures(rec, &hindsight));
+    let scope = |only: Option<usize>| -> BTreeMap<&'static str, PolicyFigures> {
+        let mut policies = BTreeMap::new();
+        for (name, (load, delivered, rows)) in [
+            (
+                "smart",
+                (&trace.group_load_w, &smart_delivered, &smart_rows),
+            ),
+            (
+                "uncontrolled",
+                (
+                    &uncontrolled.group_load_w,
+                    &uncontrolled.delivered_wh,
+                    &uncontrolled.rows,
+                ),
+            ),
+            (
+                "equal_share",
+                (&equal.group_load_w, &equal.delivered_wh, &equal.rows),
+            ),
+        ] {
+            policies.insert(
+                name,
+                second_figures(rec, trace, load, delivered, rows, only),
+            );
+        }
+        policies.insert("hindsight", figures(rec, &hindsight, only));
+        policies.insert("hindsight_reserved", figures(rec, &reserved, only));
+        policies
+    };
     PolicyReport {
-        policies,
+        policies: scope(None),
+        groups: per_group(rec, scope),
         latency_ms: latency(rec),
         resolution_s: 1,
     }
@@ -390,13 +459,14 @@ fn second_figures(
     load_w: &[Vec<f32>],
     delivered_wh: &BTreeMap<usize, f64>,
     rows: &Rows,
+    only: Option<usize>,
 ) -> PolicyFigures {
     let day_start = rec.config.day_start;
     let window = i64::from(trace.settings.reaction_window_s());
     let mut seconds = 0;
     let mut after_reaction = 0;
     let mut max_over: f64 = 0.0;
-    for (g, group) in rec.scenario.groups.iter().enumerate() {
+    for (g, group) in in_scope(&rec.scenario.groups, only) {
         let members: Vec<&crate::run::VehicleRecord> = group_members(rec, g)
             .into_iter()
             .map(|i| &rec.vehicles[i])
@@ -424,7 +494,7 @@ fn second_figures(
     }
     let end_ts = rec.config.day_start + (rec.config.end_step() as i64) * STEP_S as i64;
     let (mut due, mut met, mut requested, mut delivered) = (0, 0, 0.0, 0.0);
-    for i in plugged(rec) {
+    for i in plugged_in(rec, only) {
         let v = &rec.vehicles[i];
         let got = delivered_wh.get(&i).copied().unwrap_or(0.0);
         requested += v.arrival.wanted_wh as f64;
@@ -443,7 +513,7 @@ fn second_figures(
     }
     let mut load = vec![vec![0.0; STEPS_PER_DAY]; rec.scenario.groups.len()];
     for (i, row) in rows {
-        if let Some(g) = group_of(rec, *i) {
+        if let Some(g) = group_of(rec, *i).filter(|g| only.is_none_or(|o| o == *g)) {
             for (k, w) in row.iter().enumerate() {
                 load[g][k] += w;
             }
@@ -469,7 +539,11 @@ fn second_figures(
 /// each end). In quarter-hour steps, its whole arrival and departure steps gave every car up to
 /// 15 minutes at each end that no policy could use (on the generated day, about 3 % of the
 /// energy hindsight delivered). Its rows come back as the quarter hours' mean power.
-fn hindsight_rows(rec: &SimRecord, g: usize) -> Rows {
+///
+/// With `reserve_window_s` (continuous time), the LP also keeps smart's arrival reserve free
+/// in every minute ([`reserve_in_steps`]): the most energy a policy can deliver that keeps the
+/// group safe from an arrival's first second without knowing when cars arrive.
+fn hindsight_rows(rec: &SimRecord, g: usize, reserve_window_s: Option<u32>) -> Rows {
     let group = &rec.scenario.groups[g];
     let mut inputs = day_inputs(rec, g, VehicleClass::BestEffort);
     if inputs.vehicles.is_empty() {
@@ -508,6 +582,12 @@ fn hindsight_rows(rec: &SimRecord, g: usize) -> Rows {
             );
         }
     }
+    if let Some(window_s) = reserve_window_s {
+        let reserve = reserve_in_steps(rec, g, inputs.time_step_s, inputs.horizon, window_s);
+        for (c, r) in inputs.capacity_w.iter_mut().zip(reserve) {
+            *c = (*c - r).max(0);
+        }
+    }
     let opts = SolveOptions {
         time_limit_ms: 60_000,
         ..SolveOptions::default()
@@ -529,6 +609,95 @@ fn hindsight_rows(rec: &SimRecord, g: usize) -> Rows {
             tracing::warn!(group = group.id, error = %e, "hindsight optimum: the LP failed");
             Rows::new()
         }
+    }
+}
+
+/// The arrival reserve of group index `g` in each of `steps` steps of `step_s` (W), by the rule
+/// evflex applies ([`evflex::engine::reserve::group_reserve_w`]): the group's own setting, or
+/// the largest ratings among its free charge points for the arrivals one reaction window of
+/// `window_s` may bring at the group's arrival rate (cars plugged in over the 24 hours before
+/// the step). Where it errs, it errs low, so the LP stays an upper bound: a charge point counts
+/// as taken in every step a car is there for part of ([`present_in_steps`]), and only the
+/// group's capacity is reduced, not the per-phase limits of its connection.
+fn reserve_in_steps(
+    rec: &SimRecord,
+    g: usize,
+    step_s: u32,
+    steps: usize,
+    window_s: u32,
+) -> Vec<i64> {
+    let group_id = rec.scenario.groups[g].id;
+    let points: Vec<usize> = (0..rec.scenario.charge_points.len())
+        .filter(|c| rec.scenario.charge_points[*c].group_id == group_id)
+        .collect();
+    let ratings: Vec<i64> = points
+        .iter()
+        .map(|c| rec.scenario.charge_points[*c].rated_w())
+        .collect();
+    let stays: Vec<Stay> = rec
+        .vehicles
+        .iter()
+        .filter_map(|v| {
+            let point = points.iter().position(|c| Some(*c) == v.cp)?;
+            let (from, until) = (
+                v.plugged_ts - rec.config.day_start,
+                v.departure_ts - rec.config.day_start,
+            );
+            Some(Stay {
+                point,
+                plugged_s: from,
+                steps: present_in_steps(from, until, step_s, steps),
+            })
+        })
+        .collect();
+    let rule = ReserveRule {
+        window_s,
+        configured_w: rec.config.arrival_reserve_w,
+    };
+    (0..steps)
+        .map(|m| rule.reserve_w(&ratings, &stays, m, i64::from(step_s)))
+        .collect()
+}
+
+/// A car's stay at one of a group's charge points.
+struct Stay {
+    /// The charge point (index into the group's ratings).
+    point: usize,
+    /// When it plugged in (s of the day).
+    plugged_s: i64,
+    /// The steps it is there for, `(first, first gone)`.
+    steps: (usize, usize),
+}
+
+/// evflex's reserve rule as the demo configures it.
+struct ReserveRule {
+    window_s: u32,
+    configured_w: Option<i64>,
+}
+
+impl ReserveRule {
+    /// The reserve in step `m` of `step_s` (W) of a group with charge points rated `ratings_w`
+    /// and the cars `stays`.
+    fn reserve_w(&self, ratings_w: &[i64], stays: &[Stay], m: usize, step_s: i64) -> i64 {
+        let t = m as i64 * step_s;
+        let free: Vec<i64> = (0..ratings_w.len())
+            .filter(|p| {
+                !stays
+                    .iter()
+                    .any(|s| s.point == *p && (s.steps.0..s.steps.1).contains(&m))
+            })
+            .map(|p| ratings_w[p])
+            .collect();
+        let arrivals_24h = stays
+            .iter()
+            .filter(|s| s.plugged_s <= t && s.plugged_s > t - 86_400)
+            .count() as i64;
+        evflex::engine::reserve::group_reserve_w(
+            &free,
+            arrivals_24h,
+            f64::from(self.window_s),
+            self.configured_w,
+        )
     }
 }
 
@@ -580,6 +749,54 @@ mod tests {
         // Never empty, never past the day.
         assert_eq!(present_in_steps(36_030, 36_030, 60, 1_440), (600, 601));
         assert_eq!(present_in_steps(86_000, 90_000, 60, 1_440), (1_433, 1_440));
+    }
+
+    #[test]
+    fn hindsight_keeps_the_reserve_of_the_free_points_once_cars_arrive() {
+        // A 22 kW and an 11 kW point; 200 cars a day plugged in before 08:00 (at the 11 kW
+        // point, all in minute 466), then a car on the 22 kW point from 08:00 to 08:20 and
+        // one on the 11 kW point from 08:10 to 08:15.
+        let ratings = [22_080, 11_040];
+        let mut stays: Vec<Stay> = (0..200)
+            .map(|i| Stay {
+                point: 1,
+                plugged_s: 28_000 - i,
+                steps: (466, 467),
+            })
+            .collect();
+        stays.push(Stay {
+            point: 0,
+            plugged_s: 28_800,
+            steps: (480, 500),
+        });
+        stays.push(Stay {
+            point: 1,
+            plugged_s: 29_400,
+            steps: (490, 495),
+        });
+        let rule = ReserveRule {
+            window_s: 6,
+            configured_w: None,
+        };
+        let at = |m: usize| rule.reserve_w(&ratings, &stays, m, 60);
+        // Before any arrival the group has no arrival rate: nothing kept.
+        assert_eq!(at(0), 0);
+        // Busy from then on (200 a day, 6 s windows: one car to cover), the largest free point.
+        assert_eq!(at(470), 22_080);
+        // While the 22 kW point is taken, the 11 kW one; while both are, none.
+        assert_eq!(at(480), 11_040);
+        assert_eq!(at(489), 11_040);
+        assert_eq!(at(490), 0);
+        assert_eq!(at(494), 0);
+        assert_eq!(at(495), 11_040);
+        assert_eq!(at(500), 22_080);
+        // A group's own setting replaces the rule, within what the free points draw.
+        let set = ReserveRule {
+            window_s: 6,
+            configured_w: Some(5_000),
+        };
+        assert_eq!(set.reserve_w(&ratings, &stays, 0, 60), 5_000);
+        assert_eq!(set.reserve_w(&ratings, &stays, 492, 60), 0);
     }
 
     #[test]

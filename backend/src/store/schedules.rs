@@ -467,26 +467,12 @@ pub async fn profiles_in_force(
     conn: &mut Conn,
     session_rows: &[i64],
 ) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
-    if session_rows.is_empty() {
-        return Ok(Default::default());
-    }
-    let sql = format!(
-        "SELECT session_row, status, profile FROM setpoints WHERE id IN (
-             SELECT MAX(id) FROM setpoints
-             WHERE status <> 'unchanged' AND session_row IN ({}) GROUP BY session_row)",
-        super::numbered(1, session_rows.len())
-    );
-    let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
-    for row in session_rows {
-        query = query.bind(row);
-    }
-    let mut out = std::collections::HashMap::new();
-    for (row, status, profile) in query.fetch_all(conn).await? {
-        if status == "in_force" {
-            out.insert(row, super::from_json(&profile, "setpoints.profile")?);
-        }
-    }
-    Ok(out)
+    let newest = newest_profiles(conn, session_rows, "status <> 'unchanged'").await?;
+    Ok(newest
+        .into_iter()
+        .filter(|(_, (status, _))| status == "in_force")
+        .map(|(row, (_, profile))| (row, profile))
+        .collect())
 }
 
 /// The profile of each session's newest set-point the CPO took (`sent` or `in_force`): what
@@ -495,16 +481,30 @@ pub async fn taken_profiles(
     conn: &mut Conn,
     session_rows: &[i64],
 ) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
+    let newest = newest_profiles(conn, session_rows, "status IN ('sent', 'in_force')").await?;
+    Ok(newest
+        .into_iter()
+        .map(|(row, (_, profile))| (row, profile))
+        .collect())
+}
+
+/// Each session's newest set-point among those matching `filter` (a constant SQL condition on
+/// `setpoints`): session row → (status, profile).
+async fn newest_profiles(
+    conn: &mut Conn,
+    session_rows: &[i64],
+    filter: &'static str,
+) -> StoreResult<std::collections::HashMap<i64, (String, serde_json::Value)>> {
     if session_rows.is_empty() {
         return Ok(Default::default());
     }
     let sql = format!(
-        "SELECT session_row, profile FROM setpoints WHERE id IN (
+        "SELECT session_row, status, profile FROM setpoints WHERE id IN (
              SELECT MAX(id) FROM setpoints
-             WHERE status IN ('sent', 'in_force') AND session_row IN ({}) GROUP BY session_row)",
+             WHERE {filter} AND session_row IN ({}) GROUP BY session_row)",
         super::numbered(1, session_rows.len())
     );
-    let mut query = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
     for row in session_rows {
         query = query.bind(row);
     }
@@ -512,7 +512,12 @@ pub async fn taken_profiles(
         .fetch_all(conn)
         .await?
         .into_iter()
-        .map(|(row, profile)| Ok((row, super::from_json(&profile, "setpoints.profile")?)))
+        .map(|(row, status, profile)| {
+            Ok((
+                row,
+                (status, super::from_json(&profile, "setpoints.profile")?),
+            ))
+        })
         .collect()
 }
 

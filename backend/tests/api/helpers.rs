@@ -404,13 +404,26 @@ impl TestApp {
 
     /// PUTs an ACTIVE session of party NL*EXA.
     pub async fn put_session(&self, session_id: &str, evse_uid: &str, token_uid: &str, kwh: f64) {
+        self.put_session_at(session_id, evse_uid, token_uid, kwh, "2024-05-01T09:30:00Z")
+            .await;
+    }
+
+    /// PUTs an ACTIVE NL*EXA session that started at `start` (RFC 3339), last updated then.
+    pub async fn put_session_at(
+        &self,
+        session_id: &str,
+        evse_uid: &str,
+        token_uid: &str,
+        kwh: f64,
+        start: &str,
+    ) {
         let s = json!({
             "country_code": "NL", "party_id": "EXA", "id": session_id,
-            "start_date_time": "2024-05-01T09:30:00Z", "kwh": kwh,
+            "start_date_time": start, "kwh": kwh,
             "cdr_token": {"uid": token_uid, "type": "RFID", "contract_id": format!("NL-EXA-{token_uid}")},
             "auth_method": "WHITELIST", "location_id": "LOC-A", "evse_uid": evse_uid,
             "connector_id": "1", "currency": "EUR", "status": "ACTIVE",
-            "last_updated": "2024-05-01T09:30:00Z"
+            "last_updated": start
         });
         let (status, body) = self
             .cpo(

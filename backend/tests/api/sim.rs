@@ -132,6 +132,26 @@ async fn simulated_day_keeps_capacity_and_delivers_accepted_requests() {
             "hindsight below {name}: {policies}"
         );
     }
+    // The same figures per group: energies and overload seconds add up to the day's.
+    assert_eq!(policies.groups.len(), summary.groups.len(), "{policies}");
+    for (name, day) in p {
+        let of_groups = |f: fn(&evflex_sim::policies::PolicyFigures) -> f64| -> f64 {
+            policies.groups.values().map(|g| f(&g[name])).sum()
+        };
+        assert!(
+            (of_groups(|f| f.energy_delivered_kwh) - day.energy_delivered_kwh).abs() < 0.01,
+            "{name}: {policies}"
+        );
+        assert!(
+            (of_groups(|f| f.energy_requested_kwh) - day.energy_requested_kwh).abs() < 0.01,
+            "{name}: {policies}"
+        );
+        assert_eq!(
+            of_groups(|f| f.seconds_over_capacity as f64),
+            day.seconds_over_capacity as f64,
+            "{name}: {policies}"
+        );
+    }
     assert!(policies.latency_ms.p50 > 0.0 && policies.latency_ms.max >= policies.latency_ms.p99);
     assert!(
         summary
