@@ -3,7 +3,7 @@
 //! in exact integer units, and the fixed profiles of uncontrolled vehicles.
 
 use crate::taper::Taper;
-use crate::topology::{Loads, PrepTree, prepare_tree};
+use crate::topology::{Loads, PrepTree, VehicleLimits, prepare_tree};
 use crate::{Battery, GroupInputs, ScheduleError, Vehicle, VehicleClass};
 
 /// Exact integer energy unit: W·s·‰ (watts × seconds × efficiency per mille). One Wh into the
@@ -293,13 +293,12 @@ pub(crate) fn prepare(inputs: &GroupInputs) -> Result<Prepared, ScheduleError> {
                 .iter()
                 .map(|&k| inputs.vehicles[k].id.as_str())
                 .collect();
-            let limits: Vec<(i64, i64)> = order
+            let limits: Vec<VehicleLimits> = order
                 .iter()
-                .map(|&k| {
-                    (
-                        inputs.vehicles[k].max_power_w,
-                        inputs.vehicles[k].min_power_w,
-                    )
+                .map(|&k| VehicleLimits {
+                    max_w: inputs.vehicles[k].max_power_w,
+                    min_w: inputs.vehicles[k].min_power_w,
+                    uncontrolled: inputs.vehicles[k].class == VehicleClass::Uncontrolled,
                 })
                 .collect();
             Some(prepare_tree(top, h, &ids, &limits)?)

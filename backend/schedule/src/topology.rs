@@ -234,11 +234,16 @@ impl PrepCp {
         }
     }
 
-    /// The set-point (mA) that lets the point draw `p` (W): [`Self::current_ma`], at most the
-    /// maximum current (a limit above what the point takes, e.g. an uncontrolled car's "no
-    /// curtailment" at the EVSE's rating, is the maximum, not a current it cannot carry).
+    /// The set-point (mA) that lets the point draw `p` (W): [`Self::current_ma`], within the
+    /// minimum and the maximum current (a limit above what the point takes, e.g. an uncontrolled
+    /// car's "no curtailment" at the EVSE's rating, is the maximum, not a current it cannot
+    /// carry; one below the minimum, e.g. "no curtailment" of a car that takes less than the
+    /// minimum, is the minimum, not a current that pauses it).
     pub fn set_point_ma(&self, p: i64) -> i64 {
-        self.current_ma(p).min(self.max_ma)
+        if p <= 0 {
+            return 0;
+        }
+        self.current_ma(p).max(self.min_ma).min(self.max_ma)
     }
 
     /// Whether `p` (W) is a valid set-point: 0, or a whole step within [min, max].
@@ -333,13 +338,25 @@ fn invalid(field: String, reason: impl Into<String>) -> ScheduleError {
     }
 }
 
-/// Validate `topology` and resolve it for the vehicles in `ids` order (their `max_power_w` and
-/// `min_power_w` in `limits_w`).
+/// A vehicle's own limits, for [`prepare_tree`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VehicleLimits {
+    /// `max_power_w`.
+    pub max_w: i64,
+    /// `min_power_w`.
+    pub min_w: i64,
+    /// Not opted in: below its charge point's minimum current it is given the minimum (it draws
+    /// what it takes under it, and the plan counts it at the minimum), not nothing.
+    pub uncontrolled: bool,
+}
+
+/// Validate `topology` and resolve it for the vehicles in `ids` order (their own limits in
+/// `limits`).
 pub(crate) fn prepare_tree(
     topology: &Topology,
     h: usize,
     ids: &[&str],
-    limits_w: &[(i64, i64)],
+    limits: &[VehicleLimits],
 ) -> Result<PrepTree, ScheduleError> {
     let n = topology.nodes.len();
     let index = |id: &str| topology.nodes.iter().position(|x| x.id == id);
@@ -447,7 +464,11 @@ pub(crate) fn prepare_tree(
             return Err(invalid(f("car_phases"), "must be 1, 2 or 3"));
         }
         let (load, mw_per_a) = cp.load_vector();
-        let (vmax_w, vmin_w) = limits_w[vi];
+        let VehicleLimits {
+            max_w: vmax_w,
+            min_w: vmin_w,
+            uncontrolled,
+        } = limits[vi];
         let amps = cp.unit == RateUnit::Amps;
         let (mut min_ma, mut max_ma, step_ma) = (0, 0, cp.current_step_ma.max(1));
         if amps {
@@ -469,7 +490,18 @@ pub(crate) fn prepare_tree(
                 step_ma as i128,
             ) as i64
                 * step_ma;
-            if min_ma > max_ma {
+            // The charge point's own minimum, a whole step.
+            let cp_min_ma =
+                ceil_div(cp.min_current_ma.max(step_ma) as i128, step_ma as i128) as i64 * step_ma;
+            if min_ma > max_ma && uncontrolled && vmax_w > 0 && cp_min_ma <= cp.max_current_ma {
+                // A car that did not opt in and takes less than the minimum current (a battery
+                // near full) is given the minimum and draws what it takes under it; the plan
+                // counts it at the minimum, never below its draw. Planned at 0 it was paused
+                // and stopped short of full. (An opted-in car's plan is its energy, which a
+                // count above its draw would overstate: it stays at 0.)
+                max_ma = cp_min_ma;
+                min_ma = cp_min_ma;
+            } else if min_ma > max_ma {
                 // The car cannot charge here at all.
                 max_ma = 0;
                 min_ma = 0;
@@ -738,6 +770,14 @@ pub fn node_loads(
 mod tests {
     use super::*;
 
+    fn limits(max_w: i64, min_w: i64, uncontrolled: bool) -> VehicleLimits {
+        VehicleLimits {
+            max_w,
+            min_w,
+            uncontrolled,
+        }
+    }
+
     fn cp(phases: Vec<Phase>, wiring: Wiring, v: u32, car: Option<u8>) -> ChargePoint {
         ChargePoint {
             vehicle_id: "a".into(),
@@ -781,7 +821,7 @@ mod tests {
             }],
             charge_points: vec![cp(vec![Phase::L1], Wiring::LineToNeutral, 230, Some(1))],
         };
-        let tree = prepare_tree(&t, 1, &["a"], &[(7_400, 0)]).unwrap();
+        let tree = prepare_tree(&t, 1, &["a"], &[limits(7_400, 0, false)]).unwrap();
         let c = &tree.cps[0];
         assert_eq!((c.min_ma, c.max_ma), (6000, 32000));
         assert_eq!(c.floor_power(1_379), 0);
@@ -801,5 +841,51 @@ mod tests {
         assert!(loads.excesses(&tree).is_empty());
         loads.change(&tree, 0, 0, 4_600, 4_830);
         assert_eq!(loads.excesses(&tree).len(), 1);
+    }
+
+    #[test]
+    fn a_car_not_opted_in_taking_less_than_the_minimum_current_is_given_the_minimum() {
+        let node = Node {
+            id: "n".into(),
+            parent: None,
+            phase_limit_ma: [Some(20_000), Some(20_000), Some(20_000)],
+            limit_w: None,
+            other_load_ma: vec![],
+            pv_ma: vec![],
+            other_load_w: vec![],
+            pv_w: vec![],
+        };
+        let three = cp(
+            vec![Phase::L1, Phase::L2, Phase::L3],
+            Wiring::LineToNeutral,
+            230,
+            None,
+        );
+        let t = Topology {
+            nodes: vec![node],
+            charge_points: vec![three],
+        };
+        // A car that did not opt in, its battery near full, seen drawing 3.4 kW on three phases
+        // (4.9 A each) and held at 3.9 kW: the 6 A minimum (4.14 kW), not nothing.
+        let tree = prepare_tree(&t, 1, &["a"], &[limits(3_858, 3_858, true)]).unwrap();
+        let c = &tree.cps[0];
+        assert_eq!((c.min_ma, c.max_ma), (6_000, 6_000));
+        assert!(c.valid(4_140) && !c.valid(3_858));
+        assert_eq!(c.floor_power(3_858), 0);
+        assert_eq!(c.ceil_power(1), 4_140);
+        assert_eq!(c.set_point_ma(4_140), 6_000);
+        // Its "no curtailment" at its own 3.9 kW is the minimum, not 6 A less a step.
+        assert_eq!(c.set_point_ma(3_858), 6_000);
+        // An opted-in car's plan is its energy: below the minimum, nothing.
+        let tree = prepare_tree(&t, 1, &["a"], &[limits(3_858, 3_858, false)]).unwrap();
+        assert_eq!((tree.cps[0].min_ma, tree.cps[0].max_ma), (0, 0));
+        // A car that takes nothing is given nothing.
+        let tree = prepare_tree(&t, 1, &["a"], &[limits(0, 0, true)]).unwrap();
+        assert_eq!((tree.cps[0].min_ma, tree.cps[0].max_ma), (0, 0));
+        // The minimum is the charge point's own.
+        let mut eight = t.clone();
+        eight.charge_points[0].min_current_ma = 8_000;
+        let tree = prepare_tree(&eight, 1, &["a"], &[limits(3_000, 3_000, true)]).unwrap();
+        assert_eq!((tree.cps[0].min_ma, tree.cps[0].max_ma), (8_000, 8_000));
     }
 }

@@ -797,6 +797,63 @@ async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
     assert!(profiles_for(&cpo, "S1").is_empty(), "still never limited");
 }
 
+#[tokio::test]
+async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused() {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    // Two three-phase points taking whole amps from 6 A to 16 A.
+    let point = |uid: &str| {
+        json!({"evse_uid": uid, "phases": ["L1", "L2", "L3"], "unit": "A",
+            "min_current_a": 6, "max_current_a": 16})
+    };
+    let group = json!({"id": 1, "name": "garage", "country_code": "NL", "party_id": "EXA",
+        "capacity_w": 30_000, "evses": ["E1", "E2"],
+        "electrical": {"phase_limit_a": [40, 40, 40], "nodes": [],
+            "charge_points": [point("E1"), point("E2")]}});
+    let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&group)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, walk_in_uid) = app.new_user("walk-in", false).await;
+    app.put_session("S1", "E1", &walk_in_uid, 0.0).await;
+    app.tick().await;
+    confirm(&app, &cpo, "S1").await;
+    assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 16.0);
+
+    // It is nearly full: it draws 2 kW on its three phases, below the 4.14 kW of 6 A on three,
+    // and is held at 2.7 kW from then on. It is planned at the 6 A minimum, under which it draws what it takes,
+    // not at 0, which would pause it short of full.
+    app.clock.advance(GRACE);
+    let current = |phase: &str| json!({"measurand": "Current.Import", "phase": phase, "value": "2.9", "unit": "A"});
+    let batch = json!({"meter_values": [{"evse_uid": "E1", "session_id": "S1",
+        "meterValue": [{"timestamp": format_rfc3339(T0 + GRACE), "sampledValue": [
+            {"measurand": "Power.Active.Import", "value": "2000", "unit": "W"},
+            current("L1"), current("L2"), current("L3")]}]}]});
+    let (status, body) = app
+        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let report = replan::run_pending(&app.state.engine).await;
+    assert_eq!(report.solved(), 1, "{report:?}");
+    let plan = latest_plan(&app).await;
+    let walk_in = plan.inputs["vehicles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["opted_in"] == false)
+        .unwrap()
+        .clone();
+    assert_eq!(walk_in["max_power_w"], 2_700, "{walk_in}");
+    let row = plan.schedule["vehicle_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|id| *id == walk_in["id"])
+        .unwrap();
+    assert_eq!(plan.schedule["power_w"][row][0], 4_140, "{}", plan.schedule);
+    assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 6.0);
+}
+
 /// Each car's delivered energy is the freshest of what its CPO reported and what its charge
 /// point's register moved since the session started (issue 15), read for the whole group at
 /// once.
