@@ -468,11 +468,11 @@ pub async fn profiles_in_force(
     session_rows: &[i64],
 ) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
     let newest = newest_profiles(conn, session_rows, "status <> 'unchanged'").await?;
-    Ok(newest
+    newest
         .into_iter()
         .filter(|(_, (status, _))| status == "in_force")
-        .map(|(row, (_, profile))| (row, profile))
-        .collect())
+        .map(|(row, (_, profile))| Ok((row, super::from_json(&profile, "setpoints.profile")?)))
+        .collect()
 }
 
 /// The profile of each session's newest set-point the CPO took (`sent` or `in_force`): what
@@ -482,19 +482,20 @@ pub async fn taken_profiles(
     session_rows: &[i64],
 ) -> StoreResult<std::collections::HashMap<i64, serde_json::Value>> {
     let newest = newest_profiles(conn, session_rows, "status IN ('sent', 'in_force')").await?;
-    Ok(newest
+    newest
         .into_iter()
-        .map(|(row, (_, profile))| (row, profile))
-        .collect())
+        .map(|(row, (_, profile))| Ok((row, super::from_json(&profile, "setpoints.profile")?)))
+        .collect()
 }
 
 /// Each session's newest set-point among those matching `filter` (a constant SQL condition on
-/// `setpoints`): session row → (status, profile).
+/// `setpoints`): session row → (status, profile JSON as stored, parsed only by the callers
+/// that keep it).
 async fn newest_profiles(
     conn: &mut Conn,
     session_rows: &[i64],
     filter: &'static str,
-) -> StoreResult<std::collections::HashMap<i64, (String, serde_json::Value)>> {
+) -> StoreResult<std::collections::HashMap<i64, (String, String)>> {
     if session_rows.is_empty() {
         return Ok(Default::default());
     }
@@ -508,17 +509,12 @@ async fn newest_profiles(
     for row in session_rows {
         query = query.bind(row);
     }
-    query
+    Ok(query
         .fetch_all(conn)
         .await?
         .into_iter()
-        .map(|(row, status, profile)| {
-            Ok((
-                row,
-                (status, super::from_json(&profile, "setpoints.profile")?),
-            ))
-        })
-        .collect()
+        .map(|(row, status, profile)| (row, (status, profile)))
+        .collect())
 }
 
 /// Of pending set-points: not one that waited (`deferrals > 0`) while a newer plan of its group
