@@ -423,6 +423,16 @@ async fn confirm(app: &TestApp, cpo: &MockCpo, session_id: &str) {
 }
 
 /// A power reading of `session_id` on `evse_uid` at `at`.
+/// An app with the NL*EXA CPO registered (its mock; keep it alive) and site LOC-A with EVSEs
+/// E1 and E2.
+async fn site_of_two() -> (TestApp, MockCpo) {
+    let mut app = spawn_app().await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1", "E2"]).await;
+    (app, cpo)
+}
+
 async fn power_reading(app: &TestApp, evse_uid: &str, session_id: &str, at: i64, w: i64) {
     let batch = json!({"meter_values": [{"evse_uid": evse_uid, "session_id": session_id,
         "meterValue": [{"timestamp": format_rfc3339(at), "sampledValue": [
@@ -435,10 +445,7 @@ async fn power_reading(app: &TestApp, evse_uid: &str, session_id: &str, at: i64,
 
 #[tokio::test]
 async fn a_car_that_draws_less_gives_its_headroom_and_one_that_draws_more_is_planned_at_it() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (app, cpo) = site_of_two().await;
     app.put_group(1, 12_000, &["E1", "E2"]).await;
     let (_, _, alice_uid) = app.new_user("alice", true).await;
     let (_, _, bob_uid) = app.new_user("bob", true).await;
@@ -602,10 +609,7 @@ async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
 
 #[tokio::test]
 async fn an_accepted_offer_gets_the_rest_of_its_request_once_there_is_room() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (app, _cpo) = site_of_two().await;
     app.put_group(1, 8_000, &["E1", "E2"]).await;
     let (_, alice, alice_uid) = app.new_user("alice", true).await;
     let (_, bob, bob_uid) = app.new_user("bob", true).await;
@@ -689,10 +693,7 @@ async fn an_accepted_offer_gets_the_rest_of_its_request_once_there_is_room() {
 
 #[tokio::test]
 async fn the_arrival_reserve_yields_to_an_accepted_guarantee() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (app, _cpo) = site_of_two().await;
     let group = |reserve_w: i64| {
         json!({"id": 1, "name": "g", "country_code": "NL", "party_id": "EXA",
             "capacity_w": 11_040, "evses": ["E1", "E2"], "arrival_reserve_w": reserve_w})
@@ -762,10 +763,7 @@ async fn a_request_that_was_not_guaranteed_still_steers_its_best_effort() {
 
 #[tokio::test]
 async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (app, cpo) = site_of_two().await;
     app.put_group(1, 15_000, &["E1", "E2"]).await;
     // A car that did not opt in fits the group at the charge point's 11.04 kW: no profile
     // limits it. Alice, opted in, gets the rest.
@@ -799,10 +797,7 @@ async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
 
 #[tokio::test]
 async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (app, cpo) = site_of_two().await;
     // Two three-phase points taking whole amps from 6 A to 16 A.
     let point = |uid: &str| {
         json!({"evse_uid": uid, "phases": ["L1", "L2", "L3"], "unit": "A",
@@ -909,10 +904,7 @@ async fn the_plan_counts_each_cars_freshest_energy_on_sqlite() {
 
 #[tokio::test]
 async fn a_charge_point_out_of_control_is_counted_at_its_own_cars_draw_not_the_previous_ones() {
-    let mut app = spawn_app().await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1", "E2"]).await;
+    let (mut app, cpo) = site_of_two().await;
     app.put_group(1, 15_000, &["E1", "E2"]).await;
     // E1's latest reading is the previous car's: 3 kW.
     power_reading(&app, "E1", "S0", T0 - 60, 3_000).await;
