@@ -437,8 +437,13 @@ async fn power_reading(app: &TestApp, evse_uid: &str, session_id: &str, at: i64,
     let batch = json!({"meter_values": [{"evse_uid": evse_uid, "session_id": session_id,
         "meterValue": [{"timestamp": format_rfc3339(at), "sampledValue": [
             {"measurand": "Power.Active.Import", "value": w.to_string(), "unit": "W"}]}]}]});
+    post_meter_values(app, &batch).await;
+}
+
+/// POSTs a meter-value batch as the CPO; it must be taken.
+async fn post_meter_values(app: &TestApp, batch: &Value) {
     let (status, body) = app
-        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
+        .cpo(Method::POST, "/api/v1/meter-values", Some(batch))
         .await;
     assert_eq!(status, 200, "{body}");
 }
@@ -581,10 +586,7 @@ async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
         "meterValue": [{"timestamp": format_rfc3339(T0 + 60 + GRACE), "sampledValue": [
             {"measurand": "Power.Active.Import", "value": "4000", "unit": "W"},
             {"measurand": "SoC", "value": "86", "unit": "Percent"}]}]}]});
-    let (status, body) = app
-        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_meter_values(&app, &batch).await;
     let report = replan::run_pending(&app.state.engine).await;
     assert_eq!(report.solved(), 1, "{report:?}");
     assert_eq!(knee_of_plan(&app).await, Some(613));
@@ -599,10 +601,7 @@ async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
         "meterValue": [{"timestamp": format_rfc3339(T0 + 120 + 2 * GRACE), "sampledValue": [
             {"measurand": "Power.Active.Import", "value": "3900", "unit": "W"},
             {"measurand": "SoC", "value": "87", "unit": "Percent"}]}]}]});
-    let (status, _) = app
-        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
-        .await;
-    assert_eq!(status, 200);
+    post_meter_values(&app, &batch).await;
     replan::run_pending(&app.state.engine).await;
     assert_eq!(knee_of_plan(&app).await, Some(613));
 }
@@ -824,10 +823,7 @@ async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused(
         "meterValue": [{"timestamp": format_rfc3339(T0 + GRACE), "sampledValue": [
             {"measurand": "Power.Active.Import", "value": "2000", "unit": "W"},
             current("L1"), current("L2"), current("L3")]}]}]});
-    let (status, body) = app
-        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_meter_values(&app, &batch).await;
     let report = replan::run_pending(&app.state.engine).await;
     assert_eq!(report.solved(), 1, "{report:?}");
     let plan = latest_plan(&app).await;
@@ -875,10 +871,7 @@ async fn the_plan_counts_each_cars_freshest_energy(backend: Backend) {
             reading("2024-05-01T09:30:00Z", 10_000), reading("2024-05-01T09:50:00Z", 14_000)]},
         {"evse_uid": "E2", "session_id": "S2", "meterValue": [
             reading("2024-05-01T09:30:00Z", 500), reading("2024-05-01T09:50:00Z", 1_500)]}]});
-    let (status, body) = app
-        .cpo(Method::POST, "/api/v1/meter-values", Some(&batch))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    post_meter_values(&app, &batch).await;
     let report = app.tick().await;
     assert_eq!(report.solved(), 1, "{report:?}");
     let assumed = app.state.engine.config.uncontrolled_energy_wh;
