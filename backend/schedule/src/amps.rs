@@ -18,11 +18,13 @@ struct Group {
 }
 
 impl Group {
-    fn new(prep: &Prepared, power: &[Vec<i64>]) -> Self {
+    /// The EV load of `power` per step, each vehicle counted at what its set-point lets it
+    /// draw ([`crate::topology::PrepCp::limit_w`]).
+    fn new(prep: &Prepared, tree: &PrepTree, power: &[Vec<i64>]) -> Self {
         let mut ev_w = vec![0i64; prep.h];
-        for row in power {
+        for (i, row) in power.iter().enumerate() {
             for (t, &p) in row.iter().enumerate() {
-                ev_w[t] += p;
+                ev_w[t] += tree.cps[i].limit_w(p);
             }
         }
         Self { ev_w }
@@ -66,7 +68,7 @@ fn set(
 ) {
     let old = power[i][t];
     loads.change(tree, i, t, old, new);
-    group.ev_w[t] += new - old;
+    group.ev_w[t] += tree.cps[i].limit_w(new) - tree.cps[i].limit_w(old);
     power[i][t] = new;
 }
 
@@ -81,7 +83,7 @@ pub(crate) fn repair(
     battery: &mut [i64],
 ) {
     let mut loads = Loads::new(tree, power);
-    let mut group = Group::new(prep, power);
+    let mut group = Group::new(prep, tree, power);
     for t in 0..prep.h {
         let mut excess = -group.room(prep, battery, t);
         if excess > 0 && battery[t] > 0 {
@@ -97,9 +99,10 @@ pub(crate) fn repair(
             if p == 0 {
                 continue;
             }
-            let np = tree.cps[i].floor_power(p - excess);
+            let cp = &tree.cps[i];
+            let np = cp.floor_power(p - excess);
             set(tree, &mut loads, &mut group, power, i, t, np);
-            excess -= p - np;
+            excess -= cp.limit_w(p) - cp.limit_w(np);
         }
     }
     for ex in loads.excesses(tree) {
@@ -119,7 +122,7 @@ pub(crate) fn repair(
             }
             let p = power[i][ex.t];
             let np = match ex.phase {
-                Some(_) => cp.fit(p, cp.current_ma(p) - over),
+                Some(_) => cp.fit(p, cp.limit_ma(p) - over),
                 None => cp.floor_power(p - over),
             };
             set(tree, &mut loads, &mut group, power, i, ex.t, np);
@@ -164,7 +167,7 @@ pub(crate) fn top_up(
             continue;
         }
         loads.change(tree, i, t, cur, new);
-        ev_w[t] += new - cur;
+        ev_w[t] += cp.limit_w(new) - cp.limit_w(cur);
         power[i][t] = new;
         deficit -= (new - cur) as i128 * per_w;
     }
@@ -172,7 +175,7 @@ pub(crate) fn top_up(
 
 /// The trackers [`top_up`] keeps in step with `power`.
 pub(crate) fn trackers(prep: &Prepared, tree: &PrepTree, power: &[Vec<i64>]) -> (Loads, Vec<i64>) {
-    (Loads::new(tree, power), Group::new(prep, power).ev_w)
+    (Loads::new(tree, power), Group::new(prep, tree, power).ev_w)
 }
 
 /// An accepted vehicle that rounding left short of `target_eu` takes whole steps from
@@ -213,7 +216,7 @@ pub(crate) fn rescue(
                 let old = power[j][t];
                 let new = tree.cps[j].floor_power(old - 1);
                 trackers.0.change(tree, j, t, old, new);
-                trackers.1[t] += new - old;
+                trackers.1[t] += tree.cps[j].limit_w(new) - tree.cps[j].limit_w(old);
                 power[j][t] = new;
                 if !lowered.iter().any(|&(k, _)| k == j) {
                     lowered.push((j, old));
@@ -242,4 +245,58 @@ pub(crate) fn rescue(
     touched.sort_unstable();
     touched.dedup();
     touched
+}
+
+/// Give vehicle `i` what its tapering battery takes between whole set-points (model v6), up to
+/// `target_eu`, earliest step first.
+///
+/// On a point that takes whole amps from a minimum (6 A), a taper rarely ends on a whole step:
+/// rounding floors the car to the step below what its battery takes (690 W less at 1 A on three
+/// phases), and to 0 once the taper is below the minimum, which pauses it short of full. Given
+/// the set-point above, the battery sets the draw. So where the taper's bound ([`crate::taper`],
+/// at the energy the step ends with) lies between two set-points or below the minimum, the plan
+/// may give the car up to that bound: its energy counts that power, and every limit (phases,
+/// nodes, the group's import) counts the set-point above it, which it cannot exceed
+/// ([`crate::topology::PrepCp::limit_w`]). It only takes room left after every whole set-point,
+/// and only in steps where rounding, not the plan, left the car below its bound.
+pub(crate) fn fill_to_taper(
+    prep: &Prepared,
+    tree: &PrepTree,
+    power: &mut [Vec<i64>],
+    battery: &[i64],
+    i: usize,
+    target_eu: i128,
+    trackers: &mut (Loads, Vec<i64>),
+) {
+    let v = &prep.vehicles[i];
+    let cp = &tree.cps[i];
+    let (Some(taper), true) = (&v.taper, cp.amps && cp.floor_ma > 0 && v.max_w > 0) else {
+        return;
+    };
+    let w_eu = prep.dt_s as i128 * v.eff as i128;
+    let mut deficit = target_eu - v.delivered_eu(prep.dt_s, &power[i]);
+    let mut e = taper.e0_eu;
+    for t in v.start..v.end {
+        let cur = power[i][t];
+        let bound = taper.bound_w(e, w_eu).min(v.max_w);
+        // Only where rounding took the car below its bound: the whole set-point under it.
+        if deficit > crate::solve::TOL_EU && cur < bound && cur == cp.floor_power(bound) {
+            let need = ((deficit + w_eu - 1) / w_eu).min(i64::MAX as i128 / 4) as i64;
+            let new = bound
+                .min(cur.saturating_add(need))
+                .min(cur.saturating_add(v.taper_room_w(prep.dt_s, &power[i], t)));
+            let (loads, ev_w) = (&mut trackers.0, &mut trackers.1);
+            let group_room = prep.cap_eff[t] - (ev_w[t] + battery[t] + prep.other[t] - prep.pv[t]);
+            let (room_w, room_ma) = loads.room(tree, i, t);
+            let more_w = cp.limit_w(new) - cp.limit_w(cur);
+            let more_ma = cp.limit_ma(new) - cp.limit_ma(cur);
+            if new > cur && more_w <= group_room.min(room_w) && more_ma <= room_ma {
+                loads.change(tree, i, t, cur, new);
+                ev_w[t] += more_w;
+                power[i][t] = new;
+                deficit -= (new - cur) as i128 * w_eu;
+            }
+        }
+        e += power[i][t].max(0) as i128 * w_eu;
+    }
 }

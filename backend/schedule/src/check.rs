@@ -7,9 +7,10 @@ use std::fmt;
 
 use crate::prep::{self, EU_PER_WH, Prepared};
 use crate::solve::{
-    TOL_EU, accepted_shortfall_eu, energy_figures, evaluate, grid_import, solve_prepared,
+    TOL_EU, accepted_shortfall_eu, energy_figures, evaluate, grid_import, limit_import,
+    solve_prepared,
 };
-use crate::topology::Loads;
+use crate::topology::{Loads, PrepTree};
 use crate::{GroupInputs, Mode, Schedule, SolveOptions, SolveStatus};
 use crate::{Phase, VehicleClass};
 
@@ -399,8 +400,9 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
     check_taper(&prep, power, vio);
     if let Some(tree) = &prep.tree {
         for (i, (v, row)) in prep.vehicles.iter().zip(power).enumerate() {
+            let tapering = taper_steps(&prep, tree, i, row);
             for (t, &p) in row.iter().enumerate() {
-                if p > 0 && !tree.cps[i].valid(p) {
+                if p > 0 && !tree.cps[i].valid(p) && !tapering[t] {
                     vio.push(Violation::SetPoint {
                         vehicle: v.id.clone(),
                         step: t,
@@ -425,7 +427,8 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
     }
     check_battery(&prep, &schedule.battery_w, vio);
     let import = grid_import(&prep, power, &schedule.battery_w);
-    for (t, &g) in import.iter().enumerate() {
+    let counted = limit_import(&prep, power, &schedule.battery_w);
+    for (t, &g) in counted.iter().enumerate() {
         if g > prep.cap_eff[t] {
             vio.push(Violation::Capacity {
                 step: t,
@@ -538,6 +541,31 @@ fn tolerance_eur(
 /// Every tapering vehicle's power within its taper in every step of its window, in exact
 /// integers: `p_t · B · (1000 − knee) ≤ 1000 · P · (B − E_t + tolerance)` with `E_t` the energy
 /// at the end of step `t` (`crate::taper`), the tolerance [`crate::ENERGY_TOLERANCE_WH`].
+/// Per step of vehicle `i`'s `row`, whether a power that is not a whole set-point is a tapering
+/// battery under the set-point above it (model v6, `amps::fill_to_taper`): an opted-in vehicle on
+/// an amps point whose taper bound there, at the energy its row gives it before the step, is below
+/// that set-point's power. (Its power must still keep the taper, checked with every row, and
+/// every limit counts the set-point.)
+fn taper_steps(prep: &Prepared, tree: &PrepTree, i: usize, row: &[i64]) -> Vec<bool> {
+    let v = &prep.vehicles[i];
+    let cp = &tree.cps[i];
+    let mut out = vec![false; row.len()];
+    let Some(taper) = &v.taper else {
+        return out;
+    };
+    if v.class == VehicleClass::Uncontrolled || !cp.amps || v.max_w <= 0 {
+        return out;
+    }
+    let w_eu = prep.dt_s as i128 * v.eff as i128;
+    let mut e = taper.e0_eu;
+    for t in v.start..v.end.min(row.len()) {
+        let p = row[t];
+        out[t] = p > 0 && p <= v.max_w && taper.bound_w(e, w_eu) < cp.limit_w(p);
+        e += p.max(0) as i128 * w_eu;
+    }
+    out
+}
+
 fn check_taper(prep: &Prepared, power: &[Vec<i64>], vio: &mut Vec<Violation>) {
     for (v, row) in prep.vehicles.iter().zip(power) {
         let Some(tp) = &v.taper else { continue };

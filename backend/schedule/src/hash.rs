@@ -70,7 +70,7 @@ use crate::{GroupInputs, Mode, RateUnit, Schedule, SolveOptions, Topology, Wirin
 
 /// The model definition covered by [`params_hash`]: a precise statement of what the
 /// optimiser computes. Any change to the model must change this text.
-pub const MODEL_DEFINITION: &str = "evflex-schedule model v5. Per group, steps t of dt seconds. \
+pub const MODEL_DEFINITION: &str = "evflex-schedule model v6. Per group, steps t of dt seconds. \
 Vehicles sorted by id. Uncontrolled (not opted in): fixed as-fast-as-possible profile, first come \
 (arrival, id) first served, capped by max(capacity, other-pv)-other+pv minus earlier fixed loads \
 minus m[t], what the accepted vehicles must take in step t (an accepted guarantee outranks \
@@ -94,7 +94,11 @@ wired phases (k unknown = all): the first k wired node phases (rotation), P = k*
 line-to-line: both lines, P = V*I, or three lines, P = round(sqrt(3)*V)*I; P in W = \
 floor(I[mA]*mW_per_A/1e6). Amps points: I = 0 or a whole current step in [max(min, vehicle min), \
 min(max, vehicle max)]; an uncontrolled vehicle whose max is above 0 and below the point's min: I = 0 \
-or the min (it draws what it takes under it); watts points: 0 or [min, max] W, current ceil(P*1e6/mW_per_A) mA. \
+or the min (it draws what it takes under it); a flexible vehicle with a taper, in a step where its \
+taper row's bound B (at the energy the step ends with) is below the power of the set-point carrying P \
+(the whole step at or above P, at least the min): P in (0, B] under that set-point, energy counted \
+at P, every limit (phases, nodes, capacity) at the set-point; filled last where rounding left it at \
+the whole step below B (priority order, earliest step first, to the LP energy, in the room left); watts points: 0 or [min, max] W, current ceil(P*1e6/mW_per_A) mA. \
 Uncontrolled rows also fit the tree (first come first served, whole set-points), after each \
 accepted vehicle (by id) reserves its hard energy on its path as late as possible in its window \
 (whole set-points within the tree and earlier reservations; released before the model). LP mode: LP \

@@ -386,6 +386,10 @@ fn finish_tree(
             &mut trackers,
         );
     }
+    // Tapering batteries take what they can between whole set-points, in the room left.
+    for (i, target, _) in &plan {
+        amps::fill_to_taper(prep, tree, &mut power, &battery, *i, *target, &mut trackers);
+    }
     let mut s = report(prep, opts, power, battery, build_ms, solve_ms);
     s.capacity_dual = r.cap_dual.clone();
     s.mip_gap = r.mip_gap;
@@ -567,6 +571,20 @@ pub(crate) fn grid_import(prep: &Prepared, power: &[Vec<i64>], battery: &[i64]) 
     (0..prep.h)
         .map(|t| prep.import_w(t, ev_sum(power, t), battery[t]))
         .collect()
+}
+
+/// Grid import (W) per step as the limits count it: each vehicle below its charge point's
+/// minimum current counted at the minimum's power ([`crate::topology::PrepCp::limit_w`]).
+pub(crate) fn limit_import(prep: &Prepared, power: &[Vec<i64>], battery: &[i64]) -> Vec<i64> {
+    let mut import = grid_import(prep, power, battery);
+    if let Some(tree) = &prep.tree {
+        for (cp, row) in tree.cps.iter().zip(power) {
+            for (g, &p) in import.iter_mut().zip(row) {
+                *g += cp.limit_w(p) - p;
+            }
+        }
+    }
+    import
 }
 
 /// Cost (µEUR, floored) of a power profile at the price signal.

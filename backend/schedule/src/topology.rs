@@ -212,6 +212,10 @@ pub(crate) struct PrepCp {
     /// Watts: minimum and maximum power (W).
     pub min_w: i64,
     pub max_w: i64,
+    /// Amps: the charge point's own minimum set-point (mA, a whole step), the least current
+    /// that does not pause it; 0 on a watts point. A battery that takes less than it still
+    /// charges under it ([`Self::limit_ma`]).
+    pub floor_ma: i64,
 }
 
 impl PrepCp {
@@ -243,7 +247,33 @@ impl PrepCp {
         if p <= 0 {
             return 0;
         }
-        self.current_ma(p).max(self.min_ma).min(self.max_ma)
+        self.current_ma(p)
+            .max(self.min_ma)
+            .min(self.max_ma)
+            .max(self.floor_ma)
+    }
+
+    /// The current (mA) each loaded phase may carry with `p` (W) planned: on an amps point the
+    /// set-point that carries `p`, the whole step at or above it and at least the minimum
+    /// (model v6: a planned power between two set-points, or below the minimum, is a battery
+    /// that takes less than its set-point, which every limit counts in full); on a watts point
+    /// [`Self::current_ma`].
+    pub fn limit_ma(&self, p: i64) -> i64 {
+        if self.amps && p > 0 {
+            self.current_ma(p).max(self.floor_ma)
+        } else {
+            self.current_ma(p)
+        }
+    }
+
+    /// The power (W) the point may draw with `p` planned: the power of [`Self::limit_ma`] on an
+    /// amps point (`p` itself for a whole set-point), `p` on a watts point.
+    pub fn limit_w(&self, p: i64) -> i64 {
+        if self.amps && p > 0 {
+            self.power_w(self.limit_ma(p))
+        } else {
+            p
+        }
     }
 
     /// Whether `p` (W) is a valid set-point: 0, or a whole step within [min, max].
@@ -471,6 +501,7 @@ pub(crate) fn prepare_tree(
         } = limits[vi];
         let amps = cp.unit == RateUnit::Amps;
         let (mut min_ma, mut max_ma, step_ma) = (0, 0, cp.current_step_ma.max(1));
+        let mut floor_ma = 0;
         if amps {
             if cp.current_step_ma < 10 {
                 return Err(invalid(f("current_step_ma"), "must be at least 10 mA"));
@@ -493,12 +524,17 @@ pub(crate) fn prepare_tree(
             // The charge point's own minimum, a whole step.
             let cp_min_ma =
                 ceil_div(cp.min_current_ma.max(step_ma) as i128, step_ma as i128) as i64 * step_ma;
+            if cp_min_ma <= cp.max_current_ma {
+                floor_ma = cp_min_ma;
+            }
             if min_ma > max_ma && uncontrolled && vmax_w > 0 && cp_min_ma <= cp.max_current_ma {
                 // A car that did not opt in and takes less than the minimum current (a battery
                 // near full) is given the minimum and draws what it takes under it; the plan
                 // counts it at the minimum, never below its draw. Planned at 0 it was paused
                 // and stopped short of full. (An opted-in car's plan is its energy, which a
-                // count above its draw would overstate: it stays at 0.)
+                // count above its draw would overstate: one whose own maximum is below the
+                // minimum stays at 0; one whose taper falls below it is planned at its draw
+                // under the minimum, `amps::fill_to_taper`.)
                 max_ma = cp_min_ma;
                 min_ma = cp_min_ma;
             } else if min_ma > max_ma {
@@ -517,6 +553,7 @@ pub(crate) fn prepare_tree(
             step_ma,
             min_w: vmin_w,
             max_w: vmax_w,
+            floor_ma,
         });
     }
     let cps = cps
@@ -576,7 +613,8 @@ impl Loads {
     /// Vehicle `i` goes from `old` to `new` W in step `t`.
     pub fn change(&mut self, tree: &PrepTree, i: usize, t: usize, old: i64, new: i64) {
         let cp = &tree.cps[i];
-        let d_ma = cp.current_ma(new) - cp.current_ma(old);
+        let d_ma = cp.limit_ma(new) - cp.limit_ma(old);
+        let d_w = cp.limit_w(new) - cp.limit_w(old);
         for &n in &cp.path {
             let k = n * self.h + t;
             for ph in 0..3 {
@@ -584,7 +622,7 @@ impl Loads {
                     self.phase_ma[k][ph] += d_ma;
                 }
             }
-            self.w[k] += new - old;
+            self.w[k] += d_w;
         }
     }
 

@@ -466,3 +466,148 @@ fn a_tapering_guarantee_keeps_the_early_headroom_it_needs() {
         assert!(report.is_ok(), "{mode:?}: {:?}", report.violations);
     }
 }
+
+/// A three-phase point taking whole amps from 6 A to 16 A under `root`, for vehicle `id`.
+fn amps_point(id: &str) -> ChargePoint {
+    ChargePoint {
+        vehicle_id: id.into(),
+        node: "root".into(),
+        phases: vec![Phase::L1, Phase::L2, Phase::L3],
+        wiring: Wiring::LineToNeutral,
+        voltage_v: 230,
+        car_phases: None,
+        unit: RateUnit::Amps,
+        min_current_ma: 6_000,
+        max_current_ma: 16_000,
+        current_step_ma: 1_000,
+    }
+}
+
+/// A connection of `limit_a` per phase feeding one amps point for vehicle "a".
+fn amps_site(limit_a: i64) -> Topology {
+    Topology {
+        nodes: vec![Node {
+            id: "root".into(),
+            parent: None,
+            phase_limit_ma: [Some(limit_a * 1000); 3],
+            limit_w: None,
+            other_load_ma: Vec::new(),
+            pv_ma: Vec::new(),
+            other_load_w: Vec::new(),
+            pv_w: Vec::new(),
+        }],
+        charge_points: vec![amps_point("a")],
+    }
+}
+
+/// (6) Model v6: an opted-in car whose battery tapers below its charge point's 6 A minimum
+/// (4.14 kW on three phases) still charges. Its taper allows about 2.6 kW: no whole set-point
+/// fits it, and rounding used to plan it at 0, which pauses it short of full. It is planned at
+/// what its taper takes, under the 6 A minimum set-point, and every limit counts the 6 A. A
+/// taper between two set-points is planned at the taper under the set-point above, not floored.
+#[test]
+fn a_battery_tapering_below_the_minimum_current_charges_under_the_minimum() {
+    // 60 kWh at 57 kWh (95 %), knee 80 %: the curve gives 11.04 kW · 3/12 = 2.76 kW now.
+    let car = tapering(
+        Vehicle {
+            class: VehicleClass::BestEffort,
+            ..ev("a", 0, 8, 11_040, 3_000)
+        },
+        60_000,
+        57_000,
+        800,
+    );
+    let mut g = group(30_000, vec![100_000; 8], vec![car]);
+    g.topology = Some(amps_site(32));
+    let opts = SolveOptions::default();
+    let s = solve(&g, &opts, None).unwrap();
+    let r = row(&s, "a");
+    assert!(
+        r[0] > 2_000 && r[0] < 4_140,
+        "planned below the minimum's power: {r:?}"
+    );
+    assert!(r.iter().all(|&p| p < 4_140), "{r:?}");
+    assert!(s.delivered_wh[0] > 1_500, "{:?}", s.delivered_wh);
+    assert_within_tapers(&g, &s).unwrap();
+    let report = check(&g, &s, &opts);
+    assert!(report.is_ok(), "{:?}", report.violations);
+    // It goes out as the 6 A minimum, and the connection counts 6 A on each phase for it.
+    let sp = evflex_schedule::set_points(&g, &s).unwrap();
+    assert_eq!(sp[0].values[0], 6_000);
+    let loads = evflex_schedule::node_loads(&g, &s).unwrap();
+    assert_eq!(loads[0].phase_ma[0], [6_000; 3]);
+    // The checker holds it to that count: the same plan under a 5 A connection is over it,
+    // though the car's own 4 A would fit.
+    let mut tight = g.clone();
+    tight.topology = Some(amps_site(5));
+    assert!(
+        check(&tight, &s, &opts)
+            .violations
+            .iter()
+            .any(|v| matches!(v, Violation::NodeLimit { .. })),
+        "counted at its draw, not at the minimum"
+    );
+    // So under 5 A, or a group capacity below the minimum's 4.14 kW, it gets nothing.
+    let s = solve(&tight, &opts, None).unwrap();
+    assert!(row(&s, "a").iter().all(|&p| p == 0), "{:?}", s.power_w);
+    assert!(check(&tight, &s, &opts).is_ok());
+    let mut small = g.clone();
+    small.capacity_w = vec![4_000; 8];
+    let s = solve(&small, &opts, None).unwrap();
+    assert!(row(&s, "a").iter().all(|&p| p == 0), "{:?}", s.power_w);
+    let report = check(&small, &s, &opts);
+    assert!(report.is_ok(), "{:?}", report.violations);
+    // A plan below the minimum where a whole set-point fits the battery is not one.
+    let mut low = g.clone();
+    low.vehicles[0].energy_on_arrival_wh = Some(30_000);
+    let mut bad = solve(&low, &opts, None).unwrap();
+    bad.power_w[0] = vec![2_000, 0, 0, 0, 0, 0, 0, 0];
+    assert!(
+        check(&low, &bad, &opts)
+            .violations
+            .iter()
+            .any(|v| matches!(v, Violation::SetPoint { .. })),
+    );
+}
+
+/// (7) Model v6: a taper between two whole set-points (here 5.39 kW, between 7 A and 8 A
+/// on three phases) is planned at the taper under the 8 A set-point, not floored to 7 A
+/// (4.83 kW); the connection counts 8 A.
+#[test]
+fn a_taper_between_two_set_points_is_planned_under_the_one_above() {
+    // 60 kWh at 52.8 kWh (88 %), knee 80 %: 11.04 kW · 7.2/12 = 6.62 kW now; the taper row's
+    // bound, at the energy the first quarter hour ends with, is 6.62 kW / 1.23 = 5.39 kW.
+    let car = tapering(
+        Vehicle {
+            class: VehicleClass::BestEffort,
+            ..ev("a", 0, 4, 11_040, 6_000)
+        },
+        60_000,
+        52_800,
+        800,
+    );
+    let mut g = group(30_000, vec![100_000; 4], vec![car]);
+    g.topology = Some(amps_site(32));
+    let opts = SolveOptions::default();
+    let s = solve(&g, &opts, None).unwrap();
+    let r = row(&s, "a");
+    let bounds = taper_bounds(&g, &g.vehicles[0], r).unwrap();
+    assert!(r[0] > 4_830 && r[0] < 5_520, "{r:?}");
+    assert!(
+        (r[0] as f64 - bounds[0]).abs() < 5.0,
+        "at its taper: {r:?} {bounds:?}"
+    );
+    assert!(check(&g, &s, &opts).is_ok());
+    assert_eq!(
+        evflex_schedule::set_points(&g, &s).unwrap()[0].values[0],
+        8_000
+    );
+    let loads = evflex_schedule::node_loads(&g, &s).unwrap();
+    assert_eq!(loads[0].phase_ma[0], [8_000; 3]);
+    // Where the 8 A do not fit the connection (7 A per phase), it stays at 7 A.
+    let mut seven = g.clone();
+    seven.topology = Some(amps_site(7));
+    let s = solve(&seven, &opts, None).unwrap();
+    assert_eq!(row(&s, "a")[0], 4_830, "{:?}", s.power_w);
+    assert!(check(&seven, &s, &opts).is_ok());
+}

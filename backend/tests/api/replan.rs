@@ -845,6 +845,49 @@ async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused(
     assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 6.0);
 }
 
+/// An opted-in car whose battery tapers below its charge point's 6 A minimum is given the
+/// minimum and planned at what its taper takes under it (schedule model v6), not at 0, which
+/// would pause it short of its request.
+#[tokio::test]
+async fn an_opted_in_car_tapering_below_the_minimum_current_is_not_paused() {
+    let (app, cpo) = site_of_two().await;
+    let point = |uid: &str| {
+        json!({"evse_uid": uid, "phases": ["L1", "L2", "L3"], "unit": "A",
+            "min_current_a": 6, "max_current_a": 16})
+    };
+    let group = json!({"id": 1, "name": "garage", "country_code": "NL", "party_id": "EXA",
+        "capacity_w": 30_000, "evses": ["E1", "E2"],
+        "electrical": {"phase_limit_a": [40, 40, 40], "nodes": [],
+            "charge_points": [point("E1"), point("E2")]}});
+    let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&group)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, alice, alice_uid) = app.new_user("alice", true).await;
+    app.put_session("S1", "E1", &alice_uid, 0.0).await;
+    // A 60 kWh battery at 96 %, knee 80 %: it takes 11.04 kW · 4/20 = 2.2 kW now, less than
+    // the 4.14 kW of 6 A on three phases, and less after.
+    let req = json!({"session_id": "S1", "energy_kwh": 1.0, "battery_capacity_kwh": 60.0,
+        "current_soc_percent": 96.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
+    let (status, body) = app
+        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
+        .await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (201, Some("accepted")),
+        "{body}"
+    );
+    app.tick().await;
+    let plan = latest_plan(&app).await;
+    let first = plan.schedule["power_w"][0][0].as_i64().unwrap();
+    assert!((1_500..4_140).contains(&first), "{}", plan.schedule);
+    assert!(
+        plan.schedule["delivered_wh"][0].as_i64().unwrap() >= 1_000,
+        "{}",
+        plan.schedule
+    );
+    // Its profile is the 6 A minimum, under which it draws what it takes.
+    assert_eq!(first_limit(profiles_for(&cpo, "S1").last().unwrap()), 6.0);
+}
+
 /// Each car's delivered energy is the freshest of what its CPO reported and what its charge
 /// point's register moved since the session started (issue 15), read for the whole group at
 /// once.
