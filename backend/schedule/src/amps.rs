@@ -153,24 +153,50 @@ pub(crate) fn top_up(
             break;
         }
         let cur = power[i][t];
-        let (loads, ev_w) = (&mut trackers.0, &mut trackers.1);
-        let group_room = prep.cap_eff[t] - (ev_w[t] + battery[t] + prep.other[t] - prep.pv[t]);
-        let (room_w, room_ma) = loads.room(tree, i, t);
+        let (room_w, room_ma) = room_for(prep, tree, battery, trackers, i, t);
         let need = ((deficit + per_w - 1) / per_w).min(i64::MAX as i128 / 4) as i64;
         let taper_room = v.taper_room_w(prep.dt_s, &power[i], t);
         let fit = cp.fit(
-            cur.saturating_add(group_room.min(room_w).min(taper_room)),
+            cur.saturating_add(room_w.min(taper_room)),
             cp.current_ma(cur).saturating_add(room_ma),
         );
         let new = cp.ceil_power(cur.saturating_add(need)).min(fit);
         if new <= cur {
             continue;
         }
-        loads.change(tree, i, t, cur, new);
-        ev_w[t] += cp.limit_w(new) - cp.limit_w(cur);
-        power[i][t] = new;
+        move_to(tree, power, trackers, i, t, new);
         deficit -= (new - cur) as i128 * per_w;
     }
+}
+
+/// Room for vehicle `i` in step `t` with `trackers`: (W within the group's import and every
+/// W row on its path, mA on each of its loaded phases).
+fn room_for(
+    prep: &Prepared,
+    tree: &PrepTree,
+    battery: &[i64],
+    trackers: &(Loads, Vec<i64>),
+    i: usize,
+    t: usize,
+) -> (i64, i64) {
+    let group_room = prep.cap_eff[t] - (trackers.1[t] + battery[t] + prep.other[t] - prep.pv[t]);
+    let (room_w, room_ma) = trackers.0.room(tree, i, t);
+    (group_room.min(room_w), room_ma)
+}
+
+/// Vehicle `i` goes to `new` W in step `t`, `trackers` with it.
+fn move_to(
+    tree: &PrepTree,
+    power: &mut [Vec<i64>],
+    trackers: &mut (Loads, Vec<i64>),
+    i: usize,
+    t: usize,
+    new: i64,
+) {
+    let (cp, cur) = (&tree.cps[i], power[i][t]);
+    trackers.0.change(tree, i, t, cur, new);
+    trackers.1[t] += cp.limit_w(new) - cp.limit_w(cur);
+    power[i][t] = new;
 }
 
 /// The trackers [`top_up`] keeps in step with `power`.
@@ -214,10 +240,14 @@ pub(crate) fn rescue(
             }
             while power[j][t] > 0 {
                 let old = power[j][t];
-                let new = tree.cps[j].floor_power(old - 1);
-                trackers.0.change(tree, j, t, old, new);
-                trackers.1[t] += tree.cps[j].limit_w(new) - tree.cps[j].limit_w(old);
-                power[j][t] = new;
+                move_to(
+                    tree,
+                    power,
+                    trackers,
+                    j,
+                    t,
+                    tree.cps[j].floor_power(old - 1),
+                );
                 if !lowered.iter().any(|&(k, _)| k == j) {
                     lowered.push((j, old));
                 }
@@ -285,15 +315,11 @@ pub(crate) fn fill_to_taper(
             let new = bound
                 .min(cur.saturating_add(need))
                 .min(cur.saturating_add(v.taper_room_w(prep.dt_s, &power[i], t)));
-            let (loads, ev_w) = (&mut trackers.0, &mut trackers.1);
-            let group_room = prep.cap_eff[t] - (ev_w[t] + battery[t] + prep.other[t] - prep.pv[t]);
-            let (room_w, room_ma) = loads.room(tree, i, t);
+            let (room_w, room_ma) = room_for(prep, tree, battery, trackers, i, t);
             let more_w = cp.limit_w(new) - cp.limit_w(cur);
             let more_ma = cp.limit_ma(new) - cp.limit_ma(cur);
-            if new > cur && more_w <= group_room.min(room_w) && more_ma <= room_ma {
-                loads.change(tree, i, t, cur, new);
-                ev_w[t] += more_w;
-                power[i][t] = new;
+            if new > cur && more_w <= room_w && more_ma <= room_ma {
+                move_to(tree, power, trackers, i, t, new);
                 deficit -= (new - cur) as i128 * w_eu;
             }
         }

@@ -500,6 +500,24 @@ fn amps_site(limit_a: i64) -> Topology {
     }
 }
 
+/// A best-effort car "a" (11.04 kW, a 60 kWh battery holding `energy_wh`, knee 80 %) asking
+/// `want_wh` over `steps` quarter hours at one amps point of [`amps_site`] (3×32 A), in a
+/// 30 kW group.
+fn tapering_on_amps(energy_wh: i64, want_wh: i64, steps: usize) -> GroupInputs {
+    let car = tapering(
+        Vehicle {
+            class: VehicleClass::BestEffort,
+            ..ev("a", 0, steps, 11_040, want_wh)
+        },
+        60_000,
+        energy_wh,
+        800,
+    );
+    let mut g = group(30_000, vec![100_000; steps], vec![car]);
+    g.topology = Some(amps_site(32));
+    g
+}
+
 /// (6) Model v6: an opted-in car whose battery tapers below its charge point's 6 A minimum
 /// (4.14 kW on three phases) still charges. Its taper allows about 2.6 kW: no whole set-point
 /// fits it, and rounding used to plan it at 0, which pauses it short of full. It is planned at
@@ -507,18 +525,9 @@ fn amps_site(limit_a: i64) -> Topology {
 /// taper between two set-points is planned at the taper under the set-point above, not floored.
 #[test]
 fn a_battery_tapering_below_the_minimum_current_charges_under_the_minimum() {
-    // 60 kWh at 57 kWh (95 %), knee 80 %: the curve gives 11.04 kW · 3/12 = 2.76 kW now.
-    let car = tapering(
-        Vehicle {
-            class: VehicleClass::BestEffort,
-            ..ev("a", 0, 8, 11_040, 3_000)
-        },
-        60_000,
-        57_000,
-        800,
-    );
-    let mut g = group(30_000, vec![100_000; 8], vec![car]);
-    g.topology = Some(amps_site(32));
+    // 60 kWh at 57 kWh (95 %), knee 80 %: the curve gives 11.04 kW · 3/12 = 2.76 kW now, and
+    // the taper row's bound, at the energy the first quarter hour ends with, 2.76 / 1.23 kW.
+    let g = tapering_on_amps(57_000, 3_000, 8);
     let opts = SolveOptions::default();
     let s = solve(&g, &opts, None).unwrap();
     let r = row(&s, "a");
@@ -577,17 +586,7 @@ fn a_battery_tapering_below_the_minimum_current_charges_under_the_minimum() {
 fn a_taper_between_two_set_points_is_planned_under_the_one_above() {
     // 60 kWh at 52.8 kWh (88 %), knee 80 %: 11.04 kW · 7.2/12 = 6.62 kW now; the taper row's
     // bound, at the energy the first quarter hour ends with, is 6.62 kW / 1.23 = 5.39 kW.
-    let car = tapering(
-        Vehicle {
-            class: VehicleClass::BestEffort,
-            ..ev("a", 0, 4, 11_040, 6_000)
-        },
-        60_000,
-        52_800,
-        800,
-    );
-    let mut g = group(30_000, vec![100_000; 4], vec![car]);
-    g.topology = Some(amps_site(32));
+    let g = tapering_on_amps(52_800, 6_000, 4);
     let opts = SolveOptions::default();
     let s = solve(&g, &opts, None).unwrap();
     let r = row(&s, "a");

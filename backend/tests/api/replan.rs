@@ -794,10 +794,10 @@ async fn a_car_no_profile_limits_is_planned_at_what_it_draws() {
     assert!(profiles_for(&cpo, "S1").is_empty(), "still never limited");
 }
 
-#[tokio::test]
-async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused() {
+/// [`site_of_two`] with E1 and E2 three-phase points taking whole amps from 6 A to 16 A,
+/// behind a 3×40 A connection (group 1, 30 kW).
+async fn amps_site_of_two() -> (TestApp, MockCpo) {
     let (app, cpo) = site_of_two().await;
-    // Two three-phase points taking whole amps from 6 A to 16 A.
     let point = |uid: &str| {
         json!({"evse_uid": uid, "phases": ["L1", "L2", "L3"], "unit": "A",
             "min_current_a": 6, "max_current_a": 16})
@@ -808,6 +808,12 @@ async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused(
             "charge_points": [point("E1"), point("E2")]}});
     let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&group)).await;
     assert_eq!(status, 200, "{body}");
+    (app, cpo)
+}
+
+#[tokio::test]
+async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused() {
+    let (app, cpo) = amps_site_of_two().await;
     let (_, _, walk_in_uid) = app.new_user("walk-in", false).await;
     app.put_session("S1", "E1", &walk_in_uid, 0.0).await;
     app.tick().await;
@@ -850,17 +856,7 @@ async fn a_car_not_opted_in_drawing_less_than_the_minimum_current_is_not_paused(
 /// would pause it short of its request.
 #[tokio::test]
 async fn an_opted_in_car_tapering_below_the_minimum_current_is_not_paused() {
-    let (app, cpo) = site_of_two().await;
-    let point = |uid: &str| {
-        json!({"evse_uid": uid, "phases": ["L1", "L2", "L3"], "unit": "A",
-            "min_current_a": 6, "max_current_a": 16})
-    };
-    let group = json!({"id": 1, "name": "garage", "country_code": "NL", "party_id": "EXA",
-        "capacity_w": 30_000, "evses": ["E1", "E2"],
-        "electrical": {"phase_limit_a": [40, 40, 40], "nodes": [],
-            "charge_points": [point("E1"), point("E2")]}});
-    let (status, body) = app.cpo(Method::PUT, "/api/v1/groups/1", Some(&group)).await;
-    assert_eq!(status, 200, "{body}");
+    let (app, cpo) = amps_site_of_two().await;
     let (_, alice, alice_uid) = app.new_user("alice", true).await;
     app.put_session("S1", "E1", &alice_uid, 0.0).await;
     // A 60 kWh battery at 96 %, knee 80 %: it takes 11.04 kW · 4/20 = 2.2 kW now, less than
