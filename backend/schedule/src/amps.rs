@@ -300,7 +300,12 @@ pub(crate) fn fill_to_taper(
 ) {
     let v = &prep.vehicles[i];
     let cp = &tree.cps[i];
-    let (Some(taper), true) = (&v.taper, cp.amps && cp.floor_ma > 0 && v.max_w > 0) else {
+    // A vehicle with a minimum of its own above the point's is held to it.
+    let plain_minimum = cp.min_ma == cp.floor_ma;
+    let (Some(taper), true) = (
+        &v.taper,
+        cp.amps && cp.floor_ma > 0 && plain_minimum && v.max_w > 0,
+    ) else {
         return;
     };
     let w_eu = prep.dt_s as i128 * v.eff as i128;

@@ -356,7 +356,13 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
     }
     let milp = schedule.mode == Mode::Milp;
     let power = &schedule.power_w;
-    for (v, row) in prep.vehicles.iter().zip(power) {
+    for (i, (v, row)) in prep.vehicles.iter().zip(power).enumerate() {
+        // A tapering battery under the set-point above its power (model v6) is not a set-point
+        // below the minimum.
+        let tapering = match &prep.tree {
+            Some(tree) if milp => taper_steps(&prep, tree, i, row),
+            _ => vec![false; row.len()],
+        };
         for (t, &p) in row.iter().enumerate() {
             let vehicle = v.id.clone();
             if v.class == VehicleClass::Uncontrolled {
@@ -387,7 +393,7 @@ pub fn check(inputs: &GroupInputs, schedule: &Schedule, opts: &SolveOptions) -> 
                     power_w: p,
                     max_w: v.max_w,
                 });
-            } else if milp && p > 0 && p < v.min_w {
+            } else if milp && p > 0 && p < v.min_w && !tapering[t] {
                 vio.push(Violation::BelowMin {
                     vehicle,
                     step: t,
@@ -553,7 +559,9 @@ fn taper_steps(prep: &Prepared, tree: &PrepTree, i: usize, row: &[i64]) -> Vec<b
     let Some(taper) = &v.taper else {
         return out;
     };
-    if v.class == VehicleClass::Uncontrolled || !cp.amps || v.max_w <= 0 {
+    // Not for a vehicle with a minimum of its own above the point's (`amps::fill_to_taper`).
+    if v.class == VehicleClass::Uncontrolled || !cp.amps || cp.min_ma != cp.floor_ma || v.max_w <= 0
+    {
         return out;
     }
     let w_eu = prep.dt_s as i128 * v.eff as i128;

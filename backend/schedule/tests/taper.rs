@@ -566,6 +566,12 @@ fn a_battery_tapering_below_the_minimum_current_charges_under_the_minimum() {
     assert!(row(&s, "a").iter().all(|&p| p == 0), "{:?}", s.power_w);
     let report = check(&small, &s, &opts);
     assert!(report.is_ok(), "{:?}", report.violations);
+    // A vehicle whose own minimum (7 A) is above the point's is held to it: nothing below.
+    let mut own_min = g.clone();
+    own_min.vehicles[0].min_power_w = 4_830;
+    let s = solve(&own_min, &opts, None).unwrap();
+    assert!(row(&s, "a").iter().all(|&p| p == 0), "{:?}", s.power_w);
+    assert!(check(&own_min, &s, &opts).is_ok());
     // A plan below the minimum where a whole set-point fits the battery is not one.
     let mut low = g.clone();
     low.vehicles[0].energy_on_arrival_wh = Some(30_000);
