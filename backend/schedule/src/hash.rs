@@ -94,7 +94,7 @@ wired phases (k unknown = all): the first k wired node phases (rotation), P = k*
 line-to-line: both lines, P = V*I, or three lines, P = round(sqrt(3)*V)*I; P in W = \
 floor(I[mA]*mW_per_A/1e6). Amps points: I = 0 or a whole current step in [max(min, vehicle min), \
 min(max, vehicle max)]; an uncontrolled vehicle whose max is above 0 and below the point's min: I = 0 \
-or the min (it draws what it takes under it); a flexible vehicle with a taper, in a step where its \
+or the min (it draws what it takes under it); a flexible vehicle with a taper and no minimum above the point's, in a step where its \
 taper row's bound B (at the energy the step ends with) is below the power of the set-point carrying P \
 (the whole step at or above P, at least the min): P in (0, B] under that set-point, energy counted \
 at P, every limit (phases, nodes, capacity) at the set-point; filled last where rounding left it at \
