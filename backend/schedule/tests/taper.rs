@@ -329,16 +329,7 @@ prop_compose! {
     /// points taking whole amps (or watts).
     fn tree_group_strategy()(g in group_strategy(), limit_a in 16i64..80, watts in prop::collection::vec(prop::bool::weighted(0.2), 6)) -> GroupInputs {
         let mut g = g;
-        let root = Node {
-            id: "root".into(),
-            parent: None,
-            phase_limit_ma: [Some(limit_a * 1000); 3],
-            limit_w: None,
-            other_load_ma: Vec::new(),
-            pv_ma: Vec::new(),
-            other_load_w: Vec::new(),
-            pv_w: Vec::new(),
-        };
+        let root = connection(limit_a);
         let charge_points = g.vehicles.iter().zip(watts).map(|(v, w)| ChargePoint {
             vehicle_id: v.id.clone(),
             node: "root".into(),
@@ -483,19 +474,24 @@ fn amps_point(id: &str) -> ChargePoint {
     }
 }
 
+/// The connection "root": `limit_a` per phase, nothing else on it.
+fn connection(limit_a: i64) -> Node {
+    Node {
+        id: "root".into(),
+        parent: None,
+        phase_limit_ma: [Some(limit_a * 1000); 3],
+        limit_w: None,
+        other_load_ma: Vec::new(),
+        pv_ma: Vec::new(),
+        other_load_w: Vec::new(),
+        pv_w: Vec::new(),
+    }
+}
+
 /// A connection of `limit_a` per phase feeding one amps point for vehicle "a".
 fn amps_site(limit_a: i64) -> Topology {
     Topology {
-        nodes: vec![Node {
-            id: "root".into(),
-            parent: None,
-            phase_limit_ma: [Some(limit_a * 1000); 3],
-            limit_w: None,
-            other_load_ma: Vec::new(),
-            pv_ma: Vec::new(),
-            other_load_w: Vec::new(),
-            pv_w: Vec::new(),
-        }],
+        nodes: vec![connection(limit_a)],
         charge_points: vec![amps_point("a")],
     }
 }
