@@ -62,8 +62,13 @@ fn first_limit(body: &Value) -> f64 {
 async fn request_accepted(app: &TestApp, user: &str, session_id: &str, kwh: f64, departure: i64) {
     let req = json!({"session_id": session_id, "energy_kwh": kwh,
         "departure": format_rfc3339(departure)});
+    post_accepted(app, user, &req).await;
+}
+
+/// `user` posts the charging request `req`, and it is accepted.
+async fn post_accepted(app: &TestApp, user: &str, req: &Value) {
     let (status, body) = app
-        .user(user, Method::POST, "/api/v1/requests", Some(&req))
+        .user(user, Method::POST, "/api/v1/requests", Some(req))
         .await;
     assert_eq!(
         (status, body["decision"].as_str()),
@@ -562,14 +567,7 @@ async fn a_taper_seen_in_meter_values_is_planned_with_the_cars_own_knee() {
     // quarters of the charge point's 11.04 kW.
     let req = json!({"session_id": "S1", "energy_kwh": 3.0, "battery_capacity_kwh": 60.0,
         "current_soc_percent": 85.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
-    let (status, body) = app
-        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
-        .await;
-    assert_eq!(
-        (status, body["decision"].as_str()),
-        (201, Some("accepted")),
-        "{body}"
-    );
+    post_accepted(&app, &alice, &req).await;
     app.tick().await;
     let knee_of_plan = async |app: &TestApp| {
         let s = latest_plan(app).await;
@@ -863,14 +861,7 @@ async fn an_opted_in_car_tapering_below_the_minimum_current_is_not_paused() {
     // the 4.14 kW of 6 A on three phases, and less after.
     let req = json!({"session_id": "S1", "energy_kwh": 1.0, "battery_capacity_kwh": 60.0,
         "current_soc_percent": 96.0, "departure": format_rfc3339(T0 + 4 * 3_600)});
-    let (status, body) = app
-        .user(&alice, Method::POST, "/api/v1/requests", Some(&req))
-        .await;
-    assert_eq!(
-        (status, body["decision"].as_str()),
-        (201, Some("accepted")),
-        "{body}"
-    );
+    post_accepted(&app, &alice, &req).await;
     app.tick().await;
     let plan = latest_plan(&app).await;
     let first = plan.schedule["power_w"][0][0].as_i64().unwrap();
