@@ -92,6 +92,10 @@ pub struct DemoArgs {
     /// the reserve costs.
     #[arg(long)]
     pub arrival_reserve_w: Option<i64>,
+    /// Continuous time: the stationary battery on group 3 (kWh of usable capacity, half full at
+    /// the start, 0.5 C); 0: none.
+    #[arg(long, default_value_t = 60.0)]
+    pub battery_kwh: f64,
     /// Exit after the summary instead of serving until Ctrl-C.
     #[arg(long)]
     pub exit: bool,
@@ -149,6 +153,7 @@ impl DemoArgs {
                 taper_knee_spread: (self.taper_knee_spread_percent / 100.0).clamp(0.0, 0.5),
             }),
             arrival_reserve_w: self.arrival_reserve_w,
+            battery_wh: (self.battery_kwh.max(0.0) * 1_000.0).round() as i64,
             ..SimConfig::default()
         };
         cfg.demand = match &self.sessions_csv {

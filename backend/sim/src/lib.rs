@@ -33,6 +33,7 @@ pub mod policies;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod site_battery;
 pub mod steps;
 
 pub use demand::{Arrival, DemandSource};
@@ -147,12 +148,17 @@ pub struct SimConfig {
     /// Every group's arrival reserve as its CPO sets it (`arrival_reserve_w` in the topology, W);
     /// `None`: evflex's rule (`engine::reserve`).
     pub arrival_reserve_w: Option<i64>,
+    /// Group 3 (the last group when there are fewer) has a stationary battery of this usable
+    /// capacity (Wh), half full at the start, 0.5 C ([`scenario::SiteBattery::half_full`]);
+    /// 0: none. Continuous time only: its simulator runs the battery ([`live`]).
+    pub battery_wh: i64,
 }
 
 impl Default for SimConfig {
     /// The simulator's default day (`evflex demo` generates 2.5 EVs per charge point instead):
     /// 3 sites, 5 groups, 60 charge points (every third 22 kW), 90 generated
-    /// EVs, 70 % opted in, PV on group 2, a capacity cut on group 5, 24 hours.
+    /// EVs, 70 % opted in, PV on group 2, a 60 kWh battery on group 3 (in continuous time), a
+    /// capacity cut on group 5, 24 hours.
     fn default() -> Self {
         Self {
             seed: 1,
@@ -178,11 +184,15 @@ impl Default for SimConfig {
             three_phase_group: true,
             continuous: None,
             arrival_reserve_w: None,
+            battery_wh: 60_000,
         }
     }
 }
 
 impl SimConfig {
+    /// Index of the group with the battery ([`SimConfig::battery_wh`]).
+    pub const BATTERY_GROUP: usize = 2;
+
     /// First simulated step (index within the day).
     pub fn first_step(&self) -> usize {
         (self.start_hour as usize * 4).min(STEPS_PER_DAY)

@@ -19,6 +19,9 @@
 //!    an OCPI CPO does once the charge point applied it, so evflex knows the profile is in
 //!    force and holds the meter values against it (`engine::closed_loop`).
 //!
+//! A group's stationary battery follows the plan evflex gives it through its own controller
+//! ([`crate::site_battery`]), and its power counts in the group's load.
+//!
 //! Then every charge point draws, for the second, `min(limit in force, the battery's taper,
 //! what the car still takes)`; one that ignores profiles ([`Continuous::ignore_profiles_share`])
 //! draws as if it had none. The [`Battery`] is constant power to a knee SoC and then falls
@@ -34,6 +37,7 @@ use super::run::{Measured, World, ts};
 use super::{Operator, STEP_S, SimConfig, SimResult};
 use crate::cpo::{CpoServer, Profile};
 use crate::demand::Arrival;
+use crate::site_battery::{BatteryRun, Controller};
 use evflex::domain::{TIME_STEP_S, format_rfc3339, timestep_of};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -158,12 +162,15 @@ impl Battery {
 pub struct Trace {
     /// Unix second of the first sample.
     pub start_ts: i64,
-    /// EV load per group and second from `start_ts` (W).
+    /// Load per group and second from `start_ts` (W): its EVs and its stationary battery.
     pub group_load_w: Vec<Vec<f32>>,
     /// The settings it ran with.
     pub settings: Continuous,
     /// Per session id, when its first profile took effect (Unix seconds).
     pub first_profile_in_force: BTreeMap<String, i64>,
+    /// What each group's stationary battery did ([`crate::site_battery`]); its power is in
+    /// `group_load_w`.
+    pub batteries: Vec<BatteryRun>,
 }
 
 /// One plugged-in vehicle's state.
@@ -205,7 +212,9 @@ pub(crate) async fn play(
         group_load_w: vec![vec![0.0; (end - start) as usize]; world.scenario.groups.len()],
         settings: live.clone(),
         first_profile_in_force: BTreeMap::new(),
+        batteries: Vec::new(),
     };
+    let mut stores = Controller::of(&world.scenario);
     let total = ((end - start) / STEP_S as i64) as usize;
     for t in start..end {
         let quarter = (t - cfg.day_start) % i64::from(TIME_STEP_S) == 0;
@@ -227,7 +236,7 @@ pub(crate) async fn play(
             })
             .collect();
         if leaving.is_empty() && coming.is_empty() && !quarter && !meter && results.is_empty() {
-            step_second(world, &mut cars, &mut trace, live, t, m);
+            step_second(world, &mut cars, &mut stores, &mut trace, live, t, m);
             continue;
         }
         target.set_clock(t).await?;
@@ -259,6 +268,9 @@ pub(crate) async fn play(
         }
         if meter {
             post_meter_values(world, &mut cars, live, t, m, quarter).await;
+            for store in &stores {
+                store.post_state(world, t).await;
+            }
         }
         if quarter {
             for vi in std::mem::take(&mut world.pending_top_ups) {
@@ -275,7 +287,12 @@ pub(crate) async fn play(
             t + i64::from(live.profile_latency_s),
             live.profile_latency_s,
         );
-        step_second(world, &mut cars, &mut trace, live, t, m);
+        for store in &mut stores {
+            store
+                .poll(world, t + i64::from(live.profile_latency_s))
+                .await;
+        }
+        step_second(world, &mut cars, &mut stores, &mut trace, live, t, m);
         if (t + 1 - start) % STEP_S as i64 == 0 {
             progress(((t + 1 - start) / STEP_S as i64) as usize, total);
             if let Some(p) = cfg.pace {
@@ -294,6 +311,7 @@ pub(crate) async fn play(
         world.unplug(vi, end).await;
         m.cdrs += 1;
     }
+    trace.batteries = stores.into_iter().map(Controller::finish).collect();
     m.trace = Some(trace);
     Ok(())
 }
@@ -339,10 +357,11 @@ fn collect_profiles(
     }
 }
 
-/// Every charge point draws for the second `[t, t + 1)`.
+/// Every charge point and battery draws for the second `[t, t + 1)`.
 fn step_second(
     world: &mut World<'_>,
     cars: &mut BTreeMap<usize, Car>,
+    stores: &mut [Controller],
     trace: &mut Trace,
     live: &Continuous,
     t: i64,
@@ -350,6 +369,11 @@ fn step_second(
 ) {
     let k = ((t - world.cfg.day_start) / STEP_S as i64) as usize;
     let offset = (t - trace.start_ts) as usize;
+    for store in stores.iter_mut() {
+        let power = store.second(t, k);
+        m.group_load_w[store.group()][k] += power / STEP_S as f64;
+        trace.group_load_w[store.group()][offset] += power as f32;
+    }
     for (vi, car) in cars.iter_mut() {
         let v = &mut world.vehicles[*vi];
         let Some(cp) = v.cp else { continue };

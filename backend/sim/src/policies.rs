@@ -35,6 +35,7 @@ use super::run::SimRecord;
 use super::{STEP_S, STEPS_PER_DAY};
 use crate::live::{Offer, Trace, replay};
 use crate::report::{baseline_rows, cost_eur, day_inputs, group_members};
+use crate::site_battery::BatteryFigures;
 use evflex_schedule::{SolveOptions, VehicleClass};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -87,6 +88,11 @@ pub struct PolicyReport {
     pub latency_ms: Latency,
     /// How finely load is measured (s): the simulator's step.
     pub resolution_s: u32,
+    /// Each stationary battery, by group id, under the policies that run it (`smart`,
+    /// `hindsight`, `hindsight_reserved`); the uncontrolled and equal-share policies leave it
+    /// idle. Its power is in the group's load, so in the overload and the cost.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub batteries: BTreeMap<i64, BTreeMap<&'static str, BatteryFigures>>,
 }
 
 impl std::fmt::Display for PolicyReport {
@@ -130,6 +136,18 @@ impl std::fmt::Display for PolicyReport {
             }
             writeln!(f)?;
         }
+        for (id, policies) in &self.batteries {
+            for (name, b) in policies {
+                writeln!(
+                    f,
+                    "  battery, group {id} ({:.0} kWh), {name}: took {:.1} kWh, gave {:.1} kWh, {:.1} → {:.1} kWh",
+                    b.capacity_kwh, b.charged_kwh, b.discharged_kwh, b.start_kwh, b.end_kwh
+                )?;
+            }
+        }
+        if !self.batteries.is_empty() {
+            writeln!(f, "  (uncontrolled and equal share leave the battery idle)")?;
+        }
         write!(
             f,
             "  (load at {} s resolution; session PUT to first profile p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms)",
@@ -156,9 +174,11 @@ pub fn of(rec: &SimRecord) -> PolicyReport {
         for (i, row) in members.iter().zip(baseline_rows(rec, g)) {
             uncontrolled.insert(*i, row.iter().map(|w| *w as f64).collect());
         }
-        hindsight.extend(hindsight_rows(rec, g, None));
+        hindsight.extend(hindsight_rows(rec, g, None).0);
     }
     let equal = equal_share(rec);
+    // The step simulator runs no stationary battery (`SimConfig::battery_wh`).
+    let idle = no_battery(rec);
     let scope = |only: Option<usize>| -> BTreeMap<&'static str, PolicyFigures> {
         [
             ("smart", &smart),
@@ -167,7 +187,7 @@ pub fn of(rec: &SimRecord) -> PolicyReport {
             ("hindsight", &hindsight),
         ]
         .into_iter()
-        .map(|(name, rows)| (name, figures(rec, rows, only)))
+        .map(|(name, rows)| (name, figures(rec, rows, &idle, only)))
         .collect()
     };
     PolicyReport {
@@ -175,6 +195,7 @@ pub fn of(rec: &SimRecord) -> PolicyReport {
         groups: per_group(rec, scope),
         latency_ms: latency(rec),
         resolution_s: STEP_S,
+        batteries: BTreeMap::new(),
     }
 }
 
@@ -221,11 +242,33 @@ fn in_scope(
         .filter(move |(g, _)| only.is_none_or(|o| o == *g))
 }
 
-/// The figures of one policy's rows, over every group or `only` group index `g`.
-fn figures(rec: &SimRecord, rows: &Rows, only: Option<usize>) -> PolicyFigures {
+/// `per_group` with every group but `only` (if any) zeroed.
+fn in_scope_only(per_group: &[Vec<f64>], only: Option<usize>) -> Vec<Vec<f64>> {
+    let mut out = per_group.to_vec();
+    for (g, row) in out.iter_mut().enumerate() {
+        if only.is_some_and(|o| o != g) {
+            row.fill(0.0);
+        }
+    }
+    out
+}
+
+/// Per group and step of the day, a stationary battery's power (W, + charging): all zero.
+fn no_battery(rec: &SimRecord) -> Vec<Vec<f64>> {
+    vec![vec![0.0; STEPS_PER_DAY]; rec.scenario.groups.len()]
+}
+
+/// The figures of one policy's rows and `battery_w` (per group and step of the day, the
+/// stationary batteries' power), over every group or `only` group index `g`.
+fn figures(
+    rec: &SimRecord,
+    rows: &Rows,
+    battery_w: &[Vec<f64>],
+    only: Option<usize>,
+) -> PolicyFigures {
     let (first, end) = (rec.config.first_step(), rec.config.end_step());
     let groups = &rec.scenario.groups;
-    let mut load = vec![vec![0.0; STEPS_PER_DAY]; groups.len()];
+    let mut load = in_scope_only(battery_w, only);
     let mut plugged_n = vec![vec![0usize; STEPS_PER_DAY]; groups.len()];
     for (i, row) in rows {
         let Some(g) = group_of(rec, *i).filter(|g| only.is_none_or(|o| o == *g)) else {
@@ -410,16 +453,45 @@ fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
     let equal = replay(rec, trace, share_equally);
     let window_s = trace.settings.reaction_window_s();
     let (mut hindsight, mut reserved) = (Rows::new(), Rows::new());
-    for g in 0..rec.scenario.groups.len() {
-        hindsight.extend(hindsight_rows(rec, g, None));
-        reserved.extend(hindsight_rows(rec, g, Some(window_s)));
+    let idle = no_battery(rec);
+    let (mut smart_battery, mut hindsight_battery, mut reserved_battery) =
+        (idle.clone(), idle.clone(), idle.clone());
+    let mut batteries: BTreeMap<i64, BTreeMap<&'static str, BatteryFigures>> = BTreeMap::new();
+    for run in &trace.batteries {
+        smart_battery[run.group].clone_from(&run.power_w);
+        batteries
+            .entry(rec.scenario.groups[run.group].id)
+            .or_default()
+            .insert("smart", run.figures());
+    }
+    for (g, group) in rec.scenario.groups.iter().enumerate() {
+        let (rows, battery) = hindsight_rows(rec, g, None);
+        hindsight.extend(rows);
+        let (rows, reserved_w) = hindsight_rows(rec, g, Some(window_s));
+        reserved.extend(rows);
+        if let Some(b) = &group.battery {
+            let step_s = f64::from(STEP_S);
+            let entry = batteries.entry(group.id).or_default();
+            entry.insert("hindsight", BatteryFigures::of_plan(b, &battery, step_s));
+            entry.insert(
+                "hindsight_reserved",
+                BatteryFigures::of_plan(b, &reserved_w, step_s),
+            );
+            hindsight_battery[g] = battery;
+            reserved_battery[g] = reserved_w;
+        }
     }
     let scope = |only: Option<usize>| -> BTreeMap<&'static str, PolicyFigures> {
         let mut policies = BTreeMap::new();
-        for (name, (load, delivered, rows)) in [
+        for (name, (load, delivered, rows, battery)) in [
             (
                 "smart",
-                (&trace.group_load_w, &smart_delivered, &smart_rows),
+                (
+                    &trace.group_load_w,
+                    &smart_delivered,
+                    &smart_rows,
+                    &smart_battery,
+                ),
             ),
             (
                 "uncontrolled",
@@ -427,20 +499,31 @@ fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
                     &uncontrolled.group_load_w,
                     &uncontrolled.delivered_wh,
                     &uncontrolled.rows,
+                    &idle,
                 ),
             ),
             (
                 "equal_share",
-                (&equal.group_load_w, &equal.delivered_wh, &equal.rows),
+                (&equal.group_load_w, &equal.delivered_wh, &equal.rows, &idle),
             ),
         ] {
+            let seconds = Seconds {
+                load_w: load,
+                trace,
+            };
             policies.insert(
                 name,
-                second_figures(rec, trace, load, delivered, rows, only),
+                second_figures(rec, seconds, delivered, rows, battery, only),
             );
         }
-        policies.insert("hindsight", figures(rec, &hindsight, only));
-        policies.insert("hindsight_reserved", figures(rec, &reserved, only));
+        policies.insert(
+            "hindsight",
+            figures(rec, &hindsight, &hindsight_battery, only),
+        );
+        policies.insert(
+            "hindsight_reserved",
+            figures(rec, &reserved, &reserved_battery, only),
+        );
         policies
     };
     PolicyReport {
@@ -448,17 +531,26 @@ fn of_trace(rec: &SimRecord, trace: &Trace) -> PolicyReport {
         groups: per_group(rec, scope),
         latency_ms: latency(rec),
         resolution_s: 1,
+        batteries,
     }
 }
 
+/// A policy's 1-second group loads (W; the batteries' power included) and the trace they
+/// were measured or replayed over.
+#[derive(Clone, Copy)]
+struct Seconds<'a> {
+    load_w: &'a [Vec<f32>],
+    trace: &'a Trace,
+}
+
 /// One policy's figures from its 1-second group loads, each car's energy by departure and its
-/// average power per step (for the cost).
+/// average power per step and the batteries' (for the cost).
 fn second_figures(
     rec: &SimRecord,
-    trace: &Trace,
-    load_w: &[Vec<f32>],
+    Seconds { load_w, trace }: Seconds<'_>,
     delivered_wh: &BTreeMap<usize, f64>,
     rows: &Rows,
+    battery_w: &[Vec<f64>],
     only: Option<usize>,
 ) -> PolicyFigures {
     let day_start = rec.config.day_start;
@@ -511,7 +603,7 @@ fn second_figures(
             met += 1;
         }
     }
-    let mut load = vec![vec![0.0; STEPS_PER_DAY]; rec.scenario.groups.len()];
+    let mut load = in_scope_only(battery_w, only);
     for (i, row) in rows {
         if let Some(g) = group_of(rec, *i).filter(|g| only.is_none_or(|o| o == *g)) {
             for (k, w) in row.iter().enumerate() {
@@ -543,13 +635,24 @@ fn second_figures(
 /// With `reserve_window_s` (continuous time), the LP also keeps smart's arrival reserve free
 /// in every minute ([`reserve_in_steps`]): the most energy a policy can deliver that keeps the
 /// group safe from an arrival's first second without knowing when cars arrive.
-fn hindsight_rows(rec: &SimRecord, g: usize, reserve_window_s: Option<u32>) -> Rows {
+///
+/// A group's stationary battery is in the LP, from its energy at the start of the day; its
+/// power per quarter hour (W, + charging; all zero without one) comes back with the rows.
+fn hindsight_rows(rec: &SimRecord, g: usize, reserve_window_s: Option<u32>) -> (Rows, Vec<f64>) {
     let group = &rec.scenario.groups[g];
+    let no_battery = vec![0.0; STEPS_PER_DAY];
     let mut inputs = day_inputs(rec, g, VehicleClass::BestEffort);
     if inputs.vehicles.is_empty() {
-        return Rows::new();
+        return (Rows::new(), no_battery);
     }
     inputs.pv_w = group.pv_w.clone();
+    inputs.battery = group.battery.as_ref().map(|b| evflex_schedule::Battery {
+        capacity_wh: b.capacity_wh,
+        energy_wh: b.energy_wh,
+        max_charge_w: b.max_w,
+        max_discharge_w: b.max_w,
+        efficiency_permille: b.efficiency_permille,
+    });
     inputs.price_micro_eur_per_kwh = rec.scenario.price_micro_eur_per_kwh.clone();
     let per_step = if rec.config.continuous.is_some() {
         STEP_S / HINDSIGHT_STEP_S
@@ -592,22 +695,26 @@ fn hindsight_rows(rec: &SimRecord, g: usize, reserve_window_s: Option<u32>) -> R
         time_limit_ms: 60_000,
         ..SolveOptions::default()
     };
+    let quarters = |row: &[i64]| -> Vec<f64> {
+        row.chunks(per_step as usize)
+            .map(|c| c.iter().map(|w| *w as f64).sum::<f64>() / per_step as f64)
+            .collect()
+    };
     match evflex_schedule::solve(&inputs, &opts, None) {
-        Ok(schedule) => schedule
-            .vehicle_ids
-            .iter()
-            .zip(&schedule.power_w)
-            .filter_map(|(id, row)| {
-                let quarters = row
-                    .chunks(per_step as usize)
-                    .map(|c| c.iter().map(|w| *w as f64).sum::<f64>() / per_step as f64)
-                    .collect();
-                Some((id.parse().ok()?, quarters))
-            })
-            .collect(),
+        Ok(schedule) => {
+            let rows = schedule
+                .vehicle_ids
+                .iter()
+                .zip(&schedule.power_w)
+                .filter_map(|(id, row)| Some((id.parse().ok()?, quarters(row))))
+                .collect();
+            let mut battery = quarters(&schedule.battery_w);
+            battery.resize(STEPS_PER_DAY, 0.0);
+            (rows, battery)
+        }
         Err(e) => {
             tracing::warn!(group = group.id, error = %e, "hindsight optimum: the LP failed");
-            Rows::new()
+            (Rows::new(), no_battery)
         }
     }
 }

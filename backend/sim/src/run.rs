@@ -166,7 +166,7 @@ pub struct SimRecord {
     pub demand_label: String,
     /// Every arrival of the day, simulated or not.
     pub vehicles: Vec<VehicleRecord>,
-    /// Measured EV load per group and step of the day (W).
+    /// Measured load per group and step of the day (W): its EVs and its stationary battery.
     pub group_load_w: Vec<Vec<f64>>,
     /// Tick figures.
     pub ticks: TickStats,
@@ -192,7 +192,7 @@ pub struct SimRecord {
 /// What a day's loop measured: the step loop here, or the continuous-time one of
 /// [`crate::live`].
 pub(crate) struct Measured {
-    /// Average EV load per group and step of the day (W).
+    /// Average load per group and step of the day (W): EVs and stationary battery.
     pub(crate) group_load_w: Vec<Vec<f64>>,
     /// Current per node phase of the three-phase group per step (A), see
     /// [`SimRecord::phase_load_a`].

@@ -88,6 +88,38 @@ pub struct Group {
     pub pv_peak_w: i64,
     /// Per-phase limits and a cabinet (the three-phase group), `None`: one number.
     pub tree: Option<Tree>,
+    /// A stationary battery behind the connection.
+    pub battery: Option<SiteBattery>,
+}
+
+/// A stationary battery behind a group's connection, as the topology declares it to evflex
+/// (its usable window; [`crate::live`] simulates it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteBattery {
+    /// Id within the group.
+    pub id: String,
+    /// Usable capacity (Wh).
+    pub capacity_wh: i64,
+    /// Energy in it at the start of the day (Wh).
+    pub energy_wh: i64,
+    /// Most it charges or discharges (W).
+    pub max_w: i64,
+    /// Efficiency of charging (per mille; discharging is lossless, as evflex models it).
+    pub efficiency_permille: u16,
+}
+
+impl SiteBattery {
+    /// A battery of `capacity_wh`, half full, charging and discharging at up to half its
+    /// capacity per hour (a 0.5 C commercial battery), 90 % efficient.
+    pub fn half_full(capacity_wh: i64) -> Self {
+        Self {
+            id: "store".to_owned(),
+            capacity_wh,
+            energy_wh: capacity_wh / 2,
+            max_w: capacity_wh / 2,
+            efficiency_permille: 900,
+        }
+    }
 }
 
 impl Group {
@@ -175,6 +207,10 @@ impl Scenario {
                     .sum();
                 let capacity_w = ((rated as f64 * cfg.capacity_share).round() as i64).max(1_000);
                 let has_pv = g == 1 && cfg.pv_peak_w > 0;
+                // The battery only in continuous time, whose simulator runs it.
+                let has_battery = g == SimConfig::BATTERY_GROUP.min(groups_n - 1)
+                    && cfg.battery_wh > 0
+                    && cfg.continuous.is_some();
                 let cut = (g == groups_n - 1 && groups_n > 1)
                     .then_some(cfg.capacity_cut)
                     .flatten()
@@ -197,6 +233,7 @@ impl Scenario {
                         vec![0; STEPS_PER_DAY]
                     },
                     pv_peak_w: if has_pv { cfg.pv_peak_w } else { 0 },
+                    battery: has_battery.then(|| SiteBattery::half_full(cfg.battery_wh)),
                     // The connection carries the capacity balanced over its phases; the
                     // cabinet, feeding half the points, 60 % of it: rotated single-phase cars
                     // must be spread for both to hold.
@@ -273,6 +310,12 @@ impl Scenario {
                 if let Some(w) = cfg.arrival_reserve_w {
                     group["arrival_reserve_w"] = json!(w);
                 }
+                if let Some(b) = &g.battery {
+                    group["batteries"] = json!([{"id": b.id, "capacity_wh": b.capacity_wh,
+                        "energy_wh": b.energy_wh, "max_charge_w": b.max_w,
+                        "max_discharge_w": b.max_w,
+                        "efficiency_permille": b.efficiency_permille}]);
+                }
                 group
             })
             .collect();
@@ -328,5 +371,23 @@ mod tests {
         assert_eq!(s.price_micro_eur_per_kwh.len(), 96);
         assert_eq!(s.price_micro_eur_per_kwh[0], 25_480);
         assert_eq!(s.price_micro_eur_per_kwh[95], 28_070);
+        assert!(
+            s.groups.iter().all(|g| g.battery.is_none()),
+            "the step simulator runs no battery"
+        );
+        let live = Scenario::build(&SimConfig {
+            continuous: Some(crate::live::Continuous::default()),
+            ..SimConfig::default()
+        });
+        let with: Vec<i64> = live
+            .groups
+            .iter()
+            .filter(|g| g.battery.is_some())
+            .map(|g| g.id)
+            .collect();
+        assert_eq!(with, [3]);
+        let topology = live.topology(&SimConfig::default());
+        assert_eq!(topology["groups"][2]["batteries"][0]["capacity_wh"], 60_000);
+        assert_eq!(topology["groups"][2]["batteries"][0]["energy_wh"], 30_000);
     }
 }

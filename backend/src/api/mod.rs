@@ -3,12 +3,13 @@
 //! - `/ocpi/…` — OCPI 2.2.1 for CPOs ([`ocpi`]), `Authorization: Token <base64>`.
 //! - `/api/v1/…` — JSON API, OpenAPI-documented at `/api/openapi.json`: users and charging
 //!   requests (`Authorization: Bearer <session token>`), topology, meter values and the cockpit
-//!   (CPO credentials, `Authorization: Token <base64>`).
+//!   and stationary batteries (CPO credentials, `Authorization: Token <base64>`).
 //! - `/healthz`, `/metrics`.
 
 mod admin;
 mod audit;
 mod auth;
+mod batteries;
 mod cockpit;
 mod error;
 mod events;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router(&state.limits))
         .merge(requests::router())
         .merge(groups::router())
+        .merge(batteries::router())
         .merge(meter::router())
         .merge(cockpit::router())
         .merge(settlement::router())

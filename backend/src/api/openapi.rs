@@ -93,6 +93,7 @@ impl Modify for CommonResponses {
         super::groups::list, super::groups::get_one, super::groups::put_group,
         super::groups::set_capacity, super::groups::add_capacity_change,
         super::groups::put_forecast, super::groups::put_topology,
+        super::batteries::put_state, super::batteries::setpoints,
         super::meter::post_batch,
         super::cockpit::list, super::cockpit::group, super::cockpit::settlements,
         super::wallet::challenge, super::wallet::verify, super::wallet::wallet,

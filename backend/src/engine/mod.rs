@@ -18,6 +18,7 @@
 //! with [`replica_id`].
 
 pub mod admission;
+pub mod battery;
 pub mod closed_loop;
 pub mod error;
 pub mod plan;

@@ -42,6 +42,7 @@
 //! load, and no PV); the price is the last price-table entry at or before the step (else the
 //! flat tariff).
 
+use super::battery;
 use super::setpoints::{self, Standing};
 use crate::config::EngineConfig;
 use crate::domain::step_start;
@@ -458,9 +459,20 @@ pub async fn snapshot(
                 .map_or(cfg.flat_tariff_micro_eur_per_kwh, |(_, p)| *p)
         })
         .collect();
+    // Each battery from its measured state where its controller posted one
+    // (`engine::battery`); the query only runs for a group that has a battery.
+    let battery_states = if g.batteries.is_empty() {
+        Default::default()
+    } else {
+        groups::battery_states(conn, g.id).await?
+    };
     let battery = (!g.batteries.is_empty()).then(|| Battery {
         capacity_wh: g.batteries.iter().map(|b| b.capacity_wh).sum(),
-        energy_wh: g.batteries.iter().map(|b| b.energy_wh).sum(),
+        energy_wh: g
+            .batteries
+            .iter()
+            .map(|b| battery::energy_at_step_start(b, battery_states.get(&b.id), t0))
+            .sum(),
         max_charge_w: g.batteries.iter().map(|b| b.max_charge_w).sum(),
         max_discharge_w: g.batteries.iter().map(|b| b.max_discharge_w).sum(),
         efficiency_permille: g

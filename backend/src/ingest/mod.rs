@@ -4,6 +4,7 @@
 //! the same transaction (see [`crate::store::outbox`]).
 
 pub mod assets;
+pub mod batteries;
 pub mod meter;
 pub mod ocpi;
 pub mod prices;

@@ -677,7 +677,8 @@ async fn write_group(
     )?;
     // Group ids are global (they are the chain's too), so an id another party uses is a
     // conflict, not a group to take over.
-    if let Some(existing) = groups::get(conn, record.id).await?
+    let existing = groups::get(conn, record.id).await?;
+    if let Some(existing) = &existing
         && !actor.may_use(&existing.record.country_code, &existing.record.party_id)
     {
         return Err(IngestError::Conflict(format!(
@@ -686,6 +687,15 @@ async fn write_group(
         )));
     }
     let old_members = groups::members(conn, record.id).await?;
+    // A battery's measured state stays while the topology restates the same battery; one the
+    // topology changes (a new energy, a new size) or removes starts from the topology again.
+    if let Some(existing) = &existing {
+        for old in &existing.record.batteries {
+            if !record.batteries.contains(old) {
+                groups::clear_battery_state(conn, record.id, &old.id).await?;
+            }
+        }
+    }
     groups::upsert(conn, record, now).await?;
     groups::set_members(
         conn,

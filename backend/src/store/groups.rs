@@ -1,6 +1,6 @@
 //! Site topology. Owns `charging_groups` (with each group's [`Electrical`] model),
-//! `group_members`, `group_capacity_changes` and `group_series` (per-step PV and other-load
-//! forecasts).
+//! `group_members`, `group_capacity_changes`, `group_series` (per-step PV and other-load
+//! forecasts) and `battery_states` (each stationary battery's last measured state).
 
 use super::{Conn, StoreResult, from_json, to_json};
 use serde::{Deserialize, Serialize};
@@ -469,6 +469,84 @@ pub async fn series(
 pub async fn clear_capacity_changes(conn: &mut Conn, id: i64) -> StoreResult<()> {
     sqlx::query("DELETE FROM group_capacity_changes WHERE group_id = $1")
         .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A stationary battery's last measured state, as its controller posted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatteryState {
+    /// Energy stored (Wh).
+    pub energy_wh: i64,
+    /// Power at the battery's meter (W, + charging, − discharging).
+    pub power_w: i64,
+    /// When it was measured (Unix seconds).
+    pub measured_at: i64,
+}
+
+/// Stores battery `battery_id`'s state unless a newer one is stored; `false` when it was older
+/// than the stored one (kept).
+pub async fn set_battery_state(
+    conn: &mut Conn,
+    group_id: i64,
+    battery_id: &str,
+    state: &BatteryState,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "INSERT INTO battery_states (group_id, battery_id, energy_wh, power_w, measured_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (group_id, battery_id) DO UPDATE SET energy_wh = excluded.energy_wh,
+             power_w = excluded.power_w, measured_at = excluded.measured_at
+         WHERE battery_states.measured_at <= excluded.measured_at",
+    )
+    .bind(group_id)
+    .bind(battery_id)
+    .bind(state.energy_wh)
+    .bind(state.power_w)
+    .bind(state.measured_at)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// The measured state of each of a group's batteries that has one, by battery id.
+pub async fn battery_states(
+    conn: &mut Conn,
+    group_id: i64,
+) -> StoreResult<std::collections::BTreeMap<String, BatteryState>> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT battery_id, energy_wh, power_w, measured_at FROM battery_states
+         WHERE group_id = $1",
+    )
+    .bind(group_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, energy_wh, power_w, measured_at)| {
+            (
+                id,
+                BatteryState {
+                    energy_wh,
+                    power_w,
+                    measured_at,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Forgets battery `battery_id`'s measured state (a topology write gave its energy anew, or
+/// removed it).
+pub async fn clear_battery_state(
+    conn: &mut Conn,
+    group_id: i64,
+    battery_id: &str,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM battery_states WHERE group_id = $1 AND battery_id = $2")
+        .bind(group_id)
+        .bind(battery_id)
         .execute(conn)
         .await?;
     Ok(())

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit_revisions;
+mod batteries;
 mod chain;
 mod electrical;
 mod handshake;
