@@ -518,10 +518,11 @@ async fn the_day_survives_anvil_stopped_and_restarted_mid_day() {
 
 /// Issue 15's continuous-time day against the real binary: cars plug in and leave at their own
 /// seconds (mid-step), batteries taper above 80 % SoC, profiles take effect 5 s after they leave
-/// evflex, meter values every minute, on groups at 55 % of their charge points' ratings. From
-/// the simulator's 1-second load trace: no group over its capacity outside a car's reaction
-/// window, every accepted request met by departure, and every set-point evflex sent covered
-/// by a commitment `evflex verify` accepts.
+/// evflex, meter values every minute, on groups at 55 % of their charge points' ratings, and
+/// group 3's stationary battery run by its controller on evflex's plans. From the simulator's
+/// 1-second load trace (the battery's power in it): no group over its capacity outside a car's
+/// reaction window, every accepted request met by departure, and every set-point evflex sent,
+/// to a charge point or to the battery, covered by a commitment `evflex verify` accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuous_time_day_keeps_both_promises() {
     let chain = harness::anvil().await;
@@ -621,7 +622,7 @@ async fn a_continuous_time_day_keeps_both_promises() {
 
     // 3. Every set-point evflex sent came from a schedule committed on chain, and `evflex
     //    verify` accepts every revision of those timesteps.
-    let sent: Vec<(i64, i64, i64)> = sqlx::query_as(
+    let mut sent: Vec<(i64, i64, i64)> = sqlx::query_as(
         "SELECT DISTINCT group_id, timestep, revision FROM setpoints WHERE status <> 'unchanged'
          ORDER BY 1, 2, 3",
     )
@@ -632,6 +633,26 @@ async fn a_continuous_time_day_keeps_both_promises() {
         sent.iter().any(|s| s.2 > 0),
         "event re-plans sent set-points"
     );
+    //    The same for group 3's stationary battery: it ran on evflex's plans, read from the
+    //    battery routes, and each plan it followed is covered by a commitment too.
+    let [battery] = &trace.batteries[..] else {
+        panic!("one battery: {:?}", trace.batteries.len())
+    };
+    assert!(
+        battery.charged_wh + battery.discharged_wh > 1_000.0,
+        "the plans ran the battery: {:?}",
+        battery.figures()
+    );
+    let battery_group = record.scenario.groups[battery.group].id;
+    assert!(!battery.followed.is_empty());
+    sent.extend(
+        battery
+            .followed
+            .iter()
+            .map(|(ts, rev)| (battery_group, *ts, *rev)),
+    );
+    sent.sort_unstable();
+    sent.dedup();
     let reader = harness::chain_reader(&rpc_url).await;
     let latest = reader.block_number().await.unwrap();
     let commits = reader.status_commits(0, latest, None).await.unwrap();

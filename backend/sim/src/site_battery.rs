@@ -80,6 +80,8 @@ pub struct BatteryRun {
     /// Energy in it at the end, on the usable window's scale (Wh; the margin may take it a
     /// little outside).
     pub end_wh: f64,
+    /// The schedules whose periods it followed, as (timestep, revision), in order.
+    pub followed: Vec<(i64, i64)>,
 }
 
 impl BatteryRun {
@@ -134,6 +136,7 @@ impl Controller {
                         charged_wh: 0.0,
                         discharged_wh: 0.0,
                         end_wh: 0.0,
+                        followed: Vec::new(),
                     },
                     seen: None,
                     pending: Vec::new(),
@@ -177,6 +180,9 @@ impl Controller {
             return;
         }
         self.seen = hash;
+        if let (Some(ts), Some(rev)) = (body["timestep"].as_i64(), body["revision"].as_i64()) {
+            self.run.followed.push((ts, rev));
+        }
         let periods = body["periods"]
             .as_array()
             .map(|ps| ps.iter().filter_map(period).collect())
