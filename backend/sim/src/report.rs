@@ -839,6 +839,32 @@ impl fmt::Display for Summary {
                 per(self.uncontrolled_cost_eur, self.uncontrolled_delivered_wh)
             ),
         )?;
+        // The saving per kWh, since the two serve different energy; and each connection's peak
+        // (what a demand charge bills), summed.
+        let (smart_per, unc_per) = (
+            per(self.cost_eur, self.delivered_wh),
+            per(self.uncontrolled_cost_eur, self.uncontrolled_delivered_wh),
+        );
+        let saved_per = unc_per - smart_per;
+        row(
+            f,
+            "saving against uncontrolled",
+            format!(
+                "{saved_per:.4} EUR/kWh ({:.1} %), {:.2} EUR on the {} served; group peaks {} against {}",
+                if unc_per > 0.0 {
+                    100.0 * saved_per / unc_per
+                } else {
+                    0.0
+                },
+                saved_per * self.delivered_wh / 1_000.0,
+                kwh(self.delivered_wh),
+                kw(self.groups.iter().fold(0.0, |w, g| w + g.peak_w.max(0.0))),
+                kw(self
+                    .groups
+                    .iter()
+                    .fold(0.0, |w, g| w + g.uncontrolled_peak_w.max(0.0))),
+            ),
+        )?;
         let (ticks, solved, failed, sent, sp_failed) = self.ticks;
         row(
             f,
@@ -957,6 +983,17 @@ mod tests {
         text.lines()
             .find(|l| l.trim_start().starts_with(key))
             .unwrap_or_else(|| panic!("no line {key:?} in\n{text}"))
+    }
+
+    #[test]
+    fn the_saving_is_per_kwh_since_the_policies_serve_different_energy() {
+        let text = summary(None).to_string();
+        // 1.50 EUR for 19.5 kWh against 2.00 EUR for 20.0 kWh.
+        assert_eq!(
+            line(&text, "saving against uncontrolled").trim_start(),
+            "saving against uncontrolled              0.0231 EUR/kWh (23.1 %), 0.45 EUR on the \
+             19.5 kWh served; group peaks 0.0 kW against 0.0 kW"
+        );
     }
 
     #[test]
