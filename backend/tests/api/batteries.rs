@@ -2,7 +2,7 @@
 //! plan starts from it, and the controller reads the power the plan gives its battery. Both
 //! routes are the owning CPO's alone.
 
-use crate::helpers::{Backend, T0, TestApp, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{Backend, MockCpo, T0, TestApp, spawn_app_on, spawn_cpo};
 use evflex::domain::format_rfc3339;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,6 +19,19 @@ fn group(energy_wh: i64) -> Value {
             "max_charge_w": 20_000, "max_discharge_w": 20_000, "efficiency_permille": 900}]})
 }
 
+/// An app with a registered CPO (kept alive with it) and its group 1 holding 30 kWh.
+async fn app_with_battery() -> (TestApp, MockCpo) {
+    let mut app = spawn_app_on(Backend::Postgres).await;
+    let cpo = spawn_cpo().await;
+    app.register_cpo(&cpo).await;
+    app.put_site("LOC-A", &["E1"]).await;
+    let (status, body) = app
+        .cpo(Method::PUT, "/api/v1/groups/1", Some(&group(30_000)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (app, cpo)
+}
+
 /// The battery's energy in the inputs of the group's latest schedule (Wh).
 async fn planned_from(app: &TestApp) -> i64 {
     let mut conn = app.state.db.conn().await.unwrap();
@@ -33,14 +46,7 @@ async fn planned_from(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power() {
-    let mut app = spawn_app_on(Backend::Postgres).await;
-    let cpo = spawn_cpo().await;
-    app.register_cpo(&cpo).await;
-    app.put_site("LOC-A", &["E1"]).await;
-    let (status, body) = app
-        .cpo(Method::PUT, "/api/v1/groups/1", Some(&group(30_000)))
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let (app, _cpo) = app_with_battery().await;
 
     // Before any plan: no periods, the battery idles.
     let (status, body) = app.cpo(Method::GET, SETPOINTS, None).await;
@@ -175,20 +181,8 @@ async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power
 
 #[tokio::test]
 async fn another_cpo_can_neither_read_nor_set_a_battery() {
-    let mut app = spawn_app_on(Backend::Postgres).await;
-    let cpo_a = spawn_cpo().await;
-    app.register_cpo(&cpo_a).await;
-    app.put_site("LOC-A", &["E1"]).await;
-    let (status, _) = app
-        .cpo(Method::PUT, "/api/v1/groups/1", Some(&group(30_000)))
-        .await;
-    assert_eq!(status, 200);
-    let cpo_b = spawn_cpo().await;
-    let (status, body) = app
-        .register_party(&cpo_b, "token-a-b", "token-b-b", &[("DE", "BBB")])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let b = token_header(body["data"]["token"].as_str().unwrap());
+    let (app, _cpo_a) = app_with_battery().await;
+    let (_cpo_b, b) = app.second_cpo().await;
 
     let (status, body) = app.send(Method::GET, SETPOINTS, Some(&b), None).await;
     assert_eq!(status, 404, "{body}");

@@ -2,7 +2,7 @@
 //! the topology API (validation, warnings, round trip, tenancy), the plan it feeds (per-phase
 //! limits, the car phases learned from meter values) and the set-points in A sent to the CPO.
 
-use crate::helpers::{Backend, MockCpo, TestApp, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{Backend, MockCpo, TestApp, spawn_app_on, spawn_cpo};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -159,12 +159,7 @@ async fn the_tree_is_validated_stored_and_warned_about(backend: Backend) {
     assert_eq!(put_garage(&app, 16.0).await["warnings"], json!([]));
 
     // A second CPO neither sees the tree nor can put one under the first CPO's codes.
-    let other = spawn_cpo().await;
-    let (status, body) = app
-        .register_party(&other, "token-a-b", "token-b-b", &[("DE", "BBB")])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let other_token = token_header(body["data"]["token"].as_str().unwrap());
+    let (_other, other_token) = app.second_cpo().await;
     let (status, _) = app
         .send(Method::GET, "/api/v1/groups/1", Some(&other_token), None)
         .await;

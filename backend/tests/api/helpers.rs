@@ -347,6 +347,18 @@ impl TestApp {
         .await
     }
 
+    /// A second CPO, DE*BBB, registered with its own tokens A and B; returns it (keep it alive
+    /// while evflex may call it) and its `Authorization` header (token C).
+    pub async fn second_cpo(&self) -> (MockCpo, String) {
+        let cpo = spawn_cpo().await;
+        let (status, body) = self
+            .register_party(&cpo, "token-a-b", "token-b-b", &[("DE", "BBB")])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let auth = token_header(body["data"]["token"].as_str().unwrap());
+        (cpo, auth)
+    }
+
     /// Registers a user; returns (id, bearer token, the token uid evflex issued).
     pub async fn new_user(&self, name: &str, opted_in: bool) -> (i64, String, String) {
         let (status, body) = self

@@ -3,7 +3,7 @@
 //! the payment token's is refused with its reason and never settled.
 
 use crate::chain::{cdr, chain_app, writer};
-use crate::helpers::{Backend, TestApp, spawn_app_on, spawn_cpo, token_header};
+use crate::helpers::{Backend, TestApp, spawn_app_on, spawn_cpo};
 use evflex_chain::LocalChain;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -139,12 +139,7 @@ async fn tariffs_of_another_party_are_404_and_unchanged() {
     let t = tariff("T-035", "EUR");
     let (status, _) = app.cpo(Method::PUT, PATH, Some(&t)).await;
     assert_eq!(status, 201);
-    let cpo_b = spawn_cpo().await;
-    let (status, body) = app
-        .register_party(&cpo_b, "token-a-b", "token-b-b", &[("DE", "BBB")])
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let b = token_header(body["data"]["token"].as_str().unwrap());
+    let (_cpo_b, b) = app.second_cpo().await;
     let mut theirs = tariff("T-035", "EUR");
     theirs["elements"][0]["price_components"][0]["price"] = json!(9.99);
     for (method, body) in [
