@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { browser, call, meter, screenshot, site, until } from './helpers.mjs';
+import { TOPOLOGY, browser, call, meter, screenshot, site, until } from './helpers.mjs';
 
 let s;
 let ctx;
@@ -26,6 +26,12 @@ before(async () => {
     const r = await call(s.base, 'POST', '/api/v1/requests', { session_id: session, energy_kwh: kwh, departure }, `Bearer ${s.users[name].token}`);
     assert.equal(r.decision, 'accepted');
   }
+  // A stationary battery behind the connection, and the state its controller measured.
+  await call(s.base, 'PUT', '/api/v1/groups/1', {
+    ...TOPOLOGY.groups[0],
+    batteries: [{ id: 'store', capacity_wh: 30_000, energy_wh: 15_000, max_charge_w: 10_000, max_discharge_w: 10_000, efficiency_permille: 900 }],
+  }, s.auth);
+  await call(s.base, 'PUT', '/api/v1/groups/1/batteries/store/state', { energy_wh: 12_000, power_w: -3_000 }, s.auth);
   await s.restart(); // the start-up tick plans the group
   ctx = await browser({ width: 1440, height: 1000 });
   page = await ctx.newPage();
@@ -60,6 +66,13 @@ test('the cockpit shows every charge point with its power against its rating', a
   // yet (the start-up tick sends it; the page refetches on its event).
   const profile = page.locator('li.cp[data-evse="EVSE-1"] [data-field="profile"]');
   await until(async () => /^Profile .+: sent, awaiting the result, /.test((await profile.textContent({ timeout: 1000 }).catch(() => '')) ?? ''), 10_000, 'the profile sent');
+});
+
+test('the battery shows what it holds and what the plan gives it now', async () => {
+  const battery = page.locator('[data-field="battery"][data-battery="store"]');
+  await battery.waitFor();
+  assert.match(await battery.textContent(), /^Battery 12[.,]0 kWh of 30[.,]0 kWh(, charging at [\d.,]+ kW|, giving [\d.,]+ kW|, idle)$/);
+  assert.match(await battery.getAttribute('title'), /^Stationary battery store: measured /);
 });
 
 test('the planned load stays under the capacity line, and the heatmap has every vehicle', async () => {

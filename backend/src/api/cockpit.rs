@@ -104,6 +104,27 @@ pub struct ScheduleView {
     /// Planned grid import per step (W).
     #[schema(value_type = Option<Vec<i64>>)]
     pub grid_import_w: serde_json::Value,
+    /// Planned power of the group's stationary batteries per step (W, + charging; zeros
+    /// without one).
+    #[schema(value_type = Option<Vec<i64>>)]
+    pub battery_w: serde_json::Value,
+}
+
+/// A stationary battery in the cockpit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatteryView {
+    /// Battery id within the group.
+    pub id: String,
+    /// Usable capacity (Wh).
+    pub capacity_wh: i64,
+    /// Energy stored (Wh): the last state its controller posted, or the topology's.
+    pub energy_wh: i64,
+    /// Power at its meter in that state (W, + charging); absent before its first state.
+    pub power_w: Option<i64>,
+    /// When that state was measured (RFC 3339).
+    pub measured_at: Option<String>,
+    /// The power the plan in force gives it now (W, + charging; `engine::battery::share_w`).
+    pub planned_w: Option<i64>,
 }
 
 /// One group in the cockpit.
@@ -130,6 +151,8 @@ pub struct CockpitGroup {
     pub load_history: Vec<LoadPoint>,
     /// The latest schedule.
     pub schedule: Option<ScheduleView>,
+    /// Stationary batteries behind the connection.
+    pub batteries: Vec<BatteryView>,
 }
 
 async fn build(
@@ -210,6 +233,7 @@ async fn build(
         None => serde_json::Value::Null,
     };
     let arrival_reserve_w = latest.as_ref().map_or(0, |s| s.reserve_w);
+    let batteries = battery_views(&mut conn, &g, latest.as_ref(), state.clock.now()).await?;
     let schedule = latest.map(|s| {
         let field = |v: &serde_json::Value, k: &str| v.get(k).cloned().unwrap_or_default();
         ScheduleView {
@@ -225,6 +249,7 @@ async fn build(
             capacity_w: field(&s.inputs, "capacity_w"),
             pv_w: field(&s.inputs, "pv_w"),
             grid_import_w: field(&s.schedule, "grid_import_w"),
+            battery_w: field(&s.schedule, "battery_w"),
         }
     });
     Ok(CockpitGroup {
@@ -238,7 +263,42 @@ async fn build(
         charge_points,
         load_history,
         schedule,
+        batteries,
     })
+}
+
+/// The group's batteries: each one's last measured state and the power the latest plan gives
+/// it in the step holding `now`.
+async fn battery_views(
+    conn: &mut crate::store::Conn,
+    g: &crate::store::groups::GroupRecord,
+    latest: Option<&schedules::ScheduleRecord>,
+    now: i64,
+) -> Result<Vec<BatteryView>, ApiError> {
+    if g.batteries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let states = crate::store::groups::battery_states(conn, g.id).await?;
+    let planned_now = latest.and_then(|s| {
+        let step = (now - s.timestep * s.time_step_s).div_euclid(s.time_step_s.max(1));
+        s.schedule["battery_w"]
+            .get(usize::try_from(step).ok()?)?
+            .as_i64()
+    });
+    Ok(g.batteries
+        .iter()
+        .map(|b| {
+            let state = states.get(&b.id);
+            BatteryView {
+                id: b.id.clone(),
+                capacity_wh: b.capacity_wh,
+                energy_wh: state.map_or(b.energy_wh, |s| s.energy_wh),
+                power_w: state.map(|s| s.power_w),
+                measured_at: state.map(|s| format_rfc3339(s.measured_at)),
+                planned_w: planned_now.map(|w| crate::engine::battery::share_w(b, &g.batteries, w)),
+            }
+        })
+        .collect())
 }
 
 /// The cockpit summary of every group of the calling CPO (no history, latest schedule

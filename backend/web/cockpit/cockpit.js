@@ -238,13 +238,24 @@ function renderOverview() {
 }
 
 /**
+ * A stationary battery among a group's figures: what it holds, and what the plan gives it now.
+ * @param {any} b A `BatteryView`.
+ * @returns {string}
+ */
+function batteryFigure(b) {
+  const plan = b.planned_w == null ? '' : b.planned_w > 0 ? `, charging at ${kw(b.planned_w)}` : b.planned_w < 0 ? `, giving ${kw(-b.planned_w)}` : ', idle';
+  const seen = b.measured_at ? `measured ${dateTime(b.measured_at)}` : 'as the topology says (no state posted yet)';
+  return ` · <span data-field="battery" data-battery="${esc(b.id)}" title="Stationary battery ${esc(b.id)}: ${esc(seen)}; the power is the plan's for now">Battery <b>${esc(kwh(b.energy_wh / 1000))} of ${esc(kwh(b.capacity_wh / 1000))}</b>${esc(plan)}</span>`;
+}
+
+/**
  * Fills one group's card: figures, charge points, charts.
  * @param {HTMLElement} card
  * @param {any} g A `CockpitGroup`.
  */
 function renderGroup(card, g) {
   $('h2', card).textContent = g.name;
-  $('.figures', card).innerHTML = `Capacity <b>${esc(kw(g.capacity_w))}</b> · Live load <b data-field="load">${esc(kw(g.load_w))}</b>${g.pv_peak_w > 0 ? ` · PV peak <b>${esc(kw(g.pv_peak_w))}</b>` : ''}${g.arrival_reserve_w > 0 ? ` · <span data-field="reserve" title="Headroom every plan keeps for cars that plug in before their first profile lands${g.arrival_reserve_configured_w != null ? ' (set for this group)' : ' (from the arrival rate and the free charge points)'}">Arrival reserve <b>${esc(kw(g.arrival_reserve_w))}</b></span>` : ''}`;
+  $('.figures', card).innerHTML = `Capacity <b>${esc(kw(g.capacity_w))}</b> · Live load <b data-field="load">${esc(kw(g.load_w))}</b>${g.pv_peak_w > 0 ? ` · PV peak <b>${esc(kw(g.pv_peak_w))}</b>` : ''}${g.arrival_reserve_w > 0 ? ` · <span data-field="reserve" title="Headroom every plan keeps for cars that plug in before their first profile lands${g.arrival_reserve_configured_w != null ? ' (set for this group)' : ' (from the arrival rate and the free charge points)'}">Arrival reserve <b>${esc(kw(g.arrival_reserve_w))}</b></span>` : ''}${(g.batteries ?? []).map(batteryFigure).join('')}`;
   const share = g.capacity_w > 0 ? (100 * g.load_w) / g.capacity_w : 0;
   $('.load-line', card).innerHTML = `<div class="figures"><span>Live load</span><span>${esc(kw(g.load_w))} of ${esc(kw(g.capacity_w))} (${Math.round(share)} %)</span></div>
     <div class="bar big ${share > 100 ? 'over' : ''}" role="meter" aria-label="${esc(g.name)} load against capacity" aria-valuemin="0" aria-valuemax="${g.capacity_w / 1000}" aria-valuenow="${g.load_w / 1000}" aria-valuetext="${esc(kw(g.load_w))} of ${esc(kw(g.capacity_w))}"><span style="width:${Math.min(100, share)}%"></span></div>`;
