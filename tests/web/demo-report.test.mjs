@@ -51,6 +51,8 @@ test('the report holds the simulated window of every group and plugged vehicle',
   const perVehicle = data.vehicles.reduce((s, v) => s + v.power_w.reduce((a, b) => a + b, 0), 0);
   assert.ok(Math.abs(measured - perVehicle) < 1e-6 * Math.max(1, measured), 'groups sum their vehicles');
   assert.deepEqual(data.cost.map((b) => b.name), ['smart', 'uncontrolled']);
+  // The last group's stationary battery, drawn apart from the EV load.
+  assert.deepEqual(data.groups.map((g) => g.battery_w?.length), [undefined, 12]);
 });
 
 test('the page draws every chart, and a heatmap cell names its session, time and power', async () => {

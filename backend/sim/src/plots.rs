@@ -49,6 +49,9 @@ pub struct GroupSeries {
     pub uncontrolled_w: Vec<f64>,
     /// EV load measured at the simulated charge points.
     pub measured_w: Vec<f64>,
+    /// The group's stationary battery under smart (+ charging), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub battery_w: Option<Vec<f64>>,
 }
 
 /// A vehicle's measured power per step of the window (W).
@@ -87,12 +90,26 @@ impl ReportData {
                 .groups
                 .iter()
                 .enumerate()
-                .map(|(g, group)| GroupSeries {
-                    id: group.id,
-                    capacity_w: window.clone().map(|k| group.capacity_at(k)).collect(),
-                    pv_w: group.pv_w[window.clone()].to_vec(),
-                    uncontrolled_w: cut(&cf[g]),
-                    measured_w: cut(&rec.group_load_w[g]),
+                .map(|(g, group)| {
+                    // The group's load holds its battery's power; the chart draws it apart.
+                    let battery = rec
+                        .trace
+                        .iter()
+                        .flat_map(|t| &t.batteries)
+                        .find(|b| b.group == g)
+                        .map(|b| cut(&b.power_w));
+                    let mut measured_w = cut(&rec.group_load_w[g]);
+                    for (w, b) in measured_w.iter_mut().zip(battery.iter().flatten()) {
+                        *w -= b;
+                    }
+                    GroupSeries {
+                        id: group.id,
+                        capacity_w: window.clone().map(|k| group.capacity_at(k)).collect(),
+                        pv_w: group.pv_w[window.clone()].to_vec(),
+                        uncontrolled_w: cut(&cf[g]),
+                        measured_w,
+                        battery_w: battery,
+                    }
                 })
                 .collect(),
             vehicles: rec

@@ -27,6 +27,7 @@ for (const g of report.groups) {
         line('PV (kW)', kw(g.pv_w), colors.pv, [2, 2]),
         line('uncontrolled (kW)', kw(g.uncontrolled_w), '#999999'),
         line('smart, measured (kW)', kw(g.measured_w), colors.planned),
+        ...(g.battery_w ? [line('battery, smart (kW, + charging)', kw(g.battery_w), colors.actual, [4, 2])] : []),
       ],
     },
     options: {
