@@ -227,6 +227,7 @@ mod tests {
                 pv_w: vec![0, 500],
                 uncontrolled_w: vec![11_000.0, 0.0],
                 measured_w: vec![5_500.0, 5_500.0],
+                battery_w: None,
             }],
             vehicles: vec![VehicleRow {
                 session_id: session_id.into(),
