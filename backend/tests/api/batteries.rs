@@ -20,8 +20,8 @@ fn group(energy_wh: i64) -> Value {
 }
 
 /// An app with a registered CPO (kept alive with it) and its group 1 holding 30 kWh.
-async fn app_with_battery() -> (TestApp, MockCpo) {
-    let mut app = spawn_app_on(Backend::Postgres).await;
+async fn app_with_battery(backend: Backend) -> (TestApp, MockCpo) {
+    let mut app = spawn_app_on(backend).await;
     let cpo = spawn_cpo().await;
     app.register_cpo(&cpo).await;
     app.put_site("LOC-A", &["E1"]).await;
@@ -45,8 +45,18 @@ async fn planned_from(app: &TestApp) -> i64 {
 }
 
 #[tokio::test]
-async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power() {
-    let (app, _cpo) = app_with_battery().await;
+async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power_postgres() {
+    the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power(Backend::Postgres)
+        .await;
+}
+
+#[tokio::test]
+async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power_sqlite() {
+    the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power(Backend::Sqlite).await;
+}
+
+async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power(backend: Backend) {
+    let (app, _cpo) = app_with_battery(backend).await;
 
     // Before any plan: no periods, the battery idles.
     let (status, body) = app.cpo(Method::GET, SETPOINTS, None).await;
@@ -181,7 +191,7 @@ async fn the_plan_starts_from_the_measured_state_and_the_battery_reads_its_power
 
 #[tokio::test]
 async fn another_cpo_can_neither_read_nor_set_a_battery() {
-    let (app, _cpo_a) = app_with_battery().await;
+    let (app, _cpo_a) = app_with_battery(Backend::Postgres).await;
     let (_cpo_b, b) = app.second_cpo().await;
 
     let (status, body) = app.send(Method::GET, SETPOINTS, Some(&b), None).await;
