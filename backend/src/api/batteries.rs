@@ -114,20 +114,13 @@ async fn setpoints(
         schedule_hash: None,
         periods: Vec::new(),
     };
-    let Some(schedule) = schedules::latest_before(&mut conn, id, now_step + 1).await? else {
+    let Some(schedule) = schedules::latest_battery_plan(&mut conn, id, now_step + 1).await? else {
         return Ok(Json(out));
     };
-    let planned: Vec<i64> = schedule
-        .schedule
-        .get("battery_w")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| ApiError::Internal(format!("stored schedule's battery_w: {e}")))?
-        .unwrap_or_default();
     let step_s = schedule.time_step_s;
     let t0 = step_start(schedule.timestep as u64, TIME_STEP_S);
-    out.periods = planned
+    out.periods = schedule
+        .battery_w
         .iter()
         .enumerate()
         .map(|(t, w)| (t0 + t as i64 * step_s, *w))

@@ -196,6 +196,56 @@ pub async fn latest_before(
     row.map(ScheduleRecord::try_from).transpose()
 }
 
+/// The stored battery plan of a group's latest schedule: what a battery controller reads,
+/// without the inputs and members that [`latest_before`] also decodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatteryPlan {
+    /// Absolute timestep of step 0.
+    pub timestep: i64,
+    /// Revision within the timestep.
+    pub revision: i64,
+    /// Step length (s).
+    pub time_step_s: i64,
+    /// keccak-256 of the schedule, `0x`-hex.
+    pub schedule_hash: String,
+    /// The schedule's battery power per step (W, + charging).
+    pub battery_w: Vec<i64>,
+}
+
+/// The battery plan of the group's latest schedule before `before_timestep`.
+pub async fn latest_battery_plan(
+    conn: &mut Conn,
+    group_id: i64,
+    before_timestep: i64,
+) -> StoreResult<Option<BatteryPlan>> {
+    let row: Option<(i64, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT timestep, revision, time_step_s, schedule_hash, schedule FROM schedules
+         WHERE group_id = $1 AND timestep < $2 ORDER BY timestep DESC, revision DESC LIMIT 1",
+    )
+    .bind(group_id)
+    .bind(before_timestep)
+    .fetch_optional(conn)
+    .await?;
+    row.map(
+        |(timestep, revision, time_step_s, schedule_hash, schedule)| {
+            #[derive(serde::Deserialize)]
+            struct OnlyBattery {
+                #[serde(default)]
+                battery_w: Vec<i64>,
+            }
+            let only: OnlyBattery = super::from_json(&schedule, "schedules.schedule")?;
+            Ok(BatteryPlan {
+                timestep,
+                revision,
+                time_step_s,
+                schedule_hash,
+                battery_w: only.battery_w,
+            })
+        },
+    )
+    .transpose()
+}
+
 /// One point of a group's load history.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct LoadPoint {
